@@ -1,0 +1,35 @@
+"""Config files: YAML or JSON, read into plain dicts; errors name the file and what to fix."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the problem."""
+
+
+def load_config(path: str | None) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``) or JSON config file; ``None`` gives ``{}``."""
+    if path is None:
+        return {}
+    if not os.path.exists(path):
+        raise ConfigError(f"{path}: config file not found")
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    try:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # yaml and json raise different types; both are user errors here
+        raise ConfigError(f"{path}: cannot parse: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data

@@ -1,0 +1,287 @@
+"""Records: the one data contract (DESIGN section 2).
+
+A record is one JSON object (a JSONL line or a Parquet row). Loading never stops at
+the first bad line: every good record is returned, every bad one becomes a
+``RecordError`` that names the file, the line, the field, what is wrong and how to
+fix it. Unknown fields are kept and written back unchanged, so users' own columns
+(``label``, ``meta``...) survive a round trip through ``datarl score``.
+
+Task-specific checks of ``tests`` (code) and ``instruction_id_list``/``kwargs``
+(ifeval) are delegated to the verifier that understands them, so the record layer and
+the scorer can never disagree about what is valid.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+TASKS = ("math", "code", "ifeval", "general")
+CHAT_ROLES = ("system", "user", "assistant", "tool")
+# Fields the records layer itself understands; anything else is carried through.
+KNOWN_FIELDS = (
+    "id", "task", "domain", "prompt", "ground_truth", "tests",
+    "instruction_id_list", "kwargs", "reference", "response",
+)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One validated record.
+
+    ``raw`` is the object as read (original key order, user fields included); the
+    typed attributes are the normalised view every other layer uses.
+    """
+
+    id: str
+    task: str
+    domain: str
+    prompt: str | list[dict[str, str]]
+    source: str  # "file:line", where the record came from
+    line: int
+    ground_truth: str | None = None
+    tests: dict[str, Any] | None = None
+    instruction_id_list: list[str] | None = None
+    kwargs: list[dict[str, Any]] | None = None
+    reference: str | None = None
+    response: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalised record as a plain dict (what reward functions receive)."""
+        out = dict(self.raw)
+        for name in KNOWN_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """A bad input line: ``file:line: field: message``."""
+
+    path: str
+    line: int
+    field: str
+    message: str
+    text: str = ""  # the offending line (truncated), for the errors side file
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.field}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.path, "line": self.line, "field": self.field,
+                "error": self.message, "text": self.text}
+
+
+@dataclass
+class LoadResult:
+    records: list[Record]
+    errors: list[RecordError]
+    total_lines: int
+
+
+# --- reading --------------------------------------------------------------------
+
+def iter_raw(path: str) -> Iterator[tuple[int, Any, str]]:
+    """Yield ``(line_number, parsed_object_or_exception, line_text)`` for JSONL or Parquet.
+
+    Blank JSONL lines are skipped (they are not records). A line that is not valid
+    JSON yields the ``ValueError`` in place of the object.
+    """
+    if path.endswith(".parquet"):
+        yield from _iter_parquet(path)
+        return
+    with open(path, "rb") as fh:
+        for number, raw_line in enumerate(fh, start=1):
+            text = raw_line.decode("utf-8", errors="replace")
+            if not text.strip():
+                continue
+            try:
+                yield number, json.loads(text), text
+            except ValueError as exc:
+                yield number, exc, text
+
+
+def _iter_parquet(path: str) -> Iterator[tuple[int, Any, str]]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    for number, row in enumerate(table.to_pylist(), start=1):
+        yield number, row, ""
+
+
+def load_records(
+    path: str,
+    *,
+    extra_check: Callable[[Record], tuple[str, str] | None] | None = None,
+) -> LoadResult:
+    """Load and validate every record of ``path``.
+
+    ``extra_check`` lets a caller add a check (e.g. "the router has a source for this
+    task"); it returns ``(field, message)`` for a bad record or None.
+    Raises ``FileNotFoundError``/``OSError`` only for an unreadable file.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    name = os.path.basename(path)
+    records: list[Record] = []
+    errors: list[RecordError] = []
+    total = 0
+    for number, obj, text in iter_raw(path):
+        total += 1
+        snippet = text[:500]
+        if isinstance(obj, ValueError):
+            errors.append(RecordError(path, number, "(line)",
+                                      f"not valid JSON ({obj}); each line must be one complete JSON object",
+                                      snippet))
+            continue
+        result = parse_record(obj, path=path, line=number, default_id=f"{name}:{number}")
+        if isinstance(result, RecordError):
+            errors.append(RecordError(result.path, result.line, result.field, result.message, snippet))
+            continue
+        if extra_check is not None:
+            problem = extra_check(result)
+            if problem is not None:
+                errors.append(RecordError(path, number, problem[0], problem[1], snippet))
+                continue
+        records.append(result)
+    return LoadResult(records, errors, total)
+
+
+# --- validation -----------------------------------------------------------------
+
+def parse_record(obj: Any, *, path: str, line: int, default_id: str) -> Record | RecordError:
+    """Validate one parsed JSON object and build a ``Record``; never raises."""
+
+    def bad(field_name: str, message: str) -> RecordError:
+        return RecordError(path, line, field_name, message)
+
+    if not isinstance(obj, dict):
+        return bad("(line)", f"expected a JSON object, got {type(obj).__name__}")
+    task = obj.get("task")
+    if task is None:
+        return bad("task", f"missing; set it to one of {', '.join(TASKS)}")
+    if task not in TASKS:
+        hint = difflib.get_close_matches(str(task), TASKS, n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        return bad("task", f"unknown task {task!r}{suggestion}; use one of {', '.join(TASKS)}")
+
+    rid = obj.get("id", default_id)
+    if isinstance(rid, (int, float)) and not isinstance(rid, bool):
+        rid = str(rid)
+    if not isinstance(rid, str) or not rid:
+        return bad("id", "must be a non-empty string (or leave it out to use file:line)")
+    domain = obj.get("domain", task)
+    if not isinstance(domain, str) or not domain:
+        return bad("domain", "must be a non-empty string (or leave it out to use the task)")
+
+    problem = _check_prompt(obj.get("prompt"))
+    if problem:
+        return bad("prompt", problem)
+    for name in ("reference", "response"):
+        if obj.get(name) is not None and not isinstance(obj[name], str):
+            return bad(name, f"must be a string, got {type(obj[name]).__name__}")
+
+    fields: dict[str, Any] = {}
+    checker = _TASK_CHECKS[task]
+    problem_field = checker(obj, fields)
+    if problem_field:
+        return bad(*problem_field)
+
+    return Record(
+        id=rid, task=task, domain=domain, prompt=obj["prompt"],
+        source=f"{path}:{line}", line=line,
+        reference=obj.get("reference"), response=obj.get("response"),
+        raw=obj, **fields,
+    )
+
+
+def _check_prompt(prompt: Any) -> str | None:
+    if prompt is None:
+        return "missing; give the input as a string or a list of {role, content} messages"
+    if isinstance(prompt, str):
+        return None if prompt.strip() else "is empty"
+    if isinstance(prompt, list) and prompt:
+        for i, msg in enumerate(prompt):
+            if not isinstance(msg, dict) or not isinstance(msg.get("content"), str):
+                return f"message {i} must be an object with a string 'content'"
+            if msg.get("role") not in CHAT_ROLES:
+                return f"message {i} has role {msg.get('role')!r}; use one of {', '.join(CHAT_ROLES)}"
+        return None
+    return f"must be a string or a non-empty list of chat messages, got {type(prompt).__name__}"
+
+
+def _check_math(obj: Mapping[str, Any], fields: dict[str, Any]) -> tuple[str, str] | None:
+    gt = obj.get("ground_truth")
+    if gt is None:
+        return ("ground_truth", "missing; math records need the final answer, e.g. \"18\" or \"\\\\frac{1}{2}\"")
+    if isinstance(gt, bool) or not isinstance(gt, (str, int, float)):
+        return ("ground_truth", f"must be a string (the final answer), got {type(gt).__name__}")
+    gt = gt if isinstance(gt, str) else repr(gt) if isinstance(gt, float) else str(gt)
+    if not gt.strip():
+        return ("ground_truth", "is empty; give the final answer")
+    fields["ground_truth"] = gt
+    return None
+
+
+def _check_code(obj: Mapping[str, Any], fields: dict[str, Any]) -> tuple[str, str] | None:
+    tests = obj.get("tests")
+    if tests is None:
+        return ("tests", "missing; code records need {\"type\": \"assert\", \"code\": ...} "
+                         "or {\"type\": \"stdio\", \"cases\": [{\"input\", \"output\"}]}")
+    problems = _validate_code_tests(tests)
+    if problems:
+        return ("tests", "; ".join(problems))
+    fields["tests"] = tests
+    return None
+
+
+def _check_ifeval(obj: Mapping[str, Any], fields: dict[str, Any]) -> tuple[str, str] | None:
+    ids = obj.get("instruction_id_list")
+    kwargs = obj.get("kwargs")
+    if ids is None:
+        return ("instruction_id_list", "missing; list IFEval instruction ids, e.g. [\"punctuation:no_comma\"]")
+    if kwargs is None:
+        kwargs = [{} for _ in ids] if isinstance(ids, list) else None
+    from datarl.rewards.ifeval import validate_instructions
+
+    problems = validate_instructions(ids, kwargs)
+    if problems:
+        field_name = "kwargs" if any(p.startswith("kwargs") for p in problems) else "instruction_id_list"
+        return (field_name, "; ".join(problems))
+    fields["instruction_id_list"] = list(ids)
+    fields["kwargs"] = list(kwargs)
+    return None
+
+
+def _check_general(obj: Mapping[str, Any], fields: dict[str, Any]) -> tuple[str, str] | None:
+    return None
+
+
+def _validate_code_tests(tests: Any) -> list[str]:
+    try:
+        from datarl.rewards.code import validate_tests
+    except ImportError:  # the code verifier is optional in a minimal install
+        return [] if isinstance(tests, dict) else ["must be an object"]
+    return validate_tests(tests)
+
+
+_TASK_CHECKS: dict[str, Callable[[Mapping[str, Any], dict[str, Any]], tuple[str, str] | None]] = {
+    "math": _check_math,
+    "code": _check_code,
+    "ifeval": _check_ifeval,
+    "general": _check_general,
+}
+
+
+def format_errors(errors: Sequence[RecordError], limit: int = 20) -> str:
+    """Human-readable list of the first ``limit`` errors."""
+    lines = [str(e) for e in errors[:limit]]
+    if len(errors) > limit:
+        lines.append(f"... and {len(errors) - limit} more")
+    return "\n".join(lines)

@@ -1,0 +1,140 @@
+"""The router: the only place that knows which reward source scores which task.
+
+The table is declarative (task -> source name) and comes from config; each source
+has its own options. A task missing from the table is an error for that record, never
+a silent 0. Sources are imported lazily so that a worker pays only for what it uses.
+
+Config shape (YAML or JSON; every key optional)::
+
+    router:            # task -> source
+      math: rtv.math
+      ifeval: rtv.ifeval
+    sources:           # source -> keyword options passed to its scoring function
+      rtv.math: {rel_tol: null}
+      rtv.ifeval: {mode: strict}
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from datarl.rewards.base import RewardResult
+
+# source name -> (module, function, allowed option names)
+SOURCES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "rtv.math": ("datarl.rewards.math", "score_math", ("rel_tol",)),
+    "rtv.ifeval": ("datarl.rewards.ifeval", "score_ifeval", ("mode",)),
+    "rtv.code": ("datarl.rewards.code", "score_code", ("partial_credit", "config")),
+}
+
+# Sources whose issues have not landed are simply absent from the default table.
+DEFAULT_TABLE: dict[str, str] = {
+    "math": "rtv.math",
+    "ifeval": "rtv.ifeval",
+    "code": "rtv.code",
+}
+
+
+class RouterConfigError(ValueError):
+    """A router config that cannot work; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """Which source scores each task, and each source's options.
+
+    table: task -> source name (a key of ``SOURCES``).
+    options: source name -> keyword arguments for that source's scoring function.
+    """
+
+    table: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TABLE))
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for task, source in self.table.items():
+            if source not in SOURCES:
+                raise RouterConfigError(
+                    f"router: task {task!r} points at unknown source {source!r}; "
+                    f"available sources: {', '.join(sorted(SOURCES))}")
+        for source, opts in self.options.items():
+            if source not in SOURCES:
+                raise RouterConfigError(
+                    f"sources: unknown source {source!r}; available: {', '.join(sorted(SOURCES))}")
+            if not isinstance(opts, Mapping):
+                raise RouterConfigError(f"sources.{source}: options must be a mapping")
+            allowed = SOURCES[source][2]
+            for key in opts:
+                if key not in allowed:
+                    raise RouterConfigError(
+                        f"sources.{source}: unknown option {key!r}; allowed: {', '.join(allowed) or 'none'}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> "RouterConfig":
+        """Build from a config dict: the default table updated by ``router:``."""
+        data = data or {}
+        unknown = set(data) - {"router", "sources"}
+        if unknown:
+            raise RouterConfigError(f"unknown config section(s) {sorted(unknown)}; expected 'router' and 'sources'")
+        table = dict(DEFAULT_TABLE)
+        overrides = data.get("router") or {}
+        if not isinstance(overrides, Mapping):
+            raise RouterConfigError("router: must map task names to source names")
+        for task, source in overrides.items():
+            if source in (None, "none"):
+                table.pop(task, None)
+            else:
+                table[str(task)] = str(source)
+        options = data.get("sources") or {}
+        if not isinstance(options, Mapping):
+            raise RouterConfigError("sources: must map source names to option mappings")
+        return cls(table=table, options={k: dict(v or {}) for k, v in options.items()})
+
+    def source_for(self, task: str) -> str | None:
+        return self.table.get(task)
+
+    def missing_source_message(self, task: str) -> str:
+        return (f"no reward source is configured for task {task!r}; add one under 'router:' in the config "
+                f"(available sources: {', '.join(sorted(SOURCES))})")
+
+
+class Router:
+    """Scores a record with the source its task is routed to. Never raises on model output."""
+
+    def __init__(self, config: RouterConfig | None = None) -> None:
+        self.config = config or RouterConfig()
+        self._fns: dict[str, Callable[..., RewardResult]] = {}
+
+    def _fn(self, source: str) -> Callable[..., RewardResult]:
+        if source not in self._fns:
+            module, name, _ = SOURCES[source]
+            self._fns[source] = getattr(importlib.import_module(module), name)
+        return self._fns[source]
+
+    def warm_up(self) -> None:
+        """Import every routed source now (workers call this once, before the first item)."""
+        for source in set(self.config.table.values()):
+            try:
+                self._fn(source)
+            except ImportError:
+                pass  # reported per record by score()
+
+    def score(self, record: Mapping[str, Any], response: str) -> RewardResult:
+        task = str(record.get("task"))
+        source = self.config.source_for(task)
+        if source is None:
+            return RewardResult(0.0, "none", {"failure": "no_source", "error": self.config.missing_source_message(task)})
+        try:
+            fn = self._fn(source)
+        except ImportError as exc:
+            return RewardResult(0.0, source, {"failure": "source_unavailable",
+                                              "error": f"cannot import {source}: {exc}"})
+        opts = dict(self.config.options.get(source, {}))
+        try:
+            result = fn(record, response, **opts)
+        except Exception as exc:  # a source must not raise; if one does, report it, don't crash the run
+            return RewardResult(0.0, source, {"failure": "internal_error", "error": f"{type(exc).__name__}: {exc}"})
+        info = dict(result.info)
+        info.setdefault("routed_by", f"task={task} -> {source}")
+        return RewardResult(float(result.score), result.source, info)

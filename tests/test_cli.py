@@ -1,0 +1,99 @@
+"""The command line as a user runs it: exit codes, one-line errors, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATARL = [sys.executable, "-m", "datarl.cli"]
+
+
+def run(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*DATARL, *args], capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_help_lists_commands():
+    res = run("--help")
+    assert res.returncode == 0 and "score" in res.stdout and "validate" in res.stdout
+    res = run("score", "--help")
+    assert "--timeout" in res.stdout and "--strict" in res.stdout and "--workers" in res.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("score", "/nonexistent/in.jsonl", "-o", "/tmp/x.jsonl"), "no such file"),
+    (("validate", "/nonexistent/in.jsonl"), "no such file"),
+])
+def test_user_mistakes_give_one_line_errors_not_tracebacks(args, fragment):
+    res = run(*args)
+    assert res.returncode == 2
+    assert fragment in res.stderr and "Traceback" not in res.stderr
+
+
+def test_bad_config_is_reported_with_file(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("router:\n  math: rtv.maths\n")
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"task": "math", "prompt": "p", "ground_truth": "1", "response": "1"}) + "\n")
+    res = run("score", str(inp), "-o", str(tmp_path / "o.jsonl"), "--config", str(cfg))
+    assert res.returncode == 2 and "unknown source 'rtv.maths'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_validate_reports_bad_lines_and_exit_code(tmp_path):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"task": "math", "prompt": "p", "ground_truth": "1"}) + "\n"
+                   + json.dumps({"task": "math", "prompt": "p"}) + "\n")
+    res = run("validate", str(inp))
+    assert res.returncode == 1
+    assert f"{inp}:2: ground_truth: missing" in res.stderr
+    assert "2 lines, 1 valid" in res.stdout
+    assert run("validate", str(SHARED / "math_qwen_math_cot.jsonl")).returncode == 0
+
+
+def test_score_prints_summary(tmp_path):
+    out = tmp_path / "o.jsonl"
+    res = run("score", str(SHARED / "math_qwen_math_cot.jsonl"), "-o", str(out), "--workers", "2")
+    assert res.returncode == 0, res.stderr
+    assert "scored 400 of 400 lines" in res.stdout and "rtv.math" in res.stdout and "items/s" in res.stdout
+    assert len(out.read_text().splitlines()) == 400
+
+
+def _session_processes(sid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid:
+                pids.append(int(entry))
+    return pids
+
+
+def test_ctrl_c_leaves_no_output_no_temp_file_and_no_processes(tmp_path):
+    src = (SHARED / "math_gsm8k_solutions.jsonl").read_text()
+    inp = tmp_path / "big.jsonl"
+    inp.write_text(src * 8)  # ~21k items: long enough to interrupt mid-run
+    out = tmp_path / "o.jsonl"
+    proc = subprocess.Popen([*DATARL, "score", str(inp), "-o", str(out), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("o.jsonl.tmp-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl"]
+    time.sleep(0.3)
+    assert _session_processes(proc.pid) == []
