@@ -1,0 +1,57 @@
+"""The router: a declarative table, validated config, provenance on every reward."""
+
+from __future__ import annotations
+
+import pytest
+
+from datarl.rewards.router import DEFAULT_TABLE, Router, RouterConfig, RouterConfigError
+
+MATH = {"task": "math", "prompt": "2+2?", "ground_truth": "4"}
+
+
+def test_default_table_routes_math_to_rtv_math_and_records_why():
+    result = Router().score(MATH, "The answer is 4.")
+    assert (result.score, result.source) == (1.0, "rtv.math")
+    assert result.info["routed_by"] == "task=math -> rtv.math"
+
+
+def test_general_has_no_source_by_default_and_scoring_it_says_so():
+    assert "general" not in DEFAULT_TABLE
+    result = Router().score({"task": "general", "prompt": "p"}, "text")
+    assert result.info["failure"] == "no_source" and "router:" in result.info["error"]
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ({"router": {"math": "rtv.nope"}}, "unknown source 'rtv.nope'"),
+    ({"sources": {"rtv.math": {"tolerance": 1}}}, "unknown option 'tolerance'"),
+    ({"sources": {"bogus": {}}}, "unknown source 'bogus'"),
+    ({"routers": {}}, "unknown config section"),
+    ({"router": ["math"]}, "must map task names"),
+])
+def test_bad_config_is_refused_with_a_fix(data, fragment):
+    with pytest.raises(RouterConfigError, match=fragment):
+        RouterConfig.from_mapping(data)
+
+
+def test_source_options_reach_the_source():
+    loose = Router(RouterConfig.from_mapping({"sources": {"rtv.math": {"rel_tol": 1e-3}}}))
+    exact = Router()
+    gold = dict(MATH, ground_truth="3.14159")
+    assert loose.score(gold, "The answer is 3.1416").score == 1.0
+    assert exact.score(gold, "The answer is 3.1416").score == 0.0
+
+
+def test_a_task_can_be_removed_from_the_table():
+    cfg = RouterConfig.from_mapping({"router": {"math": None}})
+    assert cfg.source_for("math") is None and cfg.source_for("ifeval") == "rtv.ifeval"
+
+
+def test_a_source_that_raises_is_reported_not_propagated(monkeypatch):
+    router = Router()
+
+    def boom(record, response):
+        raise RuntimeError("bug in a source")
+
+    router._fns["rtv.math"] = boom
+    result = router.score(MATH, "4")
+    assert result.info["failure"] == "internal_error" and "bug in a source" in result.info["error"]
