@@ -97,3 +97,22 @@ def test_ctrl_c_leaves_no_output_no_temp_file_and_no_processes(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl"]
     time.sleep(0.3)
     assert _session_processes(proc.pid) == []
+
+
+def test_sandbox_check_passes_here():
+    res = run("sandbox-check")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "all checks passed" in res.stdout and "no network" in res.stdout
+
+
+def test_partial_credit_flag_reaches_the_code_verifier(tmp_path):
+    rec = {"task": "code", "prompt": "is_even", "response": "```python\ndef is_even(n):\n    return n == 2\n```",
+           "tests": {"type": "assert", "code": "assert is_even(2)\nassert is_even(4)"}}
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps(rec) + "\n")
+    for flags, expected in (([], 0.0), (["--partial-credit"], 0.5)):
+        out = tmp_path / "o.jsonl"
+        res = run("score", str(inp), "-o", str(out), "--workers", "1", *flags)
+        assert res.returncode == 0, res.stderr
+        got = json.loads(out.read_text())
+        assert got["reward"] == expected and got["reward_source"] == "rtv.code"

@@ -25,6 +25,13 @@ def _router_config(args: argparse.Namespace):  # -> RouterConfig
     data = load_config(args.config)
     reward = data.get("reward", data)  # accept a whole run config with a reward: section
     cfg = {k: reward[k] for k in ("router", "sources") if k in reward}
+    code = dict((cfg.get("sources") or {}).get("rtv.code") or {})
+    if getattr(args, "partial_credit", False):
+        code["partial_credit"] = True
+    if getattr(args, "unsafe_no_isolation", False):
+        code["config"] = {**dict(code.get("config") or {}), "allow_unsafe": True}
+    if code:
+        cfg["sources"] = {**(cfg.get("sources") or {}), "rtv.code": code}
     return RouterConfig.from_mapping(cfg)
 
 
@@ -53,6 +60,95 @@ def cmd_score(args: argparse.Namespace) -> int:
     summary = score_file(args.input, args.output, options)
     print(summary.format())
     return 0
+
+
+def cmd_sandbox_check(args: argparse.Namespace) -> int:
+    from datarl.sandbox import format_check, sandbox_check
+
+    rows = sandbox_check()
+    print(format_check(rows))
+    return 0 if all(ok for _, ok, _ in rows) else 1
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from datarl.synth import SynthConfig, write_suite
+
+    cfg = SynthConfig(seed=args.seed, train_per_task=args.train_per_task, pool_per_task=args.pool_per_task,
+                      eval_per_task=args.eval_per_task)
+    os.makedirs(args.out_dir, exist_ok=True)
+    paths = write_suite(cfg, args.out_dir)
+    for split, path in paths.items():
+        print(f"{split:<9} {path}")
+    return 0
+
+
+def _sampling(args: argparse.Namespace):  # -> SamplingConfig
+    from datarl.models.generate import SamplingConfig
+
+    return SamplingConfig(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
+                          samples_per_prompt=args.n, seed=args.seed, batch_size=args.batch_size)
+
+
+def _policy(spec: str | None):  # -> Policy
+    from datarl.models.loading import load_policy
+    from datarl.models.sft import build_sft_policy
+
+    if spec in (None, "tiny"):
+        spec = build_sft_policy(log=lambda m: print(m, file=sys.stderr))
+    return load_policy(spec)
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    from datarl.models.sft import SFTConfig, build_sft_policy
+
+    path = build_sft_policy(SFTConfig(), cache_dir=args.cache_dir, force=args.force, progress=_tty())
+    print(path)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from datarl.jobs import generate_file
+
+    sampling = _sampling(args)
+    summary = generate_file(args.input, args.output, _policy(args.policy), sampling, progress=_tty())
+    print(summary.format())
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from datarl.jobs import eval_records, format_eval_table, load_prompts, write_jsonl_atomic
+    from datarl.synth import gold_check
+
+    records = load_prompts(args.input)
+    if args.limit:
+        records = records[:args.limit]
+    summary, rows = eval_records(records, _policy(args.policy), _sampling(args), gold_check,
+                                 workers=args.workers, progress=_tty())
+    print(format_eval_table(summary["by_task"]))
+    if args.output:
+        write_jsonl_atomic(args.output, rows)
+    if args.summary:
+        with open(args.summary, "w") as fh:
+            json.dump({"input": args.input, "policy": args.policy or "tiny", **summary}, fh, indent=2)
+    return 0
+
+
+def _tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def _add_sampling(p: argparse.ArgumentParser, *, temperature: float, n: int = 1) -> None:
+    p.add_argument("--policy", metavar="PATH",
+                   help="HF model directory, .gguf file, hub id in the local cache, 'smollm2-135m', or 'tiny' "
+                        "(default: the embedded tiny SFT policy, built and cached on first use)")
+    p.add_argument("--n", type=int, default=n, help="samples per prompt (default %(default)s)")
+    p.add_argument("--temperature", type=float, default=temperature, help="0 = greedy (default %(default)s)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default %(default)s)")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="per response (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32, help="sequences decoded together (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,8 +189,59 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default %(default)s)")
     p.add_argument("--strict", action="store_true", help="refuse the whole file if any line is bad")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    p.add_argument("--partial-credit", action="store_true",
+                   help="code: reward = fraction of tests passed (default: 1 only if all pass)")
+    p.add_argument("--unsafe-no-isolation", action="store_true",
+                   help="code: if no namespace isolation is available, run model code with rlimits only. "
+                        "DANGEROUS: the code can read your files and use the network")
     add_config(p)
     p.set_defaults(fn=cmd_score)
+
+    p = sub.add_parser("sandbox-check", help="show the code sandbox's isolation and run containment probes",
+                       description="Print which isolation rtv.code uses (user/pid/net/mount/ipc namespaces via "
+                                   "unshare(2), uid drop, rlimits) and run probes: network, host files, "
+                                   "process limits, memory, wall clock. Exit 1 if any probe fails.")
+    p.set_defaults(fn=cmd_sandbox_check)
+
+    p = sub.add_parser("synth", help="write the embedded synthetic task suite (train/pool/eval JSONL)",
+                       description="Generate seeded math, code, ifeval and general records with reference "
+                                   "solutions and gold checks, as train.jsonl, pool.jsonl (prompts for Pre-PPO "
+                                   "selection), eval.jsonl and manifest.json.")
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-per-task", type=int, default=600)
+    p.add_argument("--pool-per-task", type=int, default=200)
+    p.add_argument("--eval-per-task", type=int, default=100)
+    p.set_defaults(fn=cmd_synth)
+
+    p = sub.add_parser("sft", help="build (or reuse) the embedded tiny SFT policy",
+                       description="Train the tokenizer and the tiny Llama-style policy on the synthetic suite "
+                                   "with imperfect demonstrations. The result is a HF model directory cached by "
+                                   "config hash under $DATARL_CACHE or ~/.cache/datarl; prints its path.")
+    p.add_argument("--cache-dir", metavar="DIR", help="where cached models live")
+    p.add_argument("--force", action="store_true", help="rebuild even if cached")
+    p.set_defaults(fn=cmd_sft)
+
+    p = sub.add_parser("generate", help="sample a policy on prompt records; writes records with 'response'",
+                       description="Sample a policy on every record of PROMPTS and write them back with "
+                                   "'response' filled (with --n K: K records per prompt, ids ID#k), ready "
+                                   "for `datarl score`.")
+    p.add_argument("input", metavar="PROMPTS")
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    _add_sampling(p, temperature=1.0)
+    p.set_defaults(fn=cmd_generate)
+
+    p = sub.add_parser("eval", help="generate on an eval split and score with the gold checks",
+                       description="Greedy-decode (by default) every eval record, score with the gold checks "
+                                   "(verifiers; the hidden rubric for general) and print per-task accuracy with "
+                                   "a 95%% confidence interval.")
+    p.add_argument("input", metavar="EVAL")
+    p.add_argument("-o", "--output", metavar="OUT", help="write the scored responses here")
+    p.add_argument("--summary", metavar="JSON", help="write the summary as JSON here")
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N records")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gold-check processes")
+    _add_sampling(p, temperature=0.0)
+    p.set_defaults(fn=cmd_eval)
     return parser
 
 
@@ -116,10 +263,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from datarl.rewards.router import RouterConfigError
     from datarl.scoring import InputError
 
+    user_errors: tuple[type[BaseException], ...] = (InputError, ConfigError, RouterConfigError)
+    if args.command in ("generate", "eval", "sft"):
+        from datarl.models.generate import GenerationError
+        from datarl.models.loading import PolicyLoadError
+
+        user_errors += (GenerationError, PolicyLoadError)
+
     signal.signal(signal.SIGTERM, _raise_interrupt)  # clean up like Ctrl-C
     try:
         return int(args.fn(args))
-    except (InputError, ConfigError, RouterConfigError) as exc:
+    except user_errors as exc:
         print(f"datarl: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
