@@ -28,6 +28,7 @@ class SamplingConfig:
     seed: seeds the sampler; the same seed and inputs give the same outputs.
     batch_size: sequences decoded together.
     use_cache: reuse past keys/values (off only to benchmark the uncached path).
+    ignore_eos: keep generating past EOS (benchmarks: every row yields max_new_tokens).
     """
 
     temperature: float = 1.0
@@ -37,6 +38,7 @@ class SamplingConfig:
     seed: int = 0
     batch_size: int = 16
     use_cache: bool = True
+    ignore_eos: bool = False
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -136,7 +138,7 @@ def _generate_batch(policy: Policy, prompt_ids: list[list[int]], jobs: list[tupl
 
     tok = policy.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    eos_ids = _eos_ids(policy)
+    eos_ids = torch.tensor([-1]) if cfg.ignore_eos else _eos_ids(policy)
     width = max(len(p) for p in prompt_ids)
     input_ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(input_ids)

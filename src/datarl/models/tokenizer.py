@@ -35,7 +35,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, min_frequency:
     if vocab_size < 300:
         raise ValueError("vocab_size must be at least 300 (256 bytes + special tokens + merges)")
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # One token per digit: a model this small learns carrying far more easily than with BPE'd numbers.
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,

@@ -38,6 +38,7 @@ class LMTrainConfig:
     weight_decay: float = 0.01
     loss_on_prompt: bool = False
     seed: int = 0
+    length_window: int = 4
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.lr <= 0 or self.warmup_steps < 0:
@@ -46,12 +47,16 @@ class LMTrainConfig:
 
 def tokenize_pairs(policy: Policy, pairs: Sequence[tuple[Any, str]], loss_on_prompt: bool) -> list[tuple[list[int], int]]:
     """``(ids, n_context)`` per pair: the chat-formatted prompt, the response and EOS; tokens before
-    ``n_context`` carry no loss. Pairs longer than the context are cut from the right."""
+    ``n_context`` carry no loss. A ``None`` prompt makes the response plain text (BOS, text, EOS:
+    pretraining corpus). Pairs longer than the context are cut from the right."""
     tok = policy.tokenizer
     limit = policy.context_length
     out = []
     for prompt, response in pairs:
-        p_ids = tok(prompt_text(tok, prompt), add_special_tokens=False)["input_ids"]
+        if prompt is None:
+            p_ids = [tok.bos_token_id] if tok.bos_token_id is not None else []
+        else:
+            p_ids = tok(prompt_text(tok, prompt), add_special_tokens=False)["input_ids"]
         r_ids = tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         ids = (p_ids + r_ids)[:limit]
         out.append((ids, 0 if loss_on_prompt else min(len(p_ids), len(ids) - 1)))
@@ -73,6 +78,7 @@ def train_lm(policy: Policy, pairs: Sequence[tuple[Any, str]], cfg: LMTrainConfi
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     rng = random.Random(cfg.seed)
+    by_length = sorted(range(len(data)), key=lambda i: len(data[i][0]))
     pad = policy.tokenizer.pad_token_id
     bar = None
     if progress:
@@ -86,7 +92,7 @@ def train_lm(policy: Policy, pairs: Sequence[tuple[Any, str]], cfg: LMTrainConfi
         lr = _lr(step, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
-        batch = [data[rng.randrange(len(data))] for _ in range(cfg.batch_size)]
+        batch = [data[i] for i in _batch_indices(rng, by_length, cfg)]
         width = max(len(ids) for ids, _ in batch)
         input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
         labels = torch.full((len(batch), width), -100, dtype=torch.long)
@@ -115,6 +121,16 @@ def train_lm(policy: Policy, pairs: Sequence[tuple[Any, str]], cfg: LMTrainConfi
     tail = losses[-10:] or [math.nan]
     return {"loss_first": sum(head) / len(head), "loss_last": sum(tail) / len(tail),
             "seconds": time.perf_counter() - start, "tokens": float(tokens)}
+
+
+def _batch_indices(rng: random.Random, by_length: list[int], cfg: LMTrainConfig) -> list[int]:
+    """A batch of example indices; with a length window, neighbours in length order."""
+    n = len(by_length)
+    window = cfg.length_window * cfg.batch_size
+    if cfg.length_window <= 0 or window >= n:
+        return [by_length[rng.randrange(n)] for _ in range(cfg.batch_size)]
+    start = rng.randrange(n - window + 1)
+    return [by_length[start + rng.randrange(window)] for _ in range(cfg.batch_size)]
 
 
 def _lr(step: int, cfg: LMTrainConfig) -> float:

@@ -90,3 +90,36 @@ def generate(rng: random.Random, difficulty: int) -> dict[str, Any]:
         "ground_truth": str(value),
         "reference": "\n".join(steps + [f"#### {value}"]),
     }
+
+
+def arithmetic_drill(rng: random.Random, lines: int = 8) -> str:
+    """Pretraining text: ``lines`` worked operations (``a op b = c``) drawn like the problems' steps.
+
+    A model of a few million parameters cannot pick up carrying from a few hundred word
+    problems; a plain-text corpus of equations, the way pretraining corpora contain
+    arithmetic, gives it that skill without showing it any eval problem.
+    """
+    out = []
+    for _ in range(lines):
+        difficulty = rng.choice((1, 1, 2, 2, 3))
+        (lo, hi), _, _ = _RANGES[difficulty]
+        value = rng.randint(lo, hi)
+        op, k, result = _step(rng, value, difficulty)
+        out.append(f"{value} {op} {k} = {result}")
+    return "\n".join(out)
+
+
+def practice_text(rng: random.Random, banned: set[str] | frozenset[str] = frozenset(),
+                  weights: tuple[float, float, float] = (0.6, 0.3, 0.1)) -> str:
+    """Pretraining text: one fresh word problem and its worked solution (``story\\nsteps\\n#### N``).
+
+    The skill the suite's problems need beyond the arithmetic of ``arithmetic_drill`` is
+    reading the numbers out of the story in order; a corpus of worked problems, the way
+    pretraining corpora contain worked exercises, teaches it. ``banned`` holds prompts
+    that must never be shown (the eval split's); a problem whose prompt is in it is redrawn.
+    """
+    while True:
+        difficulty = rng.choices((1, 2, 3), weights=weights)[0]
+        record = generate(rng, difficulty)
+        if record["prompt"] not in banned:
+            return record["prompt"] + "\n" + record["reference"]

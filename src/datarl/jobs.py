@@ -1,0 +1,159 @@
+"""File-level jobs behind ``datarl generate`` and ``datarl eval``.
+
+Both read records (``datarl.records``), sample a policy (``datarl.models``) and write
+their results atomically, like ``datarl score``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from datarl.records import Record, format_errors, load_records
+from datarl.scoring import InputError
+
+
+@dataclass(frozen=True)
+class GenerateSummary:
+    prompts: int
+    responses: int
+    cut_off: int
+    seconds: float
+
+    def format(self) -> str:
+        return (f"generated {self.responses} responses for {self.prompts} prompts in {self.seconds:.1f} s "
+                f"({self.responses / max(self.seconds, 1e-9):.1f}/s); cut off without EOS: {self.cut_off}")
+
+
+def load_prompts(path: str, *, strict: bool = True) -> list[Record]:
+    """Records to generate for; any bad line is fatal (a prompt file is an input you control)."""
+    try:
+        loaded = load_records(path)
+    except FileNotFoundError as exc:
+        raise InputError(str(exc)) from None
+    if loaded.errors and strict:
+        raise InputError(f"{len(loaded.errors)} bad line(s) in {path}:\n" + format_errors(loaded.errors))
+    if not loaded.records:
+        raise InputError(f"{path}: no records (the file is empty)")
+    return loaded.records
+
+
+def response_rows(records: Sequence[Record], generations: Sequence[Any], samples_per_prompt: int) -> list[dict]:
+    """One output record per generation: the input record with ``response`` filled.
+
+    With several samples per prompt the id becomes ``ID#k`` and ``prompt_id`` keeps the original.
+    """
+    rows = []
+    for g in generations:
+        rec = records[g.prompt_index]
+        row = dict(rec.raw)
+        row["id"] = rec.id if samples_per_prompt == 1 else f"{rec.id}#{g.sample_index}"
+        if samples_per_prompt > 1:
+            row["prompt_id"] = rec.id
+        row["response"] = g.text
+        row["response_finished"] = g.finished
+        rows.append(row)
+    return rows
+
+
+def write_jsonl_atomic(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise InputError(f"{path}: output directory {directory} does not exist")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def generate_file(input_path: str, output_path: str, policy: Any, sampling: Any, *,
+                  progress: bool = False) -> GenerateSummary:
+    """Sample ``policy`` on every record of ``input_path``; write records with ``response``."""
+    from datarl.models.generate import generate
+
+    records = load_prompts(input_path)
+    start = time.perf_counter()
+    gens = generate(policy, [r.prompt for r in records], sampling, progress=progress)
+    write_jsonl_atomic(output_path, response_rows(records, gens, sampling.samples_per_prompt))
+    return GenerateSummary(len(records), len(gens), sum(not g.finished for g in gens),
+                           time.perf_counter() - start)
+
+
+def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion (sound at 0%, 100% and small n)."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean_interval(values: Sequence[float], z: float = 1.96) -> tuple[float, float]:
+    """Normal-approximation 95% interval of a mean of scores in [0, 1]."""
+    n = len(values)
+    if n == 0:
+        return (math.nan, math.nan)
+    mean = sum(values) / n
+    if n == 1:
+        return (mean, mean)
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    half = z * math.sqrt(var / n)
+    return (max(0.0, mean - half), min(1.0, mean + half))
+
+
+def summarise_scores(tasks: Sequence[str], scores: Sequence[float]) -> dict[str, dict[str, float]]:
+    """Per-task mean score with a 95% interval (Wilson for 0/1 scores, normal otherwise)."""
+    by_task: dict[str, list[float]] = defaultdict(list)
+    for task, score in zip(tasks, scores):
+        by_task[task].append(float(score))
+    out = {}
+    for task in sorted(by_task):
+        vals = by_task[task]
+        binary = all(v in (0.0, 1.0) for v in vals)
+        lo, hi = wilson_interval(sum(vals), len(vals)) if binary else mean_interval(vals)
+        out[task] = {"n": len(vals), "mean": sum(vals) / len(vals), "ci95_low": lo, "ci95_high": hi}
+    return out
+
+
+def format_eval_table(summary: Mapping[str, Mapping[str, float]]) -> str:
+    lines = [f"  {'task':<10} {'n':>6} {'gold':>8} {'95% CI':>17}"]
+    for task, s in summary.items():
+        lines.append(f"  {task:<10} {int(s['n']):>6} {s['mean']:>8.3f}   [{s['ci95_low']:.3f}, {s['ci95_high']:.3f}]")
+    return "\n".join(lines)
+
+
+def eval_records(records: Sequence[Record], policy: Any, sampling: Any,
+                 gold: Callable[[Mapping[str, Any], str], Any], *, workers: int = 1,
+                 progress: bool = False) -> tuple[dict[str, Any], list[dict]]:
+    """Generate on ``records`` and score each response with ``gold``; returns (summary, rows)."""
+    from datarl.executors import map_ordered
+    from datarl.models.generate import generate
+
+    start = time.perf_counter()
+    gens = generate(policy, [r.prompt for r in records], sampling, progress=progress)
+    rows = response_rows(records, gens, sampling.samples_per_prompt)
+    outcomes = map_ordered(lambda row: gold(row, row["response"]), rows, workers=workers, timeout_s=60)
+    scores = []
+    for row, outcome in zip(rows, outcomes):
+        result = outcome.value if outcome.ok else None
+        score = float(result.score) if result is not None else 0.0
+        row.update({"gold": score, "gold_source": getattr(result, "source", "none"),
+                    "gold_info": getattr(result, "info", {"failure": outcome.failure, "error": outcome.error})})
+        scores.append(score)
+    summary = {"by_task": summarise_scores([r["task"] for r in rows], scores),
+               "responses": len(rows), "cut_off": sum(not g.finished for g in gens),
+               "seconds": time.perf_counter() - start}
+    return summary, rows
