@@ -86,3 +86,40 @@ def test_wilson_interval_is_sane_at_the_edges():
     assert hi == 1.0 and 0.8 < lo < 0.9
     s = summarise_scores(["a", "a", "b"], [1.0, 0.0, 0.5])
     assert s["a"]["mean"] == 0.5 and s["b"]["n"] == 1
+
+
+def test_pairs_bt_and_references_chain_through_the_cli(suite_dir, micro_dir, tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    assert main(["make-pairs", str(suite_dir / "train.jsonl"), "-o", str(pairs), "--policy", str(micro_dir),
+                 "--n", "2", "--max-new-tokens", "8", "--limit", "12"]) == 0
+    rows = [json.loads(line) for line in pairs.read_text().splitlines()]
+    assert rows and all(r["chosen"] != r["rejected"] for r in rows)
+    bt = tmp_path / "bt"
+    assert main(["train-bt", str(pairs), "-o", str(bt), "--base", str(micro_dir), "--steps", "3"]) == 0
+    assert (bt / "datarl_bt.json").exists()
+    refs = tmp_path / "refs.jsonl"
+    assert main(["build-references", str(suite_dir / "eval.jsonl"), "-o", str(refs), "--policy", str(micro_dir),
+                 "--bt", str(bt), "--n", "2", "--max-new-tokens", "8"]) == 0
+    out = [json.loads(line) for line in refs.read_text().splitlines()]
+    general = [r for r in out if r["task"] == "general"]
+    assert general and all(r["reference_info"]["n"] == 2 for r in general)
+    assert all("reference_info" not in r for r in out if r["task"] != "general")
+    scored = tmp_path / "scored.jsonl"
+    cfg = tmp_path / "bt.yaml"
+    cfg.write_text(f"router:\n  general: bt\nsources:\n  bt: {{model: {bt}}}\n")
+    gen = tmp_path / "gen.jsonl"
+    assert main(["generate", str(refs), "-o", str(gen), "--policy", str(micro_dir), "--max-new-tokens", "8"]) == 0
+    assert main(["score", str(gen), "-o", str(scored), "--config", str(cfg), "--workers", "1"]) == 0
+    got = [json.loads(line) for line in scored.read_text().splitlines()]
+    assert {r["task"]: r["reward_source"] for r in got} == {
+        "math": "rtv.math", "code": "rtv.code", "ifeval": "rtv.ifeval", "general": "bt"}
+    assert all(0.0 <= r["reward"] <= 1.0 for r in got)
+
+
+def test_train_bt_refuses_identical_pairs(tmp_path, micro_dir, capsys):
+    pairs = tmp_path / "p.jsonl"
+    pairs.write_text(json.dumps({"id": "p1", "task": "general", "prompt": "x", "chosen": "same",
+                                 "rejected": "same"}) + "\n")
+    assert main(["train-bt", str(pairs), "-o", str(tmp_path / "bt"), "--base", str(micro_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "identical" in err and "Traceback" not in err

@@ -135,6 +135,58 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_make_pairs(args: argparse.Namespace) -> int:
+    from datarl.jobs import load_prompts, write_jsonl_atomic
+    from datarl.models.generate import SamplingConfig
+    from datarl.preferences import make_pairs
+
+    records = load_prompts(args.input)
+    if args.limit:
+        records = records[:args.limit]
+    sampling = SamplingConfig(temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+                              samples_per_prompt=args.n, seed=args.seed, batch_size=args.batch_size)
+    pairs = make_pairs([r.to_dict() for r in records], _policy(args.policy), samples_per_prompt=args.n,
+                       label_noise=args.label_noise, seed=args.seed, sampling=sampling, progress=_tty())
+    write_jsonl_atomic(args.output, pairs)
+    by_task: dict[str, int] = {}
+    for pair in pairs:
+        by_task[pair["task"]] = by_task.get(pair["task"], 0) + 1
+    print(f"{len(pairs)} pairs from {len(records)} prompts -> {args.output} "
+          f"({', '.join(f'{t}={n}' for t, n in sorted(by_task.items()))}; "
+          f"{sum(bool(p.get('flipped')) for p in pairs)} labels flipped)")
+    return 0
+
+
+def cmd_train_bt(args: argparse.Namespace) -> int:
+    import json
+
+    from datarl.models.bt_train import BTTrainConfig, train_bt
+    from datarl.models.sft import build_sft_policy
+    from datarl.preferences import load_pairs
+
+    pairs = load_pairs(args.pairs)
+    base = args.base or build_sft_policy(log=lambda m: print(m, file=sys.stderr))
+    metrics = train_bt(pairs, base, args.output, BTTrainConfig(steps=args.steps, seed=args.seed),
+                       progress=_tty())
+    print(json.dumps(metrics, indent=2, default=str))
+    return 0
+
+
+def cmd_build_references(args: argparse.Namespace) -> int:
+    from datarl.jobs import load_prompts, write_jsonl_atomic
+    from datarl.models.generate import SamplingConfig
+    from datarl.references import build_references
+
+    records = load_prompts(args.input)
+    sampling = SamplingConfig(temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+                              samples_per_prompt=args.n, seed=args.seed, batch_size=args.batch_size)
+    rows = build_references([r.to_dict() for r in records], _policy(args.policy), args.bt, n=args.n,
+                            seed=args.seed, sampling=sampling, progress=_tty())
+    write_jsonl_atomic(args.output, rows)
+    print(f"{sum('reference_info' in r for r in rows)} general references (best of {args.n}) -> {args.output}")
+    return 0
+
+
 def _tty() -> bool:
     return sys.stderr.isatty()
 
@@ -242,6 +294,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gold-check processes")
     _add_sampling(p, temperature=0.0)
     p.set_defaults(fn=cmd_eval)
+
+    p = sub.add_parser("make-pairs", help="preference pairs from policy samples, labelled by the gold checks",
+                       description="Sample the policy N times per prompt, score each sample with the gold checks "
+                                   "(verifiers; the hidden rubric for general), pair samples whose gold scores "
+                                   "differ (chosen = higher), and flip a --label-noise fraction of labels, as "
+                                   "human labels are noisy. Flipped pairs are marked for analysis only.")
+    p.add_argument("input", metavar="PROMPTS")
+    p.add_argument("-o", "--output", required=True, metavar="PAIRS")
+    p.add_argument("--label-noise", type=float, default=0.1, help="fraction of flipped labels (default 0.1)")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
+    _add_sampling(p, temperature=1.0, n=4)
+    p.set_defaults(fn=cmd_make_pairs)
+
+    p = sub.add_parser("train-bt", help="train a Bradley-Terry reward model on preference pairs",
+                       description="Train a sequence-classification head on a causal LM backbone (the tiny SFT "
+                                   "policy by default) with the Bradley-Terry loss; report held-out pair "
+                                   "accuracy (split by prompt) overall and per task.")
+    p.add_argument("pairs", metavar="PAIRS", help="JSONL of {prompt, chosen, rejected, task, ...}")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="where to save the reward model")
+    p.add_argument("--base", metavar="PATH", help="backbone model directory (default: the tiny SFT policy)")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_train_bt)
+
+    p = sub.add_parser("build-references", help="best-of-N SFT references for general prompts, picked by BT",
+                       description="For every general record, sample N responses from the policy, score them "
+                                   "with the BT model and write the best as 'reference' (with reference_info: "
+                                   "N, the scores, the chosen index). Other records pass through unchanged.")
+    p.add_argument("input", metavar="POOL")
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p.add_argument("--bt", required=True, metavar="DIR", help="BT reward model directory (datarl train-bt)")
+    _add_sampling(p, temperature=1.0, n=8)
+    p.set_defaults(fn=cmd_build_references)
     return parser
 
 
@@ -264,11 +349,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from datarl.scoring import InputError
 
     user_errors: tuple[type[BaseException], ...] = (InputError, ConfigError, RouterConfigError)
-    if args.command in ("generate", "eval", "sft"):
+    if args.command in ("generate", "eval", "sft", "make-pairs", "train-bt", "build-references"):
+        from datarl.models.bt_train import BTDataError
         from datarl.models.generate import GenerationError
         from datarl.models.loading import PolicyLoadError
+        from datarl.preferences import PairsError
+        from datarl.rewards.bt import BTModelError
 
-        user_errors += (GenerationError, PolicyLoadError)
+        user_errors += (GenerationError, PolicyLoadError, PairsError, BTDataError, BTModelError)
 
     signal.signal(signal.SIGTERM, _raise_interrupt)  # clean up like Ctrl-C
     try:

@@ -87,3 +87,19 @@ def test_closing_early_leaves_no_worker_processes():
 def test_rejects_zero_workers():
     with pytest.raises(ValueError):
         list(map_ordered(_square, [1], workers=0, timeout_s=1))
+
+
+def _torch_sum(n: int) -> float:
+    import torch
+
+    return float(torch.ones(256, 256).matmul(torch.ones(256, 256)).sum()) + n
+
+
+def test_workers_can_use_torch_after_the_parent_did():
+    """Regression: a forked child entering the parent's OpenMP pool hung until the item timeout."""
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(2)
+    torch.ones(512, 512).matmul(torch.ones(512, 512))  # the parent's thread pool is now live
+    start = time.monotonic()
+    out = list(map_ordered(_torch_sum, range(4), workers=2, timeout_s=20))
+    assert all(o.ok for o in out) and time.monotonic() - start < 15

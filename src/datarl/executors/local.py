@@ -18,6 +18,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -38,6 +39,11 @@ class Outcome:
 
 
 def _worker_main(conn: Connection, fn: Callable[[Any], Any]) -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        # A forked child must not enter the parent's OpenMP thread pool (it hangs forever);
+        # one intra-op thread per worker is also the right share of the cores.
+        torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:

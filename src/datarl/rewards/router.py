@@ -27,6 +27,7 @@ SOURCES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "rtv.math": ("datarl.rewards.math", "score_math", ("rel_tol",)),
     "rtv.ifeval": ("datarl.rewards.ifeval", "score_ifeval", ("mode",)),
     "rtv.code": ("datarl.rewards.code", "score_code", ("partial_credit", "config")),
+    "bt": ("datarl.rewards.bt", "score_bt", ("model", "scale", "shift")),
 }
 
 # Sources whose issues have not landed are simply absent from the default table.
