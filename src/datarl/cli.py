@@ -137,14 +137,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_make_pairs(args: argparse.Namespace) -> int:
     from datarl.jobs import load_prompts, write_jsonl_atomic
-    from datarl.models.generate import SamplingConfig
     from datarl.preferences import make_pairs
 
     records = load_prompts(args.input)
     if args.limit:
         records = records[:args.limit]
-    sampling = SamplingConfig(temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                              samples_per_prompt=args.n, seed=args.seed, batch_size=args.batch_size)
+    sampling = _sampling(args)
     pairs = make_pairs([r.to_dict() for r in records], _policy(args.policy), samples_per_prompt=args.n,
                        label_noise=args.label_noise, seed=args.seed, sampling=sampling, progress=_tty())
     write_jsonl_atomic(args.output, pairs)
@@ -174,12 +172,10 @@ def cmd_train_bt(args: argparse.Namespace) -> int:
 
 def cmd_build_references(args: argparse.Namespace) -> int:
     from datarl.jobs import load_prompts, write_jsonl_atomic
-    from datarl.models.generate import SamplingConfig
     from datarl.references import build_references
 
     records = load_prompts(args.input)
-    sampling = SamplingConfig(temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                              samples_per_prompt=args.n, seed=args.seed, batch_size=args.batch_size)
+    sampling = _sampling(args)
     rows = build_references([r.to_dict() for r in records], _policy(args.policy), args.bt, n=args.n,
                             seed=args.seed, sampling=sampling, progress=_tty())
     write_jsonl_atomic(args.output, rows)

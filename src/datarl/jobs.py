@@ -6,16 +6,14 @@ their results atomically, like ``datarl score``.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from datarl.records import Record, format_errors, load_records
-from datarl.scoring import InputError
+from datarl.scoring import InputError, write_records_atomic
 
 
 @dataclass(frozen=True)
@@ -62,19 +60,8 @@ def response_rows(records: Sequence[Record], generations: Sequence[Any], samples
 
 
 def write_jsonl_atomic(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise InputError(f"{path}: output directory {directory} does not exist")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Atomic JSONL write (see ``scoring.write_records_atomic``)."""
+    write_records_atomic(path, (dict(r) for r in rows))
 
 
 def generate_file(input_path: str, output_path: str, policy: Any, sampling: Any, *,

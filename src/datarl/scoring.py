@@ -144,7 +144,7 @@ def score_file(input_path: str, output_path: str, options: ScoreOptions | None =
                            workers=min(options.workers, max(1, len(to_score))), timeout_s=options.timeout_s)
     bar = _progress(len(to_score), options.progress)
     try:
-        _write_atomic(output_path, _merge(loaded.records, outcomes, summary, options, bar))
+        write_records_atomic(output_path, _merge(loaded.records, outcomes, summary, options, bar))
         _write_errors(errors_path, loaded.errors)
     finally:
         if bar is not None:
@@ -187,7 +187,9 @@ def _progress(total: int, enabled: bool | None) -> Any:
     return tqdm(total=total, unit="item", file=sys.stderr, dynamic_ncols=True)
 
 
-def _write_atomic(path: str, rows: Iterable[dict[str, Any]]) -> None:
+def write_records_atomic(path: str, rows: Iterable[dict[str, Any]]) -> None:
+    """Write ``rows`` as JSONL (or Parquet by extension) to ``path`` via a temp file and a rename:
+    readers never see a half-written file, and an interrupted write leaves nothing behind."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise InputError(f"{path}: output directory {directory} does not exist")
@@ -222,4 +224,4 @@ def _write_errors(path: str, errors: list[RecordError]) -> None:
         if os.path.exists(path):
             os.unlink(path)  # a stale side file from an earlier run would describe another input
         return
-    _write_atomic(path, (e.to_dict() for e in errors))
+    write_records_atomic(path, (e.to_dict() for e in errors))
