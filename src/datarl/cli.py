@@ -170,6 +170,23 @@ def cmd_train_bt(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_genrm(args: argparse.Namespace) -> int:
+    import json
+
+    from datarl.jobs import load_prompts
+    from datarl.models.genrm_train import GenRMTrainConfig, train_genrm
+    from datarl.models.sft import build_sft_policy
+    from datarl.preferences import load_pairs
+
+    pairs = load_pairs(args.pairs)
+    gt_records = [r.to_dict() for r in load_prompts(args.gt)] if args.gt else None
+    base = args.base or build_sft_policy(log=lambda m: print(m, file=sys.stderr))
+    metrics = train_genrm(pairs, base, args.output, GenRMTrainConfig(steps=args.steps, seed=args.seed),
+                          gt_records=gt_records, log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(metrics, indent=2, default=str))
+    return 0
+
+
 def cmd_build_references(args: argparse.Namespace) -> int:
     from datarl.jobs import load_prompts, write_jsonl_atomic
     from datarl.references import build_references
@@ -314,6 +331,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_train_bt)
 
+    p = sub.add_parser("train-genrm", help="train the pairwise generative judge (GenRM)",
+                       description="Train a judge from a causal LM (the tiny SFT policy by default) as a "
+                                   "next-token classifier over the verdict tokens 'A'/'B', on judge examples "
+                                   "made from the pairs in both orders and, with --gt, on (response, ground "
+                                   "truth) examples. Use it with sources: {genrm.gt: {judge: DIR}}.")
+    p.add_argument("pairs", metavar="PAIRS", help="JSONL of {prompt, chosen, rejected, task, ...}")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="where to save the judge")
+    p.add_argument("--gt", metavar="RECORDS", help="records with ground_truth and response (e.g. scored SFT "
+                                                   "samples) for judge-vs-ground-truth examples")
+    p.add_argument("--base", metavar="PATH", help="model directory to start from (default: the tiny SFT policy)")
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_train_genrm)
+
     p = sub.add_parser("build-references", help="best-of-N SFT references for general prompts, picked by BT",
                        description="For every general record, sample N responses from the policy, score them "
                                    "with the BT model and write the best as 'reference' (with reference_info: "
@@ -345,14 +376,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from datarl.scoring import InputError
 
     user_errors: tuple[type[BaseException], ...] = (InputError, ConfigError, RouterConfigError)
-    if args.command in ("generate", "eval", "sft", "make-pairs", "train-bt", "build-references"):
+    if args.command in ("generate", "eval", "sft", "make-pairs", "train-bt", "train-genrm", "build-references"):
         from datarl.models.bt_train import BTDataError
         from datarl.models.generate import GenerationError
         from datarl.models.loading import PolicyLoadError
         from datarl.preferences import PairsError
         from datarl.rewards.bt import BTModelError
+        from datarl.rewards.genrm import JudgeError
 
-        user_errors += (GenerationError, PolicyLoadError, PairsError, BTDataError, BTModelError)
+        user_errors += (GenerationError, PolicyLoadError, PairsError, BTDataError, BTModelError, JudgeError)
 
     signal.signal(signal.SIGTERM, _raise_interrupt)  # clean up like Ctrl-C
     try:

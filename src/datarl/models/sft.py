@@ -24,7 +24,7 @@ from datarl.models.train_lm import LMTrainConfig, train_lm
 from datarl.synth import SynthConfig, build_suite, sft_examples
 from datarl.synth.math_tasks import arithmetic_drill, practice_text
 
-RECIPE_VERSION = 4  # bump when the recipe changes so stale caches are not reused
+RECIPE_VERSION = 6  # bump when the recipe changes so stale caches are not reused
 
 
 def default_cache_dir() -> str:
@@ -52,13 +52,13 @@ class SFTConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
     pretrain: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(
-        steps=400, batch_size=32, lr=3e-3, warmup_steps=30, loss_on_prompt=True, seed=1))
+        steps=400, batch_size=32, lr=3e-3, warmup_steps=30, loss_on_prompt=True, seed=1, length_window=0))
     sft: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(
-        steps=400, batch_size=32, lr=2e-3, warmup_steps=20, seed=2))
+        steps=400, batch_size=32, lr=2e-3, warmup_steps=20, seed=2, length_window=0))
     demo_quality: float = 0.75
-    drill_texts: int = 4000
-    practice_texts: int = 0
-    math_repeat: int = 1
+    drill_texts: int = 0
+    practice_texts: int = 6000
+    math_repeat: int = 3
     seed: int = 0
 
     def __post_init__(self) -> None:

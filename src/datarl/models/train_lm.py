@@ -38,7 +38,7 @@ class LMTrainConfig:
     weight_decay: float = 0.01
     loss_on_prompt: bool = False
     seed: int = 0
-    length_window: int = 4
+    length_window: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.lr <= 0 or self.warmup_steps < 0:
@@ -101,7 +101,7 @@ def train_lm(policy: Policy, pairs: Sequence[tuple[Any, str]], cfg: LMTrainConfi
             input_ids[row, :len(ids)] = torch.tensor(ids)
             labels[row, n_ctx:len(ids)] = torch.tensor(ids[n_ctx:])
             mask[row, :len(ids)] = 1
-        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        loss = _loss(model, input_ids, mask, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -121,6 +121,26 @@ def train_lm(policy: Policy, pairs: Sequence[tuple[Any, str]], cfg: LMTrainConfi
     tail = losses[-10:] or [math.nan]
     return {"loss_first": sum(head) / len(head), "loss_last": sum(tail) / len(tail),
             "seconds": time.perf_counter() - start, "tokens": float(tokens)}
+
+
+def _loss(model: Any, input_ids: Any, mask: Any, labels: Any) -> Any:
+    """Mean next-token cross-entropy over labelled positions, the same value as ``model(...).loss``.
+
+    For a plain decoder with an output head (Llama, Qwen2, Mistral...) the head's logits are
+    computed only where there is a label: response-only SFT skips the prompt positions, and
+    every phase skips padding. Other models go through their own forward.
+    """
+    import torch.nn.functional as F
+
+    body, head = getattr(model, "model", None), getattr(model, "lm_head", None)
+    if (body is None or head is None or getattr(model.config, "final_logit_softcapping", None)
+            or getattr(model.config, "logit_scale", None)):
+        return model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+    hidden = body(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != -100
+    logits = head(hidden[:, :-1][keep])
+    return F.cross_entropy(logits.float(), targets[keep])
 
 
 def _batch_indices(rng: random.Random, by_length: list[int], cfg: LMTrainConfig) -> list[int]:

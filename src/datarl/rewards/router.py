@@ -28,6 +28,8 @@ SOURCES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "rtv.ifeval": ("datarl.rewards.ifeval", "score_ifeval", ("mode",)),
     "rtv.code": ("datarl.rewards.code", "score_code", ("partial_credit", "config")),
     "bt": ("datarl.rewards.bt", "score_bt", ("model", "scale", "shift")),
+    "genrm.gt": ("datarl.rewards.genrm", "score_genrm_gt", ("judge", "max_answer_chars")),
+    "genrm.bon": ("datarl.rewards.genrm", "score_genrm_bon", ("judge", "max_answer_chars")),
 }
 
 # Sources whose issues have not landed are simply absent from the default table.

@@ -7,7 +7,7 @@ Difficulty sets the number of operations and the size of the numbers:
 =========== ============ ================= ==============
 difficulty  operations   start / addends   factors
 =========== ============ ================= ==============
-1           1            2..20             2..5
+1           1            2..9              2..3
 2           2            10..99            2..9
 3           3 or 4       20..999           2..12
 =========== ============ ================= ==============
@@ -36,7 +36,7 @@ _ADD = ("{P} buys {k} more.", "{P} finds {k} more.", "A friend gives {O} {k} mor
 _SUB = ("{P} gives away {k}.", "{P} loses {k}.", "{P} sells {k}.", "{P} uses {k}.")
 _MUL = ("{P} now has {k} times as many.", "The {x} grow to {k} times as many.")
 _DIV = ("{P} keeps one of {k} equal piles.", "{P} keeps one in every {k} {x}.")
-_RANGES = {1: ((2, 20), (2, 5), (1, 1)), 2: ((10, 99), (2, 9), (2, 2)), 3: ((20, 999), (2, 12), (3, 4))}
+_RANGES = {1: ((2, 9), (2, 3), (1, 1)), 2: ((10, 99), (2, 9), (2, 2)), 3: ((20, 999), (2, 12), (3, 4))}
 _MAX_VALUE = 100_000
 
 
@@ -110,7 +110,7 @@ def arithmetic_drill(rng: random.Random, lines: int = 8) -> str:
 
 
 def practice_text(rng: random.Random, banned: set[str] | frozenset[str] = frozenset(),
-                  weights: tuple[float, float, float] = (0.6, 0.3, 0.1)) -> str:
+                  weights: tuple[float, float, float] = (0.75, 0.25, 0.0)) -> str:
     """Pretraining text: one fresh word problem and its worked solution (``story\\nsteps\\n#### N``).
 
     The skill the suite's problems need beyond the arithmetic of ``arithmetic_drill`` is

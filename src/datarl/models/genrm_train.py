@@ -1,0 +1,240 @@
+"""``datarl train-genrm``: train the pairwise GenRM judge as a next-token classifier.
+
+Starting from the SFT model (or any HF causal LM directory), the judge learns to emit the verdict
+token (``A`` or ``B``, see :data:`datarl.rewards.genrm.JUDGE_TEMPLATE`) right after the judge
+prompt. The loss is the cross-entropy of the full next-token distribution against a target that
+puts mass ``t`` on ``A`` and ``1 - t`` on ``B``, so training both concentrates the mass on the two
+verdict tokens and sets their ratio (what the readout uses).
+
+Label scheme (every item is judged in both orders, A/B swapped, so the judge has no position prior):
+
+- preference pair ``(prompt, chosen, rejected)``: the chosen answer's slot wins (t = 1 with
+  A = chosen; t = 0 with A = rejected).
+- ground-truth item ``(prompt, response, ground_truth)`` for tasks with a ground truth (math): the
+  reference is ``gt_format.format(ground_truth=...)`` (``#### 18``) in the other slot. A response whose
+  final answer is right (``rtv.math`` scores 1) is *on par or better*: its slot gets ``gt_tie_target``
+  (default 1.0: a tie goes to the candidate, so a correct answer scores above 0.5); a wrong one is
+  *worse*: the reference's slot wins. ``gt_tie_target = 0.5`` trains literal parity instead.
+
+Ground-truth items come from ``gt_records`` (mappings with ``prompt``, ``ground_truth``,
+``response``, and optionally ``correct``; when absent it is computed with ``rtv.math``) and, with
+``gt_from_pairs``, from the chosen and rejected answers of pairs that carry ``ground_truth``.
+
+Held-out evaluation splits by prompt (a prompt's items are all in or all out) and reports, per kind
+(``pairs``, ``gt``): accuracy (order-averaged score > 0.5 agrees with the label) and position
+consistency. The output directory is an ordinary HF model dir plus ``datarl_genrm.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+from datarl.rewards.genrm import GT_FORMAT, MAX_ANSWER_CHARS, VERDICTS, judge_batch, judge_prompt
+from datarl.rewards.genrm_backends import GENRM_META, HFJudge
+
+__all__ = ["GenRMTrainConfig", "train_genrm", "judge_items"]
+
+
+@dataclass(frozen=True)
+class GenRMTrainConfig:
+    """How the judge is trained.
+
+    steps: optimiser steps.
+    batch_size: judge prompts per step (each item contributes two prompts, one per order).
+    lr: peak AdamW learning rate (linear warm-up, cosine decay to 10%).
+    warmup_steps: linear warm-up steps.
+    weight_decay: AdamW weight decay on matrices.
+    eval_fraction: share of prompts held out for the metrics, in [0, 1).
+    max_eval_items: cap on held-out items judged for the metrics (both orders each).
+    gt_tie_target: P(response slot wins) for a correct response against the ground truth, in [0.5, 1].
+    gt_from_pairs: also make ground-truth items from pairs that carry ``ground_truth``.
+    gt_format: how the ground truth is written in its slot (must contain ``{ground_truth}``).
+    max_answer_chars: per-slot character cap in the judge prompt.
+    seed: split, batch order and initialisation-independent randomness.
+    """
+
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 30
+    weight_decay: float = 0.01
+    eval_fraction: float = 0.1
+    max_eval_items: int = 500
+    gt_tie_target: float = 1.0
+    gt_from_pairs: bool = True
+    gt_format: str = GT_FORMAT
+    max_answer_chars: int = MAX_ANSWER_CHARS
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 2 or self.lr <= 0 or self.warmup_steps < 0:
+            raise ValueError("steps >= 0, batch_size >= 2, lr > 0 and warmup_steps >= 0 are required")
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise ValueError("eval_fraction must be in [0, 1)")
+        if not 0.5 <= self.gt_tie_target <= 1.0:
+            raise ValueError("gt_tie_target must be in [0.5, 1] (P(correct response's slot wins))")
+        if "{ground_truth}" not in self.gt_format:
+            raise ValueError("gt_format must contain '{ground_truth}'")
+        if self.max_eval_items < 1 or self.max_answer_chars < 16 or self.weight_decay < 0:
+            raise ValueError("max_eval_items >= 1, max_answer_chars >= 16 and weight_decay >= 0 are required")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# An item: (kind, prompt, response, reference, target) with target = P(response's slot wins).
+Item = tuple[str, Any, str, str, float]
+
+
+def _is_correct(rec: Mapping[str, Any], response: str) -> bool:
+    from datarl.rewards.math import score_math
+
+    return score_math({**rec, "task": "math"}, response).score == 1.0
+
+
+def judge_items(pairs: Sequence[Mapping[str, Any]], gt_records: Sequence[Mapping[str, Any]] | None,
+                cfg: GenRMTrainConfig) -> list[Item]:
+    """Items from preference pairs and ground-truth records (see the module docstring)."""
+    items: list[Item] = []
+    gts: list[tuple[Mapping[str, Any], str, bool | None]] = []
+    for i, p in enumerate(pairs):
+        chosen, rejected = str(p.get("chosen", "")), str(p.get("rejected", ""))
+        if chosen == rejected:
+            raise ValueError(f"pair {i} ({p.get('id', '?')}): chosen and rejected are identical; it carries no "
+                             "preference")
+        items.append(("pairs", p["prompt"], chosen, rejected, 1.0))
+        if cfg.gt_from_pairs and str(p.get("ground_truth", "")).strip():
+            gts += [(p, chosen, None), (p, rejected, None)]
+    for r in gt_records or ():
+        gts.append((r, str(r["response"]), r.get("correct")))
+    for rec, response, correct in gts:
+        ok = _is_correct(rec, response) if correct is None else bool(correct)
+        ref = cfg.gt_format.format(ground_truth=str(rec["ground_truth"]).strip())
+        if response.strip() == ref.strip() and not ok:
+            continue  # cannot happen for a sane record; identical inputs carry no signal
+        items.append(("gt", rec["prompt"], response, ref, cfg.gt_tie_target if ok else 0.0))
+    return items
+
+
+def _split(items: list[Item], cfg: GenRMTrainConfig) -> tuple[list[Item], list[Item]]:
+    def held(prompt: Any) -> bool:
+        digest = hashlib.sha256(f"{cfg.seed}:{json.dumps(prompt, sort_keys=True)}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2 ** 32 < cfg.eval_fraction
+
+    train = [it for it in items if not held(it[1])]
+    test = [it for it in items if held(it[1])]
+    return train, test
+
+
+def _examples(judge: HFJudge, items: Sequence[Item], cfg: GenRMTrainConfig) -> list[tuple[list[int], float]]:
+    prompts, targets = [], []
+    for _, q, resp, ref, t in items:
+        prompts += [judge_prompt(q, resp, ref, max_answer_chars=cfg.max_answer_chars),
+                    judge_prompt(q, ref, resp, max_answer_chars=cfg.max_answer_chars)]
+        targets += [t, 1.0 - t]
+    encoded, _ = judge.encode(prompts)
+    return list(zip(encoded, targets))
+
+
+def evaluate(judge: HFJudge, items: Sequence[Item], cfg: GenRMTrainConfig) -> dict[str, float]:
+    """Accuracy and position consistency per item kind (ties, target 0.5, are skipped)."""
+    metrics: dict[str, float] = {}
+    for kind in sorted({it[0] for it in items}):
+        sub = [it for it in items if it[0] == kind and it[4] != 0.5][:cfg.max_eval_items]
+        if not sub:
+            continue
+        res = judge_batch(judge, [(q, r, ref) for _, q, r, ref, _ in sub], max_answer_chars=cfg.max_answer_chars)
+        metrics[f"{kind}/accuracy"] = sum((x.score > 0.5) == (it[4] > 0.5) for x, it in zip(res, sub)) / len(sub)
+        metrics[f"{kind}/position_consistency"] = sum(x.position_consistent for x in res) / len(res)
+        metrics[f"{kind}/items"] = float(len(sub))
+    return metrics
+
+
+def _lr(step: int, cfg: GenRMTrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _train_loop(judge: HFJudge, data: list[tuple[list[int], float]], cfg: GenRMTrainConfig,
+                log: Any) -> dict[str, float]:
+    import torch
+
+    model = judge.policy.model
+    model.train()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    rng = random.Random(cfg.seed)
+    a_id, b_id = judge.verdict_ids
+    losses: list[float] = []
+    start = time.perf_counter()
+    for step in range(cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, cfg)
+        batch = [data[rng.randrange(len(data))] for _ in range(cfg.batch_size)]
+        logp = torch.log_softmax(judge.next_logits([ids for ids, _ in batch]).float(), dim=-1)
+        target = torch.tensor([t for _, t in batch])
+        loss = -(target * logp[:, a_id] + (1 - target) * logp[:, b_id]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(float(loss.detach()))
+        if log is not None and (step + 1) % 50 == 0:
+            log(f"genrm step {step + 1}/{cfg.steps} loss {sum(losses[-50:]) / 50:.4f}")
+    model.eval()
+    head, tail = losses[:10] or [math.nan], losses[-10:] or [math.nan]
+    return {"loss_first": sum(head) / len(head), "loss_last": sum(tail) / len(tail),
+            "seconds": time.perf_counter() - start}
+
+
+def train_genrm(pairs: Sequence[Mapping[str, Any]], base: str, out_dir: str, cfg: GenRMTrainConfig | None = None,
+                *, gt_records: Sequence[Mapping[str, Any]] | None = None, log: Any = print) -> dict[str, Any]:
+    """Train a judge from ``base`` (HF causal LM dir or alias) and save it to ``out_dir``.
+
+    Returns the metadata written to ``out_dir/datarl_genrm.json``: config, verdict token ids,
+    item counts, training stats and held-out metrics (before and after training).
+    """
+    import torch
+
+    cfg = cfg or GenRMTrainConfig()
+    items = judge_items(pairs, gt_records, cfg)
+    if not items:
+        raise ValueError("no judge examples: give preference pairs and/or gt_records")
+    train, test = _split(items, cfg)
+    if not train:
+        raise ValueError("every prompt fell in the held-out split; lower eval_fraction or add data")
+    torch.manual_seed(cfg.seed)
+    judge = HFJudge.load(base, gt_format=cfg.gt_format)  # fails here if A/B are not single tokens
+    data = _examples(judge, train, cfg)
+    before = evaluate(judge, test, cfg) if test else {}
+    stats = _train_loop(judge, data, cfg, log)
+    after = evaluate(judge, test, cfg) if test else {}
+    counts = {f"{split}/{kind}": sum(it[0] == kind for it in part)
+              for split, part in (("train", train), ("heldout", test)) for kind in ("pairs", "gt")}
+    meta = {"base": base, "config": cfg.to_dict(), "verdicts": list(VERDICTS),
+            "verdict_token_ids": judge.verdict_ids, "gt_format": cfg.gt_format, "items": counts,
+            "train": stats, "metrics": after, "metrics_before": before}
+    tmp = out_dir.rstrip("/") + f".tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    judge.policy.model.save_pretrained(tmp)
+    judge.policy.tokenizer.save_pretrained(tmp)
+    with open(os.path.join(tmp, GENRM_META), "w") as fh:
+        json.dump(meta, fh, indent=2, default=str)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    if log is not None:
+        log(f"GenRM judge written to {out_dir}: {after}")
+    return meta

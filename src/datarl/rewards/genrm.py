@@ -1,0 +1,243 @@
+"""``genrm.gt`` / ``genrm.bon``: a pairwise generative judge over (prompt, response, reference).
+
+The judge reads one prompt (:data:`JUDGE_TEMPLATE`, sent as the user turn of the judge's chat
+template) holding the question and two answers in slots A and B, and its next token is the
+verdict: ``"A"`` or ``"B"`` (the slot that is better; on a tie, the candidate's slot; see
+:mod:`datarl.models.genrm_train` for the label scheme). The score reads the two verdict tokens'
+next-token probabilities, renormalised over the two, in both orders (position debiasing)::
+
+    p1 = P("A" | A=response,  B=reference)
+    p2 = P("A" | A=reference, B=response)
+    score = 0.5 * (p1 + (1 - p2))        # P(response better); 0.5 = on par with the reference
+
+Identical response and reference therefore score exactly 0.5 with any judge (both orders are
+the same input). ``position_consistent`` says whether both orders gave the same verdict
+(response preferred twice, or reference preferred twice).
+
+References (PAPER section 2): ``genrm.gt`` compares with the record's ``ground_truth``, written as a
+short final answer in the suite's format (``gt_format``, default ``"#### {ground_truth}"``) and
+placed in a response slot, because the order-averaged score needs the reference in both slots;
+``genrm.bon`` compares with the record's ``reference`` (the SFT best-of-N response).
+
+Judge specs (``judge=`` option): a model directory or alias (``smollm2-135m``) for the local
+Hugging Face backend, or a mapping ``{backend: "openai", base_url, model, api: "completions" |
+"chat", timeout_s, retries, batch_size, top_logprobs}`` for any OpenAI-compatible endpoint that
+returns logprobs (vLLM, SGLang, llama-cpp-python). Judges are cached per process by spec.
+
+Failures never raise and are never a silent 0.5: a missing reference is ``failure: "no_reference"``
+and a failed judge call (timeout, HTTP error, no logprobs, no verdict token) is
+``failure: "judge_error"`` with the error, both with reward 0.0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence
+
+from datarl.rewards.base import RewardResult
+
+__all__ = ["JUDGE_TEMPLATE", "VERDICTS", "GT_FORMAT", "JudgeResult", "JudgeBackend", "JudgeError",
+           "judge_prompt", "readout", "combine", "judge_batch", "get_judge", "clear_judge_cache", "gt_reference",
+           "score_genrm_gt", "score_genrm_bon", "SOURCE_GT", "SOURCE_BON"]
+
+SOURCE_GT, SOURCE_BON = "genrm.gt", "genrm.bon"
+VERDICTS = ("A", "B")
+GT_FORMAT = "#### {ground_truth}"
+MAX_ANSWER_CHARS = 1500  # per answer slot; longer answers keep their head and tail (the final answer)
+REFERENCE_INFO_CHARS = 200
+
+# The judge's user turn. Kept short: the tiny judge has a 384-token context.
+JUDGE_TEMPLATE = ("Compare two answers to the question.\n"
+                  "[Question]\n{question}\n"
+                  "[Answer A]\n{answer_a}\n"
+                  "[Answer B]\n{answer_b}\n"
+                  "Which answer is better? Reply A or B.")
+
+
+class JudgeError(Exception):
+    """A judge that cannot be built or called (bad spec, checkpoint without verdict tokens...)."""
+
+
+@dataclass(frozen=True)
+class JudgeResult:
+    """One judged (prompt, response, reference) triple.
+
+    score: P(response better than reference), averaged over both orders; 0.0 when ``error``.
+    p_response_first: P("A") with A = response, B = reference (renormalised over A/B).
+    p_reference_first: P("A") with A = reference, B = response.
+    position_consistent: both orders preferred the same answer.
+    backend: which backend judged (``hf:<spec>`` or ``openai:<model>``).
+    error: why the judge call failed (then the probabilities are NaN); None on success.
+    info: backend details (truncation, missing verdict tokens, attempts).
+    """
+
+    score: float
+    p_response_first: float
+    p_reference_first: float
+    position_consistent: bool
+    backend: str
+    error: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class JudgeBackend(Protocol):
+    """Returns, for each judge prompt, ``(P("A") renormalised over the two verdict tokens, details)``.
+
+    A failed item has an ``Exception`` instance instead of the probability (never a guess);
+    ``details`` is a small JSON-able dict (truncation, attempts, missing verdict tokens).
+    """
+
+    name: str
+    gt_format: str
+
+    def verdict_probs(self, prompts: Sequence[str]) -> list[tuple[float | Exception, dict[str, Any]]]: ...
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return text[:head] + "\n...\n" + text[-(limit - head - 5):]
+
+
+def _as_text(prompt: Any) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, Sequence):  # chat messages: the conversation as plain text
+        return "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" if isinstance(m, Mapping) else str(m)
+                         for m in prompt)
+    return str(prompt)
+
+
+def judge_prompt(question: Any, answer_a: str, answer_b: str, *, max_answer_chars: int = MAX_ANSWER_CHARS) -> str:
+    """The judge's user turn for one order (the backend wraps it in its chat template)."""
+    return JUDGE_TEMPLATE.format(question=_clip(_as_text(question), 2 * max_answer_chars),
+                                 answer_a=_clip(str(answer_a), max_answer_chars),
+                                 answer_b=_clip(str(answer_b), max_answer_chars))
+
+
+def readout(logit_a: float, logit_b: float) -> float:
+    """P("A") renormalised over the two verdict tokens, from their logits or log-probs."""
+    top = max(logit_a, logit_b)
+    ea, eb = math.exp(logit_a - top), math.exp(logit_b - top)
+    return ea / (ea + eb)
+
+
+def combine(p_response_first: float, p_reference_first: float) -> tuple[float, bool]:
+    """Order-averaged score and position consistency from the two orders' P("A")."""
+    score = 0.5 * (p_response_first + (1.0 - p_reference_first))
+    # Strict verdicts only: an exact 0.5 is no verdict, so it cannot be consistent.
+    consistent = (p_response_first > 0.5 > p_reference_first) or (p_response_first < 0.5 < p_reference_first)
+    return score, consistent
+
+
+# --- judge cache -------------------------------------------------------------------------------
+
+_CACHE: dict[str, JudgeBackend] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _spec_key(spec: str | Mapping[str, Any]) -> str:
+    return spec if isinstance(spec, str) else json.dumps(dict(spec), sort_keys=True, default=str)
+
+
+def get_judge(spec: str | Mapping[str, Any] | JudgeBackend) -> JudgeBackend:
+    """The backend for ``spec``, built once per process (loading a model is the slow part)."""
+    if hasattr(spec, "verdict_probs"):
+        return spec  # type: ignore[return-value]
+    key = _spec_key(spec)  # type: ignore[arg-type]
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            from datarl.rewards.genrm_backends import build_backend
+
+            _CACHE[key] = build_backend(spec)  # type: ignore[arg-type]
+        return _CACHE[key]
+
+
+def clear_judge_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def judge_batch(judge: str | Mapping[str, Any] | JudgeBackend, items: Sequence[tuple[Any, str, str]],
+                *, max_answer_chars: int = MAX_ANSWER_CHARS) -> list[JudgeResult]:
+    """Judge ``(prompt, response, reference)`` triples; both orders of every item go in one batch."""
+    backend = get_judge(judge)
+    prompts: list[str] = []
+    for question, response, reference in items:
+        prompts.append(judge_prompt(question, response, reference, max_answer_chars=max_answer_chars))
+        prompts.append(judge_prompt(question, reference, response, max_answer_chars=max_answer_chars))
+    out = backend.verdict_probs(prompts) if prompts else []
+    results = []
+    for i in range(len(items)):
+        (p1, d1), (p2, d2) = out[2 * i], out[2 * i + 1]
+        info = {k: v for k, v in {"response_first": d1, "reference_first": d2}.items() if v}
+        errors = [p for p in (p1, p2) if isinstance(p, Exception)]
+        if errors:
+            message = "; ".join(f"{type(e).__name__}: {e}" for e in errors)
+            results.append(JudgeResult(0.0, math.nan, math.nan, False, backend.name, message, info))
+            continue
+        score, consistent = combine(float(p1), float(p2))  # type: ignore[arg-type]
+        results.append(JudgeResult(score, float(p1), float(p2), consistent, backend.name, None, info))  # type: ignore[arg-type]
+    return results
+
+
+def _to_reward(result: JudgeResult, source: str, reference: str) -> RewardResult:
+    info: dict[str, Any] = {"reference": reference[:REFERENCE_INFO_CHARS], "backend": result.backend,
+                            "p_response_first": result.p_response_first,
+                            "p_reference_first": result.p_reference_first,
+                            "position_consistent": result.position_consistent, **result.info}
+    if result.error is not None:
+        info.update(failure="judge_error", error=result.error)
+        info["p_response_first"] = info["p_reference_first"] = None  # NaN is not valid JSON
+        return RewardResult(0.0, source, info)
+    return RewardResult(min(1.0, max(0.0, result.score)), source, info)
+
+
+def _score(record: Mapping[str, Any], response: str, reference: str | None, source: str,
+           judge: Any, max_answer_chars: int) -> RewardResult:
+    if judge is None:
+        return RewardResult(0.0, source, {"failure": "judge_error", "error": f"{source}: no judge configured; set "
+                                          f"sources.{source}.judge to a model dir or an endpoint mapping"})
+    if reference is None:
+        return RewardResult(0.0, source, {"failure": "no_reference", "error": "record has no reference to judge against"})
+    try:
+        result = judge_batch(judge, [(record.get("prompt", ""), str(response), reference)],
+                             max_answer_chars=max_answer_chars)[0]
+    except Exception as exc:  # building the judge failed: reported per record, never raised
+        return RewardResult(0.0, source, {"failure": "judge_error", "error": f"{type(exc).__name__}: {exc}",
+                                          "reference": reference[:REFERENCE_INFO_CHARS]})
+    return _to_reward(result, source, reference)
+
+
+def gt_reference(record: Mapping[str, Any], judge: Any = None) -> str | None:
+    """The ground truth as the judge sees it (``gt_format`` of the judge, else :data:`GT_FORMAT`)."""
+    truth = record.get("ground_truth")
+    if truth is None or str(truth).strip() == "":
+        return None
+    fmt = GT_FORMAT
+    if judge is not None and not isinstance(judge, (str, Mapping)):
+        fmt = getattr(judge, "gt_format", GT_FORMAT)
+    elif judge is not None:
+        try:
+            fmt = get_judge(judge).gt_format
+        except Exception:
+            pass  # the judge error is reported by _score
+    return fmt.format(ground_truth=str(truth).strip())
+
+
+def score_genrm_gt(record: Mapping[str, Any], response: str, *, judge: str | Mapping[str, Any] | None = None,
+                   max_answer_chars: int = MAX_ANSWER_CHARS) -> RewardResult:
+    """``genrm.gt``: P(response at least as good as the ground-truth answer)."""
+    return _score(record, response, gt_reference(record, judge), SOURCE_GT, judge, max_answer_chars)
+
+
+def score_genrm_bon(record: Mapping[str, Any], response: str, *, judge: str | Mapping[str, Any] | None = None,
+                    max_answer_chars: int = MAX_ANSWER_CHARS) -> RewardResult:
+    """``genrm.bon``: P(response better than the record's best-of-N ``reference``)."""
+    ref = record.get("reference")
+    ref = None if ref is None or str(ref).strip() == "" else str(ref)
+    return _score(record, response, ref, SOURCE_BON, judge, max_answer_chars)

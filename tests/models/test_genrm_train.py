@@ -1,0 +1,101 @@
+"""GenRM training on a micro model: labels, config validation, the saved judge, and that training
+moves held-out accuracy well above chance on synthetic math items."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import pytest
+
+from datarl.models.genrm_train import GenRMTrainConfig, judge_items, train_genrm
+from datarl.rewards import genrm
+from datarl.rewards.genrm import JudgeError, score_genrm_bon, score_genrm_gt
+from datarl.rewards.genrm_backends import GENRM_META
+from datarl.synth import SynthConfig, build_suite
+
+
+def _math_records(n):
+    return [r for r in build_suite(SynthConfig(tasks=("math",), train_per_task=n, pool_per_task=0,
+                                               eval_per_task=0))["train"]]
+
+
+def _load(path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path)
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    from datarl.models.tiny import MICRO, build_tiny_policy
+
+    recs = _math_records(300)
+    policy = build_tiny_policy([r["prompt"] + "\n" + r["reference"] for r in recs], MICRO, seed=0)
+    out = str(tmp_path_factory.mktemp("base"))
+    policy.model.save_pretrained(out)
+    policy.tokenizer.save_pretrained(out)
+    return out
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="gt_tie_target"):
+        GenRMTrainConfig(gt_tie_target=0.2)
+    with pytest.raises(ValueError, match="ground_truth"):
+        GenRMTrainConfig(gt_format="#### {answer}")
+    with pytest.raises(ValueError, match="eval_fraction"):
+        GenRMTrainConfig(eval_fraction=1.0)
+    with pytest.raises(ValueError):
+        GenRMTrainConfig(steps=-1)
+
+
+def test_label_scheme():
+    rec = {"prompt": "Ann has 3 pens. Ann gets 4 more.", "ground_truth": "7"}
+    pairs = [{**rec, "chosen": "3 + 4 = 7\n#### 7", "rejected": "3 + 4 = 8\n#### 8"}]
+    items = judge_items(pairs, [{**rec, "response": "#### 7.0"}, {**rec, "response": "x", "correct": False}],
+                        GenRMTrainConfig(gt_tie_target=0.75))
+    assert ("pairs", rec["prompt"], "3 + 4 = 7\n#### 7", "3 + 4 = 8\n#### 8", 1.0) in items
+    gt = {(it[2], it[3], it[4]) for it in items if it[0] == "gt"}
+    assert gt == {("3 + 4 = 7\n#### 7", "#### 7", 0.75), ("3 + 4 = 8\n#### 8", "#### 7", 0.0),
+                  ("#### 7.0", "#### 7", 0.75), ("x", "#### 7", 0.0)}
+    with pytest.raises(ValueError, match="identical"):
+        judge_items([{**rec, "chosen": "a", "rejected": "a"}], None, GenRMTrainConfig())
+
+
+def test_training_beats_chance_and_saves_a_judge(base_dir, tmp_path):
+    import torch
+
+    torch.set_num_threads(1)
+    rng = random.Random(0)
+    recs = _math_records(300)
+    # Synthetic math pairs a micro model can learn in seconds: a worked answer beats a non-answer.
+    # (Comparing final numbers needs the tiny SFT model and minutes; measured outside the test suite.)
+    refusals = ["I am not sure.", "I do not know.", "No idea, sorry.", "Maybe ask someone else."]
+    pairs = [{"prompt": r["prompt"], "chosen": r["reference"], "rejected": rng.choice(refusals)} for r in recs]
+    out = str(tmp_path / "judge")
+    cfg = GenRMTrainConfig(steps=150, batch_size=16, lr=3e-3, warmup_steps=10, eval_fraction=0.2, max_eval_items=60)
+    before_params = {n: p.detach().clone() for n, p in _load(base_dir).named_parameters()}
+    meta = train_genrm(pairs, base_dir, out, cfg, log=None)
+    assert meta["metrics"]["pairs/accuracy"] >= 0.9, meta["metrics"]
+    assert meta["metrics"]["pairs/position_consistency"] >= 0.8, meta["metrics"]
+    assert meta["items"]["heldout/pairs"] > 20 and meta["train"]["loss_last"] < meta["train"]["loss_first"]
+    after = dict(_load(out).named_parameters())
+    assert any(not (after[n] == p).all() for n, p in before_params.items())
+    saved = json.load(open(os.path.join(out, GENRM_META)))
+    assert saved["verdict_token_ids"] == meta["verdict_token_ids"] and saved["gt_format"] == "#### {ground_truth}"
+    # the saved directory is a judge spec
+    genrm.clear_judge_cache()
+    rec = recs[0]
+    good = score_genrm_bon({**rec, "reference": "I do not know."}, rec["reference"], judge=out)
+    bad = score_genrm_bon(rec, "I do not know.", judge=out)
+    assert good.failure is None and bad.failure is None and good.score > 0.5 > bad.score
+    # a checkpoint whose metadata does not match its tokenizer is refused at load
+    saved["verdict_token_ids"] = [0, 1]
+    json.dump(saved, open(os.path.join(out, GENRM_META), "w"))
+    genrm.clear_judge_cache()
+    from datarl.rewards.genrm_backends import HFJudge
+    with pytest.raises(JudgeError, match="do not match"):
+        HFJudge.load(out)
+    assert score_genrm_gt(rec, rec["reference"], judge=out).failure == "judge_error"
+    genrm.clear_judge_cache()
