@@ -95,3 +95,20 @@ def test_bad_policy_specs_are_clear_errors(spec, fragment):
 def test_directory_without_config_is_refused(tmp_path):
     with pytest.raises(PolicyLoadError, match="no config.json"):
         load_policy(str(tmp_path))
+
+
+def test_gguf_of_an_unsupported_architecture_is_a_clear_error(tmp_path):
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+
+    path = tmp_path / "odd.gguf"
+    writer = gguf.GGUFWriter(str(path), "mamba9")
+    writer.add_block_count(1)
+    writer.add_context_length(16)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(PolicyLoadError, match="architecture is not supported.*mamba9"):
+        load_policy(str(path))
