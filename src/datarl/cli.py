@@ -91,11 +91,15 @@ def _sampling(args: argparse.Namespace):  # -> SamplingConfig
 
 def _policy(spec: str | None):  # -> Policy
     from datarl.models.loading import load_policy
+
+    return load_policy(_sft_dir() if spec in (None, "tiny") else spec)
+
+
+def _sft_dir() -> str:
+    """The embedded tiny SFT policy, built on first use (progress on stderr)."""
     from datarl.models.sft import build_sft_policy
 
-    if spec in (None, "tiny"):
-        spec = build_sft_policy(log=lambda m: print(m, file=sys.stderr))
-    return load_policy(spec)
+    return build_sft_policy(log=lambda m: print(m, file=sys.stderr))
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
@@ -159,12 +163,9 @@ def cmd_train_bt(args: argparse.Namespace) -> int:
     import json
 
     from datarl.models.bt_train import BTTrainConfig, train_bt
-    from datarl.models.sft import build_sft_policy
     from datarl.preferences import load_pairs
 
-    pairs = load_pairs(args.pairs)
-    base = args.base or build_sft_policy(log=lambda m: print(m, file=sys.stderr))
-    metrics = train_bt(pairs, base, args.output, BTTrainConfig(steps=args.steps, seed=args.seed),
+    metrics = train_bt(load_pairs(args.pairs), _base(args), args.output, BTTrainConfig(steps=args.steps, seed=args.seed),
                        progress=_tty())
     print(json.dumps(metrics, indent=2, default=str))
     return 0
@@ -175,13 +176,10 @@ def cmd_train_genrm(args: argparse.Namespace) -> int:
 
     from datarl.jobs import load_prompts
     from datarl.models.genrm_train import GenRMTrainConfig, train_genrm
-    from datarl.models.sft import build_sft_policy
     from datarl.preferences import load_pairs
 
-    pairs = load_pairs(args.pairs)
     gt_records = [r.to_dict() for r in load_prompts(args.gt)] if args.gt else None
-    base = args.base or build_sft_policy(log=lambda m: print(m, file=sys.stderr))
-    metrics = train_genrm(pairs, base, args.output, GenRMTrainConfig(steps=args.steps, seed=args.seed),
+    metrics = train_genrm(load_pairs(args.pairs), _base(args), args.output, GenRMTrainConfig(steps=args.steps, seed=args.seed),
                           gt_records=gt_records, log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(metrics, indent=2, default=str))
     return 0
@@ -214,6 +212,18 @@ def _add_sampling(p: argparse.ArgumentParser, *, temperature: float, n: int = 1)
     p.add_argument("--max-new-tokens", type=int, default=128, help="per response (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences decoded together (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default %(default)s)")
+
+
+def _add_training(p: argparse.ArgumentParser, *, steps: int, saves: str) -> None:
+    p.add_argument("pairs", metavar="PAIRS", help="JSONL of {prompt, chosen, rejected, task, ...}")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help=f"where to save {saves}")
+    p.add_argument("--base", metavar="PATH", help="model directory to start from (default: the tiny SFT policy)")
+    p.add_argument("--steps", type=int, default=steps, help="optimiser steps (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _base(args: argparse.Namespace) -> str:
+    return args.base or _sft_dir()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -324,11 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a sequence-classification head on a causal LM backbone (the tiny SFT "
                                    "policy by default) with the Bradley-Terry loss; report held-out pair "
                                    "accuracy (split by prompt) overall and per task.")
-    p.add_argument("pairs", metavar="PAIRS", help="JSONL of {prompt, chosen, rejected, task, ...}")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="where to save the reward model")
-    p.add_argument("--base", metavar="PATH", help="backbone model directory (default: the tiny SFT policy)")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
+    _add_training(p, steps=200, saves="the reward model")
     p.set_defaults(fn=cmd_train_bt)
 
     p = sub.add_parser("train-genrm", help="train the pairwise generative judge (GenRM)",
@@ -336,13 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "next-token classifier over the verdict tokens 'A'/'B', on judge examples "
                                    "made from the pairs in both orders and, with --gt, on (response, ground "
                                    "truth) examples. Use it with sources: {genrm.gt: {judge: DIR}}.")
-    p.add_argument("pairs", metavar="PAIRS", help="JSONL of {prompt, chosen, rejected, task, ...}")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="where to save the judge")
+    _add_training(p, steps=600, saves="the judge")
     p.add_argument("--gt", metavar="RECORDS", help="records with ground_truth and response (e.g. scored SFT "
                                                    "samples) for judge-vs-ground-truth examples")
-    p.add_argument("--base", metavar="PATH", help="model directory to start from (default: the tiny SFT policy)")
-    p.add_argument("--steps", type=int, default=600)
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_train_genrm)
 
     p = sub.add_parser("build-references", help="best-of-N SFT references for general prompts, picked by BT",

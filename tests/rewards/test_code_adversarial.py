@@ -7,7 +7,6 @@ and that the fork server is the same process (not killed).
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import textwrap

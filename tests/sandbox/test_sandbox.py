@@ -8,7 +8,6 @@ import multiprocessing
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,7 @@ import time
 
 import pytest
 
-from datarl.rewards.code import HARNESS_SOURCE, score_code
+from datarl.rewards.code import score_code
 from datarl.sandbox import SandboxConfig, format_check, run_job, sandbox_check, server_info
 from datarl.sandbox.testing import descendant_pids, temp_entries
 

@@ -33,6 +33,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+from datarl.models.optim import (adamw, decay_groups, loss_summary, lr_factor, optimizer_step, progress_bar,
+                                 set_lr, update_bar)
 from datarl.rewards.bt import META_FILE, encode_texts, raw_rewards
 
 __all__ = ["BTTrainConfig", "BTDataError", "train_bt", "split_by_prompt", "pair_metrics"]
@@ -180,26 +182,15 @@ def _epoch_batches(data: Sequence[tuple[list[int], list[int]]], size: int, rng: 
     return batches
 
 
-def _lr_factor(step: int, cfg: BTTrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 def _optimizer(model: Any, cfg: BTTrainConfig) -> Any:
-    import torch
-
     head = getattr(model, "score", None) or getattr(model, "classifier", None)
     head_ids = {id(p) for p in head.parameters()} if head is not None else set()
-    groups: dict[str, list[Any]] = {"decay": [], "no_decay": [], "head": []}
-    for p in model.parameters():
-        groups["head" if id(p) in head_ids else "decay" if p.dim() >= 2 else "no_decay"].append(p)
-    return torch.optim.AdamW([
-        {"params": groups["decay"], "weight_decay": cfg.weight_decay, "base_lr": cfg.lr},
-        {"params": groups["no_decay"], "weight_decay": 0.0, "base_lr": cfg.lr},
-        {"params": groups["head"], "weight_decay": 0.0, "base_lr": cfg.head_lr},
-    ], lr=cfg.lr, betas=(0.9, 0.95))
+    body = [p for p in model.parameters() if id(p) not in head_ids]
+    head_params = [p for p in model.parameters() if id(p) in head_ids]
+    groups = decay_groups(body, cfg.weight_decay)
+    if head_params:
+        groups.append({"params": head_params, "weight_decay": 0.0, "base_lr": cfg.head_lr})
+    return adamw(groups, cfg.lr)
 
 
 def train_bt(pairs: Sequence[Mapping[str, Any]], base: str, out_dir: str, cfg: BTTrainConfig | None = None,
@@ -229,15 +220,10 @@ def train_bt(pairs: Sequence[Mapping[str, Any]], base: str, out_dir: str, cfg: B
     rng = random.Random(f"bt-batches:{cfg.seed}")
     queue: list[list[int]] = []
     losses: list[float] = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps, unit="step", desc="train-bt")
+    bar = progress_bar(progress, cfg.steps, "train-bt")
     model.train()
     for step in range(cfg.steps):
-        for group in opt.param_groups:
-            group["lr"] = group["base_lr"] * _lr_factor(step, cfg)
+        set_lr(opt, lr_factor(step, cfg.steps, cfg.warmup_steps))
         if not queue:
             queue = _epoch_batches(data, cfg.pairs_per_step, rng)
         batch = [data[i] for i in queue.pop()]
@@ -246,15 +232,8 @@ def train_bt(pairs: Sequence[Mapping[str, Any]], base: str, out_dir: str, cfg: B
         loss = -F.logsigmoid(rc - rr).mean()
         if cfg.center_coef:
             loss = loss + cfg.center_coef * ((rc + rr) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(float(loss.detach()))
-        if bar is not None:
-            bar.update(1)
-            if step % 10 == 0:
-                bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
+        losses.append(optimizer_step(model, opt, loss))
+        update_bar(bar, step, losses)
     if bar is not None:
         bar.close()
     model.eval()
@@ -263,8 +242,7 @@ def train_bt(pairs: Sequence[Mapping[str, Any]], base: str, out_dir: str, cfg: B
     shift = sum(flat) / len(flat)
     scale = math.sqrt(sum((x - shift) ** 2 for x in flat) / max(1, len(flat) - 1)) or 1.0
     metrics: dict[str, Any] = {
-        "bt/loss_first": sum(losses[:10]) / max(1, len(losses[:10])) if losses else math.nan,
-        "bt/loss_last": sum(losses[-10:]) / max(1, len(losses[-10:])) if losses else math.nan,
+        **{f"bt/{k}": v for k, v in loss_summary(losses).items()},
         "bt/train_pairs": len(train), "bt/eval_pairs": len(held),
         **pair_metrics(train, train_r, "train"),
         **(pair_metrics(held, _rewards_of(model, eval_data, pad), "eval") if held else {}),

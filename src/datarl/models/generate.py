@@ -150,7 +150,7 @@ def _generate_batch(policy: Policy, prompt_ids: list[list[int]], jobs: list[tupl
     done = torch.zeros(len(prompt_ids), dtype=torch.bool)
     past = None
     seq, seq_mask = input_ids, mask
-    step_ids, step_mask = input_ids, mask
+    step_ids = input_ids
     with torch.no_grad():
         for _ in range(cfg.max_new_tokens):
             positions = (seq_mask.cumsum(-1) - 1).clamp(min=0)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
 import shutil
@@ -37,6 +36,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
+from datarl.models.optim import adamw, decay_groups, loss_summary, lr_factor, optimizer_step, set_lr
 from datarl.rewards.genrm import GT_FORMAT, MAX_ANSWER_CHARS, VERDICTS, judge_batch, judge_prompt
 from datarl.rewards.genrm_backends import GENRM_META, HFJudge
 
@@ -158,45 +158,28 @@ def evaluate(judge: HFJudge, items: Sequence[Item], cfg: GenRMTrainConfig) -> di
     return metrics
 
 
-def _lr(step: int, cfg: GenRMTrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def _train_loop(judge: HFJudge, data: list[tuple[list[int], float]], cfg: GenRMTrainConfig,
                 log: Any) -> dict[str, float]:
     import torch
 
     model = judge.policy.model
     model.train()
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    opt = adamw(decay_groups(model.parameters(), cfg.weight_decay), cfg.lr)
     rng = random.Random(cfg.seed)
     a_id, b_id = judge.verdict_ids
     losses: list[float] = []
     start = time.perf_counter()
     for step in range(cfg.steps):
-        for group in opt.param_groups:
-            group["lr"] = _lr(step, cfg)
+        set_lr(opt, lr_factor(step, cfg.steps, cfg.warmup_steps))
         batch = [data[rng.randrange(len(data))] for _ in range(cfg.batch_size)]
         logp = torch.log_softmax(judge.next_logits([ids for ids, _ in batch]).float(), dim=-1)
         target = torch.tensor([t for _, t in batch])
         loss = -(target * logp[:, a_id] + (1 - target) * logp[:, b_id]).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(float(loss.detach()))
+        losses.append(optimizer_step(model, opt, loss))
         if log is not None and (step + 1) % 50 == 0:
             log(f"genrm step {step + 1}/{cfg.steps} loss {sum(losses[-50:]) / 50:.4f}")
     model.eval()
-    head, tail = losses[:10] or [math.nan], losses[-10:] or [math.nan]
-    return {"loss_first": sum(head) / len(head), "loss_last": sum(tail) / len(tail),
-            "seconds": time.perf_counter() - start}
+    return {**loss_summary(losses), "seconds": time.perf_counter() - start}
 
 
 def train_genrm(pairs: Sequence[Mapping[str, Any]], base: str, out_dir: str, cfg: GenRMTrainConfig | None = None,

@@ -8,7 +8,6 @@ reproducible on the same machine.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from typing import Any, Callable, Sequence
 
 from datarl.models.generate import prompt_text
 from datarl.models.loading import Policy
+from datarl.models.optim import (adamw, decay_groups, loss_summary, lr_factor, optimizer_step, progress_bar,
+                                 set_lr, update_bar)
 
 
 @dataclass(frozen=True)
@@ -73,25 +74,16 @@ def train_lm(policy: Policy, pairs: Sequence[tuple[Any, str]], cfg: LMTrainConfi
     data = tokenize_pairs(policy, pairs, cfg.loss_on_prompt)
     model = policy.model
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    opt = adamw(decay_groups(model.parameters(), cfg.weight_decay), cfg.lr)
     rng = random.Random(cfg.seed)
     by_length = sorted(range(len(data)), key=lambda i: len(data[i][0]))
     pad = policy.tokenizer.pad_token_id
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps, unit="step", desc="train")
+    bar = progress_bar(progress, cfg.steps, "train")
     losses: list[float] = []
     tokens = 0
     start = time.perf_counter()
     for step in range(cfg.steps):
-        lr = _lr(step, cfg)
-        for group in opt.param_groups:
-            group["lr"] = lr
+        set_lr(opt, lr_factor(step, cfg.steps, cfg.warmup_steps))
         batch = [data[i] for i in _batch_indices(rng, by_length, cfg)]
         width = max(len(ids) for ids, _ in batch)
         input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
@@ -102,25 +94,15 @@ def train_lm(policy: Policy, pairs: Sequence[tuple[Any, str]], cfg: LMTrainConfi
             labels[row, n_ctx:len(ids)] = torch.tensor(ids[n_ctx:])
             mask[row, :len(ids)] = 1
         loss = _loss(model, input_ids, mask, labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(float(loss.detach()))
+        losses.append(optimizer_step(model, opt, loss))
         tokens += int(mask.sum())
         if on_step is not None:
             on_step(step, losses[-1])
-        if bar is not None:
-            bar.update(1)
-            if step % 10 == 0:
-                bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
+        update_bar(bar, step, losses)
     if bar is not None:
         bar.close()
     model.eval()
-    head = losses[:10] or [math.nan]
-    tail = losses[-10:] or [math.nan]
-    return {"loss_first": sum(head) / len(head), "loss_last": sum(tail) / len(tail),
-            "seconds": time.perf_counter() - start, "tokens": float(tokens)}
+    return {**loss_summary(losses), "seconds": time.perf_counter() - start, "tokens": float(tokens)}
 
 
 def _loss(model: Any, input_ids: Any, mask: Any, labels: Any) -> Any:
@@ -151,11 +133,3 @@ def _batch_indices(rng: random.Random, by_length: list[int], cfg: LMTrainConfig)
         return [by_length[rng.randrange(n)] for _ in range(cfg.batch_size)]
     start = rng.randrange(n - window + 1)
     return [by_length[start + rng.randrange(window)] for _ in range(cfg.batch_size)]
-
-
-def _lr(step: int, cfg: LMTrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(1, cfg.steps - cfg.warmup_steps)
-    progress = (step - cfg.warmup_steps) / span
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
