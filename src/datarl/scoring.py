@@ -20,10 +20,11 @@ import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from datarl.executors import map_ordered
 from datarl.records import LoadResult, Record, RecordError, format_errors, load_records
+from datarl.rewards.base import RewardResult
 from datarl.rewards.router import Router, RouterConfig
 
 _ROUTER: Router | None = None  # set in the parent before workers fork
@@ -104,6 +105,41 @@ def _score_item(record: dict[str, Any]) -> dict[str, Any]:
     assert _ROUTER is not None
     result = _ROUTER.score(record, record.get("response") or "")
     return {"reward": result.score, "reward_source": result.source, "reward_info": result.info}
+
+
+def score_responses(router: Router, records: Sequence[dict[str, Any]], responses: Sequence[str], *,
+                    workers: int = 1, timeout_s: float = 30.0) -> list[RewardResult]:
+    """Score ``responses[i]`` for ``records[i]``, in order: what PPO, Pre-PPO and best-of-N call.
+
+    Model-based sources (BT, GenRM) run here in batches, in the process that holds the model;
+    every other source runs in ``workers`` forked processes with a per-item wall-clock limit, as
+    in ``datarl score`` (a timed-out item scores 0 with ``failure: timeout``).
+    """
+    global _ROUTER
+    out: list[RewardResult | None] = [None] * len(records)
+    batched = [i for i, r in enumerate(records) if router.is_batched(str(r.get("task")))]
+    if batched:
+        for i, result in zip(batched, router.score_many([records[i] for i in batched],
+                                                        [responses[i] for i in batched])):
+            out[i] = result
+    rest = [i for i in range(len(records)) if out[i] is None]
+    if rest:
+        _ROUTER = router
+        router.warm_up()
+        items = ({**records[i], "response": responses[i]} for i in rest)
+        outcomes = map_ordered(_score_item, items, workers=min(workers, len(rest)), timeout_s=timeout_s)
+        try:
+            for i, outcome in zip(rest, outcomes):
+                if outcome.ok:
+                    v = outcome.value
+                    out[i] = RewardResult(float(v["reward"]), v["reward_source"], v["reward_info"])
+                else:
+                    source = router.config.source_for(str(records[i].get("task"))) or "none"
+                    failure = outcome.failure if outcome.failure != "error" else "internal_error"
+                    out[i] = RewardResult(0.0, source, {"failure": failure, "error": outcome.error})
+        finally:
+            outcomes.close()
+    return [r for r in out if r is not None]
 
 
 def load_for_scoring(path: str, router: RouterConfig) -> LoadResult:

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 
 from datarl.rewards.base import RewardResult
 
-__all__ = ["BTModelError", "BTModel", "load_bt", "score_bt", "bt_scores", "encode_texts", "raw_rewards",
+__all__ = ["BTModelError", "BTModel", "load_bt", "score_bt", "score_bt_batch", "bt_scores", "encode_texts", "raw_rewards",
            "META_FILE", "SOURCE"]
 
 SOURCE = "bt"
@@ -160,27 +160,45 @@ def logistic(raw: float, shift: float, scale: float) -> float:
 def score_bt(record: Mapping[str, Any], response: str, *, model: str, scale: float | None = None,
              shift: float | None = None) -> RewardResult:
     """BT reward of ``response`` in [0, 1]: ``logistic((raw - shift) / scale)``. Never raises."""
+    return score_bt_batch([record], [response], model=model, scale=scale, shift=shift, batch_size=1)[0]
+
+
+def score_bt_batch(records: Sequence[Mapping[str, Any]], responses: Sequence[str], *, model: str,
+                   scale: float | None = None, shift: float | None = None,
+                   batch_size: int = 32) -> list[RewardResult]:
+    """``score_bt`` for many records at once (batched forward passes); never raises."""
     try:
         bt = load_bt(model)
     except BTModelError as exc:
-        return RewardResult(0.0, SOURCE, {"failure": "model_unavailable", "error": str(exc), "bt_model": model})
+        return [RewardResult(0.0, SOURCE, {"failure": "model_unavailable", "error": str(exc), "bt_model": model})
+                for _ in records]
     mapping = bt.meta["mapping"]
     shift = float(mapping["shift"]) if shift is None else shift
     scale = float(mapping["scale"]) if scale is None else scale
     info: dict[str, Any] = {"bt_model": model, "shift": shift, "scale": scale, "mapping": "logistic"}
     if not isinstance(scale, (int, float)) or not isinstance(shift, (int, float)) or not scale > 0 \
             or not math.isfinite(scale) or not math.isfinite(shift):
-        return RewardResult(0.0, SOURCE, dict(info, failure="bad_option",
-                                               error=f"bt: scale must be a finite number > 0 and shift finite "
-                                                     f"(got scale={scale!r}, shift={shift!r})"))
-    prompt = record.get("prompt") if isinstance(record, Mapping) else None
-    if not prompt:
-        return RewardResult(0.0, SOURCE, dict(info, failure="no_prompt", error="record has no prompt"))
+        bad = dict(info, failure="bad_option", error=f"bt: scale must be a finite number > 0 and shift finite "
+                                                     f"(got scale={scale!r}, shift={shift!r})")
+        return [RewardResult(0.0, SOURCE, dict(bad)) for _ in records]
+    out: list[RewardResult | None] = [None] * len(records)
+    todo = []
+    for i, record in enumerate(records):
+        prompt = record.get("prompt") if isinstance(record, Mapping) else None
+        if not prompt:
+            out[i] = RewardResult(0.0, SOURCE, dict(info, failure="no_prompt", error="record has no prompt"))
+        else:
+            todo.append(i)
     try:
-        raw = _batched_raw(bt, [prompt], [response if isinstance(response, str) else str(response)], 1)[0]
+        raws = _batched_raw(bt, [records[i]["prompt"] for i in todo],
+                            [r if isinstance(r, str) else str(r) for r in (responses[i] for i in todo)], batch_size)
     except Exception as exc:  # the contract: a source never raises on model output
-        return RewardResult(0.0, SOURCE, dict(info, failure="internal_error", error=f"{type(exc).__name__}: {exc}"))
-    info["raw"] = raw
-    if not math.isfinite(raw):
-        return RewardResult(0.0, SOURCE, dict(info, failure="internal_error", error="non-finite raw reward"))
-    return RewardResult(logistic(raw, float(shift), float(scale)), SOURCE, info)
+        err = dict(info, failure="internal_error", error=f"{type(exc).__name__}: {exc}")
+        return [r if r is not None else RewardResult(0.0, SOURCE, dict(err)) for r in out]
+    for i, raw in zip(todo, raws):
+        if not math.isfinite(raw):
+            out[i] = RewardResult(0.0, SOURCE, dict(info, raw=None, failure="internal_error",
+                                                    error="non-finite raw reward"))
+        else:
+            out[i] = RewardResult(logistic(raw, float(shift), float(scale)), SOURCE, dict(info, raw=raw))
+    return [r for r in out if r is not None]

@@ -41,7 +41,8 @@ from datarl.rewards.base import RewardResult
 
 __all__ = ["JUDGE_TEMPLATE", "VERDICTS", "GT_FORMAT", "JudgeResult", "JudgeBackend", "JudgeError",
            "judge_prompt", "readout", "combine", "judge_batch", "get_judge", "clear_judge_cache", "gt_reference",
-           "score_genrm_gt", "score_genrm_bon", "SOURCE_GT", "SOURCE_BON"]
+           "score_genrm_gt", "score_genrm_bon", "score_genrm_gt_batch", "score_genrm_bon_batch", "SOURCE_GT",
+           "SOURCE_BON"]
 
 SOURCE_GT, SOURCE_BON = "genrm.gt", "genrm.bon"
 VERDICTS = ("A", "B")
@@ -199,18 +200,40 @@ def _to_reward(result: JudgeResult, source: str, reference: str) -> RewardResult
 
 def _score(record: Mapping[str, Any], response: str, reference: str | None, source: str,
            judge: Any, max_answer_chars: int) -> RewardResult:
+    return _score_many([record], [response], [reference], source, judge, max_answer_chars)[0]
+
+
+def _score_many(records: Sequence[Mapping[str, Any]], responses: Sequence[str], references: Sequence[str | None],
+                source: str, judge: Any, max_answer_chars: int) -> list[RewardResult]:
+    """Judge many records in one batch (both orders of every item together); never raises."""
     if judge is None:
-        return RewardResult(0.0, source, {"failure": "judge_error", "error": f"{source}: no judge configured; set "
-                                          f"sources.{source}.judge to a model dir or an endpoint mapping"})
-    if reference is None:
-        return RewardResult(0.0, source, {"failure": "no_reference", "error": "record has no reference to judge against"})
+        return [RewardResult(0.0, source, {"failure": "judge_error", "error": f"{source}: no judge configured; set "
+                                           f"sources.{source}.judge to a model dir or an endpoint mapping"})
+                for _ in records]
+    out: list[RewardResult | None] = [None] * len(records)
+    todo = []
+    for i, ref in enumerate(references):
+        if ref is None:
+            out[i] = RewardResult(0.0, source, {"failure": "no_reference",
+                                                "error": "record has no reference to judge against"})
+        else:
+            todo.append(i)
     try:
-        result = judge_batch(judge, [(record.get("prompt", ""), str(response), reference)],
-                             max_answer_chars=max_answer_chars)[0]
+        results = judge_batch(judge, [(records[i].get("prompt", ""), str(responses[i]), references[i]) for i in todo],
+                              max_answer_chars=max_answer_chars) if todo else []
     except Exception as exc:  # building the judge failed: reported per record, never raised
-        return RewardResult(0.0, source, {"failure": "judge_error", "error": f"{type(exc).__name__}: {exc}",
-                                          "reference": reference[:REFERENCE_INFO_CHARS]})
-    return _to_reward(result, source, reference)
+        for i in todo:
+            out[i] = RewardResult(0.0, source, {"failure": "judge_error", "error": f"{type(exc).__name__}: {exc}",
+                                                "reference": str(references[i])[:REFERENCE_INFO_CHARS]})
+        return [r for r in out if r is not None]
+    for i, result in zip(todo, results):
+        out[i] = _to_reward(result, source, str(references[i]))
+    return [r for r in out if r is not None]
+
+
+def _bon_reference(record: Mapping[str, Any]) -> str | None:
+    ref = record.get("reference")
+    return None if ref is None or str(ref).strip() == "" else str(ref)
 
 
 def gt_reference(record: Mapping[str, Any], judge: Any = None) -> str | None:
@@ -238,6 +261,20 @@ def score_genrm_gt(record: Mapping[str, Any], response: str, *, judge: str | Map
 def score_genrm_bon(record: Mapping[str, Any], response: str, *, judge: str | Mapping[str, Any] | None = None,
                     max_answer_chars: int = MAX_ANSWER_CHARS) -> RewardResult:
     """``genrm.bon``: P(response better than the record's best-of-N ``reference``)."""
-    ref = record.get("reference")
-    ref = None if ref is None or str(ref).strip() == "" else str(ref)
-    return _score(record, response, ref, SOURCE_BON, judge, max_answer_chars)
+    return _score(record, response, _bon_reference(record), SOURCE_BON, judge, max_answer_chars)
+
+
+def score_genrm_gt_batch(records: Sequence[Mapping[str, Any]], responses: Sequence[str], *,
+                         judge: str | Mapping[str, Any] | None = None,
+                         max_answer_chars: int = MAX_ANSWER_CHARS) -> list[RewardResult]:
+    """``score_genrm_gt`` for many records in one judge batch."""
+    return _score_many(records, responses, [gt_reference(r, judge) for r in records], SOURCE_GT, judge,
+                       max_answer_chars)
+
+
+def score_genrm_bon_batch(records: Sequence[Mapping[str, Any]], responses: Sequence[str], *,
+                          judge: str | Mapping[str, Any] | None = None,
+                          max_answer_chars: int = MAX_ANSWER_CHARS) -> list[RewardResult]:
+    """``score_genrm_bon`` for many records in one judge batch."""
+    return _score_many(records, responses, [_bon_reference(r) for r in records], SOURCE_BON, judge,
+                       max_answer_chars)

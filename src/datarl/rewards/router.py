@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from datarl.rewards.base import RewardResult
 
@@ -30,6 +30,14 @@ SOURCES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "bt": ("datarl.rewards.bt", "score_bt", ("model", "scale", "shift")),
     "genrm.gt": ("datarl.rewards.genrm", "score_genrm_gt", ("judge", "max_answer_chars")),
     "genrm.bon": ("datarl.rewards.genrm", "score_genrm_bon", ("judge", "max_answer_chars")),
+}
+
+# Model-based sources also have a batched function (same options, lists in, list out): they are
+# scored in the process that holds the model, many items per forward pass, not one per worker.
+BATCHED: dict[str, str] = {
+    "bt": "score_bt_batch",
+    "genrm.gt": "score_genrm_gt_batch",
+    "genrm.bon": "score_genrm_bon_batch",
 }
 
 # Sources whose issues have not landed are simply absent from the default table.
@@ -122,6 +130,35 @@ class Router:
                 self._fn(source)
             except ImportError:
                 pass  # reported per record by score()
+
+    def is_batched(self, task: str) -> bool:
+        """Whether the source of ``task`` is model-based (score it with :meth:`score_many`, in-process)."""
+        return self.config.source_for(task) in BATCHED
+
+    def score_many(self, records: Sequence[Mapping[str, Any]], responses: Sequence[str]) -> list[RewardResult]:
+        """Score many records in this process, in order; batched sources get one call per source."""
+        out: list[RewardResult | None] = [None] * len(records)
+        groups: dict[str, list[int]] = {}
+        for i, record in enumerate(records):
+            source = self.config.source_for(str(record.get("task")))
+            if source in BATCHED:
+                groups.setdefault(source, []).append(i)
+            else:
+                out[i] = self.score(record, responses[i])
+        for source, idx in groups.items():
+            module, _, _ = SOURCES[source]
+            opts = dict(self.config.options.get(source, {}))
+            try:
+                fn = getattr(importlib.import_module(module), BATCHED[source])
+                results = fn([records[i] for i in idx], [responses[i] for i in idx], **opts)
+            except Exception as exc:  # as in score(): report, never crash the run
+                results = [RewardResult(0.0, source, {"failure": "internal_error",
+                                                      "error": f"{type(exc).__name__}: {exc}"}) for _ in idx]
+            for i, result in zip(idx, results):
+                info = dict(result.info)
+                info.setdefault("routed_by", f"task={records[i].get('task')} -> {source}")
+                out[i] = RewardResult(float(result.score), result.source, info)
+        return [r for r in out if r is not None]
 
     def score(self, record: Mapping[str, Any], response: str) -> RewardResult:
         task = str(record.get("task"))

@@ -1,0 +1,1 @@
+"""Which prompts train: Pre-PPO selection (``prepo``) and the curriculum (``curriculum``)."""
