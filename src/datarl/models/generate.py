@@ -149,6 +149,7 @@ def _generate_batch(policy: Policy, prompt_ids: list[list[int]], jobs: list[tupl
     out_logps: list[list[float]] = [[] for _ in prompt_ids]
     done = torch.zeros(len(prompt_ids), dtype=torch.bool)
     past = None
+    cache_arg = _cache_argument(policy.model)
     seq, seq_mask = input_ids, mask
     step_ids = input_ids
     with torch.no_grad():
@@ -157,8 +158,8 @@ def _generate_batch(policy: Policy, prompt_ids: list[list[int]], jobs: list[tupl
             if cfg.use_cache:
                 pos = positions[:, -step_ids.shape[1]:]
                 out = policy.model(input_ids=step_ids, attention_mask=seq_mask, position_ids=pos,
-                                   past_key_values=past, use_cache=True)
-                past = out.past_key_values
+                                   use_cache=True, **{cache_arg: past})
+                past = getattr(out, cache_arg)
             else:
                 out = policy.model(input_ids=seq, attention_mask=seq_mask, position_ids=positions, use_cache=False)
             tokens, logps = _sample(out.logits[:, -1, :], cfg, gen)
@@ -181,6 +182,14 @@ def _generate_batch(policy: Policy, prompt_ids: list[list[int]], jobs: list[tupl
         results.append(Generation(p, s, tok.decode(text_ids, skip_special_tokens=True), ids, out_logps[row],
                                   prompt_ids[row], finished))
     return results
+
+
+def _cache_argument(model: Any) -> str:
+    """The KV-cache keyword of this model's forward: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def _eos_ids(policy: Policy) -> Any:

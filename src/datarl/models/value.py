@@ -1,0 +1,89 @@
+"""The PPO critic: a causal-LM body with a scalar head giving one value per token.
+
+Initialised from the SFT policy (its transformer body, a zero-initialised head, so the first
+values are 0 and the first advantages are the rewards themselves) or from a BT reward model
+made by ``datarl train-bt`` (its body and its reward head, so values start as reward
+estimates). ``value_init`` in the PPO config picks one: ``"policy"`` or a BT directory.
+
+Also here: the forward pass that PPO needs from the policy, computing the LM head only at the
+response positions (the prompt's vocabulary logits are never materialised).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+__all__ = ["ValueModel", "load_value_model", "body_and_head", "response_forward"]
+
+
+def body_and_head(model: Any) -> tuple[Any, Any]:
+    """The transformer body and output head of a HF causal LM (``model.model`` and ``lm_head``)."""
+    body = getattr(model, getattr(model, "base_model_prefix", "model"), None) or getattr(model, "model", None)
+    head = getattr(model, "lm_head", None)
+    if body is None or head is None:
+        raise ValueError(f"{type(model).__name__}: expected a decoder with a body and an lm_head")
+    return body, head
+
+
+class ValueModel(torch.nn.Module):
+    """``body`` (a HF decoder body) and ``head`` (hidden -> 1)."""
+
+    def __init__(self, body: Any, head: Any) -> None:
+        super().__init__()
+        self.body = body
+        self.head = head
+
+    def forward(self, input_ids: Any, attention_mask: Any, gather_index: Any) -> Any:
+        """Values ``[B, T]`` at the hidden states selected by ``gather_index`` ``[B, T]``."""
+        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        idx = gather_index[..., None].expand(-1, -1, hidden.shape[-1])
+        return self.head(hidden.gather(1, idx)).squeeze(-1).float()
+
+
+def load_value_model(init: str, policy_dir: str, *, dtype: str = "float32", device: str = "cpu") -> Any:
+    """A critic from ``init``: ``"policy"`` (the SFT policy at ``policy_dir``) or a BT model directory."""
+    torch_dtype = getattr(torch, dtype)
+    if init == "policy":
+        from datarl.models.loading import load_policy
+
+        policy = load_policy(policy_dir, dtype=dtype, device=device)
+        body, _ = body_and_head(policy.model)
+        head = torch.nn.Linear(policy.model.config.hidden_size, 1, bias=True)
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+    else:
+        from datarl.rewards.bt import META_FILE
+
+        if not os.path.isfile(os.path.join(init, META_FILE)):
+            raise ValueError(f"value_init: {init} is neither 'policy' nor a BT model directory (no {META_FILE}); "
+                             "train one with `datarl train-bt` or use value_init: policy")
+        from transformers import AutoModelForSequenceClassification
+
+        bt = AutoModelForSequenceClassification.from_pretrained(init, dtype=torch_dtype)
+        body = getattr(bt, bt.base_model_prefix)
+        head = bt.score
+    model = ValueModel(body, head.to(torch_dtype)).to(device)
+    model.train()
+    return model
+
+
+def response_forward(model: Any, input_ids: Any, attention_mask: Any, gather_index: Any, targets: Any,
+                     temperature: float = 1.0, with_entropy: bool = False) -> tuple[Any, Any]:
+    """Log-probs ``[B, T]`` of ``targets`` under ``model`` at the response positions, and their entropy.
+
+    ``gather_index[b, t]`` is the position whose logits predict response token ``t`` of row ``b``
+    (the token before it). Logits are divided by ``temperature`` (the sampling distribution).
+    """
+    body, head = body_and_head(model)
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    idx = gather_index[..., None].expand(-1, -1, hidden.shape[-1])
+    logits = head(hidden.gather(1, idx)).float()
+    if temperature not in (0.0, 1.0):
+        logits = logits / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
+    return logp, entropy

@@ -1,0 +1,211 @@
+"""Reading a run directory for the report: tolerant of missing files, bad lines and absent keys.
+
+Layout (written by ``datarl train`` and ``datarl select``): ``config.json``, ``metrics.jsonl`` (one line per
+PPO step), ``eval.jsonl`` (one line per evaluation; step 0 = the policy before training), optional
+``summary.json`` and ``selection/report.json``. Every problem found becomes a line in ``RunData.problems``
+shown in the report header; only a missing run directory is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+TASK_ORDER = ("math", "code", "ifeval", "general")
+Z95 = 1.959964
+
+
+class ReportError(Exception):
+    """The report cannot be written at all (e.g. the run directory does not exist)."""
+
+
+@dataclass
+class RunData:
+    run_dir: Path
+    config: dict[str, Any] | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
+    selection: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        problems.append(f"{path.name}: unreadable ({exc}); ignored")
+        return None
+    if not isinstance(data, dict):
+        problems.append(f"{path.name}: expected a JSON object, got {type(data).__name__}; ignored")
+        return None
+    return data
+
+
+def _read_jsonl(path: Path, problems: list[str]) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows, bad = [], 0
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        problems.append(f"{path.name}: unreadable ({exc}); ignored")
+        return []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1  # a run killed mid-write leaves a partial last line
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), (int, float)) and not isinstance(row["step"], bool):
+            rows.append(row)
+        else:
+            bad += 1
+    if bad:
+        problems.append(f"{path.name}: {bad} unreadable line(s) (bad JSON or no 'step') skipped")
+    rows.sort(key=lambda r: r["step"])
+    return rows
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read everything the report shows; raises :class:`ReportError` only when ``run_dir`` is not a directory."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise ReportError(f"run directory {path} {what}; pass the directory `datarl train` wrote")
+    run = RunData(run_dir=path)
+    run.config = _read_json(path / "config.json", run.problems)
+    run.metrics = _read_jsonl(path / "metrics.jsonl", run.problems)
+    run.evals = _read_jsonl(path / "eval.jsonl", run.problems)
+    run.summary = _read_json(path / "summary.json", run.problems)
+    run.selection = _read_json(path / "selection" / "report.json", run.problems)
+    for name, present in (("config.json", run.config is not None), ("metrics.jsonl", bool(run.metrics)),
+                          ("eval.jsonl", bool(run.evals))):
+        if not present:
+            run.problems.append(f"{name}: missing or empty")
+    return run
+
+
+def number(value: Any) -> float | None:
+    """A finite float, or None for anything else (missing, None, NaN, text, bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def series(rows: Iterable[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    """(steps, values) of the rows that have a finite number under ``key``."""
+    xs, ys = [], []
+    for row in rows:
+        y = number(row.get(key))
+        if y is not None:
+            xs.append(float(row["step"]))
+            ys.append(y)
+    return xs, ys
+
+
+def ordered(names: Iterable[str]) -> list[str]:
+    """Tasks in the usual order (math, code, ifeval, general), others after them alphabetically."""
+    unique = set(names)
+    known = [t for t in TASK_ORDER if t in unique]
+    return known + sorted(unique - set(known))
+
+
+def suffixes(rows: Iterable[Mapping[str, Any]], pattern: str) -> list[str]:
+    """The ``<name>`` parts of keys matching ``pattern`` (a regex with one group), e.g. ``gold/([^/]+)``."""
+    rx = re.compile(pattern)
+    found = {m.group(1) for row in rows for key in row if (m := rx.fullmatch(key))}
+    return ordered(found)
+
+
+def find_key(config: Mapping[str, Any] | None, key: str) -> Any:
+    """The first value under ``key`` in a nested config, shallowest first; None if absent."""
+    level: list[Mapping[str, Any]] = [config] if isinstance(config, Mapping) else []
+    while level:
+        for node in level:
+            if key in node:
+                return node[key]
+        level = [v for node in level for v in node.values() if isinstance(v, Mapping)]
+    return None
+
+
+# ----------------------------------------------------------------------------- before / after
+
+
+def _stat_from_eval(row: Mapping[str, Any], task: str) -> dict[str, Any] | None:
+    mean = number(row.get(f"gold/{task}"))
+    if mean is None:
+        return None
+    return {"mean": mean, "ci95_low": number(row.get(f"gold/{task}/ci95_low")),
+            "ci95_high": number(row.get(f"gold/{task}/ci95_high")), "n": row.get(f"gold/{task}/n"),
+            "step": int(row["step"])}
+
+
+def _mean_gold(row: Mapping[str, Any], tasks: list[str]) -> float:
+    values = [v for t in tasks if (v := number(row.get(f"gold/{t}"))) is not None]
+    return sum(values) / len(values) if values else -math.inf
+
+
+def before_after(run: RunData) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, int | None]]:
+    """Per task, the gold score before training, after (final) and at the best evaluation.
+
+    ``summary.json``'s blocks win where present; otherwise they are read from ``eval.jsonl``: before = step 0
+    (else the first evaluation), after = the last, best = ``summary.best_step`` or the evaluation with the
+    highest mean gold over tasks. Returns (tasks, {task: {"before", "after", "best": stat or None}},
+    {"after": step, "best": step}).
+    """
+    evals, summary = run.evals, run.summary or {}
+    tasks = suffixes(evals, r"gold/([^/]+)")
+    for block in ("before", "after", "best"):
+        if isinstance(summary.get(block), Mapping):
+            tasks = ordered([*tasks, *summary[block]])
+    rows: dict[str, Mapping[str, Any] | None] = {"before": None, "after": None, "best": None}
+    if evals:
+        rows["before"] = next((r for r in evals if r["step"] == 0), evals[0])
+        rows["after"] = evals[-1]
+        best_step = summary.get("best_step")
+        rows["best"] = next((r for r in evals if r["step"] == best_step), None) or max(
+            evals, key=lambda r: _mean_gold(r, tasks))
+    steps = {"after": rows["after"]["step"] if rows["after"] else summary.get("steps"),
+             "best": rows["best"]["step"] if rows["best"] else summary.get("best_step")}
+    if isinstance(summary.get("best_step"), int):
+        steps["best"] = summary["best_step"]
+    table: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        table[task] = {}
+        for block, row in rows.items():
+            given = (summary.get(block) or {}).get(task) if isinstance(summary.get(block), Mapping) else None
+            if isinstance(given, Mapping) and number(given.get("mean")) is not None:
+                table[task][block] = {k: given.get(k) for k in ("mean", "ci95_low", "ci95_high", "n")}
+            else:
+                table[task][block] = _stat_from_eval(row, task) if row else None
+    return tasks, table, steps
+
+
+def difference(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, float] | None:
+    """after - before, with an approximate 95% CI: each interval's half-width / 1.96 taken as its standard
+    error, combined as independent (normal approximation; Wilson intervals are not symmetric)."""
+    if not before or not after:
+        return None
+    b, a = number(before.get("mean")), number(after.get("mean"))
+    if a is None or b is None:
+        return None
+    out = {"diff": a - b}
+    ses = []
+    for stat in (before, after):
+        lo, hi = number(stat.get("ci95_low")), number(stat.get("ci95_high"))
+        if lo is None or hi is None:
+            return out
+        ses.append((hi - lo) / (2 * Z95))
+    half = Z95 * math.hypot(*ses)
+    out.update(low=a - b - half, high=a - b + half)
+    return out

@@ -1,0 +1,95 @@
+"""Atomic checkpoints of a PPO run, and finding the one to resume from.
+
+A checkpoint is a directory ``RUN_DIR/checkpoints/step-NNNNNN`` holding everything the next
+step depends on: the policy (``policy/``, an ordinary HF model directory, so any checkpoint can
+be evaluated or served as is), the critic and both optimisers' states (``state.pt``), and the
+trainer state (``trainer_state.json``: step, sampler position, KL coefficient, monitor state,
+best score). It is written under a temporary name and renamed into place, and
+``checkpoints/latest`` (a one-line file, itself replaced atomically) names the newest, so a run
+killed at any instant (even ``kill -9`` mid-save) resumes from the last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any, Mapping
+
+import torch
+
+__all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint", "atomic_write_text", "save_policy"]
+
+LATEST = "latest"
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def save_policy(policy: Any, out_dir: str) -> None:
+    """The policy as a HF model directory, written atomically (used for ``best/`` too)."""
+    tmp = f"{out_dir}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.model.save_pretrained(tmp)
+    policy.tokenizer.save_pretrained(tmp)
+    old = f"{out_dir}.old-{os.getpid()}"
+    if os.path.exists(out_dir):
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_checkpoint(run_dir: str, step: int, *, policy: Any, critic: Any, actor_opt: Any, critic_opt: Any,
+                    trainer_state: Mapping[str, Any], keep: int) -> str:
+    """Write the checkpoint after ``step`` completed steps; keep the newest ``keep``; return its path."""
+    root = os.path.join(run_dir, "checkpoints")
+    os.makedirs(root, exist_ok=True)
+    final = os.path.join(root, f"step-{step:06d}")
+    tmp = f"{final}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    policy.model.save_pretrained(os.path.join(tmp, "policy"))
+    policy.tokenizer.save_pretrained(os.path.join(tmp, "policy"))
+    torch.save({"critic": critic.state_dict(), "actor_opt": actor_opt.state_dict(),
+                "critic_opt": critic_opt.state_dict(), "torch_rng": torch.get_rng_state()},
+               os.path.join(tmp, "state.pt"))
+    with open(os.path.join(tmp, "trainer_state.json"), "w", encoding="utf-8") as fh:
+        json.dump(dict(trainer_state), fh, indent=1, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    atomic_write_text(os.path.join(root, LATEST), os.path.basename(final) + "\n")
+    steps = sorted(d for d in os.listdir(root) if d.startswith("step-") and ".tmp-" not in d)
+    for old in steps[:-keep]:
+        shutil.rmtree(os.path.join(root, old), ignore_errors=True)
+    for d in os.listdir(root):  # temporaries of a run killed mid-save
+        if ".tmp-" in d and d != os.path.basename(tmp):
+            shutil.rmtree(os.path.join(root, d), ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: str) -> str | None:
+    """The newest complete checkpoint of ``run_dir``, or None."""
+    root = os.path.join(run_dir, "checkpoints")
+    try:
+        with open(os.path.join(root, LATEST), encoding="utf-8") as fh:
+            name = fh.read().strip()
+    except OSError:
+        return None
+    path = os.path.join(root, name)
+    return path if os.path.isfile(os.path.join(path, "trainer_state.json")) else None
+
+
+def load_checkpoint(path: str) -> dict[str, Any]:
+    """``{"trainer_state", "state"}`` of a checkpoint (the policy is loaded from ``path/policy``)."""
+    with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as fh:
+        trainer_state = json.load(fh)
+    state = torch.load(os.path.join(path, "state.pt"), map_location="cpu", weights_only=False)
+    return {"trainer_state": trainer_state, "state": state}

@@ -1,0 +1,279 @@
+"""The run config of ``datarl train``: typed, documented, validated before anything heavy runs.
+
+A run config is one YAML/JSON file::
+
+    policy: tiny                      # HF dir, .gguf, alias, or 'tiny' (the embedded SFT policy)
+    data: {train: suite/train.jsonl, eval: suite/eval.jsonl}
+    reward:                           # the router (README, 'The router')
+      router: {general: genrm.bon}
+      sources: {genrm.bon: {judge: judge/}}
+    curriculum: paper                 # 'paper' (default), 'none', or {phases: [...]}
+    ppo: {steps: 40, prompts_per_step: 16, samples_per_prompt: 4}
+    eval: {every: 10}
+    hacking: {window: 3}
+    logging: {tensorboard: false, wandb: false}
+    run_dir: runs/demo
+    seed: 0
+
+Unknown keys are errors (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from datarl.config import ConfigError
+
+__all__ = ["PPOConfig", "EvalConfig", "LoggingConfig", "TrainConfig", "ConfigError"]
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """``cls(**data)`` with unknown keys and bad values reported as ``ConfigError`` naming ``where``."""
+    if data is None:
+        return cls()
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: must be a mapping of options, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {unknown}; allowed: {', '.join(sorted(names))}")
+    try:
+        return cls(**dict(data))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO hyperparameters (defaults sized for the tiny policy on 2 CPU cores).
+
+    steps: PPO steps (one rollout batch and its updates each).
+    prompts_per_step: prompts drawn by the curriculum per step.
+    samples_per_prompt: responses sampled per prompt; the rollout batch is their product.
+    minibatch_size: sequences per optimiser step; must divide the rollout batch.
+    micro_batch_size: sequences per forward/backward (gradient accumulation); must divide
+        minibatch_size; 0 = minibatch_size.
+    ppo_epochs: passes over the rollout batch per step.
+    actor_lr, critic_lr: AdamW learning rates (constant).
+    clip_eps: policy ratio clip.
+    value_clip: value clip around the old values; null disables it.
+    gamma, lam: GAE discount and lambda.
+    kl_coef: KL penalty coefficient (the initial one when adaptive).
+    kl_kind: per-token KL estimator, ``k1`` or ``k3``.
+    kl_target: set to make the coefficient adaptive (Ziegler et al.), tracking this KL per sequence.
+    kl_horizon: adaptive controller horizon, in sequences.
+    whiten_advantages: normalise advantages over the batch.
+    reward_shift: added to every routed score (e.g. -0.5 centres a [0, 1] reward).
+    cutoff_penalty: subtracted from the score of a response cut off at max_new_tokens without EOS.
+    temperature, top_p, max_new_tokens: rollout sampling.
+    max_grad_norm: gradient clipping for both models.
+    value_init: ``policy`` (SFT body, zero head) or a BT model directory (its body and reward head).
+    weight_decay: AdamW weight decay.
+    """
+
+    steps: int = 40
+    prompts_per_step: int = 16
+    samples_per_prompt: int = 4
+    minibatch_size: int = 32
+    micro_batch_size: int = 0
+    ppo_epochs: int = 2
+    actor_lr: float = 5e-5
+    critic_lr: float = 2e-4
+    clip_eps: float = 0.2
+    value_clip: float | None = 0.2
+    gamma: float = 1.0
+    lam: float = 0.95
+    kl_coef: float = 0.02
+    kl_kind: str = "k1"
+    kl_target: float | None = None
+    kl_horizon: int = 10000
+    whiten_advantages: bool = True
+    reward_shift: float = 0.0
+    cutoff_penalty: float = 0.0
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+    max_grad_norm: float = 1.0
+    value_init: str = "policy"
+    weight_decay: float = 0.0
+
+    @property
+    def rollout_batch(self) -> int:
+        return self.prompts_per_step * self.samples_per_prompt
+
+    @property
+    def micro(self) -> int:
+        return self.micro_batch_size or self.minibatch_size
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "prompts_per_step", "samples_per_prompt", "minibatch_size", "ppo_epochs",
+                     "max_new_tokens", "kl_horizon"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.rollout_batch % self.minibatch_size:
+            raise ValueError(f"the rollout batch (prompts_per_step x samples_per_prompt = {self.rollout_batch}) "
+                             f"is not divisible by minibatch_size {self.minibatch_size}; pick a divisor such as "
+                             f"{_divisor_near(self.rollout_batch, self.minibatch_size)}")
+        if self.micro_batch_size < 0 or self.minibatch_size % self.micro:
+            raise ValueError(f"micro_batch_size {self.micro_batch_size} must divide minibatch_size "
+                             f"{self.minibatch_size} (0 = no accumulation)")
+        if not (self.actor_lr > 0 and self.critic_lr > 0 and self.clip_eps > 0 and self.max_grad_norm > 0):
+            raise ValueError("actor_lr, critic_lr, clip_eps and max_grad_norm must be > 0")
+        if self.value_clip is not None and self.value_clip <= 0:
+            raise ValueError("value_clip must be > 0, or null to disable it")
+        if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
+            raise ValueError("gamma and lam must be in [0, 1]")
+        if self.kl_coef < 0 or self.kl_kind not in ("k1", "k3"):
+            raise ValueError("kl_coef must be >= 0 and kl_kind 'k1' or 'k3'")
+        if self.kl_target is not None and self.kl_target <= 0:
+            raise ValueError("kl_target must be > 0 (or null for a fixed coefficient)")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError("rollouts need temperature > 0 and top_p in (0, 1]")
+        if not isinstance(self.value_init, str) or not self.value_init:
+            raise ValueError("value_init must be 'policy' or a BT model directory")
+
+
+def _divisor_near(n: int, k: int) -> int:
+    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - k), d))
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation on the eval split with gold checks, every ``every`` steps and at the end.
+
+    every: steps between evaluations (0: only before and after training).
+    per_task: eval prompts per task (0 = all).
+    gold: ``synth`` (the suite's gold checks, hidden rubric for general) or ``verifiers``
+        (math/code/ifeval verifiers only; general prompts are not gold-evaluated).
+    diversity_prompts: eval prompts per task sampled for the diversity metrics (0 disables).
+    diversity_samples: samples per prompt for the diversity metrics (the paper: 5).
+    max_new_tokens: eval generation length.
+    """
+
+    every: int = 10
+    per_task: int = 0
+    gold: str = "synth"
+    diversity_prompts: int = 10
+    diversity_samples: int = 5
+    max_new_tokens: int = 128
+
+    def __post_init__(self) -> None:
+        if self.every < 0 or self.per_task < 0 or self.diversity_prompts < 0:
+            raise ValueError("every, per_task and diversity_prompts must be >= 0")
+        if self.diversity_samples < 2 or self.max_new_tokens < 1:
+            raise ValueError("diversity_samples must be >= 2 and max_new_tokens >= 1")
+        if self.gold not in ("synth", "verifiers"):
+            raise ValueError("gold must be 'synth' or 'verifiers'")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Where step metrics go besides ``metrics.jsonl`` (always written).
+
+    tensorboard: also write TensorBoard event files under ``RUN_DIR/tb`` (needs ``tensorboard``).
+    wandb: also log to Weights & Biases (needs ``wandb``; respects ``WANDB_MODE``).
+    wandb_project: the W&B project name.
+    """
+
+    tensorboard: bool = False
+    wandb: bool = False
+    wandb_project: str = "datarl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one ``datarl train`` run needs; saved resolved as ``RUN_DIR/config.json``.
+
+    policy: the SFT policy (see ``datarl generate --help``); also the frozen KL reference.
+    train_path, eval_path: record files (``data: {train, eval}``); eval records need gold checks
+        (ground truth, tests, ifeval ids); without an eval file, no gold evaluation runs.
+    reward: the router config (``router:``, ``sources:``).
+    curriculum: ``paper``, ``none`` or ``{phases: [...]}`` (see ``datarl.select.curriculum``).
+    ppo, eval_cfg, hacking, logging: the sections above (``eval:`` in the file).
+    run_dir: output directory (checkpoints, metrics, report).
+    save_every: steps between checkpoints (the last step is always saved).
+    keep_checkpoints: most recent step checkpoints kept (the best one is kept besides).
+    workers: reward worker processes.
+    reward_timeout_s: wall-clock limit per reward item.
+    device, dtype: where and in what precision the models run (``cuda``/``bfloat16`` on a GPU).
+    seed: everything random derives from it and the step number.
+    threads: torch intra-op threads (0 = torch's default).
+    """
+
+    policy: str = "tiny"
+    train_path: str = ""
+    eval_path: str = ""
+    reward: Mapping[str, Any] = field(default_factory=dict)
+    curriculum: Any = "paper"
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    eval_cfg: EvalConfig = field(default_factory=EvalConfig)
+    hacking: Mapping[str, Any] = field(default_factory=dict)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    run_dir: str = "runs/train"
+    save_every: int = 10
+    keep_checkpoints: int = 2
+    workers: int = 2
+    reward_timeout_s: float = 30.0
+    device: str = "cpu"
+    dtype: str = "float32"
+    seed: int = 0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.train_path:
+            raise ValueError("data.train: give the training prompts file")
+        if self.save_every < 1 or self.keep_checkpoints < 1 or self.workers < 1 or self.reward_timeout_s <= 0:
+            raise ValueError("save_every, keep_checkpoints and workers must be >= 1, reward_timeout_s > 0")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError("dtype must be float32, bfloat16 or float16")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, base_dir: str = ".") -> "TrainConfig":
+        """From a parsed config file; relative paths are resolved against ``base_dir``."""
+        import os
+
+        allowed = {"policy", "data", "reward", "curriculum", "ppo", "eval", "hacking", "logging", "run_dir",
+                   "save_every", "keep_checkpoints", "workers", "reward_timeout_s", "device", "dtype", "seed",
+                   "threads"}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ConfigError(f"unknown top-level key(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
+        data_sec = data.get("data") or {}
+        if not isinstance(data_sec, Mapping) or set(data_sec) - {"train", "eval"}:
+            raise ConfigError("data: must be a mapping with 'train' and optionally 'eval' (record files)")
+
+        def path(p: Any) -> str:
+            return "" if not p else p if os.path.isabs(str(p)) else os.path.normpath(os.path.join(base_dir, str(p)))
+
+        policy = str(data.get("policy") or "tiny")
+        if os.path.exists(os.path.join(base_dir, policy)):
+            policy = path(policy)
+        reward = data.get("reward") or {}
+        if not isinstance(reward, Mapping):
+            raise ConfigError("reward: must be a mapping with 'router' and/or 'sources'")
+        top = {k: data[k] for k in ("save_every", "keep_checkpoints", "workers", "reward_timeout_s", "device",
+                                    "dtype", "seed", "threads") if k in data}
+        try:
+            return cls(policy=policy, train_path=path(data_sec.get("train")), eval_path=path(data_sec.get("eval")),
+                       reward=dict(reward), curriculum=data.get("curriculum", "paper"),
+                       ppo=_build(PPOConfig, data.get("ppo"), "ppo"),
+                       eval_cfg=_build(EvalConfig, data.get("eval"), "eval"),
+                       hacking=dict(data.get("hacking") or {}),
+                       logging=_build(LoggingConfig, data.get("logging"), "logging"),
+                       run_dir=path(data.get("run_dir") or "runs/train"), **top)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(str(exc)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config in the file's own shape (``from_mapping(to_dict())`` gives it back)."""
+        out = dataclasses.asdict(self)
+        out["data"] = {"train": out.pop("train_path"), "eval": out.pop("eval_path")}
+        out["eval"] = out.pop("eval_cfg")
+        return out

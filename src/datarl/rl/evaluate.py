@@ -1,0 +1,127 @@
+"""PPO's periodic evaluation: gold score by task, the hacking gap and alarm, diversity.
+
+- **gold**: greedy responses on the eval prompts scored by the gold checks (the suite's
+  ``gold_check``: verifiers, and the hidden rubric for ``general``), mean and 95% CI per task;
+- **proxy**: for tasks trained on a learned reward (``bt``, ``genrm.*``), the same responses
+  scored by the training reward; ``hacking/gap/<task>`` = proxy - gold, and the
+  :class:`~datarl.metrics.hacking.HackingMonitor` raises ``hacking/alarm/<task>`` when the proxy
+  keeps rising while gold falls. For verifier-trained tasks the proxy *is* the gold check;
+- **diversity**: ``diversity_samples`` samples at the rollout temperature for
+  ``diversity_prompts`` prompts per task: max pairwise normalised token edit distance (the
+  paper's measure), distinct-1/2 and distinct final answers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Sequence
+
+from datarl.executors import map_ordered
+from datarl.jobs import summarise_scores
+from datarl.metrics.diversity import diversity_summary
+from datarl.models.generate import SamplingConfig, generate
+from datarl.rewards.base import RewardResult
+from datarl.rewards.router import BATCHED, Router
+from datarl.rl.config import EvalConfig
+from datarl.scoring import score_responses
+
+__all__ = ["eval_subset", "evaluate", "gold_function"]
+
+_VERIFIED = ("math", "code", "ifeval")
+
+
+def gold_function(kind: str) -> Callable[[Mapping[str, Any], str], RewardResult | None]:
+    """``synth``: the suite's gold checks; ``verifiers``: math/code/ifeval verifiers, None for general."""
+    from datarl.synth import gold_check
+
+    if kind == "synth":
+        return gold_check
+
+    def verifiers_only(record: Mapping[str, Any], response: str) -> RewardResult | None:
+        return gold_check(record, response) if record.get("task") in _VERIFIED else None
+
+    return verifiers_only
+
+
+def eval_subset(records: Sequence[Mapping[str, Any]], per_task: int) -> list[Mapping[str, Any]]:
+    """The first ``per_task`` records of each task (all when 0), in file order."""
+    if not per_task:
+        return list(records)
+    seen: dict[str, int] = {}
+    out = []
+    for r in records:
+        t = str(r.get("task"))
+        if seen.get(t, 0) < per_task:
+            seen[t] = seen.get(t, 0) + 1
+            out.append(r)
+    return out
+
+
+def _gold_scores(records: Sequence[Mapping[str, Any]], texts: Sequence[str], gold: Callable,
+                 workers: int, timeout_s: float) -> list[float | None]:
+    items = [(dict(r), t) for r, t in zip(records, texts)]
+    outcomes = map_ordered(lambda it: gold(it[0], it[1]), items, workers=min(workers, len(items)),
+                           timeout_s=timeout_s)
+    scores: list[float | None] = []
+    for o in outcomes:
+        scores.append(None if o.ok and o.value is None else float(o.value.score) if o.ok else 0.0)
+    return scores
+
+
+def evaluate(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig, router: Router, *, step: int,
+             seed: int, temperature: float, monitor: Any, workers: int, timeout_s: float) -> dict[str, Any]:
+    """One evaluation at ``step``; returns the flat ``eval.jsonl`` row (and updates ``monitor``)."""
+    row: dict[str, Any] = {"step": step}
+    greedy = SamplingConfig(temperature=0.0, max_new_tokens=cfg.max_new_tokens, batch_size=64)
+    gens = generate(policy, [r["prompt"] for r in records], greedy)
+    texts = [g.text for g in gens]
+    gold = _gold_scores(records, texts, gold_function(cfg.gold), workers, timeout_s)
+    judged = [(r, t, g) for r, t, g in zip(records, texts, gold) if g is not None]
+    summary = summarise_scores([str(r["task"]) for r, _, _ in judged], [g for _, _, g in judged])
+    for task, s in summary.items():
+        row.update({f"gold/{task}": s["mean"], f"gold/{task}/ci95_low": s["ci95_low"],
+                    f"gold/{task}/ci95_high": s["ci95_high"], f"gold/{task}/n": s["n"]})
+    if summary:
+        row["gold/mean"] = sum(s["mean"] for s in summary.values()) / len(summary)
+    learned = [(r, t, g) for r, t, g in judged if router.config.source_for(str(r["task"])) in BATCHED]
+    if learned:
+        proxy = score_responses(router, [dict(r) for r, _, _ in learned], [t for _, t, _ in learned])
+        by_task: dict[str, list[tuple[float, float]]] = {}
+        for (r, _, g), p in zip(learned, proxy):
+            by_task.setdefault(str(r["task"]), []).append((p.score, g))
+        for task, vals in sorted(by_task.items()):
+            p_mean = sum(p for p, _ in vals) / len(vals)
+            g_mean = sum(g for _, g in vals) / len(vals)
+            state = monitor.update(step, task, p_mean, g_mean)
+            row.update({f"proxy/{task}": p_mean, f"hacking/gap/{task}": state["gap"],
+                        f"hacking/alarm/{task}": bool(state["alarm"])})
+    row.update(_diversity(policy, records, cfg, seed=seed, temperature=temperature))
+    row["eval/cut_off"] = sum(not g.finished for g in gens) / max(1, len(gens))
+    return row
+
+
+def _diversity(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig, *, seed: int,
+               temperature: float) -> dict[str, float]:
+    if not cfg.diversity_prompts:
+        return {}
+    subset = eval_subset(records, cfg.diversity_prompts)
+    sampling = SamplingConfig(temperature=temperature, max_new_tokens=cfg.max_new_tokens, batch_size=64,
+                              samples_per_prompt=cfg.diversity_samples, seed=seed)
+    gens = generate(policy, [r["prompt"] for r in subset], sampling)
+    groups: dict[int, list[Any]] = {}
+    for g in gens:
+        groups.setdefault(g.prompt_index, []).append(g)
+    by_task: dict[str, list[tuple[Mapping[str, Any], list[str], list[list[int]]]]] = {}
+    for i, rec in enumerate(subset):
+        samples = groups.get(i, [])
+        by_task.setdefault(str(rec["task"]), []).append((rec, [g.text for g in samples],
+                                                          [g.token_ids for g in samples]))
+    out: dict[str, float] = {}
+    for task, items in sorted(by_task.items()):
+        for name, value in diversity_summary(items).items():
+            out[f"diversity/{task}/{name}"] = value
+    return out
+
+
+def replace(cfg: EvalConfig, **changes: Any) -> EvalConfig:
+    return dataclasses.replace(cfg, **changes)

@@ -1,0 +1,179 @@
+"""PPO maths as pure tensor functions (no models, no I/O): what ``rl/trainer.py`` calls.
+
+Shapes: ``[batch, T]`` over response tokens, with ``mask`` 1 on real tokens and 0 on padding
+(responses are right-aligned to their prompt, so padding is at the end of each row). Every
+function is exact on masked positions: padding never contributes to a sum, a mean or a
+bootstrap value. Hand-computed cases are in ``tests/rl/test_ppo.py``; ``docs/ppo.md`` lists
+which line implements each PPO detail.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["masked_mean", "masked_var", "masked_whiten", "kl_per_token", "token_rewards", "gae",
+           "policy_loss", "value_loss", "entropy_from_logits", "AdaptiveKLController", "FixedKLController"]
+
+
+def masked_mean(x: Any, mask: Any, dim: int | None = None) -> Any:
+    """Mean of ``x`` where ``mask`` is 1 (over everything, or along ``dim``)."""
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp(min=1)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+def masked_var(x: Any, mask: Any, unbiased: bool = True) -> Any:
+    """Variance of ``x`` where ``mask`` is 1 (Bessel-corrected by default)."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    if unbiased:
+        n = mask.sum()
+        var = var * n / (n - 1).clamp(min=1)
+    return var
+
+
+def masked_whiten(x: Any, mask: Any, shift_mean: bool = True, eps: float = 1e-8) -> Any:
+    """``(x - mean) / std`` over the masked entries; padding stays 0."""
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    out = (x - mean) * (var + eps).rsqrt()
+    if not shift_mean:
+        out = out + mean
+    return out * mask
+
+
+def kl_per_token(logp: Any, ref_logp: Any, kind: str = "k1") -> Any:
+    """Per-token estimate of KL(pi || pi_ref) from sampled tokens' log-probs.
+
+    ``k1``: ``logp - ref_logp`` (unbiased, can be negative per token);
+    ``k3``: ``exp(ref - logp) - (ref - logp) - 1`` (unbiased, always >= 0; Schulman's estimator).
+    """
+    import torch
+
+    diff = logp - ref_logp
+    if kind == "k1":
+        return diff
+    if kind == "k3":
+        return torch.expm1(-diff) + diff
+    raise ValueError(f"kl kind must be 'k1' or 'k3', got {kind!r}")
+
+
+def token_rewards(scores: Any, kl: Any, mask: Any, kl_coef: float) -> Any:
+    """Per-token rewards: ``-kl_coef * kl`` at every token, plus the sequence score at its last token."""
+    import torch
+
+    rewards = -kl_coef * kl * mask
+    lengths = mask.sum(-1).long()
+    last = (lengths - 1).clamp(min=0)
+    rows = torch.arange(mask.shape[0])
+    has_tokens = (lengths > 0).to(rewards.dtype)
+    rewards[rows, last] += scores.to(rewards.dtype) * has_tokens
+    return rewards
+
+
+def gae(rewards: Any, values: Any, mask: Any, gamma: float, lam: float) -> tuple[Any, Any]:
+    """Generalised advantage estimation over each row's tokens; returns ``(advantages, returns)``.
+
+    ``delta_t = r_t + gamma * V_{t+1} - V_t`` with ``V`` after the last real token taken as 0
+    (the episode ends there), ``A_t = delta_t + gamma * lam * A_{t+1}``; ``returns = A + V``.
+    """
+    import torch
+
+    T = rewards.shape[-1]
+    adv = torch.zeros_like(rewards)
+    next_adv = torch.zeros(rewards.shape[0], dtype=rewards.dtype)
+    next_value = torch.zeros(rewards.shape[0], dtype=rewards.dtype)
+    for t in reversed(range(T)):
+        m = mask[:, t].to(rewards.dtype)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        a = delta + gamma * lam * next_adv
+        adv[:, t] = a * m
+        # Padding passes nothing back: the next real step sees V = 0 and A = 0 beyond the end.
+        next_adv = a * m
+        next_value = values[:, t] * m
+    returns = adv + values * mask
+    return adv, returns
+
+
+@dataclass(frozen=True)
+class LossStats:
+    """Scalars logged with a loss: clip fraction and (policy only) approximate KL to the old policy."""
+
+    clipfrac: float
+    approx_kl: float = math.nan
+
+
+def policy_loss(logp: Any, old_logp: Any, advantages: Any, mask: Any, clip_eps: float) -> tuple[Any, LossStats]:
+    """Clipped surrogate: ``mean(max(-A * r, -A * clip(r, 1 - eps, 1 + eps)))`` over real tokens."""
+    import torch
+
+    ratio = torch.exp(logp - old_logp)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    with torch.no_grad():
+        clipfrac = float(masked_mean((clipped > unclipped).float(), mask))
+        approx_kl = float(masked_mean(0.5 * (logp - old_logp) ** 2, mask))
+    return loss, LossStats(clipfrac, approx_kl)
+
+
+def value_loss(values: Any, old_values: Any, returns: Any, mask: Any, clip: float | None) -> tuple[Any, LossStats]:
+    """``0.5 * mean(max((V - R)^2, (clip(V, V_old +- c) - R)^2))``; plain squared error when ``clip`` is None."""
+    import torch
+
+    err = (values - returns) ** 2
+    if clip is None:
+        return 0.5 * masked_mean(err, mask), LossStats(0.0)
+    clipped_v = old_values + torch.clamp(values - old_values, -clip, clip)
+    err_clipped = (clipped_v - returns) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(err, err_clipped), mask)
+    with torch.no_grad():
+        clipfrac = float(masked_mean((err_clipped > err).float(), mask))
+    return loss, LossStats(clipfrac)
+
+
+def entropy_from_logits(logits: Any) -> Any:
+    """Entropy of the softmax over the last dimension (nats)."""
+    import torch
+
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+class FixedKLController:
+    """A constant KL coefficient."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, float]:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.value = float(state["value"])
+
+
+class AdaptiveKLController:
+    """Ziegler et al. (2019): move the coefficient so the measured KL tracks ``target``.
+
+    ``value *= 1 + clip(kl / target - 1, -0.2, 0.2) * n_steps / horizon``.
+    """
+
+    def __init__(self, init: float, target: float, horizon: int) -> None:
+        if target <= 0 or horizon <= 0:
+            raise ValueError("adaptive KL needs target > 0 and horizon > 0")
+        self.value, self.target, self.horizon = init, target, horizon
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        error = max(-0.2, min(0.2, current_kl / self.target - 1.0))
+        self.value *= 1.0 + error * n_steps / self.horizon
+
+    def state_dict(self) -> dict[str, float]:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.value = float(state["value"])

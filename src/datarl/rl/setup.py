@@ -1,0 +1,176 @@
+"""Everything ``datarl train`` checks and resolves before a model is loaded.
+
+Bad configs fail here with a message that says how to fix them: unknown or out-of-order
+curriculum phases, a phase naming a task the data lacks, a task in the data with no reward
+source (or a learned source without its model), batch sizes that do not divide, a missing policy
+or value model, a run directory that already holds another run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from datarl.config import ConfigError
+from datarl.records import format_errors, load_records
+from datarl.rewards.router import RouterConfig, RouterConfigError
+from datarl.rl.config import TrainConfig
+from datarl.select.curriculum import CurriculumConfig, CurriculumError, CurriculumSampler
+
+__all__ = ["RunInputs", "prepare", "resolve_policy", "check_sources"]
+
+# A learned source and the option that must name its model.
+_MODEL_OPTION = {"bt": "model", "genrm.gt": "judge", "genrm.bon": "judge"}
+
+
+@dataclass
+class RunInputs:
+    """What ``prepare`` resolved: records, router and curriculum configs, model paths."""
+
+    train: list[dict[str, Any]]
+    eval: list[dict[str, Any]]
+    router: RouterConfig
+    curriculum: CurriculumConfig
+    policy_dir: str
+    value_init: str
+    pad_id: int
+    resume: bool
+
+
+def _records(path: str, what: str) -> list[dict[str, Any]]:
+    if not os.path.exists(path):
+        raise ConfigError(f"data.{what}: {path}: no such file")
+    loaded = load_records(path)
+    if loaded.errors:
+        raise ConfigError(f"data.{what}: {len(loaded.errors)} bad line(s) in {path} (fix them or remove them):\n"
+                          + format_errors(loaded.errors, limit=10))
+    if not loaded.records:
+        raise ConfigError(f"data.{what}: {path} has no records")
+    return [r.to_dict() for r in loaded.records]
+
+
+def check_sources(router: RouterConfig, tasks: set[str], where: str) -> None:
+    """Every task in the data has a source, and learned sources name a model that exists."""
+    for task in sorted(tasks):
+        source = router.source_for(task)
+        if source is None:
+            raise ConfigError(f"{where} has {task!r} prompts but {router.missing_source_message(task)}")
+        option = _MODEL_OPTION.get(source)
+        if option is None:
+            continue
+        value = dict(router.options.get(source, {})).get(option)
+        if value is None:
+            raise ConfigError(f"task {task!r} is routed to {source}, which needs a model: set "
+                              f"reward.sources.{source}.{option} (e.g. a directory made by "
+                              f"`datarl {'train-bt' if source == 'bt' else 'train-genrm'}`)")
+        if isinstance(value, str) and not os.path.exists(value) and value != "smollm2-135m":
+            raise ConfigError(f"reward.sources.{source}.{option}: {value}: no such model directory")
+
+
+def resolve_policy(spec: str, work_dir: str) -> str:
+    """A policy spec as a HF model directory: 'tiny' builds/reuses the SFT policy; a GGUF file or
+    alias is converted once into ``work_dir/policy_init`` (GGUF-loaded models cannot be saved directly)."""
+    from datarl.models.loading import PolicyLoadError, resolve_alias
+
+    if spec in ("tiny", ""):
+        from datarl.models.sft import build_sft_policy
+
+        return build_sft_policy(log=lambda m: None)
+    try:
+        path = resolve_alias(spec)
+    except PolicyLoadError as exc:
+        raise ConfigError(f"policy: {exc}") from None
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise ConfigError(f"policy: {path}: not a model directory (no config.json)")
+        return path
+    if path.endswith(".gguf"):
+        out = os.path.join(work_dir, "policy_init")
+        if not os.path.isfile(os.path.join(out, "config.json")):
+            _convert_gguf(spec, out)
+        return out
+    raise ConfigError(f"policy: {spec}: no such model directory, .gguf file or alias; "
+                      "see `datarl generate --help` for what --policy accepts")
+
+
+def _convert_gguf(spec: str, out: str) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from datarl.models.loading import load_policy
+
+    policy = load_policy(spec)
+    fresh = AutoModelForCausalLM.from_config(policy.model.config)
+    fresh.load_state_dict(policy.model.state_dict())
+    tmp = f"{out}.tmp-{os.getpid()}"
+    fresh.save_pretrained(tmp)
+    policy.tokenizer.save_pretrained(tmp)
+    os.replace(tmp, out)
+
+
+def _check_run_dir(cfg: TrainConfig, resume: bool) -> None:
+    saved = os.path.join(cfg.run_dir, "config.json")
+    if resume:
+        if not os.path.isfile(saved):
+            raise ConfigError(f"--resume: {cfg.run_dir} holds no run (no config.json); start it without --resume")
+        return
+    if os.path.exists(os.path.join(cfg.run_dir, "checkpoints")) or os.path.exists(
+            os.path.join(cfg.run_dir, "metrics.jsonl")):
+        raise ConfigError(f"run_dir {cfg.run_dir} already holds a run; continue it with --resume, or choose "
+                          "another run_dir (or delete that one)")
+
+
+def prepare(cfg: TrainConfig, *, resume: bool = False) -> RunInputs:
+    """Validate ``cfg`` against its data and resolve every path; write the resolved config."""
+    _check_run_dir(cfg, resume)
+    try:
+        router = RouterConfig.from_mapping({k: cfg.reward[k] for k in ("router", "sources") if k in cfg.reward})
+    except RouterConfigError as exc:
+        raise ConfigError(f"reward: {exc}") from None
+    train = _records(cfg.train_path, "train")
+    evals = _records(cfg.eval_path, "eval") if cfg.eval_path else []
+    check_sources(router, {str(r["task"]) for r in train}, f"data.train ({cfg.train_path})")
+    try:
+        curriculum = CurriculumConfig.from_value(cfg.curriculum, cfg.ppo.steps)
+        CurriculumSampler([r["task"] for r in train], curriculum, cfg.ppo.prompts_per_step, cfg.seed)
+    except CurriculumError as exc:
+        raise ConfigError(str(exc)) from None
+    from datarl.metrics.hacking import HackingConfig
+
+    try:
+        HackingConfig.from_mapping(cfg.hacking)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"hacking: {exc}") from None
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    policy_dir = resolve_policy(cfg.policy, cfg.run_dir)
+    value_init = cfg.ppo.value_init
+    if value_init != "policy" and not os.path.isdir(value_init):
+        raise ConfigError(f"ppo.value_init: {value_init}: no such BT model directory (or use 'policy')")
+    pad_id = _pad_id(policy_dir)
+    if not resume:
+        with open(os.path.join(cfg.run_dir, "config.json"), "w", encoding="utf-8") as fh:
+            json.dump({**cfg.to_dict(), "resolved": {"policy_dir": policy_dir, "router": dict(router.table),
+                                                      "curriculum": [ph.describe() for ph in curriculum.phases]}},
+                      fh, indent=2, default=str)
+    return RunInputs(train, evals, router, curriculum, policy_dir, value_init, pad_id, resume)
+
+
+def _pad_id(policy_dir: str) -> int:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(policy_dir)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    if pad is None:
+        raise ConfigError(f"policy {policy_dir}: its tokenizer has neither a pad nor an EOS token")
+    return int(pad)
+
+
+def load_train_config(path: str, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Read a run config file; relative paths are taken relative to the file."""
+    from datarl.config import load_config
+
+    data = dict(load_config(path))
+    for key, value in (overrides or {}).items():
+        data[key] = value
+    return TrainConfig.from_mapping(data, base_dir=os.path.dirname(os.path.abspath(path)))

@@ -1,0 +1,279 @@
+"""``datarl train``: PPO with a critic, KL to the frozen SFT reference, hybrid rewards and a curriculum.
+
+The whole loop is :func:`train`, read top to bottom: set-up (validate everything, load models),
+then per step: draw prompts (curriculum) -> sample responses (rollout) -> score them (router) ->
+old/ref log-probs and values -> KL-penalised token rewards -> GAE -> PPO epochs over minibatches
+-> KL controller -> log -> evaluate / checkpoint. The maths is in :mod:`datarl.rl.ppo`; each
+implementation detail is listed in ``docs/ppo.md`` with the line here that implements it.
+
+Determinism: every random draw derives from ``seed`` and the step number (sampling seed, minibatch
+order, curriculum permutations), so a run resumed from a checkpoint computes exactly the steps an
+uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from datarl.metrics.hacking import HackingConfig, HackingMonitor
+from datarl.models.generate import SamplingConfig, generate
+from datarl.models.loading import Policy
+from datarl.models.value import load_value_model, response_forward
+from datarl.rewards.router import Router
+from datarl.rl import ppo
+from datarl.rl.checkpoint import (atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint,
+                                  save_policy)
+from datarl.rl.config import TrainConfig
+from datarl.rl.evaluate import eval_subset, evaluate
+from datarl.rl.logger import MetricsLogger, truncate_jsonl
+from datarl.rl.rollout import RolloutBatch, pack
+from datarl.rl.setup import RunInputs, prepare
+from datarl.scoring import score_responses
+from datarl.select.curriculum import CurriculumSampler
+
+__all__ = ["train", "TrainResult"]
+
+# Failure classes that mean the reward system, not the response, failed (logged as reward/errors).
+_INFRA_FAILURES = frozenset({"internal_error", "judge_error", "worker_crashed", "source_unavailable",
+                             "model_unavailable", "sandbox_unavailable", "sandbox_error", "no_source"})
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: str
+    steps: int
+    best_step: int | None
+    best_gold: float | None
+    seconds: float
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] = print,
+          stop_after: int | None = None) -> TrainResult:
+    """Run (or, with ``resume``, continue) PPO as configured; ``stop_after`` ends early (tests)."""
+    start_time = time.perf_counter()
+    inputs = prepare(cfg, resume=resume)  # every config/data/router problem is raised here, before models
+    p = cfg.ppo
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    policy, ref_model, critic = _load_models(cfg, inputs)
+    actor_opt = torch.optim.AdamW(policy.model.parameters(), lr=p.actor_lr, betas=(0.9, 0.95),
+                                  weight_decay=p.weight_decay)
+    critic_opt = torch.optim.AdamW(critic.parameters(), lr=p.critic_lr, betas=(0.9, 0.95),
+                                   weight_decay=p.weight_decay)
+    kl_ctl = (ppo.AdaptiveKLController(p.kl_coef, p.kl_target, p.kl_horizon) if p.kl_target
+              else ppo.FixedKLController(p.kl_coef))
+    sampler = CurriculumSampler([r["task"] for r in inputs.train], inputs.curriculum, p.prompts_per_step, cfg.seed)
+    monitor = HackingMonitor(HackingConfig.from_mapping(cfg.hacking))
+    router = Router(inputs.router)
+    state = {"step": 0, "best_gold": None, "best_step": None}
+
+    checkpoint = latest_checkpoint(cfg.run_dir) if resume else None
+    if checkpoint:  # continue exactly where the last complete checkpoint left off
+        saved = load_checkpoint(checkpoint)
+        critic.load_state_dict(saved["state"]["critic"])
+        actor_opt.load_state_dict(saved["state"]["actor_opt"])
+        critic_opt.load_state_dict(saved["state"]["critic_opt"])
+        torch.set_rng_state(saved["state"]["torch_rng"])
+        ts = saved["trainer_state"]
+        sampler.load_state_dict(ts["sampler"])
+        kl_ctl.load_state_dict(ts["kl_ctl"])
+        monitor.load_state_dict(ts["monitor"])
+        state.update(step=ts["step"], best_gold=ts["best_gold"], best_step=ts["best_step"])
+        log(f"resuming {cfg.run_dir} from {os.path.basename(checkpoint)} (step {state['step']})")
+    for name in ("metrics", "eval"):  # drop lines written after the checkpoint: no step logged twice
+        # A checkpoint at step k follows the eval at step k, so that eval line is kept with it.
+        truncate_jsonl(os.path.join(cfg.run_dir, f"{name}.jsonl"), state["step"],
+                       inclusive=(name == "eval" and checkpoint is not None))
+    logger = MetricsLogger(cfg.run_dir, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
+                           wandb_project=cfg.logging.wandb_project, config=cfg.to_dict())
+    evals = eval_subset(inputs.eval, cfg.eval_cfg.per_task)
+
+    def run_eval(step: int) -> None:
+        if not evals:
+            return
+        row = evaluate(policy, evals, cfg.eval_cfg, router, step=step, seed=cfg.seed * 1_000_003 + step,
+                       temperature=p.temperature, monitor=monitor, workers=cfg.workers,
+                       timeout_s=cfg.reward_timeout_s)
+        logger.log("eval", row)
+        gold = row.get("gold/mean")
+        log(f"eval step {step}: " + ", ".join(f"{k[5:]} {v:.3f}" for k, v in row.items()
+                                               if k.startswith("gold/") and k.count("/") == 1))
+        if gold is not None and (state["best_gold"] is None or gold > state["best_gold"]):
+            state.update(best_gold=gold, best_step=step)
+            save_policy(policy, os.path.join(cfg.run_dir, "best"))  # the best checkpoint by gold score
+
+    if state["step"] == 0 and not checkpoint:
+        run_eval(0)  # the SFT policy: the "before" of the before/after table
+    last = p.steps if stop_after is None else min(p.steps, stop_after)
+    try:
+        while state["step"] < last:
+            step = state["step"]
+            t0 = time.perf_counter()
+            # 1. prompts for this step, from the curriculum
+            indices, cur_info = sampler.next_batch()
+            records = [inputs.train[i] for i in indices]
+            # 2. rollout: sample responses with per-token log-probs
+            gens = generate(policy, [r["prompt"] for r in records], SamplingConfig(
+                temperature=p.temperature, top_p=p.top_p, max_new_tokens=p.max_new_tokens,
+                samples_per_prompt=p.samples_per_prompt, seed=cfg.seed * 1_000_003 + step, batch_size=64))
+            t_gen = time.perf_counter()
+            # 3. rewards from the router (verifiers in worker processes, learned models batched here)
+            rows = [records[g.prompt_index] for g in gens]
+            results = score_responses(router, rows, [g.text for g in gens], workers=cfg.workers,
+                                      timeout_s=cfg.reward_timeout_s)
+            finished = torch.tensor([g.finished for g in gens], dtype=torch.float32)
+            scores = torch.tensor([r.score for r in results], dtype=torch.float32) + p.reward_shift
+            scores = scores - p.cutoff_penalty * (1.0 - finished)  # cut off without EOS
+            t_reward = time.perf_counter()
+            # 4. old log-probs, reference log-probs and values, without gradients
+            batch = pack([g.prompt_ids for g in gens], [g.token_ids for g in gens], inputs.pad_id)
+            old_logp, ref_logp, values = _no_grad_passes(policy.model, ref_model, critic, batch, p)
+            mask = batch.mask
+            # 5. KL-penalised per-token rewards, GAE, whitened advantages
+            kl = ppo.kl_per_token(old_logp, ref_logp, p.kl_kind) * mask
+            rewards = ppo.token_rewards(scores, kl, mask, kl_ctl.value)
+            advantages, returns = ppo.gae(rewards, values, mask, p.gamma, p.lam)
+            if p.whiten_advantages:
+                advantages = ppo.masked_whiten(advantages, mask)
+            # 6. PPO epochs over shuffled minibatches, with gradient accumulation over micro-batches
+            stats = _ppo_updates(policy.model, critic, actor_opt, critic_opt, batch, old_logp, values,
+                                 advantages, returns, p, random.Random(f"{cfg.seed}:minibatch:{step}"))
+            # 7. the adaptive KL controller sees this batch's mean KL per sequence
+            seq_kl = float((kl.sum(-1)).mean())
+            kl_ctl.update(seq_kl, len(batch))
+            t_end = time.perf_counter()
+            state["step"] = step + 1
+            logger.log("metrics", {
+                "step": step, "time_s": time.perf_counter() - start_time,
+                **_reward_metrics(rows, results), "ppo/kl": seq_kl, "ppo/kl_coef": kl_ctl.value, **stats,
+                "response/length": float(mask.sum(-1).mean()), "response/cut_off": float(1 - finished.mean()),
+                **cur_info, "perf/step_s": t_end - t0, "perf/rollout_s": t_gen - t0,
+                "perf/reward_s": t_reward - t_gen, "perf/update_s": t_end - t_reward,
+                "perf/tokens_per_s": float(mask.sum()) / max(1e-9, t_end - t0)})
+            log(f"step {step + 1}/{p.steps} reward {float(scores.mean()):.3f} kl {seq_kl:.3f} "
+                f"({cur_info['curriculum/phase_name']}, {t_end - t0:.1f} s)")
+            # 8. evaluation and checkpoints
+            done = state["step"]
+            if cfg.eval_cfg.every and done % cfg.eval_cfg.every == 0 and done < p.steps:
+                run_eval(done)
+            if done == p.steps:
+                run_eval(done)
+            if done % cfg.save_every == 0 or done == p.steps:
+                save_checkpoint(cfg.run_dir, done, policy=policy, critic=critic, actor_opt=actor_opt,
+                                critic_opt=critic_opt, keep=cfg.keep_checkpoints,
+                                trainer_state={**state, "sampler": sampler.state_dict(),
+                                               "kl_ctl": kl_ctl.state_dict(), "monitor": monitor.state_dict()})
+    finally:
+        logger.close()
+    if state["step"] == p.steps:
+        _write_summary(cfg.run_dir, state)
+    return TrainResult(cfg.run_dir, state["step"], state["best_step"], state["best_gold"],
+                       time.perf_counter() - start_time)
+
+
+def _load_models(cfg: TrainConfig, inputs: RunInputs) -> tuple[Policy, Any, Any]:
+    """The trainable policy (from the last checkpoint when resuming), the frozen reference, the critic."""
+    from datarl.models.loading import load_policy
+
+    checkpoint = latest_checkpoint(cfg.run_dir) if inputs.resume else None
+    policy = load_policy(os.path.join(checkpoint, "policy") if checkpoint else inputs.policy_dir,
+                         dtype=cfg.dtype, device=cfg.device)
+    reference = load_policy(inputs.policy_dir, dtype=cfg.dtype, device=cfg.device).model
+    reference.requires_grad_(False)
+    critic = load_value_model(inputs.value_init, inputs.policy_dir, dtype=cfg.dtype, device=cfg.device)
+    return policy, reference, critic
+
+
+def _no_grad_passes(model: Any, ref_model: Any, critic: Any, batch: RolloutBatch, p: Any) -> tuple[Any, Any, Any]:
+    old, ref, val = [], [], []
+    with torch.no_grad():
+        for start in range(0, len(batch), p.micro):
+            rows = list(range(start, min(len(batch), start + p.micro)))
+            sub = batch.select(rows)
+            args = (sub.input_ids, sub.attention_mask, sub.gather_index)
+            old.append(_pad_to(response_forward(model, *args, sub.response_ids, p.temperature)[0], batch))
+            ref.append(_pad_to(response_forward(ref_model, *args, sub.response_ids, p.temperature)[0], batch))
+            val.append(_pad_to(critic(*args), batch))
+    return torch.cat(old) * batch.mask, torch.cat(ref) * batch.mask, torch.cat(val) * batch.mask
+
+
+def _pad_to(x: Any, batch: RolloutBatch) -> Any:
+    width = batch.mask.shape[1]
+    return torch.nn.functional.pad(x.float(), (0, width - x.shape[1]))
+
+
+def _ppo_updates(model: Any, critic: Any, actor_opt: Any, critic_opt: Any, batch: RolloutBatch, old_logp: Any,
+                 old_values: Any, advantages: Any, returns: Any, p: Any, rng: random.Random) -> dict[str, float]:
+    sums: dict[str, list[float]] = defaultdict(list)
+    for _epoch in range(p.ppo_epochs):
+        order = list(range(len(batch)))
+        rng.shuffle(order)
+        for mb_start in range(0, len(order), p.minibatch_size):
+            minibatch = order[mb_start:mb_start + p.minibatch_size]
+            mb_tokens = float(batch.mask[minibatch].sum().clamp(min=1))
+            actor_opt.zero_grad(set_to_none=True)
+            critic_opt.zero_grad(set_to_none=True)
+            for mc_start in range(0, len(minibatch), p.micro):
+                rows = minibatch[mc_start:mc_start + p.micro]
+                sub = batch.select(rows)
+                T = sub.mask.shape[1]
+                share = float(sub.mask.sum()) / mb_tokens  # token-weighted: accumulation == one big batch
+                logp, entropy = response_forward(model, sub.input_ids, sub.attention_mask, sub.gather_index,
+                                                 sub.response_ids, p.temperature, with_entropy=True)
+                pl, pst = ppo.policy_loss(logp, old_logp[rows, :T], advantages[rows, :T], sub.mask, p.clip_eps)
+                (pl * share).backward()
+                v = critic(sub.input_ids, sub.attention_mask, sub.gather_index)
+                vl, vst = ppo.value_loss(v, old_values[rows, :T], returns[rows, :T], sub.mask, p.value_clip)
+                (vl * share).backward()
+                for key, value in (("ppo/policy_loss", pl.item()), ("ppo/value_loss", vl.item()),
+                                   ("ppo/clipfrac", pst.clipfrac), ("ppo/approx_kl", pst.approx_kl),
+                                   ("ppo/value_clipfrac", vst.clipfrac),
+                                   ("ppo/entropy", float(ppo.masked_mean(entropy.detach(), sub.mask)))):
+                    sums[key].append(value)
+            sums["ppo/grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)))
+            torch.nn.utils.clip_grad_norm_(critic.parameters(), p.max_grad_norm)
+            actor_opt.step()
+            critic_opt.step()
+    return {k: sum(v) / len(v) for k, v in sums.items()}
+
+
+def _reward_metrics(records: Sequence[Mapping[str, Any]], results: Sequence[Any]) -> dict[str, float]:
+    groups: dict[str, list[float]] = defaultdict(list)
+    errors = 0
+    for rec, res in zip(records, results):
+        groups["reward/mean"].append(res.score)
+        groups[f"reward/task/{rec['task']}"].append(res.score)
+        groups[f"reward/source/{res.source}"].append(res.score)
+        errors += res.info.get("failure") in _INFRA_FAILURES
+    out = {k: sum(v) / len(v) for k, v in groups.items()}
+    out["reward/errors"] = errors / max(1, len(results))  # the reward system failed, not the response
+    return out
+
+
+def _write_summary(run_dir: str, state: Mapping[str, Any]) -> None:
+    rows = []
+    path = os.path.join(run_dir, "eval.jsonl")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
+    if not rows:
+        return
+
+    def table(row: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+        tasks = sorted({k.split("/")[1] for k in row if k.startswith("gold/") and k.count("/") == 1} - {"mean"})
+        return {t: {"n": row.get(f"gold/{t}/n"), "mean": row[f"gold/{t}"], "ci95_low": row.get(f"gold/{t}/ci95_low"),
+                    "ci95_high": row.get(f"gold/{t}/ci95_high")} for t in tasks}
+
+    best = next((r for r in rows if r["step"] == state["best_step"]), rows[-1])
+    summary = {"steps": state["step"], "best_step": state["best_step"], "best_gold": state["best_gold"],
+               "before": table(rows[0]), "after": table(rows[-1]), "best": table(best)}
+    atomic_write_text(os.path.join(run_dir, "summary.json"), json.dumps(summary, indent=2))
+

@@ -1,0 +1,199 @@
+"""``datarl train`` on a micro policy: it trains, logs, evaluates, checkpoints, refuses bad configs,
+and a run killed with SIGKILL resumes to the same parameters as an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from datarl.config import ConfigError  # noqa: E402
+from datarl.models.tiny import MICRO, build_tiny_policy  # noqa: E402
+from datarl.rl.config import TrainConfig  # noqa: E402
+from datarl.rl.trainer import train  # noqa: E402
+from datarl.synth import SynthConfig, build_suite  # noqa: E402
+
+PPO = {"steps": 3, "prompts_per_step": 4, "samples_per_prompt": 2, "minibatch_size": 4, "ppo_epochs": 2,
+       "max_new_tokens": 12, "actor_lr": 1e-3, "reward_shift": -0.5}  # a micro policy scores 0: shift for signal
+EVAL = {"every": 2, "per_task": 2, "diversity_prompts": 1, "diversity_samples": 2, "max_new_tokens": 12}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ppo")
+    suite = build_suite(SynthConfig(train_per_task=6, pool_per_task=0, eval_per_task=2,
+                                    tasks=("math", "code", "ifeval")))
+    for split in ("train", "eval"):
+        with open(root / f"{split}.jsonl", "w") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in suite[split])
+    with open(root / "general.jsonl", "w") as fh:
+        general = build_suite(SynthConfig(train_per_task=2, pool_per_task=0, eval_per_task=0, tasks=("general",)))
+        fh.writelines(json.dumps(r) + "\n" for r in general["train"] + suite["train"])
+    texts = [str(r["prompt"]) + " " + str(r["reference"]) for r in suite["train"]]
+    policy = build_tiny_policy(texts, MICRO, seed=0)
+    policy.model.save_pretrained(root / "policy")
+    policy.tokenizer.save_pretrained(root / "policy")
+    return root
+
+
+def config(world, run_dir, **changes):
+    data = {"policy": str(world / "policy"), "data": {"train": str(world / "train.jsonl"),
+                                                      "eval": str(world / "eval.jsonl")},
+            "ppo": dict(PPO), "eval": dict(EVAL), "run_dir": str(run_dir), "save_every": 1, "workers": 1,
+            "threads": 1, "curriculum": "paper"}
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return data
+
+
+def read_jsonl(path):
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def params(directory):
+    from safetensors.torch import load_file
+
+    return load_file(os.path.join(directory, "model.safetensors"))
+
+
+def test_train_changes_the_policy_and_writes_the_run_directory(world, tmp_path):
+    run = tmp_path / "run"
+    before = params(world / "policy")
+    result = train(TrainConfig.from_mapping(config(world, run)), log=lambda m: None)
+    assert result.steps == 3
+    after = params(run / "checkpoints" / "step-000003" / "policy")
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(changed) > len(before) // 2, "PPO updated too few tensors"
+    metrics = read_jsonl(run / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [0, 1, 2]
+    for key in ("reward/mean", "ppo/kl", "ppo/kl_coef", "ppo/entropy", "ppo/clipfrac", "ppo/value_loss",
+                "ppo/policy_loss", "response/length", "response/cut_off", "curriculum/phase", "perf/step_s",
+                "perf/tokens_per_s"):
+        assert all(key in m for m in metrics), key
+    assert metrics[0]["curriculum/realised/code"] == 1.0  # the paper's curriculum starts with code only
+    assert any(k.startswith("reward/source/rtv.code") for k in metrics[0])
+    evals = read_jsonl(run / "eval.jsonl")
+    assert [e["step"] for e in evals] == [0, 2, 3]
+    for task in ("math", "code", "ifeval"):
+        assert 0.0 <= evals[0][f"gold/{task}"] <= 1.0 and evals[0][f"gold/{task}/n"] == 2
+        assert f"diversity/{task}/max_edit" in evals[-1]
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary["before"]) == {"math", "code", "ifeval"} and summary["steps"] == 3
+    assert (run / "best" / "config.json").exists()
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["ppo"]["steps"] == 3 and saved["resolved"]["router"]["code"] == "rtv.code"
+
+
+def test_general_on_a_learned_reward_logs_proxy_and_gap(world, tmp_path):
+    from datarl.models.bt_train import BTTrainConfig, train_bt
+
+    pairs = [{"id": f"p{i}", "prompt": f"Describe topic {i}.", "chosen": "A calm answer. It is good.",
+              "rejected": "no"} for i in range(6)]
+    bt_dir = tmp_path / "bt"
+    train_bt(pairs, str(world / "policy"), str(bt_dir), BTTrainConfig(steps=2, pairs_per_step=2, eval_fraction=0))
+    cfg = config(world, tmp_path / "run", data={"train": str(world / "general.jsonl"),
+                                                "eval": str(world / "general.jsonl")},
+                 reward={"router": {"general": "bt"}, "sources": {"bt": {"model": str(bt_dir)}}},
+                 curriculum="none", ppo={"steps": 2}, eval={"every": 1, "per_task": 1})
+    train(TrainConfig.from_mapping(cfg), log=lambda m: None)
+    evals = read_jsonl(tmp_path / "run" / "eval.jsonl")
+    assert "hacking/gap/general" in evals[-1] and isinstance(evals[-1]["hacking/alarm/general"], bool)
+    assert evals[-1]["hacking/gap/general"] == pytest.approx(evals[-1]["proxy/general"] - evals[-1]["gold/general"])
+    assert "proxy/math" not in evals[-1]  # verifier-trained tasks: the proxy is the gold check itself
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert "reward/source/bt" in metrics[0]
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"curriculum": {"phases": [{"until_step": 2, "tasks": {"poetry": 1}}, {"tasks": "natural"}]}},
+     "unknown task 'poetry'"),
+    ({"curriculum": {"phases": [{"until_step": 4, "tasks": {"code": 1}}, {"until_step": 2, "tasks": {"math": 1}},
+                                {"tasks": "natural"}]}}, "must be greater than the previous"),
+    ({"curriculum": {"phases": [{"until_step": 2, "tasks": {"general": 1}}, {"tasks": "natural"}]}},
+     r"names task\(s\) \['general'\]"),
+    ({"ppo": {"minibatch_size": 3}}, "not divisible by minibatch_size 3"),
+    ({"ppo": {"micro_batch_size": 3}}, "must divide minibatch_size"),
+    ({"ppo": {"learning_rate": 1.0}}, "unknown option"),
+    ({"reward": {"router": {"math": "rtv.nope"}}}, "unknown source"),
+    ({"reward": {"router": {"math": "bt"}}}, "needs a model: set reward.sources.bt.model"),
+    ({"reward": {"router": {"math": "genrm.gt"}, "sources": {"genrm.gt": {"judge": "/no/such/judge"}}}},
+     "no such model directory"),
+    ({"policy": "/no/such/policy"}, "no such model directory"),
+    ({"data": {"train": "/no/such/train.jsonl"}}, "no such file"),
+    ({"ppo": {"value_init": "/no/such/bt"}}, "no such BT model directory"),
+    ({"eval": {"gold": "vibes"}}, "gold must be"),
+])
+def test_bad_configs_fail_before_training(world, tmp_path, changes, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        train(TrainConfig.from_mapping(config(world, tmp_path / "run", **changes)), log=lambda m: None)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_missing_reward_source_for_a_task_in_the_data(world, tmp_path):
+    cfg = config(world, tmp_path / "run", data={"train": str(world / "general.jsonl")})
+    with pytest.raises(ConfigError, match="has 'general' prompts but no reward source"):
+        train(TrainConfig.from_mapping(cfg), log=lambda m: None)
+
+
+def test_a_finished_run_directory_is_not_overwritten(world, tmp_path):
+    cfg = TrainConfig.from_mapping(config(world, tmp_path / "run", ppo={"steps": 1}, eval={"every": 0}))
+    train(cfg, log=lambda m: None)
+    with pytest.raises(ConfigError, match="already holds a run; continue it with --resume"):
+        train(cfg, log=lambda m: None)
+
+
+def _cli(config_path, *extra):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
+    return subprocess.Popen([sys.executable, "-m", "datarl", "train", str(config_path), *extra], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(world, tmp_path):
+    steps = 4
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.json").write_text(json.dumps(config(
+            world, tmp_path / name, ppo={"steps": steps}, eval={"every": 2})))
+    full = _cli(tmp_path / "a.json")
+    assert full.wait(timeout=300) == 0, full.stderr.read()
+    kill_after = random.Random().randint(1, steps - 1)  # a different step each run of the suite
+    victim = _cli(tmp_path / "b.json")
+    metrics = tmp_path / "b" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and victim.poll() is None:
+        if metrics.exists() and len(read_jsonl(metrics)) >= kill_after:
+            break
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    resumed = _cli(tmp_path / "b.json", "--resume", str(tmp_path / "b"))
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    final_a = params(tmp_path / "a" / "checkpoints" / f"step-{steps:06d}" / "policy")
+    final_b = params(tmp_path / "b" / "checkpoints" / f"step-{steps:06d}" / "policy")
+    for key in final_a:
+        assert torch.allclose(final_a[key], final_b[key], atol=1e-6), (key, kill_after)
+    a_steps, b_steps = read_jsonl(tmp_path / "a" / "metrics.jsonl"), read_jsonl(metrics)
+    assert [m["step"] for m in b_steps] == list(range(steps))  # no lost or repeated step
+    for ma, mb in zip(a_steps, b_steps):
+        assert ma["reward/mean"] == pytest.approx(mb["reward/mean"]) and ma["ppo/kl"] == pytest.approx(mb["ppo/kl"])
+    assert [e["step"] for e in read_jsonl(tmp_path / "b" / "eval.jsonl")] == [0, 2, 4]
+
+
+def test_cli_reports_a_bad_config_in_one_line(world, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(json.dumps(config(world, tmp_path / "run", ppo={"minibatch_size": 3})))
+    proc = _cli(bad)
+    assert proc.wait(timeout=120) == 2
+    err = proc.stderr.read()
+    assert err.startswith("datarl: error:") and "minibatch_size" in err and "Traceback" not in err
