@@ -30,6 +30,8 @@ SOURCES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "bt": ("datarl.rewards.bt", "score_bt", ("model", "scale", "shift")),
     "genrm.gt": ("datarl.rewards.genrm", "score_genrm_gt", ("judge", "max_answer_chars")),
     "genrm.bon": ("datarl.rewards.genrm", "score_genrm_bon", ("judge", "max_answer_chars")),
+    # The synthetic suite's hidden rubric (general records only): an experiment's no-hacking control.
+    "gold.rubric": ("datarl.synth.gold", "score_rubric", ()),
 }
 
 # Model-based sources also have a batched function (same options, lists in, list out): they are

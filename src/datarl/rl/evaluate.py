@@ -2,7 +2,8 @@
 
 - **gold**: greedy responses on the eval prompts scored by the gold checks (the suite's
   ``gold_check``: verifiers, and the hidden rubric for ``general``), mean and 95% CI per task;
-- **proxy**: for tasks trained on a learned reward (``bt``, ``genrm.*``), the same responses
+- **proxy**: for tasks trained on a reward other than a verifier (``bt``, ``genrm.*``, or the rubric
+  itself as a control), the same responses
   scored by the training reward; ``hacking/gap/<task>`` = proxy - gold, and the
   :class:`~datarl.metrics.hacking.HackingMonitor` raises ``hacking/alarm/<task>`` when the proxy
   keeps rising while gold falls. For verifier-trained tasks the proxy *is* the gold check;
@@ -13,7 +14,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, Mapping, Sequence
 
 from datarl.executors import map_ordered
@@ -21,7 +21,7 @@ from datarl.jobs import summarise_scores
 from datarl.metrics.diversity import diversity_summary
 from datarl.models.generate import SamplingConfig, generate
 from datarl.rewards.base import RewardResult
-from datarl.rewards.router import BATCHED, Router
+from datarl.rewards.router import Router
 from datarl.rl.config import EvalConfig
 from datarl.scoring import score_responses
 
@@ -83,7 +83,9 @@ def evaluate(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig,
                     f"gold/{task}/ci95_high": s["ci95_high"], f"gold/{task}/n": s["n"]})
     if summary:
         row["gold/mean"] = sum(s["mean"] for s in summary.values()) / len(summary)
-    learned = [(r, t, g) for r, t, g in judged if router.config.source_for(str(r["task"])) in BATCHED]
+    # The proxy is worth scoring where the training reward is not a verifier (the gold check itself).
+    learned = [(r, t, g) for r, t, g in judged
+               if not str(router.config.source_for(str(r["task"]))).startswith("rtv.")]
     if learned:
         proxy = score_responses(router, [dict(r) for r, _, _ in learned], [t for _, t, _ in learned])
         by_task: dict[str, list[tuple[float, float]]] = {}
@@ -122,6 +124,3 @@ def _diversity(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfi
             out[f"diversity/{task}/{name}"] = value
     return out
 
-
-def replace(cfg: EvalConfig, **changes: Any) -> EvalConfig:
-    return dataclasses.replace(cfg, **changes)

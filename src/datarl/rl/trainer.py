@@ -162,9 +162,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
                 f"({cur_info['curriculum/phase_name']}, {t_end - t0:.1f} s)")
             # 8. evaluation and checkpoints
             done = state["step"]
-            if cfg.eval_cfg.every and done % cfg.eval_cfg.every == 0 and done < p.steps:
-                run_eval(done)
-            if done == p.steps:
+            if done == p.steps or (cfg.eval_cfg.every and done % cfg.eval_cfg.every == 0):
                 run_eval(done)
             if done % cfg.save_every == 0 or done == p.steps:
                 save_checkpoint(cfg.run_dir, done, policy=policy, critic=critic, actor_opt=actor_opt,

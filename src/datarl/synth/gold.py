@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from datarl.rewards.base import RewardResult
 from datarl.synth.rubric import PASS_THRESHOLD, rubric_breakdown
 
-__all__ = ["gold_check", "gold_passed", "GOLD_RUBRIC_SOURCE"]
+__all__ = ["gold_check", "gold_passed", "score_rubric", "GOLD_RUBRIC_SOURCE"]
 
 GOLD_RUBRIC_SOURCE = "gold.rubric"
 
@@ -39,16 +39,22 @@ def gold_check(record: Mapping[str, Any], response: str) -> RewardResult:
         from datarl.rewards.ifeval import score_ifeval
         result = score_ifeval(rec, response)
     elif task == "general":
-        try:
-            info = rubric_breakdown(rec, response)
-        except Exception as exc:  # the contract: never raise on model output
-            info = {"score": 0.0, "failure": "internal_error", "error": f"{type(exc).__name__}: {exc}"[:300]}
-        score = float(info.pop("score"))
-        info["gold_pass"] = score >= PASS_THRESHOLD
-        return RewardResult(score, GOLD_RUBRIC_SOURCE, info)
+        return score_rubric(rec, response)
     else:
         return RewardResult(0.0, "gold", {"failure": "unknown_task", "gold_pass": False, "task": task})
     return RewardResult(result.score, result.source, dict(result.info, gold_pass=result.score >= 1.0))
+
+
+def score_rubric(record: Mapping[str, Any], response: str) -> RewardResult:
+    """The hidden rubric as a reward source (``gold.rubric``): for experiments on the synthetic suite
+    only, e.g. the no-hacking control of a reward-hacking run. Never raises."""
+    try:
+        info = rubric_breakdown(_as_mapping(record), response)
+    except Exception as exc:  # the contract: never raise on model output
+        info = {"score": 0.0, "failure": "internal_error", "error": f"{type(exc).__name__}: {exc}"[:300]}
+    score = float(info.pop("score"))
+    info["gold_pass"] = score >= PASS_THRESHOLD
+    return RewardResult(score, GOLD_RUBRIC_SOURCE, info)
 
 
 def gold_passed(record: Mapping[str, Any], response: str) -> bool:
