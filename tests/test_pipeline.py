@@ -1,0 +1,134 @@
+"""``datarl pipeline`` with micro models: every stage runs, finished stages are skipped on a rerun,
+an interrupted stage is redone (not the ones before it), and bad configs fail before any work."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+pytest.importorskip("torch")
+
+from datarl.config import ConfigError  # noqa: E402
+from datarl.models.tiny import MICRO, build_tiny_policy  # noqa: E402
+from datarl.pipeline import STAGES, PipelineConfig, load_pipeline_config, run_pipeline  # noqa: E402
+from datarl.synth import SynthConfig, build_suite  # noqa: E402
+
+SYNTH = {"train_per_task": 6, "pool_per_task": 6, "eval_per_task": 2}
+
+
+@pytest.fixture(scope="module")
+def micro_policy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("micro")
+    suite = build_suite(SynthConfig(**SYNTH))
+    policy = build_tiny_policy([str(r["prompt"]) + " " + str(r["reference"]) for r in suite["train"]], MICRO)
+    policy.model.save_pretrained(root)
+    policy.tokenizer.save_pretrained(root)
+    return str(root)
+
+
+def config(micro_policy, run_dir, **changes):
+    data = {"run_dir": str(run_dir), "policy": micro_policy, "synth": dict(SYNTH), "workers": 1,
+            "pairs": {"per_task": 3, "samples_per_prompt": 2, "max_new_tokens": 12, "min_gold_gap": 0.0},
+            "bt": {"steps": 2, "pairs_per_step": 2}, "genrm": {"steps": 2, "batch_size": 2},
+            "references": {"n": 2, "max_new_tokens": 12},
+            "select": {"fraction": 0.5, "samples_per_prompt": 2, "max_new_tokens": 12},
+            "train": {"ppo": {"steps": 2, "prompts_per_step": 4, "samples_per_prompt": 2, "minibatch_size": 4,
+                              "max_new_tokens": 12},
+                      "eval": {"every": 1, "per_task": 1, "diversity_prompts": 1, "diversity_samples": 2,
+                               "max_new_tokens": 12},
+                      "threads": 1}}
+    data.update(changes)
+    return PipelineConfig(**data)
+
+
+def test_all_stages_then_a_rerun_skips_them_all(micro_policy, tmp_path):
+    logs: list[str] = []
+    cfg = config(micro_policy, tmp_path / "run")
+    ledger = run_pipeline(cfg, log=logs.append)
+    assert set(ledger) == set(STAGES) - {"sft"}  # a given policy: no SFT stage
+    for path in ("suite/pool.jsonl", "pairs.jsonl", "bt/datarl_bt.json", "judge/datarl_genrm.json",
+                 "data/selected.jsonl", "train/summary.json", "train/final_eval.json", "train/report.html",
+                 "train/report.png", "train/selection/report.json"):
+        assert (tmp_path / "run" / path).exists(), path
+    general_refs = [json.loads(line) for line in open(tmp_path / "run" / "data" / "eval.jsonl")
+                    if json.loads(line)["task"] == "general"]
+    assert general_refs and all("reference_info" in r for r in general_refs)
+    selected = [json.loads(line) for line in open(tmp_path / "run" / "data" / "selected.jsonl")]
+    assert sum("prepo" in r for r in selected) > 0 and len(selected) > sum("prepo" in r for r in selected)
+    logs.clear()
+    run_pipeline(cfg, log=logs.append)
+    assert [m for m in logs if m.endswith("running")] == []
+    assert sum(m.endswith("up to date, skipped") for m in logs) == len(STAGES) - 1
+
+
+def test_an_interrupted_stage_resumes_there_without_redoing_earlier_ones(micro_policy, tmp_path, monkeypatch):
+    import datarl.pipeline_stages as stages
+
+    cfg = config(micro_policy, tmp_path / "run")
+    real = stages.stage_references
+
+    def interrupted(cfg_, ledger):
+        fn, section, inputs = real(cfg_, ledger)
+
+        def boom():
+            raise KeyboardInterrupt  # as if Ctrl-C arrived in the middle of the stage
+
+        return boom, section, inputs
+
+    monkeypatch.setitem(stages.STAGE_FUNCTIONS, "references", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(cfg, log=lambda m: None)
+    monkeypatch.setitem(stages.STAGE_FUNCTIONS, "references", real)
+    logs: list[str] = []
+    run_pipeline(cfg, log=logs.append)
+    ran = [m.split("]")[0][1:] for m in logs if m.endswith("running")]
+    skipped = [m.split("]")[0][1:] for m in logs if m.endswith("skipped")]
+    assert skipped == ["synth", "pairs", "bt", "genrm"]
+    assert ran == ["references", "select", "train", "eval", "report"]
+
+
+def test_changing_a_stage_config_redoes_it_and_what_follows(micro_policy, tmp_path):
+    cfg = config(micro_policy, tmp_path / "run")
+    run_pipeline(cfg, log=lambda m: None, stop_before="train")
+    logs: list[str] = []
+    changed = config(micro_policy, tmp_path / "run", select={"fraction": 1.0, "samples_per_prompt": 2,
+                                                             "max_new_tokens": 12})
+    run_pipeline(changed, log=logs.append, stop_before="eval")
+    ran = [m.split("]")[0][1:] for m in logs if m.endswith("running")]
+    assert ran == ["select", "train"]
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"select": {"domains": ["poetry"]}}, "no prompts of domain 'poetry'"),
+    ({"select": {"fraction": 0.01}}, "the selection is empty"),
+    ({"policy": "/no/such/model"}, "no such model directory"),
+    ({"select": {"strategy": "best"}}, "strategy"),
+    ({"train": {"ppo": {"minibatch_size": 3, "prompts_per_step": 4, "samples_per_prompt": 2}}},
+     "not divisible by minibatch_size"),
+    ({"pairs": {"per_prompt": 3}}, "unknown option"),
+    ({"reward": {"router": {"math": "nope"}}}, "unknown source"),
+])
+def test_bad_configs_fail_before_any_stage(micro_policy, tmp_path, changes, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        run_pipeline(config(micro_policy, tmp_path / "run", **changes), log=lambda m: None)
+    assert not (tmp_path / "run" / "stages.json").exists() and not (tmp_path / "run" / "suite").exists()
+
+
+def test_user_data_needs_a_policy_and_pairs(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(json.dumps({"data": {"train": "t.jsonl", "pool": "p.jsonl", "eval": "e.jsonl"}}))
+    with pytest.raises(ConfigError, match="set policy:"):
+        load_pipeline_config(str(path))
+    path.write_text(json.dumps({"unknown": 1}))
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_pipeline_config(str(path))
+
+
+def test_shipped_configs_load(tmp_path):
+    here = os.path.join(os.path.dirname(__file__), "..", "examples")
+    demo = load_pipeline_config(os.path.join(here, "demo.yaml"), str(tmp_path / "demo"))
+    assert demo.embedded and demo.policy == "tiny"
+    user = load_pipeline_config(os.path.join(here, "pipeline_user.yaml"), str(tmp_path / "user"))
+    assert not user.embedded and user.policy == "smollm2-135m"
