@@ -1,6 +1,8 @@
 # make demo  - create .venv (if needed), install datarl into it, run the main job on the embedded default
 # make test  - create .venv (if needed), install datarl with test extras, run the test suite
 # make bench - run the benchmarks under bench/
+# make test-integration - build the frameworks' cached venvs (.venv-verl, .venv-trl, .venv-openrlhf; needs
+#                         PyPI) and run the integration tests against verl's, TRL's and OpenRLHF's own code
 
 PYTHON ?= python3
 VENV   := .venv
@@ -8,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.datarl-installed
 PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: demo test test-all bench install clean
+.PHONY: demo test test-all bench install clean integration-venvs test-integration
 
 install: $(STAMP)
 
@@ -29,7 +31,14 @@ test: $(STAMP)
 	$(VENV)/bin/pytest -q
 
 test-all: $(STAMP)
-	$(VENV)/bin/pytest -q -m ""
+	$(VENV)/bin/pytest -q -m "not integration"
+
+integration-venvs: $(STAMP)
+	@PYTHON=$(PYTHON) bash scripts/integration_venvs.sh verl trl
+	@$(PY) tests/integrations/test_openrlhf.py
+
+test-integration: $(STAMP) integration-venvs
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -m integration tests/integrations
 
 bench: $(STAMP)
 	$(PY) bench/score_math.py

@@ -198,6 +198,136 @@ def cmd_build_references(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from datarl.report import ReportError, write_report
+
+    try:
+        html_path, png_path = write_report(args.run_dir, args.output)
+    except ReportError as exc:
+        print(f"datarl: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"report: {html_path} (main figure: {png_path})")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from datarl.rl.setup import load_train_config
+    from datarl.rl.trainer import train
+
+    overrides = {}
+    if args.resume:
+        overrides["run_dir"] = os.path.abspath(args.resume)
+    elif args.run_dir:
+        overrides["run_dir"] = os.path.abspath(args.run_dir)
+    cfg = load_train_config(args.config, overrides)
+    if args.steps:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, ppo=dataclasses.replace(cfg.ppo, steps=args.steps))
+    result = train(cfg, resume=bool(args.resume), log=lambda m: print(m, file=sys.stderr))
+    print(f"trained {result.steps} steps in {result.seconds:.0f} s -> {result.run_dir}"
+          + (f" (best gold {result.best_gold:.3f} at step {result.best_step}: {result.run_dir}/best)"
+             if result.best_gold is not None else ""))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from datarl.scoring import InputError
+    from datarl.server import ServeConfig, serve
+
+    try:
+        cfg = ServeConfig(host=args.host, port=args.port, workers=args.workers, max_batch=args.max_batch,
+                          max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, timeout_s=args.timeout,
+                          strip_pattern=args.strip_pattern, router=_router_config(args))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+    def ready(url: str) -> None:
+        print(url, flush=True)  # stdout: the bound URL alone, for scripts (port 0 picks a free port)
+        print(f"datarl serve: POST rewards to {url}/get_reward (any path), GET {url}/health; "
+              f"router {dict(cfg.router.table)}; Ctrl-C or SIGTERM stops after in-flight requests",
+              file=sys.stderr, flush=True)
+
+    try:
+        return serve(cfg, on_ready=ready, verbose=args.verbose)
+    except OSError as exc:
+        raise InputError(str(exc)) from None
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from datarl.config import load_config
+    from datarl.select.prepo import SelectConfig
+    from datarl.select.prepo_engine import run_select
+
+    defaults = SelectConfig()
+    flags = {"strategy": args.strategy, "fraction": args.fraction, "count": args.count, "scope": args.scope,
+             "normalise": args.normalise, "domains": args.domains.split(",") if args.domains else None,
+             "drop_unsolvable": True if args.drop_unsolvable else None, "dedup": False if args.no_dedup else None}
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    # Sampling flags always have a value; one left at its default must not override the config's select: section.
+    sampled = {"samples_per_prompt": args.n, "temperature": args.temperature, "top_p": args.top_p,
+               "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size, "seed": args.seed,
+               "timeout_s": args.timeout}
+    overrides.update({k: v for k, v in sampled.items() if v != getattr(defaults, k)})
+    cfg = SelectConfig.from_mapping(load_config(args.config).get("select"), overrides)
+    scores = args.scores or args.output + ".scores.jsonl"
+    try:
+        summary = run_select(args.input, args.output, policy=lambda: _policy(args.policy),
+                             router_config=_router_config(args), cfg=cfg, train_path=args.train, merge=args.merge,
+                             workers=args.workers, progress=False if args.no_progress else None,
+                             scores_path=scores, restart=args.restart)
+    except KeyboardInterrupt:
+        if os.path.exists(scores):
+            print(f"datarl: the scores so far are saved in {scores}; run the same command again to resume",
+                  file=sys.stderr)
+        raise
+    print(summary.format())
+    return 0
+
+
+def cmd_export_verl(args: argparse.Namespace) -> int:
+    from datarl.config import load_config
+    from datarl.integrations.verl import VerlExportError, export_verl, verl_overrides
+    from datarl.records import load_records
+    from datarl.rewards.router import Router
+    from datarl.scoring import InputError
+    from datarl.select.curriculum import CurriculumConfig, CurriculumError
+
+    data = load_config(args.config)
+    ppo = data.get("ppo") if isinstance(data.get("ppo"), dict) else {}
+    steps, per_step = args.steps or ppo.get("steps"), args.prompts_per_step or ppo.get("prompts_per_step")
+    if bool(steps) != bool(per_step):
+        raise InputError("give both --steps and --prompts-per-step (or ppo: {steps, prompts_per_step} in --config) "
+                         "to bake the curriculum into row order, or neither to keep the input order")
+    if not os.path.exists(args.input):
+        raise InputError(f"{args.input}: no such file")
+    loaded = load_records(args.input)
+    if loaded.errors:
+        raise InputError(f"{len(loaded.errors)} bad line(s), first: {loaded.errors[0]}; "
+                         f"`datarl validate {args.input}` lists them all")
+    seed = args.seed if args.seed is not None else int(data.get("seed") or 0)
+    try:
+        curriculum = CurriculumConfig.from_value(data.get("curriculum"), steps) if steps else None
+        summary = export_verl(loaded.records, args.output, curriculum=curriculum, steps=steps,
+                              prompts_per_step=per_step, seed=seed, router=Router(_router_config(args)))
+    except (VerlExportError, CurriculumError) as exc:
+        raise InputError(str(exc)) from None
+    print(summary.format())
+    print("verl overrides: " + " ".join(verl_overrides(args.output, prompts_per_step=summary.prompts_per_step,
+                                                       reward_config=args.config)))
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from datarl.pipeline import load_pipeline_config, run_pipeline
+
+    cfg = load_pipeline_config(args.config, args.run_dir)
+    run_pipeline(cfg, log=lambda m: print(m, file=sys.stderr))
+    report = os.path.join(cfg.run_dir, "train", "report.html")
+    print(f"report: {report}")
+    return 0
+
+
 def _tty() -> bool:
     return sys.stderr.isatty()
 
@@ -356,6 +486,122 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bt", required=True, metavar="DIR", help="BT reward model directory (datarl train-bt)")
     _add_sampling(p, temperature=1.0, n=8)
     p.set_defaults(fn=cmd_build_references)
+
+    p = sub.add_parser("select", help="Pre-PPO: keep the pool prompts the policy scores lowest (resumable)",
+                       description="Sample the policy --n times per POOL prompt, score the samples with the reward "
+                                   "router, normalise each prompt's mean reward within its domain and keep the "
+                                   "lowest-scoring fraction (PAPER section 4). Writes SELECTED (pool records with "
+                                   "a 'prepo' field; with --merge the training set first), SELECTED.report.json "
+                                   "(per-domain histograms, thresholds, kept and dropped counts) and, as it goes, "
+                                   "the scores file: after an interruption, the same command resumes. Flags "
+                                   "override the config's select: section.")
+    p.add_argument("input", metavar="POOL")
+    p.add_argument("-o", "--output", required=True, metavar="SELECTED")
+    p.add_argument("--train", metavar="TRAIN", help="the original training set: pool prompts repeating one are "
+                                                     "dropped (case and whitespace folded)")
+    p.add_argument("--merge", action="store_true", help="write TRAIN's records, then the selected ones")
+    p.add_argument("--strategy", choices=("lowest", "random", "all"),
+                   help="lowest (Pre-PPO, default), or the baselines random (same count, seeded) and all")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--fraction", type=float, help="share of the eligible prompts to keep (default 0.1)")
+    size.add_argument("--count", type=int, help="keep exactly N prompts (to compare strategies at one count)")
+    p.add_argument("--scope", choices=("domain", "global"),
+                   help="keep the fraction of every domain (default), or the lowest normalised scores overall")
+    p.add_argument("--normalise", choices=("zscore", "rank", "none"),
+                   help="normalisation within each domain (default zscore; rank = percentile)")
+    p.add_argument("--domains", metavar="D1,D2", help="only these domains (a name matches a domain, its prefix "
+                                                      "before a dot, e.g. math for math.addsub, or a task)")
+    p.add_argument("--drop-unsolvable", action="store_true", help="drop prompts where no sample scored above 0")
+    p.add_argument("--no-dedup", action="store_true",
+                   help="keep pool prompts that repeat a training prompt or an earlier pool prompt")
+    p.add_argument("--scores", metavar="FILE", help="the resumable scores file (default SELECTED.scores.jsonl); "
+                                                    "one scoring pass serves every strategy")
+    p.add_argument("--restart", action="store_true", help="discard the scores file and sample from scratch")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="scoring processes (default: number of cores = %(default)s)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="wall-clock limit per scored sample (default %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    add_config(p)
+    _add_sampling(p, temperature=1.0, n=4)
+    p.set_defaults(fn=cmd_select)
+
+    p = sub.add_parser("train", help="PPO on a policy with the hybrid reward, a curriculum and monitors",
+                       description="Run PPO as CONFIG says (YAML/JSON: policy, data, reward, curriculum, ppo, "
+                                   "eval, hacking, logging, run_dir; see docs/ppo.md). Writes metrics.jsonl, "
+                                   "eval.jsonl, checkpoints/, best/ and summary.json under the run directory. "
+                                   "Every config problem is reported before any model is loaded.")
+    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its last checkpoint (after a crash or kill -9)")
+    p.add_argument("--run-dir", metavar="DIR", help="override run_dir from the config")
+    p.add_argument("--steps", type=int, default=0, help="override ppo.steps")
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("pipeline", help="the whole system: synth, SFT, rewards, Pre-PPO, PPO, eval, report",
+                       description="Run the stages synth -> sft -> pairs -> bt -> genrm -> references -> select -> "
+                                   "train -> eval -> report in order under run_dir. A stage whose outputs exist "
+                                   "and whose config and inputs are unchanged is skipped, so an interrupted run "
+                                   "continues where it stopped. examples/demo.yaml is the embedded default "
+                                   "(`make demo`); examples/pipeline_user.yaml runs on your data with an HF policy.")
+    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("--run-dir", metavar="DIR", help="override run_dir from the config")
+    p.set_defaults(fn=cmd_pipeline)
+
+    p = sub.add_parser("report", help="write a self-contained HTML report of a training run",
+                       description="Read RUN_DIR (config.json, metrics.jsonl, eval.jsonl, summary.json, "
+                                   "selection/report.json) and write one HTML page with inline plots (training "
+                                   "curves, gold scores, hacking gap and alarms, diversity, curriculum, Pre-PPO "
+                                   "selection, before/after table) plus the main figure as PNG; prints the path.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("-o", "--output", metavar="OUT.html",
+                   help="where to write the page (default RUN_DIR/report.html); the PNG goes next to it")
+    p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("serve", help="serve the reward router over HTTP (OpenRLHF's remote reward model)",
+                       description="Answer OpenRLHF's remote reward requests (--reward.remote_url URL/get_reward): "
+                                   "POST {query, prompts, labels} -> {rewards, scores, extra_logs}, always HTTP "
+                                   "200 with per-sample errors flagged. Labels are JSON records "
+                                   "(datarl.integrations.openrlhf.make_label) or math answers. Samples of "
+                                   "concurrent requests are scored together. GET /health. Prints the bound URL.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    p.add_argument("--port", type=int, default=0, help="port; 0 = any free port (default %(default)s)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="scoring worker processes (default: number of cores = %(default)s)")
+    p.add_argument("--max-batch", type=int, default=256, help="samples scored together (default %(default)s)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="how long to wait for more samples before scoring a batch (default %(default)s)")
+    p.add_argument("--max-queue", type=int, default=4096,
+                   help="samples allowed to wait; requests beyond it are flagged 'overloaded' (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="wall-clock limit per sample; past it the sample scores 0 with failure 'timeout' "
+                        "(default %(default)s)")
+    p.add_argument("--strip-pattern", metavar="REGEX", default=r"<\|[\w.\-]{1,40}\|>|</s>|<eos>|<end_of_turn>|<pad>",
+                   help="end-of-sequence markers removed from the end of each response ('' keeps them; "
+                        "default %(default)s)")
+    p.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    add_config(p)
+    p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("export-verl", help="write records as a verl RL dataset (parquet), curriculum in row order",
+                       description="Write one verl RLHFDataset row per prompt (data_source 'datarl/<task>', chat "
+                                   "prompt, reward_model.ground_truth as a string, extra_info with the datarl "
+                                   "record). With --steps and --prompts-per-step the rows are the curriculum's "
+                                   "batches in order (phases from the config's curriculum: section, default "
+                                   "'paper'): run verl with data.shuffle=False and data.train_batch_size = "
+                                   "prompts per step. Score with reward.custom_reward_function.path = "
+                                   "datarl/integrations/verl.py, name = compute_score. Prints the overrides.")
+    p.add_argument("input", metavar="INPUT", help="records, .jsonl or .parquet")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.parquet")
+    p.add_argument("--steps", type=int, default=0, help="training steps to lay out (default: the config's ppo.steps; "
+                                                         "none = input order)")
+    p.add_argument("--prompts-per-step", type=int, default=0,
+                   help="prompts per step = verl's data.train_batch_size (default: the config's ppo.prompts_per_step)")
+    p.add_argument("--seed", type=int, default=None, help="curriculum sampler seed (default: the config's seed, or 0)")
+    p.add_argument("--config", metavar="RUNCONFIG",
+                   help="run config (YAML/JSON): its curriculum:, ppo: and seed: set the order; its reward: section "
+                        "the reward_model.style of each task")
+    p.set_defaults(fn=cmd_export_verl)
     return parser
 
 
@@ -378,7 +624,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from datarl.scoring import InputError
 
     user_errors: tuple[type[BaseException], ...] = (InputError, ConfigError, RouterConfigError)
-    if args.command in ("generate", "eval", "sft", "make-pairs", "train-bt", "train-genrm", "build-references"):
+    if args.command in ("generate", "eval", "sft", "make-pairs", "train-bt", "train-genrm", "build-references",
+                        "train", "pipeline"):
         from datarl.models.bt_train import BTDataError
         from datarl.models.generate import GenerationError
         from datarl.models.loading import PolicyLoadError
@@ -388,6 +635,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         user_errors += (GenerationError, PolicyLoadError, PairsError, BTDataError, BTModelError, JudgeError)
 
+    if args.command in ("select", "pipeline"):
+        from datarl.models.generate import GenerationError
+        from datarl.models.loading import PolicyLoadError
+        from datarl.select.prepo import SelectError
+
+        user_errors += (GenerationError, PolicyLoadError, SelectError)
+    # Model loading's per-file progress bars and load reports are noise on a command line.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     signal.signal(signal.SIGTERM, _raise_interrupt)  # clean up like Ctrl-C
     try:
         return int(args.fn(args))

@@ -136,6 +136,26 @@ class PPOConfig:
             raise ValueError("value_init must be 'policy' or a BT model directory")
 
 
+def _resolve_model_paths(reward: Mapping[str, Any], base_dir: str) -> dict[str, Any]:
+    """Relative model paths in source options (``bt.model``, ``genrm.*.judge``) are relative to the config."""
+    import os
+
+    out = dict(reward)
+    sources = dict(out.get("sources") or {}) if isinstance(out.get("sources"), Mapping) else out.get("sources")
+    if isinstance(sources, dict):
+        for name, opts in sources.items():
+            if not isinstance(opts, Mapping):
+                continue
+            opts = dict(opts)
+            for key in ("model", "judge"):
+                value = opts.get(key)
+                if isinstance(value, str) and not os.path.isabs(value) and os.path.exists(os.path.join(base_dir, value)):
+                    opts[key] = os.path.normpath(os.path.join(base_dir, value))
+            sources[name] = opts
+        out["sources"] = sources
+    return out
+
+
 def _divisor_near(n: int, k: int) -> int:
     return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - k), d))
 
@@ -256,6 +276,7 @@ class TrainConfig:
         reward = data.get("reward") or {}
         if not isinstance(reward, Mapping):
             raise ConfigError("reward: must be a mapping with 'router' and/or 'sources'")
+        reward = _resolve_model_paths(reward, base_dir)
         top = {k: data[k] for k in ("save_every", "keep_checkpoints", "workers", "reward_timeout_s", "device",
                                     "dtype", "seed", "threads") if k in data}
         try:
