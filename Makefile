@@ -1,8 +1,9 @@
-# make demo  - create .venv (if needed), install datarl into it, run the main job on the embedded default
+# make demo  - create .venv (if needed), install datarl into it, run the whole pipeline on the embedded default
 # make test  - create .venv (if needed), install datarl with test extras, run the test suite
 # make bench - run the benchmarks under bench/
 # make test-integration - build the frameworks' cached venvs (.venv-verl, .venv-trl, .venv-openrlhf; needs
-#                         PyPI) and run the integration tests against verl's, TRL's and OpenRLHF's own code
+#                         PyPI) and run the integration tests against verl's, TRL's and OpenRLHF's own code,
+#                         and the Ray engine's against Ray Data (installs datarl[ray] into .venv)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -24,8 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	@mkdir -p out
-	$(VENV)/bin/datarl score examples/mixed.jsonl -o out/demo_scored.jsonl
+	$(VENV)/bin/datarl pipeline examples/demo.yaml --run-dir runs/demo
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q
@@ -36,9 +36,11 @@ test-all: $(STAMP)
 integration-venvs: $(STAMP)
 	@PYTHON=$(PYTHON) bash scripts/integration_venvs.sh verl trl
 	@$(PY) tests/integrations/test_openrlhf.py
+	@# Ray Data for `--engine ray` goes into the main venv: it is an optional extra of datarl itself
+	@$(PIP) -e '.[ray]' > $(VENV)/install-ray.log 2>&1 || { grep -v "is ignored:" $(VENV)/install-ray.log; exit 1; }
 
 test-integration: $(STAMP) integration-venvs
-	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -m integration tests/integrations
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -m integration tests/integrations tests/executors/test_ray_engine.py
 
 bench: $(STAMP)
 	$(PY) bench/score_math.py

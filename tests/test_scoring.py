@@ -83,6 +83,20 @@ def test_task_without_a_source_is_an_error_not_zero(tmp_path):
     assert err["field"] == "task" and "no reward source is configured for task 'general'" in err["error"]
 
 
+@pytest.mark.parametrize("router, field, fragment", [
+    ({}, "task", "routed to genrm.bon, which needs a model: set sources.genrm.bon.judge"),
+    ({"sources": {"genrm.bon": {"judge": "judge/"}}}, "reference", "missing; genrm.bon compares"),
+])
+def test_general_records_the_judge_cannot_score_are_bad_lines_not_zeros(tmp_path, router, field, fragment):
+    rows = [{"task": "general", "prompt": "Describe rain.", "response": "It rains."}, _math(1, "4")]
+    out = tmp_path / "out.jsonl"
+    score_file(_write(tmp_path / "in.jsonl", rows), str(out),
+               ScoreOptions(workers=1, progress=False, router=RouterConfig.from_mapping(router)))
+    assert [r["id"] for r in _read(out)] == ["m1"]
+    (err,) = _read(str(out) + ".errors.jsonl")
+    assert err["field"] == field and fragment in err["error"]
+
+
 def _hang_on_marker(record):
     if record.get("response") == "HANG":
         time.sleep(120)

@@ -56,7 +56,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     from datarl.scoring import ScoreOptions, score_file
 
     options = ScoreOptions(workers=args.workers, timeout_s=args.timeout, strict=args.strict,
-                           progress=False if args.no_progress else None, router=_router_config(args))
+                           progress=False if args.no_progress else None, router=_router_config(args),
+                           engine=args.engine, ray=_ray_options(args))
     summary = score_file(args.input, args.output, options)
     print(summary.format())
     return 0
@@ -114,9 +115,36 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from datarl.jobs import generate_file
 
     sampling = _sampling(args)
-    summary = generate_file(args.input, args.output, _policy(args.policy), sampling, progress=_tty())
+    if args.backend == "vllm":
+        summary = _generate_vllm_file(args, sampling)
+    else:
+        summary = generate_file(args.input, args.output, _policy(args.policy), sampling, progress=_tty())
     print(summary.format())
     return 0
+
+
+def _generate_vllm_file(args: argparse.Namespace, sampling):  # -> GenerateSummary
+    """`datarl generate --backend vllm`: the HF model is never loaded on the CPU, only its tokenizer."""
+    import time
+
+    from datarl.jobs import GenerateSummary, load_prompts, response_rows, write_jsonl_atomic
+    from datarl.models.generate import GenerationError
+    from datarl.models.loading import resolve_alias
+    from datarl.models.vllm_backend import generate_vllm, require_cuda, require_vllm
+
+    require_cuda()  # both checks before building the tiny policy or reading a tokenizer
+    require_vllm()
+    path = _sft_dir() if args.policy in (None, "tiny") else resolve_alias(args.policy)
+    if path.endswith(".gguf"):
+        raise GenerationError(f"--backend vllm needs a HF model directory or hub id, not a GGUF file ({path})")
+    from transformers import AutoTokenizer
+
+    records = load_prompts(args.input)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    start = time.perf_counter()
+    gens = generate_vllm(path, [r.prompt for r in records], sampling, tokenizer=tokenizer)
+    write_jsonl_atomic(args.output, response_rows(records, gens, sampling.samples_per_prompt))
+    return GenerateSummary(len(records), len(gens), sum(not g.finished for g in gens), time.perf_counter() - start)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -275,7 +303,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         summary = run_select(args.input, args.output, policy=lambda: _policy(args.policy),
                              router_config=_router_config(args), cfg=cfg, train_path=args.train, merge=args.merge,
                              workers=args.workers, progress=False if args.no_progress else None,
-                             scores_path=scores, restart=args.restart)
+                             scores_path=scores, restart=args.restart, engine=args.engine, ray=_ray_options(args))
     except KeyboardInterrupt:
         if os.path.exists(scores):
             print(f"datarl: the scores so far are saved in {scores}; run the same command again to resume",
@@ -330,6 +358,35 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 def _tty() -> bool:
     return sys.stderr.isatty()
+
+
+def _add_engine(p: argparse.ArgumentParser, *, generation: bool = False) -> None:
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: forked worker processes (default); ray: Ray Data actor pools, same results "
+                        "(pip install 'datarl[ray]')")
+    p.add_argument("--ray-address", metavar="ADDR", default="local",
+                   help="with --engine ray: 'local' starts a private Ray here (default), 'auto' joins this "
+                        "machine's cluster, or HOST:PORT / ray://HOST:10001")
+    p.add_argument("--ray-actors", type=int, metavar="N",
+                   help="with --engine ray: verifier actors, one CPU each (default: one per cluster CPU)")
+    p.add_argument("--ray-judge-gpus", type=float, default=0.0, metavar="G",
+                   help="with --engine ray: GPUs per actor of the model sources bt/genrm (default 0: CPU)")
+    if generation:
+        p.add_argument("--ray-generate-gpus", type=float, default=0.0, metavar="G",
+                       help="with --engine ray: sample in a Ray actor with G GPUs (default 0: in this process)")
+
+
+def _ray_options(args: argparse.Namespace):  # -> RayOptions | None
+    if args.engine != "ray":
+        return None
+    from datarl.executors.ray_engine import RayOptions
+    from datarl.scoring import InputError
+
+    try:
+        return RayOptions(address=args.ray_address, actors=args.ray_actors, judge_gpus=args.ray_judge_gpus,
+                          generate_gpus=getattr(args, "ray_generate_gpus", 0.0))
+    except ValueError as exc:
+        raise InputError(f"bad --ray-* option: {exc}") from None
 
 
 def _add_sampling(p: argparse.ArgumentParser, *, temperature: float, n: int = 1) -> None:
@@ -399,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unsafe-no-isolation", action="store_true",
                    help="code: if no namespace isolation is available, run model code with rlimits only. "
                         "DANGEROUS: the code can read your files and use the network")
+    _add_engine(p)
     add_config(p)
     p.set_defaults(fn=cmd_score)
 
@@ -434,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="PROMPTS")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     _add_sampling(p, temperature=1.0)
+    p.add_argument("--backend", choices=("hf", "vllm"), default="hf",
+                   help="hf: transformers on CPU or GPU (default); vllm: vLLM on a CUDA GPU "
+                        "(pip install 'datarl[vllm]')")
     p.set_defaults(fn=cmd_generate)
 
     p = sub.add_parser("eval", help="generate on an eval split and score with the gold checks",
@@ -522,6 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                    help="wall-clock limit per scored sample (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    _add_engine(p, generation=True)
     add_config(p)
     _add_sampling(p, temperature=1.0, n=4)
     p.set_defaults(fn=cmd_select)

@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
-from datarl.executors import map_ordered
+from datarl.executors import Outcome, map_ordered
 from datarl.records import LoadResult, Record, RecordError, format_errors, load_records
 from datarl.rewards.base import RewardResult
 from datarl.rewards.router import Router, RouterConfig
@@ -43,6 +43,8 @@ class ScoreOptions:
     strict: refuse the whole file if any line is bad, before scoring anything.
     progress: show a progress bar (None: only when stderr is a terminal).
     router: which source scores which task, with source options.
+    engine: ``local`` (forked worker processes) or ``ray`` (Ray Data actor pools; ``pip install 'datarl[ray]'``).
+    ray: a ``datarl.executors.ray_engine.RayOptions`` for ``engine="ray"`` (None: its defaults, a local Ray).
     """
 
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -50,10 +52,14 @@ class ScoreOptions:
     strict: bool = False
     progress: bool | None = None
     router: RouterConfig = field(default_factory=RouterConfig)
+    engine: str = "local"
+    ray: Any = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if self.engine not in ("local", "ray"):
+            raise ValueError(f"engine must be 'local' or 'ray', got {self.engine!r}")
         if not self.timeout_s > 0:
             raise ValueError("timeout_s must be positive")
 
@@ -146,9 +152,7 @@ def load_for_scoring(path: str, router: RouterConfig) -> LoadResult:
     """Load ``path``; a record whose task the router cannot score is a bad line too."""
 
     def routed(rec: Record) -> tuple[str, str] | None:
-        if rec.response is not None and router.source_for(rec.task) is None:
-            return ("task", router.missing_source_message(rec.task))
-        return None
+        return router.record_problem(rec.to_dict()) if rec.response is not None else None
 
     try:
         return load_records(path, extra_check=routed)
@@ -162,6 +166,10 @@ def score_file(input_path: str, output_path: str, options: ScoreOptions | None =
     """Score every record of ``input_path`` that has a response; write ``output_path``."""
     global _ROUTER
     options = options or ScoreOptions()
+    if options.engine == "ray":
+        from datarl.executors.ray_engine import import_ray
+
+        import_ray()  # a missing Ray is a one-line error before any work
     if os.path.abspath(input_path) == os.path.abspath(output_path):
         raise InputError("output must differ from input (the input is read while the output is written)")
     loaded = load_for_scoring(input_path, options.router)
@@ -171,13 +179,16 @@ def score_file(input_path: str, output_path: str, options: ScoreOptions | None =
                          + format_errors(loaded.errors))
     summary = ScoreSummary(input_path, output_path, errors_path if loaded.errors else None,
                            lines=loaded.total_lines, bad_lines=len(loaded.errors))
-    _ROUTER = Router(options.router)
-    _ROUTER.warm_up()  # imports happen once here and are inherited by the forked workers
     to_score = [r for r in loaded.records if r.response is not None]
     summary.unscored = len(loaded.records) - len(to_score)
     start = time.perf_counter()
-    outcomes = map_ordered(_score_item, (r.to_dict() for r in to_score),
-                           workers=min(options.workers, max(1, len(to_score))), timeout_s=options.timeout_s)
+    if options.engine == "ray":
+        outcomes = _ray_outcomes(to_score, options)
+    else:
+        _ROUTER = Router(options.router)
+        _ROUTER.warm_up()  # imports happen once here and are inherited by the forked workers
+        outcomes = map_ordered(_score_item, (r.to_dict() for r in to_score),
+                               workers=min(options.workers, max(1, len(to_score))), timeout_s=options.timeout_s)
     bar = _progress(len(to_score), options.progress)
     try:
         write_records_atomic(output_path, _merge(loaded.records, outcomes, summary, options, bar))
@@ -188,6 +199,18 @@ def score_file(input_path: str, output_path: str, options: ScoreOptions | None =
         outcomes.close()  # stops and reaps the workers even on Ctrl-C
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _ray_outcomes(records: list[Record], options: ScoreOptions) -> Iterator[Outcome]:
+    """The Ray engine's results as the local pool's outcomes (all scored before the first is yielded)."""
+    from datarl.executors.ray_engine import RayEngine, RayOptions
+
+    dicts = [r.to_dict() for r in records]
+    with RayEngine(options.ray or RayOptions()) as engine:
+        results = engine.score_responses(options.router, dicts, [d.get("response") or "" for d in dicts],
+                                         options.timeout_s)
+    for i, res in enumerate(results):
+        yield Outcome(i, True, {"reward": res.score, "reward_source": res.source, "reward_info": res.info})
 
 
 def _merge(records: list[Record], outcomes: Iterator[Any], summary: ScoreSummary,

@@ -15,10 +15,30 @@ def test_default_table_routes_math_to_rtv_math_and_records_why():
     assert result.info["routed_by"] == "task=math -> rtv.math"
 
 
-def test_general_has_no_source_by_default_and_scoring_it_says_so():
-    assert "general" not in DEFAULT_TABLE
-    result = Router().score({"task": "general", "prompt": "p"}, "text")
-    assert result.info["failure"] == "no_source" and "router:" in result.info["error"]
+def test_general_goes_to_the_judge_by_default_and_a_missing_judge_is_not_a_silent_score():
+    assert DEFAULT_TABLE == {"math": "rtv.math", "code": "rtv.code", "ifeval": "rtv.ifeval",
+                             "general": "genrm.bon"}
+    result = Router().score({"task": "general", "prompt": "p", "reference": "r"}, "text")
+    assert (result.score, result.source, result.info["failure"]) == (0.0, "genrm.bon", "judge_error")
+    assert "no judge configured" in result.info["error"]
+
+
+@pytest.mark.parametrize("table, record, problem", [
+    ({"router": {"general": None}}, {"task": "general"}, ("task", "no reward source is configured")),
+    ({}, {"task": "general", "reference": "r"}, ("task", "needs a model: set sources.genrm.bon.judge")),
+    ({"sources": {"genrm.bon": {"judge": "j/"}}}, {"task": "general"}, ("reference", "missing; genrm.bon")),
+    ({"router": {"math": "genrm.gt"}, "sources": {"genrm.gt": {"judge": "j/"}}}, {"task": "math"},
+     ("ground_truth", "missing")),
+    ({"router": {"math": "bt"}}, {"task": "math", "ground_truth": "1"}, ("task", "sources.bt.model")),
+    ({"sources": {"genrm.bon": {"judge": "j/"}}}, {"task": "general", "reference": "r"}, None),
+    ({}, {"task": "math", "ground_truth": "1"}, None),
+])
+def test_record_problem_says_why_a_record_cannot_be_scored(table, record, problem):
+    got = RouterConfig.from_mapping(table).record_problem(record)
+    if problem is None:
+        assert got is None
+    else:
+        assert got[0] == problem[0] and problem[1] in got[1]
 
 
 @pytest.mark.parametrize("data, fragment", [

@@ -127,7 +127,7 @@ def test_general_on_a_learned_reward_logs_proxy_and_gap(world, tmp_path):
     ({"ppo": {"micro_batch_size": 3}}, "must divide minibatch_size"),
     ({"ppo": {"learning_rate": 1.0}}, "unknown option"),
     ({"reward": {"router": {"math": "rtv.nope"}}}, "unknown source"),
-    ({"reward": {"router": {"math": "bt"}}}, "needs a model: set reward.sources.bt.model"),
+    ({"reward": {"router": {"math": "bt"}}}, "needs a model: set sources.bt.model"),
     ({"reward": {"router": {"math": "genrm.gt"}, "sources": {"genrm.gt": {"judge": "/no/such/judge"}}}},
      "no such model directory"),
     ({"policy": "/no/such/policy"}, "no such model directory"),
@@ -141,9 +141,16 @@ def test_bad_configs_fail_before_training(world, tmp_path, changes, fragment):
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-def test_missing_reward_source_for_a_task_in_the_data(world, tmp_path):
-    cfg = config(world, tmp_path / "run", data={"train": str(world / "general.jsonl")})
-    with pytest.raises(ConfigError, match="has 'general' prompts but no reward source"):
+@pytest.mark.parametrize("reward, fragment", [
+    ({"router": {"general": None}}, "no reward source is configured for task 'general'"),
+    ({}, "routed to genrm.bon, which needs a model: set sources.genrm.bon.judge"),
+    ({"sources": {"genrm.bon": {"judge": "/tmp"}}}, r"reference: missing; genrm.bon compares"),
+])
+def test_records_the_router_cannot_score_fail_before_training(world, tmp_path, reward, fragment):
+    rows = [{k: v for k, v in json.loads(line).items() if k != "reference"} for line in open(world / "general.jsonl")]
+    (tmp_path / "noref.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = config(world, tmp_path / "run", data={"train": str(tmp_path / "noref.jsonl")}, reward=reward)
+    with pytest.raises(ConfigError, match=fragment):
         train(TrainConfig.from_mapping(cfg), log=lambda m: None)
 
 
@@ -197,3 +204,19 @@ def test_cli_reports_a_bad_config_in_one_line(world, tmp_path):
     assert proc.wait(timeout=120) == 2
     err = proc.stderr.read()
     assert err.startswith("datarl: error:") and "minibatch_size" in err and "Traceback" not in err
+
+
+def test_ppo_raises_a_reward_the_policy_can_reach(world, tmp_path):
+    # "Answer in fewer than 3 words": a micro policy starts near a third and only has to shift
+    # its token choices (fewer spaces, or an earlier EOS), so PPO must raise the reward in 20 steps.
+    rows = [{"id": f"short-{i}", "task": "ifeval", "prompt": f"Say something about item {i}.",
+             "instruction_id_list": ["length_constraints:number_words"],
+             "kwargs": [{"relation": "less than", "num_words": 3}]} for i in range(16)]
+    (tmp_path / "short.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = config(world, tmp_path / "run", data={"train": str(tmp_path / "short.jsonl"), "eval": ""},
+                 curriculum="none", ppo={"steps": 20, "prompts_per_step": 8, "samples_per_prompt": 4,
+                                         "minibatch_size": 16, "actor_lr": 3e-3, "reward_shift": 0.0,
+                                         "max_new_tokens": 8})
+    train(TrainConfig.from_mapping(cfg), log=lambda m: None)
+    rewards = [m["reward/mean"] for m in read_jsonl(tmp_path / "run" / "metrics.jsonl")]
+    assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.15, rewards

@@ -96,7 +96,8 @@ def generate(policy: Policy, prompts: Sequence[Any], cfg: SamplingConfig | None 
     cfg = cfg or SamplingConfig()
     encoded = encode_prompts(policy, prompts, cfg.max_new_tokens)
     jobs = [(p, s) for p in range(len(prompts)) for s in range(cfg.samples_per_prompt)]
-    gen = torch.Generator().manual_seed(cfg.seed)
+    device = _device(policy.model)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)  # sampling happens where the model is
     results: list[Generation] = []
     bar = None
     if progress:
@@ -138,16 +139,19 @@ def _generate_batch(policy: Policy, prompt_ids: list[list[int]], jobs: list[tupl
 
     tok = policy.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    eos_ids = torch.tensor([-1]) if cfg.ignore_eos else _eos_ids(policy)
+    device = _device(policy.model)
+    eos_list = [-1] if cfg.ignore_eos else _eos_ids(policy).tolist()
+    eos_ids = torch.tensor(eos_list, device=device)
     width = max(len(p) for p in prompt_ids)
     input_ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(input_ids)
     for row, ids in enumerate(prompt_ids):  # left padding: every row's last token is at the end
         input_ids[row, width - len(ids):] = torch.tensor(ids)
         mask[row, width - len(ids):] = 1
+    input_ids, mask = input_ids.to(device), mask.to(device)
     out_tokens: list[list[int]] = [[] for _ in prompt_ids]
     out_logps: list[list[float]] = [[] for _ in prompt_ids]
-    done = torch.zeros(len(prompt_ids), dtype=torch.bool)
+    done = torch.zeros(len(prompt_ids), dtype=torch.bool, device=device)
     past = None
     cache_arg = _cache_argument(policy.model)
     seq, seq_mask = input_ids, mask
@@ -164,10 +168,11 @@ def _generate_batch(policy: Policy, prompt_ids: list[list[int]], jobs: list[tupl
                 out = policy.model(input_ids=seq, attention_mask=seq_mask, position_ids=positions, use_cache=False)
             tokens, logps = _sample(out.logits[:, -1, :], cfg, gen)
             tokens = torch.where(done, torch.full_like(tokens, pad_id), tokens)
-            for row in range(len(prompt_ids)):
-                if not done[row]:
-                    out_tokens[row].append(int(tokens[row]))
-                    out_logps[row].append(float(logps[row]))
+            # One transfer per step (not one per row): on a GPU every element read is a sync.
+            for row, (t, lp, was_done) in enumerate(zip(tokens.tolist(), logps.tolist(), done.tolist())):
+                if not was_done:
+                    out_tokens[row].append(t)
+                    out_logps[row].append(lp)
             done = done | torch.isin(tokens, eos_ids)
             if bool(done.all()):
                 break
@@ -177,11 +182,15 @@ def _generate_batch(policy: Policy, prompt_ids: list[list[int]], jobs: list[tupl
     results = []
     for row, (p, s) in enumerate(jobs):
         ids = out_tokens[row]
-        finished = bool(ids) and ids[-1] in eos_ids.tolist()
+        finished = bool(ids) and ids[-1] in eos_list
         text_ids = ids[:-1] if finished else ids
         results.append(Generation(p, s, tok.decode(text_ids, skip_special_tokens=True), ids, out_logps[row],
                                   prompt_ids[row], finished))
     return results
+
+
+def _device(model: Any) -> Any:
+    return next(model.parameters()).device
 
 
 def _cache_argument(model: Any) -> str:
@@ -209,9 +218,9 @@ def sequence_logprobs(policy: Policy, prompt_ids: list[int], response_ids: list[
     """Per-token log-probs of ``response_ids`` after ``prompt_ids`` from one fresh forward pass."""
     import torch
 
-    ids = torch.tensor([prompt_ids + response_ids])
+    ids = torch.tensor([prompt_ids + response_ids], device=_device(policy.model))
     with torch.no_grad():
         logits = policy.model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1].float()
     scale = temperature if temperature > 0 else 1.0
     logp = torch.log_softmax(logits / scale, dim=-1)
-    return logp.gather(-1, torch.tensor(response_ids)[:, None]).squeeze(-1).tolist()
+    return logp.gather(-1, torch.tensor(response_ids, device=logp.device)[:, None]).squeeze(-1).tolist()

@@ -50,12 +50,16 @@ GT_FORMAT = "#### {ground_truth}"
 MAX_ANSWER_CHARS = 1500  # per answer slot; longer answers keep their head and tail (the final answer)
 REFERENCE_INFO_CHARS = 200
 
-# The judge's user turn. Kept short: the tiny judge has a 384-token context.
+# The judge's user turn. Kept short: the tiny judge has a 384-token context. The answers' last
+# lines (where a conclusion or final answer usually is) are repeated side by side just before the
+# verdict, so a small judge compares them over a few tokens instead of across two whole answers.
 JUDGE_TEMPLATE = ("Compare two answers to the question.\n"
                   "[Question]\n{question}\n"
                   "[Answer A]\n{answer_a}\n"
                   "[Answer B]\n{answer_b}\n"
+                  "[Last lines]\nA: {end_a}\nB: {end_b}\n"
                   "Which answer is better? Reply A or B.")
+END_CHARS = 80  # characters of each answer's last line in the [Last lines] section
 
 
 class JudgeError(Exception):
@@ -117,7 +121,13 @@ def judge_prompt(question: Any, answer_a: str, answer_b: str, *, max_answer_char
     """The judge's user turn for one order (the backend wraps it in its chat template)."""
     return JUDGE_TEMPLATE.format(question=_clip(_as_text(question), 2 * max_answer_chars),
                                  answer_a=_clip(str(answer_a), max_answer_chars),
-                                 answer_b=_clip(str(answer_b), max_answer_chars))
+                                 answer_b=_clip(str(answer_b), max_answer_chars),
+                                 end_a=_last_line(str(answer_a)), end_b=_last_line(str(answer_b)))
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][-END_CHARS:] if lines else ""
 
 
 def readout(logit_a: float, logit_b: float) -> float:

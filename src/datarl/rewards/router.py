@@ -42,11 +42,15 @@ BATCHED: dict[str, str] = {
     "genrm.bon": "score_genrm_bon_batch",
 }
 
-# Sources whose issues have not landed are simply absent from the default table.
+# The option that names a learned source's model.
+MODEL_OPTION: dict[str, str] = {"bt": "model", "genrm.gt": "judge", "genrm.bon": "judge"}
+
+# The paper's routing: verifiers where a task has one, the judge against best-of-N references otherwise.
 DEFAULT_TABLE: dict[str, str] = {
     "math": "rtv.math",
     "ifeval": "rtv.ifeval",
     "code": "rtv.code",
+    "general": "genrm.bon",
 }
 
 
@@ -106,6 +110,25 @@ class RouterConfig:
 
     def source_for(self, task: str) -> str | None:
         return self.table.get(task)
+
+    def record_problem(self, record: Mapping[str, Any]) -> tuple[str, str] | None:
+        """Why this router cannot score ``record`` (``(field, message)``), or None: no source for its
+        task, a learned source without its model, or a record without what its source compares with."""
+        task = str(record.get("task"))
+        source = self.source_for(task)
+        if source is None:
+            return ("task", self.missing_source_message(task))
+        option = MODEL_OPTION.get(source)
+        if option and not dict(self.options.get(source, {})).get(option):
+            return ("task", f"task {task!r} is routed to {source}, which needs a model: set "
+                            f"sources.{source}.{option} in the config (a directory made by "
+                            f"`datarl {'train-bt' if source == 'bt' else 'train-genrm'}`)")
+        needs = {"genrm.bon": "reference", "genrm.gt": "ground_truth"}.get(source)
+        if needs and not str(record.get(needs) or "").strip():
+            hint = ("add best-of-N references first: datarl build-references FILE -o OUT --bt BT_DIR"
+                    if needs == "reference" else "give the final answer")
+            return (needs, f"missing; {source} compares the response with it; {hint}")
+        return None
 
     def missing_source_message(self, task: str) -> str:
         return (f"no reward source is configured for task {task!r}; add one under 'router:' in the config "

@@ -66,7 +66,7 @@ def token_rewards(scores: Any, kl: Any, mask: Any, kl_coef: float) -> Any:
     rewards = -kl_coef * kl * mask
     lengths = mask.sum(-1).long()
     last = (lengths - 1).clamp(min=0)
-    rows = torch.arange(mask.shape[0])
+    rows = torch.arange(mask.shape[0], device=mask.device)
     has_tokens = (lengths > 0).to(rewards.dtype)
     rewards[rows, last] += scores.to(rewards.dtype) * has_tokens
     return rewards
@@ -82,8 +82,8 @@ def gae(rewards: Any, values: Any, mask: Any, gamma: float, lam: float) -> tuple
 
     T = rewards.shape[-1]
     adv = torch.zeros_like(rewards)
-    next_adv = torch.zeros(rewards.shape[0], dtype=rewards.dtype)
-    next_value = torch.zeros(rewards.shape[0], dtype=rewards.dtype)
+    next_adv = torch.zeros(rewards.shape[0], dtype=rewards.dtype, device=rewards.device)
+    next_value = torch.zeros(rewards.shape[0], dtype=rewards.dtype, device=rewards.device)
     for t in reversed(range(T)):
         m = mask[:, t].to(rewards.dtype)
         delta = rewards[:, t] + gamma * next_value - values[:, t]

@@ -30,6 +30,10 @@ class RolloutBatch:
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
+    def to(self, device: Any) -> "RolloutBatch":
+        return RolloutBatch(self.input_ids.to(device), self.attention_mask.to(device),
+                            self.gather_index.to(device), self.response_ids.to(device), self.mask.to(device))
+
     def select(self, rows: Sequence[int]) -> "RolloutBatch":
         """The given rows, trimmed to their own widths (a minibatch pads no more than it needs)."""
         idx = torch.as_tensor(list(rows), dtype=torch.long)

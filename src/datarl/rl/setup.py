@@ -15,14 +15,12 @@ from typing import Any, Mapping
 
 from datarl.config import ConfigError
 from datarl.records import format_errors, load_records
-from datarl.rewards.router import RouterConfig, RouterConfigError
+from datarl.rewards.router import MODEL_OPTION, RouterConfig, RouterConfigError
 from datarl.rl.config import TrainConfig
 from datarl.select.curriculum import CurriculumConfig, CurriculumError, CurriculumSampler
 
 __all__ = ["RunInputs", "prepare", "resolve_policy", "check_sources"]
 
-# A learned source and the option that must name its model.
-_MODEL_OPTION = {"bt": "model", "genrm.gt": "judge", "genrm.bon": "judge"}
 
 
 @dataclass
@@ -51,20 +49,19 @@ def _records(path: str, what: str) -> list[dict[str, Any]]:
     return [r.to_dict() for r in loaded.records]
 
 
-def check_sources(router: RouterConfig, tasks: set[str], where: str) -> None:
-    """Every task in the data has a source, and learned sources name a model that exists."""
-    for task in sorted(tasks):
-        source = router.source_for(task)
-        if source is None:
-            raise ConfigError(f"{where} has {task!r} prompts but {router.missing_source_message(task)}")
-        option = _MODEL_OPTION.get(source)
-        if option is None:
-            continue
-        value = dict(router.options.get(source, {})).get(option)
-        if value is None:
-            raise ConfigError(f"task {task!r} is routed to {source}, which needs a model: set "
-                              f"reward.sources.{source}.{option} (e.g. a directory made by "
-                              f"`datarl {'train-bt' if source == 'bt' else 'train-genrm'}`)")
+def check_sources(router: RouterConfig, records: list[dict[str, Any]], where: str) -> None:
+    """Every record can be scored: its task has a source, learned sources name a model that exists,
+    and records carry what their source compares with (a reference for ``genrm.bon``)."""
+    for rec in records:
+        problem = router.record_problem(rec)
+        if problem is not None:
+            field, message = problem
+            same = sum(router.record_problem(r) == problem for r in records)
+            raise ConfigError(f"{where}: {same} record(s) cannot be scored (first: {rec.get('id')}, task "
+                              f"{rec.get('task')!r}): {field}: {message}")
+    for source in sorted(set(router.table.values())):
+        option = MODEL_OPTION.get(source)
+        value = dict(router.options.get(source, {})).get(option) if option else None
         if isinstance(value, str) and not os.path.exists(value) and value != "smollm2-135m":
             raise ConfigError(f"reward.sources.{source}.{option}: {value}: no such model directory")
 
@@ -130,7 +127,7 @@ def prepare(cfg: TrainConfig, *, resume: bool = False) -> RunInputs:
         raise ConfigError(f"reward: {exc}") from None
     train = _records(cfg.train_path, "train")
     evals = _records(cfg.eval_path, "eval") if cfg.eval_path else []
-    check_sources(router, {str(r["task"]) for r in train}, f"data.train ({cfg.train_path})")
+    check_sources(router, train, f"data.train ({cfg.train_path})")
     try:
         curriculum = CurriculumConfig.from_value(cfg.curriculum, cfg.ppo.steps)
         CurriculumSampler([r["task"] for r in train], curriculum, cfg.ppo.prompts_per_step, cfg.seed)

@@ -64,6 +64,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     policy, ref_model, critic = _load_models(cfg, inputs)
+    device = next(policy.model.parameters()).device
     actor_opt = torch.optim.AdamW(policy.model.parameters(), lr=p.actor_lr, betas=(0.9, 0.95),
                                   weight_decay=p.weight_decay)
     critic_opt = torch.optim.AdamW(critic.parameters(), lr=p.critic_lr, betas=(0.9, 0.95),
@@ -129,12 +130,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             rows = [records[g.prompt_index] for g in gens]
             results = score_responses(router, rows, [g.text for g in gens], workers=cfg.workers,
                                       timeout_s=cfg.reward_timeout_s)
-            finished = torch.tensor([g.finished for g in gens], dtype=torch.float32)
-            scores = torch.tensor([r.score for r in results], dtype=torch.float32) + p.reward_shift
+            finished = torch.tensor([g.finished for g in gens], dtype=torch.float32, device=device)
+            scores = torch.tensor([r.score for r in results], dtype=torch.float32, device=device) + p.reward_shift
             scores = scores - p.cutoff_penalty * (1.0 - finished)  # cut off without EOS
             t_reward = time.perf_counter()
             # 4. old log-probs, reference log-probs and values, without gradients
-            batch = pack([g.prompt_ids for g in gens], [g.token_ids for g in gens], inputs.pad_id)
+            batch = pack([g.prompt_ids for g in gens], [g.token_ids for g in gens], inputs.pad_id).to(device)
             old_logp, ref_logp, values = _no_grad_passes(policy.model, ref_model, critic, batch, p)
             mask = batch.mask
             # 5. KL-penalised per-token rewards, GAE, whitened advantages

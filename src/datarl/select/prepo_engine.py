@@ -219,7 +219,7 @@ def _chunk_seed(seed: int, chunk: int) -> int:
 
 
 def _score_chunk(policy: Any, router: Router, records: list[Record], chunk: int, cfg: SelectConfig,
-                 workers: int, summary: SelectSummary) -> list[dict[str, Any]]:
+                 workers: int, summary: SelectSummary, engine: Any = None) -> list[dict[str, Any]]:
     from datarl.models.generate import SamplingConfig, generate
     from datarl.scoring import score_responses
 
@@ -227,12 +227,17 @@ def _score_chunk(policy: Any, router: Router, records: list[Record], chunk: int,
                               samples_per_prompt=cfg.samples_per_prompt, seed=_chunk_seed(cfg.seed, chunk),
                               batch_size=cfg.batch_size)
     t0 = time.perf_counter()
-    gens = sorted(generate(policy, [r.prompt for r in records], sampling), key=lambda g: (g.prompt_index,
-                                                                                         g.sample_index))
+    on_ray = engine is not None and engine.options.generate_gpus > 0  # else sampling stays in this process
+    sampled = (engine.generate if on_ray else generate)(policy, [r.prompt for r in records], sampling)
+    gens = sorted(sampled, key=lambda g: (g.prompt_index, g.sample_index))
     t1 = time.perf_counter()
     dicts = [r.to_dict() for r in records]
-    results = score_responses(router, [dicts[g.prompt_index] for g in gens], [g.text for g in gens],
-                              workers=workers, timeout_s=cfg.timeout_s)
+    if engine is not None:
+        results = engine.score_responses(router.config, [dicts[g.prompt_index] for g in gens],
+                                         [g.text for g in gens], cfg.timeout_s)
+    else:
+        results = score_responses(router, [dicts[g.prompt_index] for g in gens], [g.text for g in gens],
+                                  workers=workers, timeout_s=cfg.timeout_s)
     summary.generate_seconds += t1 - t0
     summary.score_seconds += time.perf_counter() - t1
     entries = [{"id": r.id, "hash": _record_hash(r), "task": r.task, "domain": r.domain, "chunk": chunk,
@@ -306,7 +311,7 @@ def _inputs(pool_path: str, out_path: str, scores_path: str, cfg: SelectConfig, 
 
 def _score_all(inp: _Inputs, policy: Any, router: Router, cfg: SelectConfig, done: dict[str, dict[str, Any]],
                summary: SelectSummary, workers: int, progress: bool | None,
-               on_chunk: Callable[[int, int], None] | None) -> None:
+               on_chunk: Callable[[int, int], None] | None, engine: Any = None) -> None:
     """Sample and score every candidate not in ``done``, chunk by chunk, saving each chunk as it completes."""
     position = {r.id: i for i, r in enumerate(inp.records)}
     todo = [r for r in inp.candidates if done.get(r.id, {}).get("hash") != _record_hash(r)]
@@ -317,7 +322,7 @@ def _score_all(inp: _Inputs, policy: Any, router: Router, cfg: SelectConfig, don
     bar = _progress(len(inp.candidates), summary.already_scored, progress)
     try:
         for chunk in sorted(chunks):
-            entries = _score_chunk(policy, router, chunks[chunk], chunk, cfg, workers, summary)
+            entries = _score_chunk(policy, router, chunks[chunk], chunk, cfg, workers, summary, engine)
             _append(summary.scores_path, entries)
             done.update({e["id"]: e for e in entries})
             summary.sampled_now += len(entries)
@@ -334,7 +339,8 @@ def _score_all(inp: _Inputs, policy: Any, router: Router, cfg: SelectConfig, don
 def run_select(pool_path: str, out_path: str, *, policy: Any, router_config: RouterConfig | None = None,
                cfg: SelectConfig | None = None, train_path: str | None = None, merge: bool = False,
                workers: int = 1, progress: bool | None = None, scores_path: str | None = None,
-               restart: bool = False, on_chunk: Callable[[int, int], None] | None = None) -> SelectSummary:
+               restart: bool = False, on_chunk: Callable[[int, int], None] | None = None,
+               engine: str = "local", ray: Any = None) -> SelectSummary:
     """Pre-PPO selection of ``pool_path`` into ``out_path`` (see the module docstring).
 
     policy: a ``models.Policy``, a spec for ``models.loading.load_policy``, or a function returning a Policy
@@ -344,13 +350,38 @@ def run_select(pool_path: str, out_path: str, *, policy: Any, router_config: Rou
     workers: scoring processes; progress: a progress bar (None: when stderr is a terminal).
     scores_path: the resumable scores file (default ``out_path + ".scores.jsonl"``); restart: discard it first.
     on_chunk: called with (chunk index, prompts scored so far) after each chunk is saved.
+    engine: ``local``, or ``ray`` to score on Ray Data actor pools (``pip install 'datarl[ray]'``; the same
+        scores); ray: its ``datarl.executors.ray_engine.RayOptions`` (None: a local Ray; sampling moves to
+        a Ray actor only with ``generate_gpus`` > 0).
     """
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    runner = None
+    if engine == "ray":
+        from datarl.executors.ray_engine import RayEngine, RayOptions, import_ray
+
+        import_ray()  # a missing Ray is a one-line error before any work
+        runner = RayEngine(ray or RayOptions())
+    try:
+        return _run_select(pool_path, out_path, policy, router_config, cfg, train_path, merge, workers, progress,
+                           scores_path, restart, on_chunk, runner)
+    finally:
+        if runner is not None:
+            runner.close()
+
+
+def _run_select(pool_path: str, out_path: str, policy: Any, router_config: RouterConfig | None,
+                cfg: SelectConfig | None, train_path: str | None, merge: bool, workers: int, progress: bool | None,
+                scores_path: str | None, restart: bool, on_chunk: Callable[[int, int], None] | None,
+                runner: Any) -> SelectSummary:
     start = time.perf_counter()
     cfg = cfg or SelectConfig()
     router = Router(router_config or RouterConfig())
     scores_path = scores_path or out_path + ".scores.jsonl"
     inp = _inputs(pool_path, out_path, scores_path, cfg, train_path, merge)
     check_router(router, inp.candidates)
+    if runner is not None:  # a stage needing GPUs the cluster lacks fails now, not after sampling
+        runner.preflight(router.config, sorted({r.task for r in inp.candidates}), generate=True)
     if callable(policy) and not hasattr(policy, "model"):
         policy = policy()  # lazily: building the default policy takes minutes, the checks above take seconds
     elif isinstance(policy, str):
@@ -361,7 +392,7 @@ def run_select(pool_path: str, out_path: str, *, policy: Any, router_config: Rou
     inp.errors = inp.errors + too_long
     done = _open_scores(scores_path, _fingerprint(policy, router.config, cfg), restart, policy.name)
     summary = SelectSummary(out_path, out_path + ".report.json", scores_path, None, {})
-    _score_all(inp, policy, router, cfg, done, summary, workers, progress, on_chunk)
+    _score_all(inp, policy, router, cfg, done, summary, workers, progress, on_chunk, runner)
     scored = [ScoredPrompt({**r.raw, "id": r.id}, r.domain, tuple(done[r.id]["rewards"]),
                            tuple(done[r.id]["failures"])) for r in inp.candidates]
     result = select_prompts(scored, cfg, prior_drops=inp.prior)
