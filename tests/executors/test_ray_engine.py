@@ -112,6 +112,31 @@ def test_a_gpu_stage_on_a_cluster_without_gpus_fails_at_once(ray_session):
     engine.preflight(RouterConfig(), ["math", "code"], generate=True)
 
 
+@pytest.mark.integration
+def test_model_sources_go_to_the_judge_stage_with_the_local_scores(ray_session, tmp_path):
+    from datarl.models.bt_train import BTTrainConfig, train_bt
+    from datarl.models.tiny import MICRO, build_tiny_policy
+
+    general = build_suite(SynthConfig(train_per_task=6, pool_per_task=0, eval_per_task=0, tasks=("general",)))["train"]
+    policy = build_tiny_policy([str(r["prompt"]) + " " + str(r["reference"]) for r in general], MICRO)
+    policy.model.save_pretrained(str(tmp_path / "base"))
+    policy.tokenizer.save_pretrained(str(tmp_path / "base"))
+    pairs = [{"id": f"p{i}", "prompt": r["prompt"], "chosen": r["reference"], "rejected": "no"}
+             for i, r in enumerate(general)]
+    train_bt(pairs, str(tmp_path / "base"), str(tmp_path / "bt"), BTTrainConfig(steps=2, pairs_per_step=2,
+                                                                                 eval_fraction=0.0))
+    cfg = RouterConfig.from_mapping({"router": {"general": "bt"}, "sources": {"bt": {"model": str(tmp_path / "bt")}}})
+    math_records, math_responses = mixed_batch(per_task=2)
+    records = general + math_records
+    responses = [r["reference"] for r in general] + math_responses
+    local = score_responses(Router(cfg), records, responses, workers=2, timeout_s=30)
+    remote = RayEngine(RayOptions(judge_actors=1)).score_responses(cfg, records, responses, 30.0)
+    assert [x.source for x in remote] == [x.source for x in local] and remote[0].source == "bt"
+    # the same model on the same rows; batches may be cut differently, hence approx
+    assert [x.score for x in remote] == pytest.approx([x.score for x in local], abs=1e-5)
+    assert len({round(x.score, 6) for x in remote[:len(general)]}) > 1  # real model scores, not a constant
+
+
 def _score_cli(inp: str, out: str, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([*DATARL, "score", inp, "-o", out, "--no-progress", "--timeout", "20", *extra],
                           capture_output=True, text=True, timeout=300, env=ENV)

@@ -169,9 +169,9 @@ def test_bad_input_is_refused_before_any_model_is_loaded(world, tmp_path):
                                            pool_duplicate_fraction=0.0))["pool"][0], id="general-0")
     pool = write_jsonl(tmp_path / "g.jsonl", read_jsonl(world["pool"]) + [general])
     with pytest.raises(SelectError, match="task 'general'.*no reward source"):
-        run_select(pool, out, policy=no_policy)
+        run_select(pool, out, policy=no_policy, router_config=RouterConfig.from_mapping({"router": {"general": None}}))
     with pytest.raises(SelectError, match="genrm.bon, which needs a judge"):
-        run_select(pool, out, policy=no_policy, router_config=RouterConfig.from_mapping({"router": {"general": "genrm.bon"}}))
+        run_select(pool, out, policy=no_policy)  # the default router sends general to genrm.bon
     bon = RouterConfig.from_mapping({"router": {"general": "genrm.bon"},
                                      "sources": {"genrm.bon": {"judge": str(tmp_path / "no-judge")}}})
     no_ref = write_jsonl(tmp_path / "nr.jsonl", read_jsonl(world["pool"]) + [{**general, "reference": None}])

@@ -5,9 +5,10 @@ The scoring functions are the local engine's, unchanged: every actor holds one
 in the actor in batches (``Router.score_many``), every other item in one forked worker per actor
 under the per-item wall-clock limit, with the local engine's worker and item function. Why that
 worker: math-verify's timeouts use SIGALRM, which only works on a main thread (in Ray workers it
-has silently scored everything 0 elsewhere), and a Ray task cannot be stopped mid-item without
-losing its whole batch. A forked child is its own main thread, and killing it on a timeout costs
-one item, never the batch. The worker lives as long as its actor, so its imports and its code
+has silently scored everything 0 elsewhere; Ray Data calls a UDF on a thread-pool thread), and a
+Ray task cannot be stopped mid-item without losing its whole batch. A forked child is its own main
+thread (checked: ``signal.signal`` works there), and killing it on a timeout costs one item, never
+the batch. The worker lives as long as its actor, so its imports and its code
 sandbox fork server are paid once per actor, not once per batch (~0.5 s a batch here).
 
 Stages (each a ``map_batches`` with an ``ActorPoolStrategy``, not the deprecated ``concurrency=``):
@@ -15,11 +16,16 @@ Stages (each a ``map_batches`` with an ``ActorPoolStrategy``, not the deprecated
   ``cpus_per_actor`` each;
 - model sources (bt, genrm.*): ``judge_actors`` actors with ``judge_gpus`` GPUs each;
 - generation for ``datarl select`` (``generate_gpus`` > 0): one Ray actor with the GPUs runs each
-  chunk's ``generate`` whole, so its seeded sampling equals the local run's.
+  chunk's ``generate`` whole, so its seeded sampling equals a local run's on the same device.
 
 A stage that needs GPUs the cluster lacks fails before anything is submitted (Ray would wait
-forever). Rows travel as JSON text: Arrow would merge the differing nested fields of mixed tasks
-into one struct type and hand the scorers ``None`` for keys a record never had. Results are
+forever). The generation actor moves the policy to its GPU (``generate`` samples where the model
+is, so GPU samples come from CUDA's generator and differ from a CPU run's, as in the local engine on
+a GPU); the judge actors reserve their GPUs, but ``HFJudge`` and the BT scorer load their models on
+the CPU today, so moving those is the scorers' change, not the engine's.
+
+Rows travel as JSON text: Arrow would merge the differing nested fields of mixed tasks into one
+struct type and hand the scorers ``None`` for keys a record never had. Results are
 joined back by input position (``key``; ids repeat when a prompt has several samples), and the id
 of every returned row is checked against the input's.
 
@@ -137,7 +143,10 @@ def _isolated_item(record: dict[str, Any]) -> dict[str, Any]:
     from datarl import scoring
 
     global _ORPHAN_GUARD
-    if not _ORPHAN_GUARD:  # die with the actor even when Ray kills it without running __del__
+    # Die with the actor even when Ray kills it without running __del__ (the inherited copy of the
+    # actor's pipe end means no EOF would come). PDEATHSIG follows the forking thread: Ray Data's UDF
+    # thread pool, which lives as long as the actor.
+    if not _ORPHAN_GUARD:
         try:
             import ctypes
 
@@ -227,6 +236,10 @@ class GenerateActor:
     """Runs ``datarl.models.generate.generate`` on a policy held by the actor (a Ray Core actor)."""
 
     def __init__(self, policy: Any) -> None:
+        import torch
+
+        if torch.cuda.is_available():  # Ray points CUDA_VISIBLE_DEVICES at this actor's GPUs
+            policy.model.to("cuda")
         self.policy = policy
 
     def generate(self, prompts: Sequence[Any], sampling: Any) -> list[Any]:

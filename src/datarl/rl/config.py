@@ -70,6 +70,8 @@ class PPOConfig:
     temperature, top_p, max_new_tokens: rollout sampling.
     max_grad_norm: gradient clipping for both models.
     value_init: ``policy`` (SFT body, zero head) or a BT model directory (its body and reward head).
+    critic_warmup_steps: first steps that train only the critic (the policy waits for useful values;
+        a zero-initialised critic would otherwise make every response of a hard prompt look bad).
     weight_decay: AdamW weight decay.
     """
 
@@ -97,6 +99,7 @@ class PPOConfig:
     max_new_tokens: int = 128
     max_grad_norm: float = 1.0
     value_init: str = "policy"
+    critic_warmup_steps: int = 0
     weight_decay: float = 0.0
 
     @property
@@ -132,6 +135,9 @@ class PPOConfig:
             raise ValueError("kl_target must be > 0 (or null for a fixed coefficient)")
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise ValueError("rollouts need temperature > 0 and top_p in (0, 1]")
+        if isinstance(self.critic_warmup_steps, bool) or not isinstance(self.critic_warmup_steps, int) \
+                or not 0 <= self.critic_warmup_steps < self.steps:
+            raise ValueError(f"critic_warmup_steps must be an integer in [0, steps), got {self.critic_warmup_steps!r}")
         if not isinstance(self.value_init, str) or not self.value_init:
             raise ValueError("value_init must be 'policy' or a BT model directory")
 

@@ -146,7 +146,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
                 advantages = ppo.masked_whiten(advantages, mask)
             # 6. PPO epochs over shuffled minibatches, with gradient accumulation over micro-batches
             stats = _ppo_updates(policy.model, critic, actor_opt, critic_opt, batch, old_logp, values,
-                                 advantages, returns, p, random.Random(f"{cfg.seed}:minibatch:{step}"))
+                                 advantages, returns, p, random.Random(f"{cfg.seed}:minibatch:{step}"),
+                                 train_policy=step >= p.critic_warmup_steps)
             # 7. the adaptive KL controller sees this batch's mean KL per sequence
             seq_kl = float((kl.sum(-1)).mean())
             kl_ctl.update(seq_kl, len(batch))
@@ -210,7 +211,8 @@ def _pad_to(x: Any, batch: RolloutBatch) -> Any:
 
 
 def _ppo_updates(model: Any, critic: Any, actor_opt: Any, critic_opt: Any, batch: RolloutBatch, old_logp: Any,
-                 old_values: Any, advantages: Any, returns: Any, p: Any, rng: random.Random) -> dict[str, float]:
+                 old_values: Any, advantages: Any, returns: Any, p: Any, rng: random.Random,
+                 train_policy: bool = True) -> dict[str, float]:
     sums: dict[str, list[float]] = defaultdict(list)
     for _epoch in range(p.ppo_epochs):
         order = list(range(len(batch)))
@@ -225,10 +227,12 @@ def _ppo_updates(model: Any, critic: Any, actor_opt: Any, critic_opt: Any, batch
                 sub = batch.select(rows)
                 T = sub.mask.shape[1]
                 share = float(sub.mask.sum()) / mb_tokens  # token-weighted: accumulation == one big batch
-                logp, entropy = response_forward(model, sub.input_ids, sub.attention_mask, sub.gather_index,
-                                                 sub.response_ids, p.temperature, with_entropy=True)
+                with torch.set_grad_enabled(train_policy):  # critic warm-up: no policy graph to build
+                    logp, entropy = response_forward(model, sub.input_ids, sub.attention_mask, sub.gather_index,
+                                                     sub.response_ids, p.temperature, with_entropy=True)
                 pl, pst = ppo.policy_loss(logp, old_logp[rows, :T], advantages[rows, :T], sub.mask, p.clip_eps)
-                (pl * share).backward()
+                if train_policy:
+                    (pl * share).backward()
                 v = critic(sub.input_ids, sub.attention_mask, sub.gather_index)
                 vl, vst = ppo.value_loss(v, old_values[rows, :T], returns[rows, :T], sub.mask, p.value_clip)
                 (vl * share).backward()
@@ -237,9 +241,11 @@ def _ppo_updates(model: Any, critic: Any, actor_opt: Any, critic_opt: Any, batch
                                    ("ppo/value_clipfrac", vst.clipfrac),
                                    ("ppo/entropy", float(ppo.masked_mean(entropy.detach(), sub.mask)))):
                     sums[key].append(value)
-            sums["ppo/grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)))
+            if train_policy:
+                sums["ppo/grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                                                p.max_grad_norm)))
+                actor_opt.step()
             torch.nn.utils.clip_grad_norm_(critic.parameters(), p.max_grad_norm)
-            actor_opt.step()
             critic_opt.step()
     return {k: sum(v) / len(v) for k, v in sums.items()}
 

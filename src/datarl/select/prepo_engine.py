@@ -219,7 +219,7 @@ def _chunk_seed(seed: int, chunk: int) -> int:
 
 
 def _score_chunk(policy: Any, router: Router, records: list[Record], chunk: int, cfg: SelectConfig,
-                 workers: int, summary: SelectSummary, engine: Any = None) -> list[dict[str, Any]]:
+                 workers: int, summary: SelectSummary, runner: Any = None) -> list[dict[str, Any]]:
     from datarl.models.generate import SamplingConfig, generate
     from datarl.scoring import score_responses
 
@@ -227,13 +227,13 @@ def _score_chunk(policy: Any, router: Router, records: list[Record], chunk: int,
                               samples_per_prompt=cfg.samples_per_prompt, seed=_chunk_seed(cfg.seed, chunk),
                               batch_size=cfg.batch_size)
     t0 = time.perf_counter()
-    on_ray = engine is not None and engine.options.generate_gpus > 0  # else sampling stays in this process
-    sampled = (engine.generate if on_ray else generate)(policy, [r.prompt for r in records], sampling)
+    on_ray = runner is not None and runner.options.generate_gpus > 0  # else sampling stays in this process
+    sampled = (runner.generate if on_ray else generate)(policy, [r.prompt for r in records], sampling)
     gens = sorted(sampled, key=lambda g: (g.prompt_index, g.sample_index))
     t1 = time.perf_counter()
     dicts = [r.to_dict() for r in records]
-    if engine is not None:
-        results = engine.score_responses(router.config, [dicts[g.prompt_index] for g in gens],
+    if runner is not None:  # a datarl.executors.ray_engine.RayEngine
+        results = runner.score_responses(router.config, [dicts[g.prompt_index] for g in gens],
                                          [g.text for g in gens], cfg.timeout_s)
     else:
         results = score_responses(router, [dicts[g.prompt_index] for g in gens], [g.text for g in gens],
@@ -311,7 +311,7 @@ def _inputs(pool_path: str, out_path: str, scores_path: str, cfg: SelectConfig, 
 
 def _score_all(inp: _Inputs, policy: Any, router: Router, cfg: SelectConfig, done: dict[str, dict[str, Any]],
                summary: SelectSummary, workers: int, progress: bool | None,
-               on_chunk: Callable[[int, int], None] | None, engine: Any = None) -> None:
+               on_chunk: Callable[[int, int], None] | None, runner: Any = None) -> None:
     """Sample and score every candidate not in ``done``, chunk by chunk, saving each chunk as it completes."""
     position = {r.id: i for i, r in enumerate(inp.records)}
     todo = [r for r in inp.candidates if done.get(r.id, {}).get("hash") != _record_hash(r)]
@@ -322,7 +322,7 @@ def _score_all(inp: _Inputs, policy: Any, router: Router, cfg: SelectConfig, don
     bar = _progress(len(inp.candidates), summary.already_scored, progress)
     try:
         for chunk in sorted(chunks):
-            entries = _score_chunk(policy, router, chunks[chunk], chunk, cfg, workers, summary, engine)
+            entries = _score_chunk(policy, router, chunks[chunk], chunk, cfg, workers, summary, runner)
             _append(summary.scores_path, entries)
             done.update({e["id"]: e for e in entries})
             summary.sampled_now += len(entries)
