@@ -53,7 +53,7 @@ def _records() -> list[dict[str, Any]]:
     return suite["train"]
 
 
-def _model_dir(micro: bool, work: str, records: list[dict[str, Any]]) -> str:
+def _model_dir(micro: bool, work: str) -> str:
     if not micro:
         from datarl.models.sft import build_sft_policy
 
@@ -113,9 +113,9 @@ def run_datarl(model_dir: str, data: str, run_dir: str, args: argparse.Namespace
         train(cfg, log=lambda m: None)
     with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh][1:]  # the first step is the warm-up
-    return {"step_s": [r["perf/step_s"] for r in rows], "cpu_s": step_cpu, "rollout_s": [r["perf/rollout_s"] for r in rows],
-            "reward_s": [r["perf/reward_s"] for r in rows], "update_s": [r["perf/update_s"] for r in rows],
-            "mean_length": [r["response/length"] for r in rows], "reward": [r["reward/mean"] for r in rows]}
+    keys = {"step_s": "perf/step_s", "rollout_s": "perf/rollout_s", "reward_s": "perf/reward_s",
+            "update_s": "perf/update_s", "mean_length": "response/length", "reward": "reward/mean"}
+    return {"cpu_s": step_cpu, **{k: [r[m] for r in rows] for k, m in keys.items()}}
 
 
 def run_trl(model_dir: str, data: str, result: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -134,7 +134,8 @@ def run_trl(model_dir: str, data: str, result: str, args: argparse.Namespace) ->
     with open(result, encoding="utf-8") as fh:
         out = json.load(fh)
     # drop the warm-up step; TRL logs every step, so lengths line up with steps
-    return {**out, **{k: out[k][1:] for k in ("step_s", "cpu_s", "rollout_s", "reward_s", "mean_length", "reward")}}
+    timed = ("step_s", "cpu_s", "rollout_s", "reward_s", "mean_length", "reward")
+    return {**out, **{k: out[k][1:] for k in timed}}
 
 
 def _mean(xs: list[float]) -> float:
@@ -183,7 +184,7 @@ def main() -> None:
         data = os.path.join(work, "prompts.jsonl")
         with open(data, "w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in records)
-        model_dir = _model_dir(args.micro, work, records)
+        model_dir = _model_dir(args.micro, work)
         print(f"model {'MICRO (fresh)' if args.micro else model_dir}; 16 prompts x 4 samples = 64 sequences")
         for rnd in range(args.rounds):
             start = time.perf_counter()

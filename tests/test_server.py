@@ -116,7 +116,7 @@ def test_malformed_samples_come_back_200_flagged_with_reward_0(server, records):
         (good, "{not json", "does not parse"),
         (good, json.dumps({"task": "poetry"}), "unknown task"),
         (good, json.dumps({"task": "math"}), "ground_truth"),
-        (good, json.dumps({"task": "general", "reference": "x"}), "no reward source"),
+        (good, json.dumps({"task": "general", "reference": "x"}), "no judge configured"),  # default: genrm.bon
         (good, "", "empty"),
         (good, 42, "must be a JSON object string"),
         (["not", "a string"], make_label(math), "query[6] must be a string"),

@@ -250,8 +250,18 @@ def stage_eval(cfg: PipelineConfig, ledger: _Ledger) -> Stage:
         from datarl.models.loading import load_policy
         from datarl.rl.evaluate import gold_function
 
+        eval_cfg = dict(cfg.train.get("eval") or {})
+        if not eval_cfg.get("per_task"):  # PPO's own evaluations covered the whole split: reuse them
+            with open(cfg.path("train", "summary.json"), encoding="utf-8") as fh:
+                summary = json.load(fh)
+            result = {"sft": {"policy": _policy_dir(cfg, ledger), "by_task": summary["before"]},
+                      "best": {"policy": cfg.path("train", "best"), "step": summary["best_step"],
+                               "by_task": summary["best"]}}
+            with open(out, "w", encoding="utf-8") as fh:
+                json.dump(result, fh, indent=2)
+            return [out], {}
         records = load_prompts(_data(cfg, "eval"))
-        gold = gold_function(dict(cfg.train.get("eval") or {}).get("gold", "synth"))
+        gold = gold_function(eval_cfg.get("gold", "synth"))
         greedy = SamplingConfig(temperature=0.0, max_new_tokens=128, batch_size=64)
         result = {}
         for name, path in (("sft", _policy_dir(cfg, ledger)), ("best", cfg.path("train", "best"))):

@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
-from datarl.executors import Outcome, map_ordered
+from datarl.executors import Outcome, WorkerPool, map_ordered
 from datarl.records import LoadResult, Record, RecordError, format_errors, load_records
 from datarl.rewards.base import RewardResult
 from datarl.rewards.router import Router, RouterConfig
@@ -113,15 +113,41 @@ def _score_item(record: dict[str, Any]) -> dict[str, Any]:
     return {"reward": result.score, "reward_source": result.source, "reward_info": result.info}
 
 
+class RewardWorkers:
+    """Scoring worker processes kept for many :func:`score_responses` calls with one router (PPO
+    scores every step: the workers, their imports and their warm sandbox servers are made once).
+    Close it when done (or use it as a context manager)."""
+
+    def __init__(self, router: Router, *, workers: int, timeout_s: float) -> None:
+        global _ROUTER
+        _ROUTER = router  # inherited by the workers, which fork on first use
+        router.warm_up()
+        self.router = router
+        self.pool = WorkerPool(_score_item, workers=workers, timeout_s=timeout_s)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> "RewardWorkers":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
 def score_responses(router: Router, records: Sequence[dict[str, Any]], responses: Sequence[str], *,
-                    workers: int = 1, timeout_s: float = 30.0) -> list[RewardResult]:
+                    workers: int = 1, timeout_s: float = 30.0,
+                    pool: RewardWorkers | None = None) -> list[RewardResult]:
     """Score ``responses[i]`` for ``records[i]``, in order: what PPO, Pre-PPO and best-of-N call.
 
     Model-based sources (BT, GenRM) run here in batches, in the process that holds the model;
     every other source runs in ``workers`` forked processes with a per-item wall-clock limit, as
-    in ``datarl score`` (a timed-out item scores 0 with ``failure: timeout``).
+    in ``datarl score`` (a timed-out item scores 0 with ``failure: timeout``); ``pool`` reuses
+    long-lived workers made for this router instead of forking new ones.
     """
     global _ROUTER
+    if pool is not None and pool.router is not router:
+        raise ValueError("pool was made for another router")
     out: list[RewardResult | None] = [None] * len(records)
     batched = [i for i, r in enumerate(records) if router.is_batched(str(r.get("task")))]
     if batched:
@@ -130,10 +156,13 @@ def score_responses(router: Router, records: Sequence[dict[str, Any]], responses
             out[i] = result
     rest = [i for i in range(len(records)) if out[i] is None]
     if rest:
-        _ROUTER = router
-        router.warm_up()
         items = ({**records[i], "response": responses[i]} for i in rest)
-        outcomes = map_ordered(_score_item, items, workers=min(workers, len(rest)), timeout_s=timeout_s)
+        if pool is not None:
+            outcomes = pool.pool.imap(items)
+        else:
+            _ROUTER = router
+            router.warm_up()
+            outcomes = map_ordered(_score_item, items, workers=min(workers, len(rest)), timeout_s=timeout_s)
         try:
             for i, outcome in zip(rest, outcomes):
                 if outcome.ok:

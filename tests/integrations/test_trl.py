@@ -70,8 +70,8 @@ def test_routed_callable_follows_the_router_table(batch):
     got = trl_call(dt.datarl_reward, rows, texts)
     router = Router()
     assert dt.datarl_reward.__name__ == "datarl_reward"
-    for value, rec, text in zip(got, recs, texts):
-        assert value == (None if rec["task"] == "general" else router.score(rec, text).score)
+    for value, rec, text in zip(got, recs, texts):  # general -> genrm.bon without a judge: 0, not a silent 0.5
+        assert value == router.score(rec, text).score
 
 
 def test_config_from_environment(batch, tmp_path, monkeypatch):
@@ -81,8 +81,8 @@ def test_config_from_environment(batch, tmp_path, monkeypatch):
     monkeypatch.setenv(dt.CONFIG_ENV, str(cfg))
     fn = dt.reward_func()  # a fresh one reads the variable at its first call
     got = trl_call(fn, rows, texts)
-    assert all(v is None for v, r in zip(got, recs) if r["task"] in ("math", "general"))
-    assert all(v is not None for v, r in zip(got, recs) if r["task"] in ("code", "ifeval"))
+    assert all(v is None for v, r in zip(got, recs) if r["task"] == "math")
+    assert all(v is not None for v, r in zip(got, recs) if r["task"] in ("code", "ifeval", "general"))
 
 
 def test_plain_dataset_columns_work_without_the_record_column(suite):

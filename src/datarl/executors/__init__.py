@@ -1,5 +1,5 @@
-"""Executors: where work runs (local process pool now; Ray later)."""
+"""Executors: where work runs (local process pools; Ray in ``ray_engine``)."""
 
-from datarl.executors.local import Outcome, map_ordered
+from datarl.executors.local import Outcome, WorkerPool, map_ordered
 
-__all__ = ["Outcome", "map_ordered"]
+__all__ = ["Outcome", "WorkerPool", "map_ordered"]

@@ -124,95 +124,127 @@ def map_ordered(
     timeout_s: wall-clock seconds one item may take before its worker is killed.
     recycle_after: replace a worker after this many items (0 = never), to bound leaks.
     """
-    if workers < 1:
-        raise ValueError("workers must be >= 1")
-    ctx = mp.get_context("fork")
-    pending = iter(enumerate(items))
-    pool: list[_Worker] = []
-    results: dict[int, Outcome] = {}
-    retried: set[int] = set()
-    retry_queue: list[tuple[int, Any]] = []
-    next_out = 0
-    exhausted = False
-
-    def next_item() -> tuple[int, Any] | None:
-        nonlocal exhausted
-        if retry_queue:
-            return retry_queue.pop(0)
-        if exhausted:
-            return None
-        try:
-            return next(pending)
-        except StopIteration:
-            exhausted = True
-            return None
-
-    def feed(worker: _Worker) -> None:
-        job = next_item()
-        if job is None:
-            worker.item = None
-        else:
-            worker.send(*job)
-
+    pool = WorkerPool(fn, workers=workers, timeout_s=timeout_s, recycle_after=recycle_after)
     try:
-        for _ in range(workers):
-            w = _Worker(ctx, fn)
-            pool.append(w)
-            feed(w)
-        while True:
-            busy = [w for w in pool if w.item is not None]
-            while next_out in results:
-                yield results.pop(next_out)
-                next_out += 1
-            if not busy:
-                break
-            now = time.monotonic()
-            wait_s = max(0.0, min(w.started + timeout_s - now for w in busy))
-            ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=wait_s)
-            now = time.monotonic()
-            for i, w in enumerate(pool):
-                if w.item is None:
-                    continue
-                index, item = w.item
-                replace = False
-                if w.conn in ready:
-                    try:
-                        idx, ok, value, err, secs = w.conn.recv()
-                    except (EOFError, OSError):
-                        idx = None
-                    if idx is not None:
-                        results[idx] = Outcome(idx, ok, value, None if ok else "error", err, secs)
-                        w.done += 1
-                        w.item = None
-                        if recycle_after and w.done >= recycle_after:
-                            w.stop()
-                            replace = True
-                        else:
-                            feed(w)
-                        if not replace:
-                            continue
-                if w.item is not None and (w.proc.sentinel in ready or not w.proc.is_alive()):
-                    w.kill()
-                    if index in retried:
-                        results[index] = Outcome(index, False, None, "worker_crashed",
-                                                 f"worker exited with code {w.proc.exitcode} twice on this item",
-                                                 now - w.started)
-                    else:
-                        retried.add(index)
-                        retry_queue.append((index, item))
-                    replace = True
-                elif w.item is not None and now - w.started >= timeout_s:
-                    w.kill()
-                    results[index] = Outcome(index, False, None, "timeout",
-                                             f"item exceeded the {timeout_s:g} s timeout; its worker was killed",
-                                             now - w.started)
-                    replace = True
-                if replace:
-                    pool[i] = _Worker(ctx, fn)
-                    feed(pool[i])
+        yield from pool.imap(items)
     finally:
-        for w in pool:
+        pool.close()
+
+
+class WorkerPool:
+    """Workers that outlive one batch of items: ``imap`` may be called again and again (PPO scores
+    every step with the same pool, so forked workers and their warm sandboxes are made once).
+
+    The guarantees are those of :func:`map_ordered`: one item in flight per worker, a hard
+    per-item timeout that kills and replaces the worker, a crashed worker's item retried once.
+    Workers fork lazily on first use, so state set before the first ``imap`` is inherited.
+    """
+
+    def __init__(self, fn: Callable[[Any], Any], *, workers: int, timeout_s: float, recycle_after: int = 0) -> None:
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        self.fn, self.size, self.timeout_s, self.recycle_after = fn, workers, timeout_s, recycle_after
+        self._ctx = mp.get_context("fork")
+        self._pool: list[_Worker] = []
+
+    def close(self) -> None:
+        """Stop every worker (busy ones are killed)."""
+        for w in self._pool:
             if w.item is not None:
                 w.kill()
             else:
                 w.stop()
+        self._pool = []
+
+    def imap(self, items: Iterable[Any]) -> Iterator[Outcome]:
+        """Outcomes of ``fn`` on ``items``, in input order."""
+        pending = iter(enumerate(items))
+        results: dict[int, Outcome] = {}
+        retried: set[int] = set()
+        retry_queue: list[tuple[int, Any]] = []
+        next_out = 0
+        exhausted = False
+
+        def next_item() -> tuple[int, Any] | None:
+            nonlocal exhausted
+            if retry_queue:
+                return retry_queue.pop(0)
+            if exhausted:
+                return None
+            try:
+                return next(pending)
+            except StopIteration:
+                exhausted = True
+                return None
+
+        def feed(worker: _Worker) -> None:
+            job = next_item()
+            if job is None:
+                worker.item = None
+            else:
+                worker.send(*job)
+
+        timeout_s = self.timeout_s
+        pool = self._pool
+        try:
+            while len(pool) < self.size:
+                pool.append(_Worker(self._ctx, self.fn))
+            for w in pool:
+                feed(w)
+            while True:
+                busy = [w for w in pool if w.item is not None]
+                while next_out in results:
+                    yield results.pop(next_out)
+                    next_out += 1
+                if not busy:
+                    break
+                now = time.monotonic()
+                wait_s = max(0.0, min(w.started + timeout_s - now for w in busy))
+                ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=wait_s)
+                now = time.monotonic()
+                for i, w in enumerate(pool):
+                    if w.item is None:
+                        continue
+                    index, item = w.item
+                    replace = False
+                    if w.conn in ready:
+                        try:
+                            idx, ok, value, err, secs = w.conn.recv()
+                        except (EOFError, OSError):
+                            idx = None
+                        if idx is not None:
+                            results[idx] = Outcome(idx, ok, value, None if ok else "error", err, secs)
+                            w.done += 1
+                            w.item = None
+                            if self.recycle_after and w.done >= self.recycle_after:
+                                w.stop()
+                                replace = True
+                            else:
+                                feed(w)
+                            if not replace:
+                                continue
+                    if w.item is not None and (w.proc.sentinel in ready or not w.proc.is_alive()):
+                        w.kill()
+                        if index in retried:
+                            results[index] = Outcome(index, False, None, "worker_crashed",
+                                                     f"worker exited with code {w.proc.exitcode} twice on this item",
+                                                     now - w.started)
+                        else:
+                            retried.add(index)
+                            retry_queue.append((index, item))
+                        replace = True
+                    elif w.item is not None and now - w.started >= timeout_s:
+                        w.kill()
+                        results[index] = Outcome(index, False, None, "timeout",
+                                                 f"item exceeded the {timeout_s:g} s timeout; its worker was killed",
+                                                 now - w.started)
+                        replace = True
+                    if replace:
+                        pool[i] = _Worker(self._ctx, self.fn)
+                        feed(pool[i])
+        finally:
+            # An abandoned batch (error, Ctrl-C, early close) leaves no item in flight for the next one.
+            for i, w in enumerate(pool):
+                if w.item is not None:
+                    w.kill()
+            self._pool = [w for w in pool if w.item is None]

@@ -49,14 +49,13 @@ import re
 from typing import Any, Mapping, Sequence
 
 from datarl.records import RecordError, parse_record
-from datarl.rewards.base import RewardResult
+from datarl.rewards.base import SCORING_ERRORS, RewardResult
 
 # End-of-sequence markers (OpenRLHF decodes with skip_special_tokens=False): any <|name|> token (ChatML's
 # <|im_end|>, Llama 3's <|eot_id|>, <|endoftext|>, ...) and the plain forms of Llama 2 and Gemma.
 DEFAULT_STRIP_PATTERN = r"<\|[\w.\-]{1,40}\|>|</s>|<eos>|<end_of_turn>|<pad>"
 # Failure classes that mean "no judgement of the response was made" (flagged as errors).
-ERROR_FAILURES = frozenset({"bad_label", "bad_request", "no_source", "source_unavailable", "internal_error",
-                            "worker_crashed", "overloaded", "shutting_down"})
+ERROR_FAILURES = SCORING_ERRORS | {"bad_label", "bad_request", "overloaded", "shutting_down"}
 # Record fields a label never needs to carry.
 _NOT_IN_LABEL = ("response", "reward", "reward_source", "reward_info", "prompt")
 

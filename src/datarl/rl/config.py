@@ -70,6 +70,8 @@ class PPOConfig:
     temperature, top_p, max_new_tokens: rollout sampling.
     max_grad_norm: gradient clipping for both models.
     value_init: ``policy`` (SFT body, zero head) or a BT model directory (its body and reward head).
+    old_logprobs: ``rollout`` (the sampler's own log-probs, no extra forward pass) or ``recompute``
+        (one more no-grad pass; use it when sampling and training precision differ, e.g. bf16).
     critic_warmup_steps: first steps that train only the critic (the policy waits for useful values;
         a zero-initialised critic would otherwise make every response of a hard prompt look bad).
     weight_decay: AdamW weight decay.
@@ -100,6 +102,7 @@ class PPOConfig:
     max_grad_norm: float = 1.0
     value_init: str = "policy"
     critic_warmup_steps: int = 0
+    old_logprobs: str = "rollout"
     weight_decay: float = 0.0
 
     @property
@@ -138,6 +141,8 @@ class PPOConfig:
         if isinstance(self.critic_warmup_steps, bool) or not isinstance(self.critic_warmup_steps, int) \
                 or not 0 <= self.critic_warmup_steps < self.steps:
             raise ValueError(f"critic_warmup_steps must be an integer in [0, steps), got {self.critic_warmup_steps!r}")
+        if self.old_logprobs not in ("rollout", "recompute"):
+            raise ValueError(f"old_logprobs must be 'rollout' or 'recompute', got {self.old_logprobs!r}")
         if not isinstance(self.value_init, str) or not self.value_init:
             raise ValueError("value_init must be 'policy' or a BT model directory")
 

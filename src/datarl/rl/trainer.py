@@ -27,6 +27,7 @@ from datarl.metrics.hacking import HackingConfig, HackingMonitor
 from datarl.models.generate import SamplingConfig, generate
 from datarl.models.loading import Policy
 from datarl.models.value import load_value_model, response_forward
+from datarl.rewards.base import SCORING_ERRORS
 from datarl.rewards.router import Router
 from datarl.rl import ppo
 from datarl.rl.checkpoint import (atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint,
@@ -36,14 +37,11 @@ from datarl.rl.evaluate import eval_subset, evaluate
 from datarl.rl.logger import MetricsLogger, truncate_jsonl
 from datarl.rl.rollout import RolloutBatch, pack
 from datarl.rl.setup import RunInputs, prepare
-from datarl.scoring import score_responses
+from datarl.scoring import RewardWorkers, score_responses
 from datarl.select.curriculum import CurriculumSampler
 
 __all__ = ["train", "TrainResult"]
 
-# Failure classes that mean the reward system, not the response, failed (logged as reward/errors).
-_INFRA_FAILURES = frozenset({"internal_error", "judge_error", "worker_crashed", "source_unavailable",
-                             "model_unavailable", "sandbox_unavailable", "sandbox_error", "no_source"})
 
 
 @dataclass(frozen=True)
@@ -74,6 +72,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
     sampler = CurriculumSampler([r["task"] for r in inputs.train], inputs.curriculum, p.prompts_per_step, cfg.seed)
     monitor = HackingMonitor(HackingConfig.from_mapping(cfg.hacking))
     router = Router(inputs.router)
+    rewarders = RewardWorkers(router, workers=cfg.workers, timeout_s=cfg.reward_timeout_s)
     state = {"step": 0, "best_gold": None, "best_step": None}
 
     checkpoint = latest_checkpoint(cfg.run_dir) if resume else None
@@ -128,8 +127,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             t_gen = time.perf_counter()
             # 3. rewards from the router (verifiers in worker processes, learned models batched here)
             rows = [records[g.prompt_index] for g in gens]
-            results = score_responses(router, rows, [g.text for g in gens], workers=cfg.workers,
-                                      timeout_s=cfg.reward_timeout_s)
+            results = score_responses(router, rows, [g.text for g in gens], pool=rewarders)
             finished = torch.tensor([g.finished for g in gens], dtype=torch.float32, device=device)
             scores = torch.tensor([r.score for r in results], dtype=torch.float32, device=device) + p.reward_shift
             scores = scores - p.cutoff_penalty * (1.0 - finished)  # cut off without EOS
@@ -138,6 +136,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             batch = pack([g.prompt_ids for g in gens], [g.token_ids for g in gens], inputs.pad_id).to(device)
             old_logp, ref_logp, values = _no_grad_passes(policy.model, ref_model, critic, batch, p)
             mask = batch.mask
+            if old_logp is None:  # the sampler's log-probs are the old policy's: no extra forward pass
+                old_logp = _rollout_logprobs(gens, mask)
             # 5. KL-penalised per-token rewards, GAE, whitened advantages
             kl = ppo.kl_per_token(old_logp, ref_logp, p.kl_kind) * mask
             rewards = ppo.token_rewards(scores, kl, mask, kl_ctl.value)
@@ -173,6 +173,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
                                                "kl_ctl": kl_ctl.state_dict(), "monitor": monitor.state_dict()})
     finally:
         logger.close()
+        rewarders.close()
     if state["step"] == p.steps:
         _write_summary(cfg.run_dir, state)
     return TrainResult(cfg.run_dir, state["step"], state["best_step"], state["best_gold"],
@@ -192,17 +193,28 @@ def _load_models(cfg: TrainConfig, inputs: RunInputs) -> tuple[Policy, Any, Any]
     return policy, reference, critic
 
 
-def _no_grad_passes(model: Any, ref_model: Any, critic: Any, batch: RolloutBatch, p: Any) -> tuple[Any, Any, Any]:
+def _no_grad_passes(model: Any, ref_model: Any, critic: Any, batch: RolloutBatch,
+                    p: Any) -> tuple[Any | None, Any, Any]:
+    """Reference log-probs and values (and the policy's log-probs with ``old_logprobs: recompute``)."""
     old, ref, val = [], [], []
     with torch.no_grad():
         for start in range(0, len(batch), p.micro):
             rows = list(range(start, min(len(batch), start + p.micro)))
             sub = batch.select(rows)
             args = (sub.input_ids, sub.attention_mask, sub.gather_index)
-            old.append(_pad_to(response_forward(model, *args, sub.response_ids, p.temperature)[0], batch))
+            if p.old_logprobs == "recompute":
+                old.append(_pad_to(response_forward(model, *args, sub.response_ids, p.temperature)[0], batch))
             ref.append(_pad_to(response_forward(ref_model, *args, sub.response_ids, p.temperature)[0], batch))
             val.append(_pad_to(critic(*args), batch))
-    return torch.cat(old) * batch.mask, torch.cat(ref) * batch.mask, torch.cat(val) * batch.mask
+    old_logp = torch.cat(old) * batch.mask if old else None
+    return old_logp, torch.cat(ref) * batch.mask, torch.cat(val) * batch.mask
+
+
+def _rollout_logprobs(gens: Sequence[Any], mask: Any) -> Any:
+    out = torch.zeros(mask.shape, dtype=torch.float32)
+    for row, g in enumerate(gens):
+        out[row, :len(g.logprobs)] = torch.tensor(g.logprobs, dtype=torch.float32)
+    return out.to(mask.device) * mask
 
 
 def _pad_to(x: Any, batch: RolloutBatch) -> Any:
@@ -257,7 +269,7 @@ def _reward_metrics(records: Sequence[Mapping[str, Any]], results: Sequence[Any]
         groups["reward/mean"].append(res.score)
         groups[f"reward/task/{rec['task']}"].append(res.score)
         groups[f"reward/source/{res.source}"].append(res.score)
-        errors += res.info.get("failure") in _INFRA_FAILURES
+        errors += res.info.get("failure") in SCORING_ERRORS
     out = {k: sum(v) / len(v) for k, v in groups.items()}
     out["reward/errors"] = errors / max(1, len(results))  # the reward system failed, not the response
     return out

@@ -40,6 +40,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping, Sequence
 
+from datarl.rewards.base import SCORING_ERRORS
+
 __all__ = ["SelectConfig", "SelectError", "ScoredPrompt", "Drop", "SelectionResult", "select_prompts",
            "prompt_key", "find_duplicates", "allocate", "matches_domain", "SCORING_ERRORS", "STRATEGIES"]
 
@@ -48,11 +50,6 @@ SCOPES = ("domain", "global")
 NORMALISERS = ("zscore", "rank", "none")
 
 # Failure classes that mean the scorer could not judge a sample (not that the model failed the task).
-SCORING_ERRORS = frozenset({
-    "internal_error", "judge_error", "no_reference", "source_unavailable", "no_source", "unknown_task",
-    "sandbox_unavailable", "sandbox_error", "model_unavailable", "bad_option", "no_prompt", "invalid_tests",
-    "bad_instructions", "worker_crashed",
-})
 
 
 class SelectError(ValueError):

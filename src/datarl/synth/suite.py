@@ -59,7 +59,7 @@ class SynthConfig:
     seed: int = 0
     train_per_task: int = 600
     pool_per_task: int = 200
-    eval_per_task: int = 100
+    eval_per_task: int = 300
     tasks: tuple[str, ...] = TASKS
     difficulty_weights: tuple[float, float, float] = (0.4, 0.4, 0.2)
     pool_difficulty_weights: tuple[float, float, float] = (0.35, 0.2, 0.45)

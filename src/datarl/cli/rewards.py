@@ -1,0 +1,198 @@
+"""`datarl make-pairs/train-bt/train-genrm/build-references/select`: reward models and Pre-PPO selection."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .common import (_add_engine, _add_sampling, _add_training, _base, _policy, _ray_options, _router_config,
+                     _sampling, _tty, add_config)
+
+
+def cmd_make_pairs(args: argparse.Namespace) -> int:
+    from datarl.jobs import load_prompts, write_jsonl_atomic
+    from datarl.preferences import make_pairs
+
+    records = load_prompts(args.input)
+    if args.limit:
+        records = records[:args.limit]
+    sampling = _sampling(args)
+    pairs = make_pairs([r.to_dict() for r in records], _policy(args.policy), samples_per_prompt=args.n,
+                       label_noise=args.label_noise, seed=args.seed, sampling=sampling, progress=_tty())
+    write_jsonl_atomic(args.output, pairs)
+    by_task: dict[str, int] = {}
+    for pair in pairs:
+        by_task[pair["task"]] = by_task.get(pair["task"], 0) + 1
+    print(f"{len(pairs)} pairs from {len(records)} prompts -> {args.output} "
+          f"({', '.join(f'{t}={n}' for t, n in sorted(by_task.items()))}; "
+          f"{sum(bool(p.get('flipped')) for p in pairs)} labels flipped)")
+    return 0
+
+
+def _parse_make_pairs(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("make-pairs", help="preference pairs from policy samples, labelled by the gold checks",
+                       description="Sample the policy N times per prompt, score each sample with the gold checks "
+                                   "(verifiers; the hidden rubric for general), pair samples whose gold scores "
+                                   "differ (chosen = higher), and flip a --label-noise fraction of labels, as "
+                                   "human labels are noisy. Flipped pairs are marked for analysis only.")
+    p.add_argument("input", metavar="PROMPTS")
+    p.add_argument("-o", "--output", required=True, metavar="PAIRS")
+    p.add_argument("--label-noise", type=float, default=0.1, help="fraction of flipped labels (default 0.1)")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
+    _add_sampling(p, temperature=1.0, n=4)
+    p.set_defaults(fn=cmd_make_pairs)
+
+
+def cmd_train_bt(args: argparse.Namespace) -> int:
+    import json
+
+    from datarl.models.bt_train import BTTrainConfig, train_bt
+    from datarl.preferences import load_pairs
+
+    metrics = train_bt(load_pairs(args.pairs), _base(args), args.output, BTTrainConfig(steps=args.steps, seed=args.seed),
+                       progress=_tty())
+    print(json.dumps(metrics, indent=2, default=str))
+    return 0
+
+
+def _parse_train_bt(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-bt", help="train a Bradley-Terry reward model on preference pairs",
+                       description="Train a sequence-classification head on a causal LM backbone (the tiny SFT "
+                                   "policy by default) with the Bradley-Terry loss; report held-out pair "
+                                   "accuracy (split by prompt) overall and per task.")
+    _add_training(p, steps=200, saves="the reward model")
+    p.set_defaults(fn=cmd_train_bt)
+
+
+def cmd_train_genrm(args: argparse.Namespace) -> int:
+    import json
+
+    from datarl.jobs import load_prompts
+    from datarl.models.genrm_train import GenRMTrainConfig, train_genrm
+    from datarl.preferences import load_pairs
+
+    gt_records = [r.to_dict() for r in load_prompts(args.gt)] if args.gt else None
+    metrics = train_genrm(load_pairs(args.pairs), _base(args), args.output, GenRMTrainConfig(steps=args.steps, seed=args.seed),
+                          gt_records=gt_records, log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(metrics, indent=2, default=str))
+    return 0
+
+
+def _parse_train_genrm(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-genrm", help="train the pairwise generative judge (GenRM)",
+                       description="Train a judge from a causal LM (the tiny SFT policy by default) as a "
+                                   "next-token classifier over the verdict tokens 'A'/'B', on judge examples "
+                                   "made from the pairs in both orders and, with --gt, on (response, ground "
+                                   "truth) examples. Use it with sources: {genrm.gt: {judge: DIR}}.")
+    _add_training(p, steps=600, saves="the judge")
+    p.add_argument("--gt", metavar="RECORDS", help="records with ground_truth and response (e.g. scored SFT "
+                                                   "samples) for judge-vs-ground-truth examples")
+    p.set_defaults(fn=cmd_train_genrm)
+
+
+def cmd_build_references(args: argparse.Namespace) -> int:
+    from datarl.jobs import load_prompts, write_jsonl_atomic
+    from datarl.references import build_references
+
+    records = load_prompts(args.input)
+    sampling = _sampling(args)
+    rows = build_references([r.to_dict() for r in records], _policy(args.policy), args.bt, n=args.n,
+                            seed=args.seed, sampling=sampling, progress=_tty())
+    write_jsonl_atomic(args.output, rows)
+    print(f"{sum('reference_info' in r for r in rows)} general references (best of {args.n}) -> {args.output}")
+    return 0
+
+
+def _parse_build_references(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build-references", help="best-of-N SFT references for general prompts, picked by BT",
+                       description="For every general record, sample N responses from the policy, score them "
+                                   "with the BT model and write the best as 'reference' (with reference_info: "
+                                   "N, the scores, the chosen index). Other records pass through unchanged.")
+    p.add_argument("input", metavar="POOL")
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p.add_argument("--bt", required=True, metavar="DIR", help="BT reward model directory (datarl train-bt)")
+    _add_sampling(p, temperature=1.0, n=8)
+    p.set_defaults(fn=cmd_build_references)
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from datarl.config import load_config
+    from datarl.select.prepo import SelectConfig
+    from datarl.select.prepo_engine import run_select
+
+    defaults = SelectConfig()
+    flags = {"strategy": args.strategy, "fraction": args.fraction, "count": args.count, "scope": args.scope,
+             "normalise": args.normalise, "domains": args.domains.split(",") if args.domains else None,
+             "drop_unsolvable": True if args.drop_unsolvable else None, "dedup": False if args.no_dedup else None}
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    # Sampling flags always have a value; one left at its default must not override the config's select: section.
+    sampled = {"samples_per_prompt": args.n, "temperature": args.temperature, "top_p": args.top_p,
+               "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size, "seed": args.seed,
+               "timeout_s": args.timeout}
+    overrides.update({k: v for k, v in sampled.items() if v != getattr(defaults, k)})
+    cfg = SelectConfig.from_mapping(load_config(args.config).get("select"), overrides)
+    scores = args.scores or args.output + ".scores.jsonl"
+    try:
+        summary = run_select(args.input, args.output, policy=lambda: _policy(args.policy),
+                             router_config=_router_config(args), cfg=cfg, train_path=args.train, merge=args.merge,
+                             workers=args.workers, progress=False if args.no_progress else None,
+                             scores_path=scores, restart=args.restart, engine=args.engine, ray=_ray_options(args))
+    except KeyboardInterrupt:
+        if os.path.exists(scores):
+            print(f"datarl: the scores so far are saved in {scores}; run the same command again to resume",
+                  file=sys.stderr)
+        raise
+    print(summary.format())
+    return 0
+
+
+def _parse_select(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("select", help="Pre-PPO: keep the pool prompts the policy scores lowest (resumable)",
+                       description="Sample the policy --n times per POOL prompt, score the samples with the reward "
+                                   "router, normalise each prompt's mean reward within its domain and keep the "
+                                   "lowest-scoring fraction (PAPER section 4). Writes SELECTED (pool records with "
+                                   "a 'prepo' field; with --merge the training set first), SELECTED.report.json "
+                                   "(per-domain histograms, thresholds, kept and dropped counts) and, as it goes, "
+                                   "the scores file: after an interruption, the same command resumes. Flags "
+                                   "override the config's select: section.")
+    p.add_argument("input", metavar="POOL")
+    p.add_argument("-o", "--output", required=True, metavar="SELECTED")
+    p.add_argument("--train", metavar="TRAIN", help="the original training set: pool prompts repeating one are "
+                                                     "dropped (case and whitespace folded)")
+    p.add_argument("--merge", action="store_true", help="write TRAIN's records, then the selected ones")
+    p.add_argument("--strategy", choices=("lowest", "random", "all"),
+                   help="lowest (Pre-PPO, default), or the baselines random (same count, seeded) and all")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--fraction", type=float, help="share of the eligible prompts to keep (default 0.1)")
+    size.add_argument("--count", type=int, help="keep exactly N prompts (to compare strategies at one count)")
+    p.add_argument("--scope", choices=("domain", "global"),
+                   help="keep the fraction of every domain (default), or the lowest normalised scores overall")
+    p.add_argument("--normalise", choices=("zscore", "rank", "none"),
+                   help="normalisation within each domain (default zscore; rank = percentile)")
+    p.add_argument("--domains", metavar="D1,D2", help="only these domains (a name matches a domain, its prefix "
+                                                      "before a dot, e.g. math for math.addsub, or a task)")
+    p.add_argument("--drop-unsolvable", action="store_true", help="drop prompts where no sample scored above 0")
+    p.add_argument("--no-dedup", action="store_true",
+                   help="keep pool prompts that repeat a training prompt or an earlier pool prompt")
+    p.add_argument("--scores", metavar="FILE", help="the resumable scores file (default SELECTED.scores.jsonl); "
+                                                    "one scoring pass serves every strategy")
+    p.add_argument("--restart", action="store_true", help="discard the scores file and sample from scratch")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="scoring processes (default: number of cores = %(default)s)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="wall-clock limit per scored sample (default %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    _add_engine(p, generation=True)
+    add_config(p)
+    _add_sampling(p, temperature=1.0, n=4)
+    p.set_defaults(fn=cmd_select)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's subcommands, in `datarl --help` order."""
+    _parse_make_pairs(sub)
+    _parse_train_bt(sub)
+    _parse_train_genrm(sub)
+    _parse_build_references(sub)
+    _parse_select(sub)

@@ -1,0 +1,97 @@
+"""`datarl train/pipeline/report`: PPO runs, the whole pipeline, and run reports."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .common import EXIT_USAGE
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from datarl.rl.setup import load_train_config
+    from datarl.rl.trainer import train
+
+    overrides = {}
+    if args.resume:
+        overrides["run_dir"] = os.path.abspath(args.resume)
+    elif args.run_dir:
+        overrides["run_dir"] = os.path.abspath(args.run_dir)
+    cfg = load_train_config(args.config, overrides)
+    if args.steps:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, ppo=dataclasses.replace(cfg.ppo, steps=args.steps))
+    result = train(cfg, resume=bool(args.resume), log=lambda m: print(m, file=sys.stderr))
+    print(f"trained {result.steps} steps in {result.seconds:.0f} s -> {result.run_dir}"
+          + (f" (best gold {result.best_gold:.3f} at step {result.best_step}: {result.run_dir}/best)"
+             if result.best_gold is not None else ""))
+    return 0
+
+
+def _parse_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="PPO on a policy with the hybrid reward, a curriculum and monitors",
+                       description="Run PPO as CONFIG says (YAML/JSON: policy, data, reward, curriculum, ppo, "
+                                   "eval, hacking, logging, run_dir; see docs/ppo.md). Writes metrics.jsonl, "
+                                   "eval.jsonl, checkpoints/, best/ and summary.json under the run directory. "
+                                   "Every config problem is reported before any model is loaded.")
+    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its last checkpoint (after a crash or kill -9)")
+    p.add_argument("--run-dir", metavar="DIR", help="override run_dir from the config")
+    p.add_argument("--steps", type=int, default=0, help="override ppo.steps")
+    p.set_defaults(fn=cmd_train)
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from datarl.pipeline import load_pipeline_config, run_pipeline
+
+    cfg = load_pipeline_config(args.config, args.run_dir)
+    run_pipeline(cfg, log=lambda m: print(m, file=sys.stderr))
+    report = os.path.join(cfg.run_dir, "train", "report.html")
+    print(f"report: {report}")
+    return 0
+
+
+def _parse_pipeline(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pipeline", help="the whole system: synth, SFT, rewards, Pre-PPO, PPO, eval, report",
+                       description="Run the stages synth -> sft -> pairs -> bt -> genrm -> references -> select -> "
+                                   "train -> eval -> report in order under run_dir. A stage whose outputs exist "
+                                   "and whose config and inputs are unchanged is skipped, so an interrupted run "
+                                   "continues where it stopped. examples/demo.yaml is the embedded default "
+                                   "(`make demo`); examples/pipeline_user.yaml runs on your data with an HF policy.")
+    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("--run-dir", metavar="DIR", help="override run_dir from the config")
+    p.set_defaults(fn=cmd_pipeline)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from datarl.report import ReportError, write_report
+
+    try:
+        html_path, png_path = write_report(args.run_dir, args.output)
+    except ReportError as exc:
+        print(f"datarl: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"report: {html_path} (main figure: {png_path})")
+    return 0
+
+
+def _parse_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write a self-contained HTML report of a training run",
+                       description="Read RUN_DIR (config.json, metrics.jsonl, eval.jsonl, summary.json, "
+                                   "selection/report.json) and write one HTML page with inline plots (training "
+                                   "curves, gold scores, hacking gap and alarms, diversity, curriculum, Pre-PPO "
+                                   "selection, before/after table) plus the main figure as PNG; prints the path.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("-o", "--output", metavar="OUT.html",
+                   help="where to write the page (default RUN_DIR/report.html); the PNG goes next to it")
+    p.set_defaults(fn=cmd_report)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's subcommands, in `datarl --help` order."""
+    _parse_train(sub)
+    _parse_pipeline(sub)
+    _parse_report(sub)
