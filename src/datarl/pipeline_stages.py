@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from typing import Any, Callable, Mapping
 
 from datarl.config import ConfigError
@@ -31,6 +32,14 @@ def _opts(section: Mapping[str, Any], defaults: Mapping[str, Any], where: str) -
     if unknown:
         raise ConfigError(f"{where}: unknown option(s) {unknown}; allowed: {', '.join(sorted(defaults))}")
     return {**defaults, **section}
+
+
+def _tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def _raw(cfg: PipelineConfig) -> dict[str, str]:
@@ -121,7 +130,8 @@ def stage_pairs(cfg: PipelineConfig, ledger: _Ledger) -> Stage:
         pairs = make_pairs(chosen, load_policy(_policy_dir(cfg, ledger)),
                            samples_per_prompt=opts["samples_per_prompt"], label_noise=opts["label_noise"],
                            seed=cfg.seed, min_gold_gap=opts["min_gold_gap"],
-                           sampling=SamplingConfig(max_new_tokens=opts["max_new_tokens"], batch_size=64))
+                           sampling=SamplingConfig(max_new_tokens=opts["max_new_tokens"], batch_size=64),
+                           progress=_tty())
         _write(out, pairs)
         return [out], {"pairs": len(pairs)}
 
@@ -141,7 +151,7 @@ def stage_bt(cfg: PipelineConfig, ledger: _Ledger) -> Stage:
             raise ConfigError(f"bt: no pairs of tasks {tasks} in {cfg.path('pairs.jsonl')}; "
                               "add those tasks to pairs.tasks or change bt.tasks")
         metrics = train_bt(pairs, _policy_dir(cfg, ledger), cfg.path("bt"),
-                           BTTrainConfig(seed=cfg.seed, **opts))
+                           BTTrainConfig(seed=cfg.seed, **opts), progress=_tty())
         keep = {k: v for k, v in metrics.items() if k.startswith("eval/")}
         return [cfg.path("bt")], {"metrics": keep}
 
@@ -154,7 +164,7 @@ def stage_genrm(cfg: PipelineConfig, ledger: _Ledger) -> Stage:
         from datarl.preferences import load_pairs
 
         meta = train_genrm(load_pairs(cfg.path("pairs.jsonl")), _policy_dir(cfg, ledger), cfg.path("judge"),
-                           GenRMTrainConfig(seed=cfg.seed, **cfg.genrm), log=None)
+                           GenRMTrainConfig(seed=cfg.seed, **cfg.genrm), log=_log)
         return [cfg.path("judge")], {"metrics": meta.get("metrics", {})}
 
     return run, dict(cfg.genrm), [cfg.path("pairs.jsonl")]
@@ -172,7 +182,8 @@ def stage_references(cfg: PipelineConfig, ledger: _Ledger) -> Stage:
         outputs = []
         for split, path in _raw(cfg).items():
             rows = build_references(_read(path), policy, cfg.path("bt"), n=opts["n"], seed=cfg.seed,
-                                    sampling=SamplingConfig(max_new_tokens=opts["max_new_tokens"], batch_size=64))
+                                    sampling=SamplingConfig(max_new_tokens=opts["max_new_tokens"], batch_size=64),
+                                    progress=_tty())
             _write(_data(cfg, split), rows)
             outputs.append(_data(cfg, split))
         return outputs, {}
@@ -234,7 +245,7 @@ def stage_train(cfg: PipelineConfig, ledger: _Ledger) -> Stage:
         report = _data(cfg, "selected") + ".report.json"
         if os.path.exists(report):
             copy_into(report, os.path.join(run_dir, "selection", "report.json"))
-        result = train(_train_config(cfg, _policy_dir(cfg, ledger)), resume=resume, log=print)
+        result = train(_train_config(cfg, _policy_dir(cfg, ledger)), resume=resume, log=_log)
         return [os.path.join(run_dir, "summary.json")], {"best_step": result.best_step,
                                                           "best_gold": result.best_gold}
 

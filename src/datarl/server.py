@@ -4,8 +4,8 @@ The protocol (request and reply shapes, labels, how the response is cut from the
 always HTTP 200 and ``extra_logs`` holds numbers only) is in :mod:`datarl.integrations.openrlhf`. Here:
 
 - Samples of all in-flight requests are batched by one scorer thread (up to ``max_batch`` items, waiting
-  at most ``max_wait_ms`` after the first) and scored by ``datarl.scoring.score_responses`` (forked
-  workers with per-item timeouts; model sources batched in-process). At most ``max_queue`` samples wait;
+  at most ``max_wait_ms`` after the first) and scored by ``datarl.scoring.score_responses`` (long-lived
+  forked workers with per-item timeouts; model sources batched in-process). At most ``max_queue`` samples wait;
   a request that does not fit is answered at once with every sample flagged ``overloaded``.
 - ``GET /health`` returns the state and counters. SIGTERM/SIGINT: stop accepting, finish every accepted
   request, exit 0.
@@ -102,6 +102,10 @@ class RewardBatcher:
         # came from two or more requests, i.e. batching across requests happened.
         self.stats = {"scored_requests": 0, "batches": 0, "items": 0, "multi_request_batches": 0,
                       "max_batch_items": 0, "rejected_items": 0, "scoring_s": 0.0}
+        from datarl.scoring import RewardWorkers
+
+        # Workers fork once (on the first batch) and serve every later batch: no per-batch fork and warm-up.
+        self._workers = RewardWorkers(router, workers=config.workers, timeout_s=config.timeout_s)
 
     def start(self) -> None:
         if self._thread is None:
@@ -137,6 +141,7 @@ class RewardBatcher:
             self._thread = None
         else:
             self._run()  # returns once the queue is empty
+        self._workers.close()
 
     def _take_batch(self) -> list[tuple[_Ticket, int, dict[str, Any], str]] | None:
         with self._cond:
@@ -160,8 +165,7 @@ class RewardBatcher:
             try:
                 from datarl.scoring import score_responses
 
-                results = score_responses(self.router, records, responses, workers=self.config.workers,
-                                          timeout_s=self.config.timeout_s)
+                results = score_responses(self.router, records, responses, pool=self._workers)
             except Exception as exc:  # the scorer thread must survive anything; report it per sample
                 results = [RewardResult(0.0, self.router.config.source_for(str(r.get("task"))) or "none",
                                         {"failure": "internal_error", "error": f"{type(exc).__name__}: {exc}"})
@@ -181,8 +185,8 @@ class RewardBatcher:
 
 def _preload(router: Router) -> None:
     """Build what sources load lazily (IFEval's Punkt model and langdetect profiles: ~0.6 s) in this
-    process: score_responses forks fresh workers for every batch, and they inherit it instead of paying
-    it per batch (bench/serve_load.py --tasks ifeval: 131 -> 665 items/s)."""
+    process before the scoring workers fork, so they inherit it instead of each paying it (measured when
+    workers were forked per batch: bench/serve_load.py --tasks ifeval 131 -> 665 items/s)."""
     if "rtv.ifeval" in router.config.table.values():
         from datarl.rewards.ifeval.text import detect_language, split_sentences, word_tokenize
 

@@ -75,6 +75,9 @@ class PPOConfig:
     critic_warmup_steps: first steps that train only the critic (the policy waits for useful values;
         a zero-initialised critic would otherwise make every response of a hard prompt look bad).
     weight_decay: AdamW weight decay.
+    adam_eps: AdamW epsilon. RL gradients are small and noisy; with the usual 1e-8, Adam turns the tiny
+        but consistent softmax gradient of every unsampled token into a full-size step, which drifts the
+        policy and raises its entropy (cleanrl's PPO uses 1e-5 for the same reason).
     """
 
     steps: int = 40
@@ -104,6 +107,7 @@ class PPOConfig:
     critic_warmup_steps: int = 0
     old_logprobs: str = "rollout"
     weight_decay: float = 0.0
+    adam_eps: float = 1e-8
 
     @property
     def rollout_batch(self) -> int:
@@ -126,8 +130,9 @@ class PPOConfig:
         if self.micro_batch_size < 0 or self.minibatch_size % self.micro:
             raise ValueError(f"micro_batch_size {self.micro_batch_size} must divide minibatch_size "
                              f"{self.minibatch_size} (0 = no accumulation)")
-        if not (self.actor_lr > 0 and self.critic_lr > 0 and self.clip_eps > 0 and self.max_grad_norm > 0):
-            raise ValueError("actor_lr, critic_lr, clip_eps and max_grad_norm must be > 0")
+        if not (self.actor_lr > 0 and self.critic_lr > 0 and self.clip_eps > 0 and self.max_grad_norm > 0
+                and self.adam_eps > 0):
+            raise ValueError("actor_lr, critic_lr, clip_eps, max_grad_norm and adam_eps must be > 0")
         if self.value_clip is not None and self.value_clip <= 0:
             raise ValueError("value_clip must be > 0, or null to disable it")
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):

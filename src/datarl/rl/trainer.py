@@ -64,9 +64,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
     policy, ref_model, critic = _load_models(cfg, inputs)
     device = next(policy.model.parameters()).device
     actor_opt = torch.optim.AdamW(policy.model.parameters(), lr=p.actor_lr, betas=(0.9, 0.95),
-                                  weight_decay=p.weight_decay)
+                                  weight_decay=p.weight_decay, eps=p.adam_eps)
     critic_opt = torch.optim.AdamW(critic.parameters(), lr=p.critic_lr, betas=(0.9, 0.95),
-                                   weight_decay=p.weight_decay)
+                                   weight_decay=p.weight_decay, eps=p.adam_eps)
     kl_ctl = (ppo.AdaptiveKLController(p.kl_coef, p.kl_target, p.kl_horizon) if p.kl_target
               else ppo.FixedKLController(p.kl_coef))
     sampler = CurriculumSampler([r["task"] for r in inputs.train], inputs.curriculum, p.prompts_per_step, cfg.seed)
@@ -110,10 +110,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             state.update(best_gold=gold, best_step=step)
             save_policy(policy, os.path.join(cfg.run_dir, "best"))  # the best checkpoint by gold score
 
-    if state["step"] == 0 and not checkpoint:
-        run_eval(0)  # the SFT policy: the "before" of the before/after table
     last = p.steps if stop_after is None else min(p.steps, stop_after)
     try:
+        if state["step"] == 0 and not checkpoint:
+            run_eval(0)  # the SFT policy: the "before" of the before/after table
         while state["step"] < last:
             step = state["step"]
             t0 = time.perf_counter()
