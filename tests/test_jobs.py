@@ -104,16 +104,23 @@ def test_pairs_bt_and_references_chain_through_the_cli(suite_dir, micro_dir, tmp
     general = [r for r in out if r["task"] == "general"]
     assert general and all(r["reference_info"]["n"] == 2 for r in general)
     assert all("reference_info" not in r for r in out if r["task"] != "general")
-    scored = tmp_path / "scored.jsonl"
-    cfg = tmp_path / "bt.yaml"
-    cfg.write_text(f"router:\n  general: bt\nsources:\n  bt: {{model: {bt}}}\n")
+    judge = tmp_path / "judge"
+    assert main(["train-genrm", str(pairs), "-o", str(judge), "--base", str(micro_dir), "--steps", "2"]) == 0
     gen = tmp_path / "gen.jsonl"
     assert main(["generate", str(refs), "-o", str(gen), "--policy", str(micro_dir), "--max-new-tokens", "8"]) == 0
-    assert main(["score", str(gen), "-o", str(scored), "--config", str(cfg), "--workers", "1"]) == 0
-    got = [json.loads(line) for line in scored.read_text().splitlines()]
-    assert {r["task"]: r["reward_source"] for r in got} == {
-        "math": "rtv.math", "code": "rtv.code", "ifeval": "rtv.ifeval", "general": "bt"}
-    assert all(0.0 <= r["reward"] <= 1.0 for r in got)
+    # The default router: general -> genrm.bon against the best-of-N references; only the judge is configured.
+    for name, text, general_source in (("default", f"sources:\n  genrm.bon: {{judge: {judge}}}\n", "genrm.bon"),
+                                       ("bt", f"router:\n  general: bt\nsources:\n  bt: {{model: {bt}}}\n", "bt")):
+        cfg, scored = tmp_path / f"{name}.yaml", tmp_path / f"scored_{name}.jsonl"
+        cfg.write_text(text)
+        assert main(["score", str(gen), "-o", str(scored), "--config", str(cfg), "--workers", "1"]) == 0
+        got = [json.loads(line) for line in scored.read_text().splitlines()]
+        assert len(got) == len(out) and not (tmp_path / f"scored_{name}.jsonl.errors.jsonl").exists()
+        assert {r["task"]: r["reward_source"] for r in got} == {
+            "math": "rtv.math", "code": "rtv.code", "ifeval": "rtv.ifeval", "general": general_source}
+        assert all(0.0 <= r["reward"] <= 1.0 and "routed_by" in r["reward_info"] for r in got)
+        general_info = [r["reward_info"] for r in got if r["task"] == "general"]
+        assert all(i.get("failure") not in ("judge_error", "no_reference", "model_unavailable") for i in general_info)
 
 
 def test_train_bt_refuses_identical_pairs(tmp_path, micro_dir, capsys):
