@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import os
 import pickle
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -20,8 +18,6 @@ from datarl.rewards import genrm
 from datarl.rewards.router import Router, RouterConfig
 from datarl.synth import SynthConfig, build_suite
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 WRONG = "I do not know."
 
 
@@ -172,20 +168,9 @@ def test_callables_pickle_and_validate_arguments(batch):
 
 # --- against TRL's own GRPOTrainer (its own venv) --------------------------------------------------
 
-def _venv(name: str) -> Path:
-    subprocess.run(["bash", str(ROOT / "scripts" / "integration_venvs.sh"), name], check=True, timeout=1800)
-    return ROOT / f".venv-{name}"
-
-
 @pytest.mark.integration
-def test_grpo_trainer_two_steps_with_datarl_rewards(tmp_path):
-    python = _venv("trl") / "bin" / "python"
-    out = tmp_path / "trl_result.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([str(python), str(HERE / "trl_check.py"), str(tmp_path), str(out)], env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
-    res = json.loads(out.read_text())
+def test_grpo_trainer_two_steps_with_datarl_rewards(tmp_path, run_framework_check):
+    res = run_framework_check("trl", "trl_check.py", CUDA_VISIBLE_DEVICES="")
     assert res["trl_version"].startswith("1.") and res["global_step"] == 2 and res["params_changed"]
     names = {"rtv_math", "rtv_code", "rtv_ifeval", "datarl_reward", "genrm_bon"}
     assert {c["name"] for c in res["calls"]} == names and len(res["calls"]) == 2 * len(names)

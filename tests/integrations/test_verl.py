@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,8 +19,6 @@ from datarl.rewards.router import Router, RouterConfig
 from datarl.select.curriculum import CurriculumConfig, CurriculumSampler, paper_default
 from datarl.synth import SynthConfig, build_suite
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 WRONG = "I do not know."
 
 
@@ -231,22 +227,9 @@ def test_cli_errors_are_one_line(suite, tmp_path, capsys, extra, fragment):
 
 # --- against verl's own code (its own venv) --------------------------------------------------------
 
-def _venv(name: str) -> Path:
-    """The framework's cached venv: scripts/integration_venvs.sh builds it on first use (needs PyPI) and
-    returns at once when it is already built from the current recipe."""
-    subprocess.run(["bash", str(ROOT / "scripts" / "integration_venvs.sh"), name], check=True, timeout=1800)
-    return ROOT / f".venv-{name}"
-
-
 @pytest.mark.integration
-def test_verl_dataset_sampler_config_and_reward_loop(tmp_path):
-    python = _venv("verl") / "bin" / "python"
-    out = tmp_path / "verl_result.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "RAY_USAGE_STATS_ENABLED": "0"}
-    proc = subprocess.run([str(python), str(HERE / "verl_check.py"), str(tmp_path), str(out)], env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
-    res = json.loads(out.read_text())
+def test_verl_dataset_sampler_config_and_reward_loop(tmp_path, run_framework_check):
+    res = run_framework_check("verl", "verl_check.py", RAY_USAGE_STATS_ENABLED="0")
     assert res["verl_version"].startswith("0.9")
     assert res["exported_ids"] and res["loader_ids"] == res["exported_ids"]  # verl's order is ours
     assert res["loader_batches"] == res["steps"] and res["batch_size"] == res["prompts_per_step"]

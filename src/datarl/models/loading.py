@@ -88,6 +88,12 @@ def load_policy(spec: str, *, dtype: str = "float32", device: str = "cpu") -> Po
             raise PolicyLoadError(f"{path}: this GGUF's architecture is not supported by transformers' GGUF "
                                   f"loader ({reason}); convert it to a HF directory instead") from None
         raise PolicyLoadError(f"{spec}: cannot load ({reason})") from None
+    if "gguf_file" in kwargs:
+        # transformers de-quantizes GGUF weights on load but still marks the model as GGUF-quantized, which
+        # makes save_pretrained refuse it (checkpoints, judges and SFT outputs would all fail to save).
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

@@ -93,15 +93,11 @@ def resolve_policy(spec: str, work_dir: str) -> str:
 
 
 def _convert_gguf(spec: str, out: str) -> None:
-    from transformers import AutoModelForCausalLM
-
     from datarl.models.loading import load_policy
 
-    policy = load_policy(spec)
-    fresh = AutoModelForCausalLM.from_config(policy.model.config)
-    fresh.load_state_dict(policy.model.state_dict())
+    policy = load_policy(spec)  # de-quantized fp32 weights, savable
     tmp = f"{out}.tmp-{os.getpid()}"
-    fresh.save_pretrained(tmp)
+    policy.model.save_pretrained(tmp)
     policy.tokenizer.save_pretrained(tmp)
     os.replace(tmp, out)
 
