@@ -63,17 +63,35 @@ def test_verifier_callables_score_their_task_and_skip_the_rest(batch, fn, source
 
 def test_routed_callable_follows_the_router_table(batch):
     rows, texts, recs = batch
-    got = trl_call(dt.datarl_reward, rows, texts)
+    keep = [i for i, r in enumerate(recs) if r["task"] != "general"]
+    got = trl_call(dt.datarl_reward, [rows[i] for i in keep], [texts[i] for i in keep])
     router = Router()
     assert dt.datarl_reward.__name__ == "datarl_reward"
-    for value, rec, text in zip(got, recs, texts):  # general -> genrm.bon without a judge: 0, not a silent 0.5
-        assert value == router.score(rec, text).score
+    assert got == [router.score(recs[i], texts[i]).score for i in keep]
+    # general -> genrm.bon in the default table: with a judge it scores like the router...
+    judge = FakeJudge()
+    judged = dt.reward_func(None, config={"sources": {"genrm.bon": {"judge": judge}}})
+    with_judge = Router(RouterConfig(options={"genrm.bon": {"judge": judge}}))
+    assert trl_call(judged, rows, texts) == [r.score for r in with_judge.score_many(recs, texts)]
+    genrm.clear_judge_cache()
+
+
+def test_a_learned_source_without_its_model_is_a_config_error_not_a_silent_zero(batch):
+    rows, texts, recs = batch
+    # ...and without one, a general row stops the call with how to fix it, instead of training on zeros
+    for fn in (dt.datarl_reward, dt.genrm_bon):
+        with pytest.raises(ValueError, match=r"row \d+: task 'general' is routed to genrm.bon, which needs a "
+                                             r"model: set sources.genrm.bon.judge"):
+            trl_call(fn, rows, texts)
+    assert inspect.iscoroutinefunction(dt.genrm_bon_async.__call__)
+    with pytest.raises(ValueError, match="sources.genrm.bon.judge"):
+        trl_call(dt.genrm_bon_async, rows, texts)
 
 
 def test_config_from_environment(batch, tmp_path, monkeypatch):
     rows, texts, recs = batch
     cfg = tmp_path / "run.yaml"
-    cfg.write_text("reward:\n  router: {math: none}\n")
+    cfg.write_text("reward:\n  router: {math: none, general: gold.rubric}\n")
     monkeypatch.setenv(dt.CONFIG_ENV, str(cfg))
     fn = dt.reward_func()  # a fresh one reads the variable at its first call
     got = trl_call(fn, rows, texts)
@@ -140,15 +158,10 @@ def test_async_judge_callables_match_the_router(batch, source, task):
     genrm.clear_judge_cache()
 
 
-def test_module_level_judge_callables_without_a_judge_score_zero_not_half(batch):
-    rows, texts, recs = batch
-    assert inspect.iscoroutinefunction(dt.genrm_bon_async.__call__)
-    got = trl_call(dt.genrm_bon, rows, texts)
-    assert {v for v, r in zip(got, recs) if r["task"] == "general"} == {0.0}  # judge_error, never a silent 0.5
-
-
 def test_worker_processes_give_the_same_scores(batch):
-    rows, texts, _ = batch
+    rows, texts, recs = batch
+    keep = [i for i, r in enumerate(recs) if r["task"] != "general"]
+    rows, texts = [rows[i] for i in keep], [texts[i] for i in keep]
     pooled = dt.reward_func(workers=2, timeout_s=20)
     assert trl_call(pooled, rows, texts) == trl_call(dt.datarl_reward, rows, texts)
 
@@ -190,10 +203,10 @@ def test_grpo_trainer_two_steps_with_datarl_rewards(tmp_path, run_framework_chec
         assert "prompt" not in call["columns"] and call["chat_completions"]
         for row, (value, task) in enumerate(zip(call["values"], call["tasks"])):
             applies = {"rtv_math": task == "math", "rtv_code": task == "code", "rtv_ifeval": task == "ifeval",
-                       "datarl_reward": task != "general", "genrm_bon": task == "general"}[call["name"]]
+                       "datarl_reward": True, "genrm_bon": task == "general"}[call["name"]]
             if not applies:
                 assert value is None, (call["name"], task)
-            elif call["name"] == "genrm_bon":
+            elif task == "general":  # genrm_bon, and datarl_reward's general rows (routed to genrm.bon)
                 assert value == pytest.approx(judge[str(call["index"])][str(row)], abs=1e-9)
             else:
                 assert value == by_key[(call["index"], row)]["reward"], (call["name"], task)

@@ -73,7 +73,9 @@ def main() -> None:
 
     judge = LengthJudge()
     calls: list[dict] = []
-    funcs = [dt.rtv_math, dt.rtv_code, dt.rtv_ifeval, dt.datarl_reward,
+    # the routed table (default: general -> genrm.bon) with the judge given in the config
+    routed = dt.reward_func(None, config={"sources": {"genrm.bon": {"judge": judge}}}, name="datarl_reward")
+    funcs = [dt.rtv_math, dt.rtv_code, dt.rtv_ifeval, routed,
              dt.reward_func("genrm.bon", options={"judge": judge}, asynchronous=True)]
     args = GRPOConfig(output_dir=str(work / "out"), max_steps=2, per_device_train_batch_size=16, num_generations=4,
                       max_completion_length=48, learning_rate=5e-3, logging_steps=1, report_to="none",

@@ -197,6 +197,32 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(world
     assert [e["step"] for e in read_jsonl(tmp_path / "b" / "eval.jsonl")] == [0, 2, 4]
 
 
+def test_one_forward_critic_matches_gradient_accumulation(world, tmp_path):
+    """One epoch, one minibatch, one micro-batch: the critic's values and its loss share one forward (the
+    fused path). It must update the policy and the critic exactly as the same minibatch in two accumulated
+    micro-batches does (the unfused path: a no-grad pass for the values, then a forward per micro-batch)."""
+    (tmp_path / "short.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _short_answer_rows(8)))
+    ppo = {"steps": 1, "ppo_epochs": 1, "minibatch_size": 8, "critic_lr": 1e-2, "reward_shift": 0.0,
+           "max_new_tokens": 8}
+    finals = {}
+    for name, micro in (("fused", 8), ("accumulated", 4)):
+        train(TrainConfig.from_mapping(config(world, tmp_path / name, ppo={**ppo, "micro_batch_size": micro},
+                                              data={"train": str(tmp_path / "short.jsonl"), "eval": ""},
+                                              curriculum="none")), log=lambda m: None)
+        rewards = read_jsonl(tmp_path / name / "metrics.jsonl")[0]
+        assert 0 < rewards["reward/mean"] < 1  # rows differ, so a value matched to the wrong row would show
+        step = tmp_path / name / "checkpoints" / "step-000001"
+        finals[name] = (params(step / "policy"), torch.load(step / "state.pt")["critic"])
+    (pol_f, crit_f), (pol_a, crit_a) = finals["fused"], finals["accumulated"]
+    init = params(world / "policy")
+    assert any(not torch.equal(init[k], pol_f[k]) for k in init)  # the step did train
+    for key in pol_f:
+        assert torch.allclose(pol_f[key], pol_a[key], atol=1e-6), key
+    assert crit_f["head.weight"].abs().sum() > 0  # the zero-initialised value head was trained
+    for key in crit_f:
+        assert torch.allclose(crit_f[key], crit_a[key], atol=1e-6), key
+
+
 def test_cli_reports_a_bad_config_in_one_line(world, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(json.dumps(config(world, tmp_path / "run", ppo={"minibatch_size": 3})))
@@ -209,10 +235,7 @@ def test_cli_reports_a_bad_config_in_one_line(world, tmp_path):
 def test_ppo_raises_a_reward_the_policy_can_reach(world, tmp_path):
     # "Answer in fewer than 3 words": a micro policy starts near a third and only has to shift
     # its token choices (fewer spaces, or an earlier EOS), so PPO must raise the reward in 20 steps.
-    rows = [{"id": f"short-{i}", "task": "ifeval", "prompt": f"Say something about item {i}.",
-             "instruction_id_list": ["length_constraints:number_words"],
-             "kwargs": [{"relation": "less than", "num_words": 3}]} for i in range(16)]
-    (tmp_path / "short.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "short.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _short_answer_rows(16)))
     cfg = config(world, tmp_path / "run", data={"train": str(tmp_path / "short.jsonl"), "eval": ""},
                  curriculum="none", ppo={"steps": 20, "prompts_per_step": 8, "samples_per_prompt": 4,
                                          "minibatch_size": 16, "actor_lr": 3e-3, "reward_shift": 0.0,
@@ -220,3 +243,9 @@ def test_ppo_raises_a_reward_the_policy_can_reach(world, tmp_path):
     train(TrainConfig.from_mapping(cfg), log=lambda m: None)
     rewards = [m["reward/mean"] for m in read_jsonl(tmp_path / "run" / "metrics.jsonl")]
     assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.15, rewards
+
+
+def _short_answer_rows(n):
+    return [{"id": f"short-{i}", "task": "ifeval", "prompt": f"Say something about item {i}.",
+             "instruction_id_list": ["length_constraints:number_words"],
+             "kwargs": [{"relation": "less than", "num_words": 3}]} for i in range(n)]

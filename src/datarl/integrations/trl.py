@@ -33,7 +33,9 @@ Callables (module level; the router config comes from ``DATARL_REWARD_CONFIG``, 
 
 :func:`reward_func` builds others (``tasks=``, source ``options=`` such as ``{"judge": "judge/"}``,
 ``config=``, ``asynchronous=``, ``workers=``). Scoring never raises on model output; a row whose datarl
-record is broken scores 0 (and is logged). By default the verifiers run in the calling process; with
+record is broken scores 0 (and is logged). A row routed to a learned source that has no model configured
+(``datarl_reward`` on a ``general`` row with the default table and no judge) raises ``ValueError`` at once:
+that is a configuration error, and a silent 0 would train on it. By default the verifiers run in the calling process; with
 ``workers >= 1`` they run in forked worker processes with a per-item wall-clock limit (``timeout_s``),
 as in ``datarl score``, so a pathological answer cannot stall training.
 """
@@ -194,6 +196,10 @@ class RewardFunc:
                 out[i] = 0.0
                 continue
             if rec is not None and router.config.source_for(rec["task"]) is not None:
+                problem = router.config.record_problem(rec)
+                if problem is not None and problem[0] == "task":  # a learned source without its model
+                    raise ValueError(f"{self.__name__}: row {i}: {problem[1]} (or pass it as options= / "
+                                     f"config= to reward_func, or set {CONFIG_ENV})")
                 todo.append((i, rec))
         if todo:
             recs, texts = [r for _, r in todo], [completion_text(completions[i]) for i, _ in todo]

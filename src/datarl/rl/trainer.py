@@ -134,7 +134,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             t_reward = time.perf_counter()
             # 4. old log-probs, reference log-probs and values, without gradients
             batch = pack([g.prompt_ids for g in gens], [g.token_ids for g in gens], inputs.pad_id).to(device)
-            old_logp, ref_logp, values = _no_grad_passes(policy.model, ref_model, critic, batch, p)
+            # One epoch over one minibatch in one forward: the critic's values and its loss come from the same
+            # pass (the critic is not updated in between), so it runs once, with gradients.
+            fused = p.ppo_epochs == 1 and p.micro >= len(batch)
+            old_logp, ref_logp, values = _no_grad_passes(policy.model, ref_model, None if fused else critic, batch, p)
+            critic_out = critic(batch.input_ids, batch.attention_mask, batch.gather_index) if fused else None
+            if fused:
+                values = critic_out.detach() * batch.mask
             mask = batch.mask
             if old_logp is None:  # the sampler's log-probs are the old policy's: no extra forward pass
                 old_logp = _rollout_logprobs(gens, mask)
@@ -147,7 +153,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             # 6. PPO epochs over shuffled minibatches, with gradient accumulation over micro-batches
             stats = _ppo_updates(policy.model, critic, actor_opt, critic_opt, batch, old_logp, values,
                                  advantages, returns, p, random.Random(f"{cfg.seed}:minibatch:{step}"),
-                                 train_policy=step >= p.critic_warmup_steps)
+                                 train_policy=step >= p.critic_warmup_steps, critic_out=critic_out)
             # 7. the adaptive KL controller sees this batch's mean KL per sequence
             seq_kl = float((kl.sum(-1)).mean())
             kl_ctl.update(seq_kl, len(batch))
@@ -193,9 +199,10 @@ def _load_models(cfg: TrainConfig, inputs: RunInputs) -> tuple[Policy, Any, Any]
     return policy, reference, critic
 
 
-def _no_grad_passes(model: Any, ref_model: Any, critic: Any, batch: RolloutBatch,
-                    p: Any) -> tuple[Any | None, Any, Any]:
-    """Reference log-probs and values (and the policy's log-probs with ``old_logprobs: recompute``)."""
+def _no_grad_passes(model: Any, ref_model: Any, critic: Any | None, batch: RolloutBatch,
+                    p: Any) -> tuple[Any | None, Any, Any | None]:
+    """Reference log-probs and values (and the policy's log-probs with ``old_logprobs: recompute``);
+    no values when ``critic`` is None."""
     old, ref, val = [], [], []
     with torch.no_grad():
         for start in range(0, len(batch), p.micro):
@@ -205,9 +212,10 @@ def _no_grad_passes(model: Any, ref_model: Any, critic: Any, batch: RolloutBatch
             if p.old_logprobs == "recompute":
                 old.append(_pad_to(response_forward(model, *args, sub.response_ids, p.temperature)[0], batch))
             ref.append(_pad_to(response_forward(ref_model, *args, sub.response_ids, p.temperature)[0], batch))
-            val.append(_pad_to(critic(*args), batch))
+            if critic is not None:
+                val.append(_pad_to(critic(*args), batch))
     old_logp = torch.cat(old) * batch.mask if old else None
-    return old_logp, torch.cat(ref) * batch.mask, torch.cat(val) * batch.mask
+    return old_logp, torch.cat(ref) * batch.mask, torch.cat(val) * batch.mask if val else None
 
 
 def _rollout_logprobs(gens: Sequence[Any], mask: Any) -> Any:
@@ -224,7 +232,9 @@ def _pad_to(x: Any, batch: RolloutBatch) -> Any:
 
 def _ppo_updates(model: Any, critic: Any, actor_opt: Any, critic_opt: Any, batch: RolloutBatch, old_logp: Any,
                  old_values: Any, advantages: Any, returns: Any, p: Any, rng: random.Random,
-                 train_policy: bool = True) -> dict[str, float]:
+                 train_policy: bool = True, critic_out: Any | None = None) -> dict[str, float]:
+    """PPO epochs over shuffled minibatches. ``critic_out``: the critic's output with gradients for the whole
+    batch, when one epoch of one micro-batch covers it (the forward that gave ``old_values``)."""
     sums: dict[str, list[float]] = defaultdict(list)
     for _epoch in range(p.ppo_epochs):
         order = list(range(len(batch)))
@@ -245,7 +255,8 @@ def _ppo_updates(model: Any, critic: Any, actor_opt: Any, critic_opt: Any, batch
                 pl, pst = ppo.policy_loss(logp, old_logp[rows, :T], advantages[rows, :T], sub.mask, p.clip_eps)
                 if train_policy:
                     (pl * share).backward()
-                v = critic(sub.input_ids, sub.attention_mask, sub.gather_index)
+                v = critic_out[rows, :T] if critic_out is not None else critic(sub.input_ids, sub.attention_mask,
+                                                                                 sub.gather_index)
                 vl, vst = ppo.value_loss(v, old_values[rows, :T], returns[rows, :T], sub.mask, p.value_clip)
                 (vl * share).backward()
                 for key, value in (("ppo/policy_loss", pl.item()), ("ppo/value_loss", vl.item()),
