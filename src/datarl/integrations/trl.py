@@ -196,9 +196,9 @@ class RewardFunc:
                 out[i] = 0.0
                 continue
             if rec is not None and router.config.source_for(rec["task"]) is not None:
-                problem = router.config.record_problem(rec)
-                if problem is not None and problem[0] == "task":  # a learned source without its model
-                    raise ValueError(f"{self.__name__}: row {i}: {problem[1]} (or pass it as options= / "
+                missing_model = router.config.model_problem(str(rec["task"]))
+                if missing_model:
+                    raise ValueError(f"{self.__name__}: row {i}: {missing_model} (or pass it as options= / "
                                      f"config= to reward_func, or set {CONFIG_ENV})")
                 todo.append((i, rec))
         if todo:

@@ -37,7 +37,8 @@ with a ``reward:`` section, or a bare ``router:``/``sources:`` one); in Ray work
 :func:`compute_score` returns ``{"score", "reward_source", "failure", "error", "record_id", "task",
 "reward_info"}`` for every row (the same keys every time: verl stacks them across the batch);
 ``reward_info`` is JSON text. It never raises on model output or on a bad row (score 0 with
-``failure: bad_row``); a config that cannot be read does raise, at the first call.
+``failure: bad_row``); a config that cannot be read does raise, at the first call, and so does a row routed
+to a learned source with no model set (``general`` -> ``genrm.bon`` without ``sources.genrm.bon.judge``).
 
 This file is loaded by verl by file path, outside ``sys.modules``: it uses absolute imports only and
 defines no dataclasses (they look their module up in ``sys.modules``).
@@ -296,6 +297,10 @@ def compute_score(data_source: Any, solution_str: Any, ground_truth: Any, extra_
         record = record_from_row(data_source, ground_truth, info)
     except Exception as exc:  # a bad row scores 0 and says why; it must not stop the training step
         return _result(0.0, "none", {"failure": "bad_row", "error": str(exc)}, record_id, task)
+    missing_model = router.config.model_problem(str(record["task"]))
+    if missing_model:  # a configuration error: raise at once rather than train on zeros
+        raise ValueError(f"datarl compute_score ({data_source}): {missing_model}, or point {CONFIG_ENV} / "
+                         "datarl_config at such a config")
     response = solution_str if isinstance(solution_str, str) else "" if solution_str is None else str(solution_str)
     result = router.score(record, response)
     return _result(result.score, result.source, result.info, str(record.get("id", record_id)), record["task"])

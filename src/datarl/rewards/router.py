@@ -118,16 +118,23 @@ class RouterConfig:
         source = self.source_for(task)
         if source is None:
             return ("task", self.missing_source_message(task))
-        option = MODEL_OPTION.get(source)
-        if option and not dict(self.options.get(source, {})).get(option):
-            return ("task", f"task {task!r} is routed to {source}, which needs a model: set "
-                            f"sources.{source}.{option} in the config (a directory made by "
-                            f"`datarl {'train-bt' if source == 'bt' else 'train-genrm'}`)")
+        missing_model = self.model_problem(task)
+        if missing_model:
+            return ("task", missing_model)
         needs = {"genrm.bon": "reference", "genrm.gt": "ground_truth"}.get(source)
         if needs and not str(record.get(needs) or "").strip():
             hint = ("add best-of-N references first: datarl build-references FILE -o OUT --bt BT_DIR"
                     if needs == "reference" else "give the final answer")
             return (needs, f"missing; {source} compares the response with it; {hint}")
+        return None
+
+    def model_problem(self, task: str) -> str | None:
+        """Why ``task``'s source cannot score at all here (a learned source with no model set), or None."""
+        source = self.source_for(task)
+        option = MODEL_OPTION.get(source or "")
+        if option and not dict(self.options.get(source, {})).get(option):
+            return (f"task {task!r} is routed to {source}, which needs a model: set sources.{source}.{option} "
+                    f"in the config (a directory made by `datarl {'train-bt' if source == 'bt' else 'train-genrm'}`)")
         return None
 
     def missing_source_message(self, task: str) -> str:
