@@ -103,3 +103,48 @@ def test_workers_can_use_torch_after_the_parent_did():
     start = time.monotonic()
     out = list(map_ordered(_torch_sum, range(4), workers=2, timeout_s=20))
     assert all(o.ok for o in out) and time.monotonic() - start < 15
+
+
+PARENT = """
+import os, sys, time
+from datarl.executors import WorkerPool
+
+def pid_and_child(_):
+    import subprocess
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # e.g. a sandbox
+    return os.getpid(), child.pid
+
+pool = WorkerPool(pid_and_child, workers=2, timeout_s=30)
+print(" ".join(f"{a} {b}" for o in pool.imap([0, 1]) for a, b in [o.value]), flush=True)
+time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_and_their_children_exit_when_the_parent_is_killed(tmp_path):
+    """Row for a bug: a `datarl train` killed with SIGKILL left its reward workers (and their sandboxes) running
+    for good, blocked on a pipe whose other end was still open in a sibling worker."""
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(x) for x in parent.stdout.readline().split()]
+        assert len(pids) == 4 and all(_alive(p) for p in pids)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids), [p for p in pids if _alive(p)]

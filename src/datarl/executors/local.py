@@ -10,7 +10,9 @@ replaced the same way and its item retried once before it is reported as crashed
 Workers are forked from the parent after ``setup`` has run there, so imports made by
 ``setup`` (math-verify costs ~0.35 s) are paid once, not once per worker. Workers
 ignore SIGINT: Ctrl-C reaches the parent, which stops them all and leaves nothing
-behind.
+behind. A parent killed outright (``kill -9``, the OOM killer) cannot stop them, so each
+worker watches its parent and, once it is gone, kills its own process group (itself and
+any sandbox it started) within about a second.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -38,7 +41,25 @@ class Outcome:
     seconds: float = 0.0
 
 
-def _worker_main(conn: Connection, fn: Callable[[Any], Any]) -> None:
+PARENT_POLL_S = 0.5
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: when the parent is gone (re-parented to init or a subreaper), kill the whole group."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        try:
+            if os.getpgid(0) == os.getpid():  # only a group of our own (setpgid may have failed)
+                os.killpg(os.getpid(), signal.SIGKILL)
+        finally:
+            os._exit(1)
+
+    threading.Thread(target=watch, name="datarl-parent-watch", daemon=True).start()
+
+
+def _worker_main(conn: Connection, fn: Callable[[Any], Any], parent: int) -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         # A forked child must not enter the parent's OpenMP thread pool (it hangs forever);
@@ -50,6 +71,7 @@ def _worker_main(conn: Connection, fn: Callable[[Any], Any]) -> None:
         os.setpgid(0, 0)  # own process group: a timeout kills the worker and anything it spawned
     except OSError:
         pass
+    _exit_with_parent(parent)
     while True:
         try:
             msg = conn.recv()
@@ -74,7 +96,7 @@ def _worker_main(conn: Connection, fn: Callable[[Any], Any]) -> None:
 class _Worker:
     def __init__(self, ctx: Any, fn: Callable[[Any], Any]) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, fn), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, fn, os.getpid()), daemon=True)
         self.proc.start()
         child.close()
         self.item: tuple[int, Any] | None = None
