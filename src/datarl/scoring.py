@@ -218,7 +218,7 @@ def score_file(input_path: str, output_path: str, options: ScoreOptions | None =
         _ROUTER.warm_up()  # imports happen once here and are inherited by the forked workers
         outcomes = map_ordered(_score_item, (r.to_dict() for r in to_score),
                                workers=min(options.workers, max(1, len(to_score))), timeout_s=options.timeout_s)
-    bar = _progress(len(to_score), options.progress)
+    bar = progress_bar(len(to_score), options.progress)
     try:
         write_records_atomic(output_path, _merge(loaded.records, outcomes, summary, options, bar))
         _write_errors(errors_path, loaded.errors)
@@ -264,7 +264,9 @@ def _merge(records: list[Record], outcomes: Iterator[Any], summary: ScoreSummary
         yield row
 
 
-def _progress(total: int, enabled: bool | None) -> Any:
+def progress_bar(total: int, enabled: bool | None, *, initial: int = 0, unit: str = "item",
+                 desc: str | None = None) -> Any:
+    """A tqdm bar on stderr, or None when ``enabled`` is False (None: only when stderr is a terminal)."""
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
@@ -272,7 +274,7 @@ def _progress(total: int, enabled: bool | None) -> Any:
     from tqdm import tqdm
 
     tqdm.monitor_interval = 0  # no monitor thread: workers are forked while the bar runs
-    return tqdm(total=total, unit="item", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, unit=unit, desc=desc, file=sys.stderr, dynamic_ncols=True)
 
 
 def write_records_atomic(path: str, rows: Iterable[dict[str, Any]]) -> None:

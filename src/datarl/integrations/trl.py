@@ -35,9 +35,9 @@ Callables (module level; the router config comes from ``DATARL_REWARD_CONFIG``, 
 ``config=``, ``asynchronous=``, ``workers=``). Scoring never raises on model output; a row whose datarl
 record is broken scores 0 (and is logged). A row routed to a learned source that has no model configured
 (``datarl_reward`` on a ``general`` row with the default table and no judge) raises ``ValueError`` at once:
-that is a configuration error, and a silent 0 would train on it. By default the verifiers run in the calling process; with
-``workers >= 1`` they run in forked worker processes with a per-item wall-clock limit (``timeout_s``),
-as in ``datarl score``, so a pathological answer cannot stall training.
+that is a configuration error, and a silent 0 would train on it. By default the verifiers run in the
+calling process; with ``workers >= 1`` they run in forked worker processes with a per-item wall-clock
+limit (``timeout_s``), as in ``datarl score``, so a pathological answer cannot stall training.
 """
 
 from __future__ import annotations

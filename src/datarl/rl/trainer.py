@@ -138,8 +138,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             # pass (the critic is not updated in between), so it runs once, with gradients.
             fused = p.ppo_epochs == 1 and p.micro >= len(batch)
             old_logp, ref_logp, values = _no_grad_passes(policy.model, ref_model, None if fused else critic, batch, p)
-            critic_out = critic(batch.input_ids, batch.attention_mask, batch.gather_index) if fused else None
+            critic_out = None
             if fused:
+                critic_out = critic(batch.input_ids, batch.attention_mask, batch.gather_index)
                 values = critic_out.detach() * batch.mask
             mask = batch.mask
             if old_logp is None:  # the sampler's log-probs are the old policy's: no extra forward pass

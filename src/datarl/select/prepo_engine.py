@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from datarl.records import Record, RecordError, load_records, format_errors
 from datarl.rewards.router import Router, RouterConfig
-from datarl.scoring import InputError, write_records_atomic
+from datarl.scoring import InputError, progress_bar, write_records_atomic
 from datarl.select.prepo import (
     SCORING_ERRORS, Drop, ScoredPrompt, SelectConfig, SelectError, find_duplicates, matches_domain,
     select_prompts, target_count)
@@ -258,15 +257,6 @@ def _append(path: str, entries: list[dict[str, Any]]) -> None:
         os.fsync(fh.fileno())
 
 
-def _progress(total: int, initial: int, enabled: bool | None) -> Any:
-    if not (sys.stderr.isatty() if enabled is None else enabled):
-        return None
-    from tqdm import tqdm
-
-    tqdm.monitor_interval = 0  # no monitor thread: scoring workers are forked while the bar runs
-    return tqdm(total=total, initial=initial, unit="prompt", desc="pre-ppo", file=sys.stderr, dynamic_ncols=True)
-
-
 def _write_errors(path: str, errors: list[RecordError]) -> None:
     if errors:
         write_records_atomic(path, (e.to_dict() for e in errors))
@@ -319,7 +309,7 @@ def _score_all(inp: _Inputs, policy: Any, router: Router, cfg: SelectConfig, don
     chunks: dict[int, list[Record]] = {}
     for rec in todo:  # chunk c is always the same pool positions, so it gets the same seed on a rerun
         chunks.setdefault(position[rec.id] // cfg.prompts_per_chunk, []).append(rec)
-    bar = _progress(len(inp.candidates), summary.already_scored, progress)
+    bar = progress_bar(len(inp.candidates), progress, initial=summary.already_scored, unit="prompt", desc="pre-ppo")
     try:
         for chunk in sorted(chunks):
             entries = _score_chunk(policy, router, chunks[chunk], chunk, cfg, workers, summary, runner)
