@@ -88,6 +88,23 @@ def test_wilson_interval_is_sane_at_the_edges():
     assert s["a"]["mean"] == 0.5 and s["b"]["n"] == 1
 
 
+def test_paired_difference_counts_only_items_that_changed():
+    from datarl.jobs import paired_difference
+
+    # 10 items: 3 flip 0 -> 1, 1 flips 1 -> 0, 6 stay. diffs: three +1, one -1, six 0: mean 0.2,
+    # sample variance (3 * 0.64 + 1.44 + 6 * 0.04) / 9 = 0.4, half-width 1.96 * sqrt(0.04) = 0.392.
+    before = [0, 0, 0, 1, 1, 1, 0, 0, 1, 0]
+    after = [1, 1, 1, 0, 1, 1, 0, 0, 1, 0]
+    d = paired_difference(before, after)
+    assert d["diff"] == pytest.approx(0.2) and d["n"] == 10
+    assert d["ci95_low"] == pytest.approx(0.2 - 0.392) and d["ci95_high"] == pytest.approx(0.2 + 0.392)
+    assert (d["improved"], d["worsened"]) == (3, 1)
+    # Identical results on every item: no difference and no uncertainty about it.
+    assert paired_difference([1] * 10, [1] * 10)["ci95_high"] == 0.0
+    with pytest.raises(ValueError, match="same items"):
+        paired_difference([1, 0], [1])
+
+
 def test_pairs_bt_and_references_chain_through_the_cli(suite_dir, micro_dir, tmp_path, capsys):
     pairs = tmp_path / "pairs.jsonl"
     assert main(["make-pairs", str(suite_dir / "train.jsonl"), "-o", str(pairs), "--policy", str(micro_dir),

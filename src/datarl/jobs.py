@@ -101,6 +101,22 @@ def mean_interval(values: Sequence[float], z: float = 1.96) -> tuple[float, floa
     return (max(0.0, mean - half), min(1.0, mean + half))
 
 
+def paired_difference(before: Sequence[float], after: Sequence[float], z: float = 1.96) -> dict[str, float]:
+    """Mean of ``after[i] - before[i]`` over the same items, with a normal-approximation 95% interval from the
+    per-item differences (the paired test: an item that is right or wrong both times adds no noise)."""
+    if len(before) != len(after):
+        raise ValueError(f"paired scores need the same items: {len(before)} before, {len(after)} after")
+    diffs = [float(a) - float(b) for b, a in zip(before, after)]
+    n = len(diffs)
+    if n == 0:
+        return {"n": 0, "diff": math.nan, "ci95_low": math.nan, "ci95_high": math.nan}
+    mean = sum(diffs) / n
+    var = sum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else 0.0
+    half = z * math.sqrt(var / n)
+    return {"n": n, "diff": mean, "ci95_low": mean - half, "ci95_high": mean + half,
+            "improved": sum(d > 0 for d in diffs), "worsened": sum(d < 0 for d in diffs)}
+
+
 def summarise_scores(tasks: Sequence[str], scores: Sequence[float]) -> dict[str, dict[str, float]]:
     """Per-task mean score with a 95% interval (Wilson for 0/1 scores, normal otherwise)."""
     by_task: dict[str, list[float]] = defaultdict(list)

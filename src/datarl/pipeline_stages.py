@@ -267,7 +267,7 @@ def stage_eval(cfg: PipelineConfig, ledger: _Ledger) -> Stage:
                 summary = json.load(fh)
             result = {"sft": {"policy": _policy_dir(cfg, ledger), "by_task": summary["before"]},
                       "best": {"policy": cfg.path("train", "best"), "step": summary["best_step"],
-                               "by_task": summary["best"]}}
+                               "by_task": summary["best"], "gain": summary.get("gain_best", {})}}
             with open(out, "w", encoding="utf-8") as fh:
                 json.dump(result, fh, indent=2)
             return [out], {}

@@ -227,6 +227,21 @@ def test_best_is_the_evaluation_with_the_highest_mean_gold(tmp_path):
     assert "+0.300</td>" in re.search(r"<tr><td>math</td>(.*?)</tr>", body).group(1)  # no CIs: plain difference
 
 
+def test_paired_gains_replace_the_two_interval_approximation(tmp_path):
+    rows = [{"step": 0, "gold/math": 0.20, "gold/math/ci95_low": 0.16, "gold/math/ci95_high": 0.25,
+             "gold/code": 0.50, "gold/code/ci95_low": 0.44, "gold/code/ci95_high": 0.56},
+            {"step": 40, "gold/math": 0.25, "gold/math/ci95_low": 0.20, "gold/math/ci95_high": 0.30,
+             "gold/code": 0.52, "gold/code/ci95_low": 0.46, "gold/code/ci95_high": 0.58,
+             "gain/math": 0.05, "gain/math/ci95_low": 0.02, "gain/math/ci95_high": 0.08}]
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    body = _section(write_report(tmp_path)[0].read_text(), "before-after")
+    math_row = re.search(r"<tr><td>math</td>(.*?)</tr>", body).group(1)
+    assert "+0.050 [+0.020, +0.080]" in math_row and "better" in math_row  # paired: beyond zero
+    code_row = re.search(r"<tr><td>code</td>(.*?)</tr>", body).group(1)
+    assert "+0.020 [" in code_row and "better" not in code_row  # no paired gain: the two-interval fallback
+    assert "is paired" in body
+
+
 def test_missing_run_dir_is_a_report_error(tmp_path):
     missing = tmp_path / "nope"
     with pytest.raises(ReportError, match=re.escape(str(missing))):

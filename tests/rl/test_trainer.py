@@ -91,6 +91,15 @@ def test_train_changes_the_policy_and_writes_the_run_directory(world, tmp_path):
         assert f"diversity/{task}/max_edit" in evals[-1]
     summary = json.loads((run / "summary.json").read_text())
     assert set(summary["before"]) == {"math", "code", "ifeval"} and summary["steps"] == 3
+    # Every evaluated response is kept with its gold score, and the gains are paired over the same prompts.
+    first, last = (read_jsonl(run / "eval" / f"step_{s:06d}.jsonl") for s in (0, 3))
+    assert [it["index"] for it in first] == list(range(6)) and all(isinstance(it["response"], str) for it in last)
+    for task in ("math", "code", "ifeval"):
+        diffs = [b["gold"] - a["gold"] for a, b in zip(first, last) if a["task"] == task]
+        assert evals[-1][f"gain/{task}"] == pytest.approx(sum(diffs) / len(diffs))
+        assert evals[-1][f"gain/{task}"] == pytest.approx(evals[-1][f"gold/{task}"] - evals[0][f"gold/{task}"])
+        assert summary["gain_after"][task]["diff"] == evals[-1][f"gain/{task}"]
+        assert f"gain/{task}" not in evals[0]
     assert (run / "best" / "config.json").exists()
     saved = json.loads((run / "config.json").read_text())
     assert saved["ppo"]["steps"] == 3 and saved["resolved"]["router"]["code"] == "rtv.code"
@@ -195,6 +204,10 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(world
     for ma, mb in zip(a_steps, b_steps):
         assert ma["reward/mean"] == pytest.approx(mb["reward/mean"]) and ma["ppo/kl"] == pytest.approx(mb["ppo/kl"])
     assert [e["step"] for e in read_jsonl(tmp_path / "b" / "eval.jsonl")] == [0, 2, 4]
+    # The resumed run read step 0's responses back: its paired gains equal the uninterrupted run's.
+    last_a, last_b = read_jsonl(tmp_path / "a" / "eval.jsonl")[-1], read_jsonl(tmp_path / "b" / "eval.jsonl")[-1]
+    gains = [k for k in last_a if k.startswith("gain/")]
+    assert gains and all(last_a[k] == pytest.approx(last_b[k]) for k in gains)
 
 
 def test_one_forward_critic_matches_gradient_accumulation(world, tmp_path):

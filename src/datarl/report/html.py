@@ -199,8 +199,8 @@ def _ci_cell(stat: Mapping[str, Any] | None) -> str:
     return f"<td class='num'>{_fmt(stat.get('mean'))}{ci}{n}</td>"
 
 
-def _diff_cell(before: Any, after: Any) -> str:
-    d = difference(before, after)
+def _diff_cell(before: Any, after: Any, paired: Mapping[str, Any] | None = None) -> str:
+    d = paired or difference(before, after)
     if d is None:
         return "<td class='num'>–</td>"
     cls = ""
@@ -217,10 +217,13 @@ def _before_after(run: RunData) -> str:
     head = (f"<tr><th>task</th><th>before (step 0)</th><th>after (final, step {_e(steps['after'])})</th>"
             f"<th>difference</th><th>best (step {_e(steps['best'])})</th><th>difference</th></tr>")
     body = "".join(
-        f"<tr><td>{_e(t)}</td>{_ci_cell(r['before'])}{_ci_cell(r['after'])}{_diff_cell(r['before'], r['after'])}"
-        f"{_ci_cell(r['best'])}{_diff_cell(r['before'], r['best'])}</tr>" for t, r in table.items())
+        f"<tr><td>{_e(t)}</td>{_ci_cell(r['before'])}{_ci_cell(r['after'])}{_diff_cell(r['before'], r['after'], r.get('gain_after'))}"
+        f"{_ci_cell(r['best'])}{_diff_cell(r['before'], r['best'], r.get('gain_best'))}</tr>" for t, r in table.items())
+    paired = any(r.get("gain_after") or r.get("gain_best") for r in table.values())
+    how = ("is paired: it comes from the per-prompt differences on the same eval prompts (greedy responses before "
+           "and after)" if paired else "is a normal approximation from the two intervals")
     return (f"<table>{head}{body}</table><p>Gold score with 95% confidence intervals. A difference's interval "
-            "is a normal approximation from the two intervals; green = above zero, red = below.</p>")
+            f"{how}; green = above zero, red = below.</p>")
 
 
 _BUILDERS: dict[str, tuple[str, Callable[[RunData], str]]] = {

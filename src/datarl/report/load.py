@@ -156,7 +156,8 @@ def _mean_gold(row: Mapping[str, Any], tasks: list[str]) -> float:
 
 
 def before_after(run: RunData) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, int | None]]:
-    """Per task, the gold score before training, after (final) and at the best evaluation.
+    """Per task, the gold score before training, after (final) and at the best evaluation, and the paired
+    differences ``gain_after`` / ``gain_best`` ({diff, low, high, paired}) where the run computed them.
 
     ``summary.json``'s blocks win where present; otherwise they are read from ``eval.jsonl``: before = step 0
     (else the first evaluation), after = the last, best = ``summary.best_step`` or the evaluation with the
@@ -188,6 +189,19 @@ def before_after(run: RunData) -> tuple[list[str], dict[str, dict[str, Any]], di
                 table[task][block] = {k: given.get(k) for k in ("mean", "ci95_low", "ci95_high", "n")}
             else:
                 table[task][block] = _stat_from_eval(row, task) if row else None
+        for block in ("after", "best"):  # the paired difference vs step 0, where the run computed it
+            given = (summary.get(f"gain_{block}") or {}).get(task) if isinstance(summary.get(f"gain_{block}"),
+                                                                                 Mapping) else None
+            row = rows[block]
+            if not isinstance(given, Mapping) and row and number(row.get(f"gain/{task}")) is not None:
+                given = {"diff": row[f"gain/{task}"], "ci95_low": row.get(f"gain/{task}/ci95_low"),
+                         "ci95_high": row.get(f"gain/{task}/ci95_high")}
+            gain = None
+            if isinstance(given, Mapping) and None not in (number(given.get(k)) for k in ("diff", "ci95_low",
+                                                                                           "ci95_high")):
+                gain = {"diff": number(given["diff"]), "low": number(given["ci95_low"]),
+                        "high": number(given["ci95_high"]), "paired": True}
+            table[task][f"gain_{block}"] = gain
     return tasks, table, steps
 
 

@@ -7,6 +7,10 @@
   scored by the training reward; ``hacking/gap/<task>`` = proxy - gold, and the
   :class:`~datarl.metrics.hacking.HackingMonitor` raises ``hacking/alarm/<task>`` when the proxy
   keeps rising while gold falls. For verifier-trained tasks the proxy *is* the gold check;
+- **gain**: with the step-0 (SFT) gold scores of the same prompts as ``baseline``, the paired
+  difference per task, ``gain/<task>`` with its 95% interval: the same greedy prompts are scored
+  before and after, so the interval comes from the per-prompt differences (tighter, and the
+  right test, than comparing two independent intervals);
 - **diversity**: ``diversity_samples`` samples at the rollout temperature for
   ``diversity_prompts`` prompts per task: max pairwise normalised token edit distance (the
   paper's measure), distinct-1/2 and distinct final answers.
@@ -14,10 +18,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 from typing import Any, Callable, Mapping, Sequence
 
 from datarl.executors import map_ordered
-from datarl.jobs import summarise_scores
+from datarl.jobs import paired_difference, summarise_scores, write_jsonl_atomic
 from datarl.metrics.diversity import diversity_summary
 from datarl.models.generate import SamplingConfig, generate
 from datarl.rewards.base import RewardResult
@@ -25,7 +32,7 @@ from datarl.rewards.router import Router
 from datarl.rl.config import EvalConfig
 from datarl.scoring import score_responses
 
-__all__ = ["eval_subset", "evaluate", "gold_function"]
+__all__ = ["eval_subset", "evaluate", "gold_function", "items_path", "write_items", "load_baseline"]
 
 _VERIFIED = ("math", "code", "ifeval")
 
@@ -57,6 +64,26 @@ def eval_subset(records: Sequence[Mapping[str, Any]], per_task: int) -> list[Map
     return out
 
 
+def items_path(run_dir: str, step: int) -> str:
+    """Where the per-prompt responses and gold scores of the evaluation at ``step`` are kept."""
+    return os.path.join(run_dir, "eval", f"step_{step:06d}.jsonl")
+
+
+def write_items(run_dir: str, step: int, items: Sequence[Mapping[str, Any]]) -> None:
+    os.makedirs(os.path.join(run_dir, "eval"), exist_ok=True)
+    write_jsonl_atomic(items_path(run_dir, step), items)
+
+
+def load_baseline(run_dir: str) -> list[float | None] | None:
+    """The step-0 gold per eval prompt (for the paired gains), or None when step 0 was not kept."""
+    path = items_path(run_dir, 0)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        items = [json.loads(line) for line in fh if line.strip()]
+    return [it.get("gold") for it in sorted(items, key=lambda it: it["index"])]
+
+
 def _gold_scores(records: Sequence[Mapping[str, Any]], texts: Sequence[str], gold: Callable,
                  workers: int, timeout_s: float) -> list[float | None]:
     items = [(dict(r), t) for r, t in zip(records, texts)]
@@ -69,8 +96,14 @@ def _gold_scores(records: Sequence[Mapping[str, Any]], texts: Sequence[str], gol
 
 
 def evaluate(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig, router: Router, *, step: int,
-             seed: int, temperature: float, monitor: Any, workers: int, timeout_s: float) -> dict[str, Any]:
-    """One evaluation at ``step``; returns the flat ``eval.jsonl`` row (and updates ``monitor``)."""
+             seed: int, temperature: float, monitor: Any, workers: int, timeout_s: float,
+             baseline: Sequence[float | None] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One evaluation at ``step`` (updates ``monitor``).
+
+    Returns the flat ``eval.jsonl`` row and one item per eval prompt (``index``, ``id``, ``task``, ``gold``
+    (None where no gold check applies), ``response``). ``baseline``: the step-0 gold per prompt, in
+    ``records`` order, for the paired ``gain/<task>`` keys.
+    """
     row: dict[str, Any] = {"step": step}
     greedy = SamplingConfig(temperature=0.0, max_new_tokens=cfg.max_new_tokens, batch_size=64)
     gens = generate(policy, [r["prompt"] for r in records], greedy)
@@ -83,6 +116,8 @@ def evaluate(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig,
                     f"gold/{task}/ci95_high": s["ci95_high"], f"gold/{task}/n": s["n"]})
     if summary:
         row["gold/mean"] = sum(s["mean"] for s in summary.values()) / len(summary)
+    if baseline is not None:
+        row.update(_gains(records, baseline, gold))
     # The proxy is worth scoring where the training reward is not a verifier (the gold check itself).
     learned = [(r, t, g) for r, t, g in judged
                if not str(router.config.source_for(str(r["task"]))).startswith("rtv.")]
@@ -99,7 +134,29 @@ def evaluate(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig,
                         f"hacking/alarm/{task}": bool(state["alarm"])})
     row.update(_diversity(policy, records, cfg, seed=seed, temperature=temperature))
     row["eval/cut_off"] = sum(not g.finished for g in gens) / max(1, len(gens))
-    return row
+    items = [{"index": i, "id": r.get("id"), "task": r.get("task"), "gold": g, "response": t}
+             for i, (r, t, g) in enumerate(zip(records, texts, gold))]
+    return row, items
+
+
+def _gains(records: Sequence[Mapping[str, Any]], baseline: Sequence[float | None],
+           gold: Sequence[float | None]) -> dict[str, float]:
+    """Paired gold difference vs the baseline per task, over prompts scored both times."""
+    if len(baseline) != len(records):
+        raise ValueError(f"the baseline has {len(baseline)} eval prompts, this evaluation {len(records)}; "
+                         "the eval split changed since step 0")
+    pairs: dict[str, tuple[list[float], list[float]]] = {}
+    for r, b, a in zip(records, baseline, gold):
+        if b is not None and a is not None:
+            before, after = pairs.setdefault(str(r["task"]), ([], []))
+            before.append(b)
+            after.append(a)
+    out: dict[str, float] = {}
+    for task, (before, after) in sorted(pairs.items()):
+        d = paired_difference(before, after)
+        out.update({f"gain/{task}": d["diff"], f"gain/{task}/ci95_low": d["ci95_low"],
+                    f"gain/{task}/ci95_high": d["ci95_high"]})
+    return out
 
 
 def _diversity(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig, *, seed: int,

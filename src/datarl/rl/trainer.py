@@ -33,7 +33,7 @@ from datarl.rl import ppo
 from datarl.rl.checkpoint import (atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint,
                                   save_policy)
 from datarl.rl.config import TrainConfig
-from datarl.rl.evaluate import eval_subset, evaluate
+from datarl.rl.evaluate import eval_subset, evaluate, load_baseline, write_items
 from datarl.rl.logger import MetricsLogger, truncate_jsonl
 from datarl.rl.rollout import RolloutBatch, pack
 from datarl.rl.setup import RunInputs, prepare
@@ -95,13 +95,17 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
     logger = MetricsLogger(cfg.run_dir, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
                            wandb_project=cfg.logging.wandb_project, config=cfg.to_dict())
     evals = eval_subset(inputs.eval, cfg.eval_cfg.per_task)
+    baseline = {"gold": load_baseline(cfg.run_dir) if checkpoint else None}  # step 0's gold, for paired gains
 
     def run_eval(step: int) -> None:
         if not evals:
             return
-        row = evaluate(policy, evals, cfg.eval_cfg, router, step=step, seed=cfg.seed * 1_000_003 + step,
-                       temperature=p.temperature, monitor=monitor, workers=cfg.workers,
-                       timeout_s=cfg.reward_timeout_s)
+        row, items = evaluate(policy, evals, cfg.eval_cfg, router, step=step, seed=cfg.seed * 1_000_003 + step,
+                              temperature=p.temperature, monitor=monitor, workers=cfg.workers,
+                              timeout_s=cfg.reward_timeout_s, baseline=baseline["gold"])
+        write_items(cfg.run_dir, step, items)  # every response and its gold score, for inspection
+        if step == 0:
+            baseline["gold"] = [it["gold"] for it in items]
         logger.log("eval", row)
         gold = row.get("gold/mean")
         log(f"eval step {step}: " + ", ".join(f"{k[5:]} {v:.3f}" for k, v in row.items()
@@ -301,8 +305,14 @@ def _write_summary(run_dir: str, state: Mapping[str, Any]) -> None:
         return {t: {"n": row.get(f"gold/{t}/n"), "mean": row[f"gold/{t}"], "ci95_low": row.get(f"gold/{t}/ci95_low"),
                     "ci95_high": row.get(f"gold/{t}/ci95_high")} for t in tasks}
 
+    def gains(row: Mapping[str, Any]) -> dict[str, dict[str, float]]:  # paired, vs step 0 (see evaluate)
+        tasks = sorted({k.split("/")[1] for k in row if k.startswith("gain/") and k.count("/") == 1})
+        return {t: {"diff": row[f"gain/{t}"], "ci95_low": row[f"gain/{t}/ci95_low"],
+                    "ci95_high": row[f"gain/{t}/ci95_high"]} for t in tasks}
+
     best = next((r for r in rows if r["step"] == state["best_step"]), rows[-1])
     summary = {"steps": state["step"], "best_step": state["best_step"], "best_gold": state["best_gold"],
-               "before": table(rows[0]), "after": table(rows[-1]), "best": table(best)}
+               "before": table(rows[0]), "after": table(rows[-1]), "best": table(best),
+               "gain_after": gains(rows[-1]), "gain_best": gains(best)}
     atomic_write_text(os.path.join(run_dir, "summary.json"), json.dumps(summary, indent=2))
 
