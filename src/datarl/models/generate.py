@@ -154,6 +154,7 @@ def _generate_batch(policy: Policy, prompt_ids: list[list[int]], jobs: list[tupl
     done = torch.zeros(len(prompt_ids), dtype=torch.bool, device=device)
     past = None
     cache_arg = _cache_argument(policy.model)
+    only_last = _logits_to_keep(policy.model)  # the prompt's vocabulary logits are never needed
     seq, seq_mask = input_ids, mask
     step_ids = input_ids
     with torch.no_grad():
@@ -162,10 +163,11 @@ def _generate_batch(policy: Policy, prompt_ids: list[list[int]], jobs: list[tupl
             if cfg.use_cache:
                 pos = positions[:, -step_ids.shape[1]:]
                 out = policy.model(input_ids=step_ids, attention_mask=seq_mask, position_ids=pos,
-                                   use_cache=True, **{cache_arg: past})
+                                   use_cache=True, **{cache_arg: past}, **only_last)
                 past = getattr(out, cache_arg)
             else:
-                out = policy.model(input_ids=seq, attention_mask=seq_mask, position_ids=positions, use_cache=False)
+                out = policy.model(input_ids=seq, attention_mask=seq_mask, position_ids=positions, use_cache=False,
+                                   **only_last)
             tokens, logps = _sample(out.logits[:, -1, :], cfg, gen)
             tokens = torch.where(done, torch.full_like(tokens, pad_id), tokens)
             # One transfer per step (not one per row): on a GPU every element read is a sync.
@@ -199,6 +201,13 @@ def _cache_argument(model: Any) -> str:
 
     params = inspect.signature(model.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
+
+
+def _logits_to_keep(model: Any) -> dict[str, int]:
+    """``{"logits_to_keep": 1}`` where the model's forward takes it (HF causal LMs since 4.45), else nothing."""
+    import inspect
+
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
 def _eos_ids(policy: Policy) -> Any:

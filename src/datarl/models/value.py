@@ -72,7 +72,8 @@ def load_value_model(init: str, policy_dir: str, *, dtype: str = "float32", devi
 
 def response_forward(model: Any, input_ids: Any, attention_mask: Any, gather_index: Any, targets: Any,
                      temperature: float = 1.0, with_entropy: bool = False) -> tuple[Any, Any]:
-    """Log-probs ``[B, T]`` of ``targets`` under ``model`` at the response positions, and their entropy.
+    """Log-probs ``[B, T]`` of ``targets`` under ``model`` at the response positions, and their entropy
+    (detached: it is logged, not optimised).
 
     ``gather_index[b, t]`` is the position whose logits predict response token ``t`` of row ``b``
     (the token before it). Logits are divided by ``temperature`` (the sampling distribution).
@@ -85,5 +86,8 @@ def response_forward(model: Any, input_ids: Any, attention_mask: Any, gather_ind
         logits = logits / temperature
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
+    entropy = None
+    if with_entropy:  # a monitor, not a loss term: computed outside the graph (no [B, T, V] tensors kept)
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
     return logp, entropy
