@@ -15,7 +15,9 @@ same torch thread count:
 - rewards: ``rtv.math``/``rtv.code`` through datarl's router on datarl's side, datarl's TRL
   callables ``rtv_math``/``rtv_code`` on TRL's;
 - KL: datarl's PPO always runs a reference forward (and a critic, which GRPO has not); TRL runs
-  with ``beta=0.02`` so that it too loads a reference model and computes a KL term.
+  with ``beta=0.02`` so that it too loads a reference model and computes a KL term;
+- the critic: ``--value-init policy`` (default: a separate critic model, a second forward and backward)
+  or ``shared`` (a value head on the policy's body: one forward and backward for both losses).
 
 Timing: one warm-up step (not timed), then the mean of ``--steps`` steps per side. datarl's time is
 ``perf/step_s`` = rollout + reward + update (``metrics.jsonl``); TRL's is the wall time between its
@@ -25,7 +27,8 @@ such as reward workers and code sandboxes), which a busy machine inflates less t
 ``--rounds R`` alternates the two sides R times (fairer under load).
 
 Usage: python bench/ppo_step.py [--micro] [--steps 3] [--threads 1] [--max-new-tokens 64]
-                                [--natural-lengths] [--rounds 1] [--workers 1] [--json OUT]
+                                [--natural-lengths] [--rounds 1] [--workers 1] [--value-init policy|shared]
+                                [--json OUT]
 """
 
 from __future__ import annotations
@@ -105,7 +108,8 @@ def run_datarl(model_dir: str, data: str, run_dir: str, args: argparse.Namespace
         "policy": model_dir, "data": {"train": data}, "curriculum": "none",
         "reward": {"router": {"math": "rtv.math", "code": "rtv.code"}},
         "ppo": {"steps": args.steps + 1, "prompts_per_step": 16, "samples_per_prompt": 4, "minibatch_size": 64,
-                "ppo_epochs": 1, "max_new_tokens": args.max_new_tokens, "kl_coef": 0.02},
+                "ppo_epochs": 1, "max_new_tokens": args.max_new_tokens, "kl_coef": 0.02,
+                "value_init": args.value_init},
         "eval": {"every": 0}, "save_every": 10_000, "keep_checkpoints": 1, "workers": args.workers,
         "threads": args.threads, "run_dir": run_dir, "seed": 0})
     step_cpu: list[float] = []
@@ -169,6 +173,9 @@ def main() -> None:
     parser.add_argument("--natural-lengths", action="store_true", help="let EOS end responses (lengths differ)")
     parser.add_argument("--rounds", type=int, default=1, help="alternate datarl and TRL this many times")
     parser.add_argument("--workers", type=int, default=1, help="datarl reward worker processes")
+    parser.add_argument("--value-init", default="policy", choices=("policy", "shared"),
+                        help="datarl's critic: a separate model (policy, the default) or a head on the policy's "
+                             "body (shared)")
     parser.add_argument("--json", help="write the numbers to this file")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -185,7 +192,8 @@ def main() -> None:
         with open(data, "w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in records)
         model_dir = _model_dir(args.micro, work)
-        print(f"model {'MICRO (fresh)' if args.micro else model_dir}; 16 prompts x 4 samples = 64 sequences")
+        print(f"model {'MICRO (fresh)' if args.micro else model_dir}; 16 prompts x 4 samples = 64 sequences; "
+              f"datarl critic: {'a head on the policy body' if args.value_init == 'shared' else 'a separate model'}")
         for rnd in range(args.rounds):
             start = time.perf_counter()
             d = run_datarl(model_dir, data, os.path.join(work, f"run-{rnd}"), args)

@@ -210,13 +210,16 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(world
     assert gains and all(last_a[k] == pytest.approx(last_b[k]) for k in gains)
 
 
-def test_one_forward_critic_matches_gradient_accumulation(world, tmp_path):
+@pytest.mark.parametrize("value_init", ["policy", "shared"])
+def test_one_forward_critic_matches_gradient_accumulation(world, tmp_path, value_init):
     """One epoch, one minibatch, one micro-batch: the critic's values and its loss share one forward (the
     fused path). It must update the policy and the critic exactly as the same minibatch in two accumulated
-    micro-batches does (the unfused path: a no-grad pass for the values, then a forward per micro-batch)."""
+    micro-batches does (the unfused path: a no-grad pass for the values, then a forward per micro-batch).
+    With a shared critic the one body pass also serves the policy loss."""
     (tmp_path / "short.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _short_answer_rows(8)))
     ppo = {"steps": 1, "ppo_epochs": 1, "minibatch_size": 8, "critic_lr": 1e-2, "reward_shift": 0.0,
-           "max_new_tokens": 8}
+           "max_new_tokens": 8, "value_init": value_init,
+           "adam_eps": 1e-5}  # with 1e-8 Adam blows the float noise of near-zero gradients up to step size
     finals = {}
     for name, micro in (("fused", 8), ("accumulated", 4)):
         train(TrainConfig.from_mapping(config(world, tmp_path / name, ppo={**ppo, "micro_batch_size": micro},
@@ -230,10 +233,27 @@ def test_one_forward_critic_matches_gradient_accumulation(world, tmp_path):
     init = params(world / "policy")
     assert any(not torch.equal(init[k], pol_f[k]) for k in init)  # the step did train
     for key in pol_f:
-        assert torch.allclose(pol_f[key], pol_a[key], atol=1e-6), key
+        assert torch.allclose(pol_f[key], pol_a[key], atol=1e-6), (key, float((pol_f[key] - pol_a[key]).abs().max()))
     assert crit_f["head.weight"].abs().sum() > 0  # the zero-initialised value head was trained
     for key in crit_f:
         assert torch.allclose(crit_f[key], crit_a[key], atol=1e-6), key
+    if value_init == "shared":  # the checkpoint holds the head only: the body is the policy's
+        assert set(crit_f) == {"head.weight", "head.bias"}
+
+
+def test_a_shared_critic_warm_up_trains_the_head_and_leaves_the_policy(world, tmp_path):
+    (tmp_path / "short.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _short_answer_rows(8)))
+    ppo = {"steps": 2, "ppo_epochs": 1, "minibatch_size": 8, "critic_lr": 1e-2, "max_new_tokens": 8,
+           "value_init": "shared", "critic_warmup_steps": 1, "reward_shift": 0.0}
+    train(TrainConfig.from_mapping(config(world, tmp_path / "run", ppo=ppo, curriculum="none",
+                                          data={"train": str(tmp_path / "short.jsonl"), "eval": ""})),
+          log=lambda m: None)
+    step = tmp_path / "run" / "checkpoints" / "step-000001"
+    init, after = params(world / "policy"), params(step / "policy")
+    assert all(torch.equal(init[k], after[k]) for k in init)  # warm-up: the policy (and its body) waits
+    assert torch.load(step / "state.pt")["critic"]["head.weight"].abs().sum() > 0
+    trained = params(tmp_path / "run" / "checkpoints" / "step-000002" / "policy")
+    assert any(not torch.equal(init[k], trained[k]) for k in init)  # after the warm-up it trains
 
 
 def test_cli_reports_a_bad_config_in_one_line(world, tmp_path):

@@ -3,7 +3,10 @@
 Initialised from the SFT policy (its transformer body, a zero-initialised head, so the first
 values are 0 and the first advantages are the rewards themselves) or from a BT reward model
 made by ``datarl train-bt`` (its body and its reward head, so values start as reward
-estimates). ``value_init`` in the PPO config picks one: ``"policy"`` or a BT directory.
+estimates). ``value_init`` in the PPO config picks one: ``"policy"`` or a BT directory; or
+``"shared"``: a zero-initialised value head on the *policy's own* body (one model in memory, and
+the policy and value losses share one forward and one backward; the value loss then also trains
+the policy's body, as in the original shared-network PPO).
 
 Also here: the forward pass that PPO needs from the policy, computing the LM head only at the
 response positions (the prompt's vocabulary logits are never materialised).
@@ -16,7 +19,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["ValueModel", "load_value_model", "body_and_head", "response_forward"]
+__all__ = ["ValueModel", "SharedValueHead", "load_value_model", "body_and_head", "response_forward",
+           "response_forward_with_values"]
 
 
 def body_and_head(model: Any) -> tuple[Any, Any]:
@@ -43,9 +47,40 @@ class ValueModel(torch.nn.Module):
         return self.head(hidden.gather(1, idx)).squeeze(-1).float()
 
 
-def load_value_model(init: str, policy_dir: str, *, dtype: str = "float32", device: str = "cpu") -> Any:
-    """A critic from ``init``: ``"policy"`` (the SFT policy at ``policy_dir``) or a BT model directory."""
+class SharedValueHead(torch.nn.Module):
+    """A value head on another model's body. Its parameters (``state_dict``, ``parameters()``) are the
+    head's only: the body belongs to the policy and is trained by the policy's optimiser."""
+
+    def __init__(self, policy_model: Any, head: Any) -> None:
+        super().__init__()
+        self.head = head
+        self._policy = [policy_model]  # a list: not registered as a submodule
+
+    @property
+    def policy_model(self) -> Any:
+        return self._policy[0]
+
+    def forward(self, input_ids: Any, attention_mask: Any, gather_index: Any) -> Any:
+        body, _ = body_and_head(self.policy_model)
+        hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        idx = gather_index[..., None].expand(-1, -1, hidden.shape[-1])
+        return self.head(hidden.gather(1, idx)).squeeze(-1).float()
+
+
+def load_value_model(init: str, policy_dir: str, *, dtype: str = "float32", device: str = "cpu",
+                     policy_model: Any = None) -> Any:
+    """A critic from ``init``: ``"policy"`` (the SFT policy at ``policy_dir``), a BT model directory, or
+    ``"shared"`` (a head on ``policy_model``, the trainable policy itself)."""
     torch_dtype = getattr(torch, dtype)
+    if init == "shared":
+        if policy_model is None:
+            raise ValueError("value_init: shared needs the policy model to put the value head on")
+        head = torch.nn.Linear(policy_model.config.hidden_size, 1, bias=True)
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+        shared = SharedValueHead(policy_model, head.to(torch_dtype)).to(device)
+        shared.train()
+        return shared
     if init == "policy":
         from datarl.models.loading import load_policy
 
@@ -81,7 +116,26 @@ def response_forward(model: Any, input_ids: Any, attention_mask: Any, gather_ind
     body, head = body_and_head(model)
     hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     idx = gather_index[..., None].expand(-1, -1, hidden.shape[-1])
-    logits = head(hidden.gather(1, idx)).float()
+    return _logprobs(head(hidden.gather(1, idx)).float(), targets, temperature, with_entropy)
+
+
+def response_forward_with_values(model: Any, value_head: Any, input_ids: Any, attention_mask: Any,
+                                 gather_index: Any, targets: Any, temperature: float = 1.0,
+                                 policy_grad: bool = True) -> tuple[Any, Any, Any]:
+    """:func:`response_forward` and the values of a :class:`SharedValueHead`'s head from one body pass:
+    ``(logp, entropy, values)``. With ``policy_grad`` False the body runs without gradients and only the
+    value head gets them (a critic warm-up)."""
+    body, head = body_and_head(model)
+    with torch.set_grad_enabled(policy_grad and torch.is_grad_enabled()):
+        hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        idx = gather_index[..., None].expand(-1, -1, hidden.shape[-1])
+        picked = hidden.gather(1, idx)
+        logp, entropy = _logprobs(head(picked).float(), targets, temperature, True)
+    values = value_head(picked).squeeze(-1).float()
+    return logp, entropy, values
+
+
+def _logprobs(logits: Any, targets: Any, temperature: float, with_entropy: bool) -> tuple[Any, Any]:
     if temperature not in (0.0, 1.0):
         logits = logits / temperature
     logp_all = torch.log_softmax(logits, dim=-1)

@@ -69,7 +69,9 @@ class PPOConfig:
     cutoff_penalty: subtracted from the score of a response cut off at max_new_tokens without EOS.
     temperature, top_p, max_new_tokens: rollout sampling.
     max_grad_norm: gradient clipping for both models.
-    value_init: ``policy`` (SFT body, zero head) or a BT model directory (its body and reward head).
+    value_init: ``policy`` (a separate critic: the SFT body and a zero head), a BT model directory (its body
+        and reward head), or ``shared`` (a zero head on the policy's own body: one model in memory, one
+        forward and backward for both losses; the value loss also trains the policy's body).
     old_logprobs: ``rollout`` (the sampler's own log-probs, no extra forward pass) or ``recompute``
         (one more no-grad pass; use it when sampling and training precision differ, e.g. bf16).
     critic_warmup_steps: first steps that train only the critic (the policy waits for useful values;
@@ -149,7 +151,7 @@ class PPOConfig:
         if self.old_logprobs not in ("rollout", "recompute"):
             raise ValueError(f"old_logprobs must be 'rollout' or 'recompute', got {self.old_logprobs!r}")
         if not isinstance(self.value_init, str) or not self.value_init:
-            raise ValueError("value_init must be 'policy' or a BT model directory")
+            raise ValueError("value_init must be 'policy', 'shared' or a BT model directory")
 
 
 def _resolve_model_paths(reward: Mapping[str, Any], base_dir: str) -> dict[str, Any]:

@@ -138,8 +138,8 @@ def prepare(cfg: TrainConfig, *, resume: bool = False) -> RunInputs:
     os.makedirs(cfg.run_dir, exist_ok=True)
     policy_dir = resolve_policy(cfg.policy, cfg.run_dir)
     value_init = cfg.ppo.value_init
-    if value_init != "policy" and not os.path.isdir(value_init):
-        raise ConfigError(f"ppo.value_init: {value_init}: no such BT model directory (or use 'policy')")
+    if value_init not in ("policy", "shared") and not os.path.isdir(value_init):
+        raise ConfigError(f"ppo.value_init: {value_init}: no such BT model directory (or use 'policy' or 'shared')")
     pad_id = _pad_id(policy_dir)
     if not resume:
         with open(os.path.join(cfg.run_dir, "config.json"), "w", encoding="utf-8") as fh:

@@ -26,7 +26,8 @@ import torch
 from datarl.metrics.hacking import HackingConfig, HackingMonitor
 from datarl.models.generate import SamplingConfig, generate
 from datarl.models.loading import Policy
-from datarl.models.value import load_value_model, response_forward
+from datarl.models.value import (SharedValueHead, load_value_model, response_forward,
+                                 response_forward_with_values)
 from datarl.rewards.base import SCORING_ERRORS
 from datarl.rewards.router import Router
 from datarl.rl import ppo
@@ -138,14 +139,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             t_reward = time.perf_counter()
             # 4. old log-probs, reference log-probs and values, without gradients
             batch = pack([g.prompt_ids for g in gens], [g.token_ids for g in gens], inputs.pad_id).to(device)
-            # One epoch over one minibatch in one forward: the critic's values and its loss come from the same
-            # pass (the critic is not updated in between), so it runs once, with gradients.
+            # One epoch over one minibatch in one forward: the update's own forward pass runs now, with gradients
+            # (nothing is updated in between), and its values are the old values: the critic runs once.
             fused = p.ppo_epochs == 1 and p.micro >= len(batch)
+            train_policy = step >= p.critic_warmup_steps
             old_logp, ref_logp, values = _no_grad_passes(policy.model, ref_model, None if fused else critic, batch, p)
-            critic_out = None
-            if fused:
-                critic_out = critic(batch.input_ids, batch.attention_mask, batch.gather_index)
-                values = critic_out.detach() * batch.mask
+            ahead = _forward(policy.model, critic, batch, p, train_policy) if fused else None
+            if ahead is not None:
+                values = ahead[2].detach() * batch.mask
             mask = batch.mask
             if old_logp is None:  # the sampler's log-probs are the old policy's: no extra forward pass
                 old_logp = _rollout_logprobs(gens, mask)
@@ -158,7 +159,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             # 6. PPO epochs over shuffled minibatches, with gradient accumulation over micro-batches
             stats = _ppo_updates(policy.model, critic, actor_opt, critic_opt, batch, old_logp, values,
                                  advantages, returns, p, random.Random(f"{cfg.seed}:minibatch:{step}"),
-                                 train_policy=step >= p.critic_warmup_steps, critic_out=critic_out)
+                                 train_policy=train_policy, ahead=ahead)
             # 7. the adaptive KL controller sees this batch's mean KL per sequence
             seq_kl = float((kl.sum(-1)).mean())
             kl_ctl.update(seq_kl, len(batch))
@@ -200,7 +201,8 @@ def _load_models(cfg: TrainConfig, inputs: RunInputs) -> tuple[Policy, Any, Any]
                          dtype=cfg.dtype, device=cfg.device)
     reference = load_policy(inputs.policy_dir, dtype=cfg.dtype, device=cfg.device).model
     reference.requires_grad_(False)
-    critic = load_value_model(inputs.value_init, inputs.policy_dir, dtype=cfg.dtype, device=cfg.device)
+    critic = load_value_model(inputs.value_init, inputs.policy_dir, dtype=cfg.dtype, device=cfg.device,
+                              policy_model=policy.model)  # value_init: shared puts the head on this policy
     return policy, reference, critic
 
 
@@ -235,11 +237,23 @@ def _pad_to(x: Any, batch: RolloutBatch) -> Any:
     return torch.nn.functional.pad(x.float(), (0, width - x.shape[1]))
 
 
+def _forward(model: Any, critic: Any, sub: RolloutBatch, p: Any, train_policy: bool) -> tuple[Any, Any, Any]:
+    """The update's forward pass over ``sub``: the policy's log-probs and entropy (with gradients when
+    ``train_policy``) and the critic's values (with gradients). A shared critic reads the policy's body pass."""
+    args = (sub.input_ids, sub.attention_mask, sub.gather_index)
+    if isinstance(critic, SharedValueHead):
+        return response_forward_with_values(model, critic.head, *args, sub.response_ids, p.temperature,
+                                            policy_grad=train_policy)
+    with torch.set_grad_enabled(train_policy):  # critic warm-up: no policy graph to build
+        logp, entropy = response_forward(model, *args, sub.response_ids, p.temperature, with_entropy=True)
+    return logp, entropy, critic(*args)
+
+
 def _ppo_updates(model: Any, critic: Any, actor_opt: Any, critic_opt: Any, batch: RolloutBatch, old_logp: Any,
                  old_values: Any, advantages: Any, returns: Any, p: Any, rng: random.Random,
-                 train_policy: bool = True, critic_out: Any | None = None) -> dict[str, float]:
-    """PPO epochs over shuffled minibatches. ``critic_out``: the critic's output with gradients for the whole
-    batch, when one epoch of one micro-batch covers it (the forward that gave ``old_values``)."""
+                 train_policy: bool = True, ahead: tuple[Any, Any, Any] | None = None) -> dict[str, float]:
+    """PPO epochs over shuffled minibatches. ``ahead``: :func:`_forward` over the whole batch, already run,
+    when one epoch of one micro-batch covers it (the pass that gave ``old_values``)."""
     sums: dict[str, list[float]] = defaultdict(list)
     for _epoch in range(p.ppo_epochs):
         order = list(range(len(batch)))
@@ -254,16 +268,11 @@ def _ppo_updates(model: Any, critic: Any, actor_opt: Any, critic_opt: Any, batch
                 sub = batch.select(rows)
                 T = sub.mask.shape[1]
                 share = float(sub.mask.sum()) / mb_tokens  # token-weighted: accumulation == one big batch
-                with torch.set_grad_enabled(train_policy):  # critic warm-up: no policy graph to build
-                    logp, entropy = response_forward(model, sub.input_ids, sub.attention_mask, sub.gather_index,
-                                                     sub.response_ids, p.temperature, with_entropy=True)
+                logp, entropy, v = ((x[rows, :T] for x in ahead) if ahead is not None
+                                    else _forward(model, critic, sub, p, train_policy))
                 pl, pst = ppo.policy_loss(logp, old_logp[rows, :T], advantages[rows, :T], sub.mask, p.clip_eps)
-                if train_policy:
-                    (pl * share).backward()
-                v = critic_out[rows, :T] if critic_out is not None else critic(sub.input_ids, sub.attention_mask,
-                                                                                 sub.gather_index)
                 vl, vst = ppo.value_loss(v, old_values[rows, :T], returns[rows, :T], sub.mask, p.value_clip)
-                (vl * share).backward()
+                ((pl + vl if train_policy else vl) * share).backward()  # one backward (a shared body gets both)
                 for key, value in (("ppo/policy_loss", pl.item()), ("ppo/value_loss", vl.item()),
                                    ("ppo/clipfrac", pst.clipfrac), ("ppo/approx_kl", pst.approx_kl),
                                    ("ppo/value_clipfrac", vst.clipfrac),
