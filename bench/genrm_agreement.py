@@ -7,7 +7,9 @@ which uses train prompts), scores each response with ``rtv.math`` (the verifier)
 ``genrm.gt`` (the judge against the ground truth), and prints: raw agreement (judge score > 0.5
 iff the verifier says correct), balanced accuracy (mean of the agreement on correct and on wrong
 responses: a judge that always says "wrong" gets 0.5 here however rare correct answers are) and
-position consistency (both orders gave the same verdict). With ``--bt``, also the BT model's
+position consistency (both orders gave the same verdict). A judge calibrated with ``datarl
+calibrate-genrm`` (a threshold fitted on responses to *training* prompts) is scored calibrated, and the
+uncalibrated agreement is printed beside it. With ``--bt``, also the BT model's
 pair accuracy on a pairs file (e.g. pairs made from eval prompts), overall and per task.
 """
 
@@ -72,6 +74,11 @@ def main() -> int:
         print(f"  on wrong answers    {sum(on_wrong) / len(on_wrong):.3f} ({len(on_wrong)})")
         print(f"  balanced accuracy   {(sum(on_correct) / len(on_correct) + sum(on_wrong) / len(on_wrong)) / 2:.3f}")
     print(f"  position consistency {sum(consistent) / len(consistent):.3f}")
+    thresholds = {j.info.get("calibration_threshold") for j in judged} - {None}
+    if thresholds:  # the judge carries a fitted threshold (datarl calibrate-genrm): show the raw decision too
+        raw = [j.info.get("raw_score", j.score) > 0.5 for j in judged]
+        print(f"  calibrated at threshold {sorted(thresholds)[0]:.3f}; uncalibrated agreement (raw score > 0.5) "
+              f"{sum(r == t for r, t in zip(raw, truth)) / len(raw):.3f}")
     if args.bt and args.pairs:
         from datarl.models.bt_train import pair_metrics
         from datarl.preferences import load_pairs

@@ -99,3 +99,66 @@ def test_training_beats_chance_and_saves_a_judge(base_dir, tmp_path):
         HFJudge.load(out)
     assert score_genrm_gt(rec, rec["reference"], judge=out).failure == "judge_error"
     genrm.clear_judge_cache()
+
+
+def test_calibrate_maps_the_threshold_to_one_half_and_keeps_the_order():
+    from datarl.rewards.genrm import calibrate
+
+    assert calibrate(0.7, 0.7) == pytest.approx(0.5) and calibrate(0.3, 0.5) == pytest.approx(0.3)
+    xs = [0.01, 0.2, 0.69, 0.71, 0.99]
+    ys = [calibrate(x, 0.7) for x in xs]
+    assert ys == sorted(ys) and ys[2] < 0.5 < ys[3]
+    assert calibrate(0.0, 0.7) == 0.0 and calibrate(1.0, 0.7) == 1.0
+    with pytest.raises(ValueError):
+        calibrate(0.5, 1.0)
+
+
+def test_fit_threshold_picks_the_best_cut():
+    from datarl.models.genrm_train import fit_threshold
+
+    # Everything right above 0.7, wrong below: any cut in (0.65, 0.75) is perfect; 0.5 gets 3 of 6 wrong.
+    th, acc = fit_threshold([0.55, 0.6, 0.65, 0.75, 0.8, 0.9], [False, False, False, True, True, True])
+    assert 0.65 < th < 0.75 and acc == 1.0
+    th, acc = fit_threshold([0.2, 0.8], [False, True])  # many perfect cuts: the one nearest 0.5
+    assert th == 0.5 and acc == 1.0
+
+
+def test_calibrate_judge_stores_a_threshold_that_scoring_applies(base_dir, tmp_path):
+    from datarl.models.genrm_train import calibrate_judge
+    from datarl.rewards.genrm import score_genrm_gt_batch
+
+    out = str(tmp_path / "judge")
+    train_genrm([], base_dir, out, GenRMTrainConfig(steps=0), gt_records=[
+        {"prompt": "p", "ground_truth": "1", "response": "#### 2", "correct": False}], log=None)
+    recs = _math_records(30)
+    rows = ([{**r, "response": r["reference"], "correct": True} for r in recs[:20]]
+            + [{**r, "response": r["reference"] + "0", "correct": False} for r in recs[10:30]])
+    genrm.clear_judge_cache()
+    entry = calibrate_judge(out, rows, log=None)
+    assert 0 < entry["threshold"] < 1 and entry["n"] == 40 and entry["correct"] == 20
+    assert entry["accuracy"] >= entry["accuracy_at_0.5"]
+    saved = json.load(open(os.path.join(out, GENRM_META)))
+    assert saved["calibration"]["genrm.gt"] == entry
+    results = score_genrm_gt_batch(rows, [r["response"] for r in rows], judge=out)
+    for res in results:
+        assert res.info["calibration_threshold"] == entry["threshold"]
+        assert (res.score > 0.5) == (res.info["raw_score"] > entry["threshold"])
+    agree = sum((res.score > 0.5) == r["correct"] for res, r in zip(results, rows)) / len(rows)
+    assert agree == pytest.approx(entry["accuracy"])  # the fitted accuracy is what scoring now gives
+    with pytest.raises(JudgeError, match="both correct and wrong"):
+        calibrate_judge(out, [{**r, "correct": True} for r in rows], log=None)
+    with pytest.raises(JudgeError, match="at least 20"):
+        calibrate_judge(out, rows[:5], log=None)
+    with pytest.raises(JudgeError, match="not a judge directory"):
+        calibrate_judge(base_dir, rows, log=None)
+    genrm.clear_judge_cache()
+
+
+def test_calibrate_genrm_cli_refuses_a_directory_that_is_not_a_judge(base_dir, tmp_path, capsys):
+    from datarl.cli import main
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({**r, "response": r["reference"]}) + "\n" for r in _math_records(25)))
+    assert main(["calibrate-genrm", base_dir, str(rows)]) == 2
+    err = capsys.readouterr().err
+    assert "not a judge directory" in err and "Traceback" not in err

@@ -22,7 +22,8 @@ from .common import EXIT_INTERRUPTED, EXIT_USAGE
 __all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "build_parser", "main"]
 
 # Commands that load or train models, and so can fail on a bad model, pairs file or judge.
-_MODEL_COMMANDS = ("generate", "eval", "sft", "make-pairs", "train-bt", "train-genrm", "build-references",
+_MODEL_COMMANDS = ("generate", "eval", "sft", "make-pairs", "train-bt", "train-genrm", "calibrate-genrm",
+                   "build-references",
                    "train", "pipeline")
 _SELECT_COMMANDS = ("select", "pipeline")
 

@@ -91,6 +91,32 @@ def _parse_train_genrm(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(fn=cmd_train_genrm)
 
 
+def cmd_calibrate_genrm(args: argparse.Namespace) -> int:
+    import json
+
+    from datarl.jobs import load_prompts
+    from datarl.models.genrm_train import calibrate_judge
+
+    records = [r.to_dict() for r in load_prompts(args.records)]
+    entry = calibrate_judge(args.judge, records, log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(entry, indent=2))
+    return 0
+
+
+def _parse_calibrate_genrm(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate-genrm", help="fit a GenRM judge's genrm.gt decision threshold on labelled responses",
+                       description="Judge RECORDS (prompt, ground_truth, response; labelled by rtv.math unless "
+                                   "they carry 'correct') against their ground truth, pick the threshold with "
+                                   "the highest agreement, and store it in JUDGE/datarl_genrm.json. genrm.gt "
+                                   "scores from that judge are then mapped so that the threshold is 0.5 "
+                                   "(reward_info keeps raw_score). Use responses of the policy the judge will "
+                                   "score on training prompts, never the evaluation split.")
+    p.add_argument("judge", help="judge directory (datarl train-genrm)")
+    p.add_argument("records", help="JSONL/Parquet records with ground_truth and response (e.g. datarl generate "
+                                   "output on training prompts)")
+    p.set_defaults(fn=cmd_calibrate_genrm)
+
+
 def cmd_build_references(args: argparse.Namespace) -> int:
     from datarl.jobs import load_prompts, write_jsonl_atomic
     from datarl.references import build_references
@@ -194,5 +220,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     _parse_make_pairs(sub)
     _parse_train_bt(sub)
     _parse_train_genrm(sub)
+    _parse_calibrate_genrm(sub)
     _parse_build_references(sub)
     _parse_select(sub)

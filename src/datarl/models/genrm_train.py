@@ -37,10 +37,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 from datarl.models.optim import adamw, decay_groups, loss_summary, lr_factor, optimizer_step, set_lr
-from datarl.rewards.genrm import GT_FORMAT, MAX_ANSWER_CHARS, VERDICTS, judge_batch, judge_prompt
+from datarl.rewards.genrm import (GT_FORMAT, MAX_ANSWER_CHARS, SOURCE_GT, VERDICTS, clear_judge_cache, judge_batch,
+                                  judge_prompt)
 from datarl.rewards.genrm_backends import GENRM_META, HFJudge
 
-__all__ = ["GenRMTrainConfig", "train_genrm", "judge_items"]
+__all__ = ["GenRMTrainConfig", "train_genrm", "judge_items", "fit_threshold", "calibrate_judge"]
 
 
 @dataclass(frozen=True)
@@ -221,3 +222,77 @@ def train_genrm(pairs: Sequence[Mapping[str, Any]], base: str, out_dir: str, cfg
     if log is not None:
         log(f"GenRM judge written to {out_dir}: {after}")
     return meta
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+def fit_threshold(scores: Sequence[float], labels: Sequence[bool]) -> tuple[float, float]:
+    """The decision threshold in (0, 1) with the highest accuracy of ``score > threshold`` against ``labels``
+    (midpoints between consecutive distinct scores; ties broken towards 0.5). Returns (threshold, accuracy)."""
+    if len(scores) != len(labels) or not scores:
+        raise ValueError("fit_threshold needs as many labels as scores, at least one")
+    values = sorted({min(1 - 1e-6, max(1e-6, float(x))) for x in scores})
+    candidates = [0.5] + [(a + b) / 2 for a, b in zip(values, values[1:])] + [values[0] / 2,
+                                                                               (values[-1] + 1) / 2]
+    best = None
+    for th in candidates:
+        acc = sum((x > th) == bool(y) for x, y in zip(scores, labels)) / len(scores)
+        key = (acc, -abs(th - 0.5))
+        if best is None or key > best[0]:
+            best = (key, th, acc)
+    assert best is not None
+    return best[1], best[2]
+
+
+def calibrate_judge(judge_dir: str, records: Sequence[Mapping[str, Any]], *, source: str = SOURCE_GT,
+                    log: Any = print) -> dict[str, Any]:
+    """Fit ``source``'s decision threshold for the judge in ``judge_dir`` on labelled responses and store it
+    in its ``datarl_genrm.json`` (``calibration.<source>``); scores from that judge are then calibrated.
+
+    ``records``: mappings with ``prompt``, ``ground_truth``, ``response`` and optionally ``correct`` (else
+    computed with ``rtv.math``). Use responses from the policy the judge will score (e.g. SFT samples on
+    training prompts), never the evaluation split. Only ``genrm.gt`` is supported: its labels come from a
+    verifier.
+    """
+    from datarl.rewards.genrm import JudgeError
+    from datarl.rewards.genrm_backends import GENRM_META, HFJudge
+
+    if source != SOURCE_GT:
+        raise JudgeError(f"calibration is supported for {SOURCE_GT} (labels from a verifier), not {source}")
+    meta_path = os.path.join(judge_dir, GENRM_META)
+    if not os.path.isfile(meta_path):
+        raise JudgeError(f"{judge_dir}: not a judge directory (no {GENRM_META}); train one with datarl train-genrm")
+    usable = [r for r in records if str(r.get("ground_truth", "")).strip() and r.get("response") is not None]
+    if len(usable) < 20:
+        raise JudgeError(f"calibration needs at least 20 records with ground_truth and response, got {len(usable)}")
+    labels = [bool(r["correct"]) if r.get("correct") is not None else _is_correct(r, str(r["response"]))
+              for r in usable]
+    if all(labels) or not any(labels):
+        raise JudgeError("calibration needs both correct and wrong responses (all labels are the same)")
+    judge = HFJudge.load(judge_dir)  # raw scores: the stored calibration is not applied by judge_batch
+    with open(meta_path, encoding="utf-8") as fh:
+        meta = json.load(fh)
+    cfg = GenRMTrainConfig(**{k: v for k, v in (meta.get("config") or {}).items()
+                              if k in GenRMTrainConfig.__dataclass_fields__})
+    refs = [cfg.gt_format.format(ground_truth=str(r["ground_truth"]).strip()) for r in usable]
+    results = judge_batch(judge, [(r["prompt"], str(r["response"]), ref) for r, ref in zip(usable, refs)],
+                          max_answer_chars=cfg.max_answer_chars)
+    failed = [res.error for res in results if res.error]
+    if failed:
+        raise JudgeError(f"the judge failed on {len(failed)} calibration items: {failed[0]}")
+    scores = [res.score for res in results]
+    threshold, accuracy = fit_threshold(scores, labels)
+    at_half = sum((x > 0.5) == y for x, y in zip(scores, labels)) / len(scores)
+    entry = {"threshold": threshold, "accuracy": accuracy, "accuracy_at_0.5": at_half, "n": len(scores),
+             "correct": sum(labels)}
+    meta.setdefault("calibration", {})[source] = entry
+    tmp = meta_path + f".tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(meta, fh, indent=2, default=str)
+    os.replace(tmp, meta_path)
+    clear_judge_cache()  # judges loaded before this see the new calibration on their next load
+    if log is not None:
+        log(f"{source} threshold {threshold:.3f}: accuracy {accuracy:.3f} on {len(scores)} responses "
+            f"({at_half:.3f} at 0.5), written to {meta_path}")
+    return entry

@@ -24,6 +24,11 @@ Hugging Face backend, or a mapping ``{backend: "openai", base_url, model, api: "
 "chat", timeout_s, retries, batch_size, top_logprobs}`` for any OpenAI-compatible endpoint that
 returns logprobs (vLLM, SGLang, llama-cpp-python). Judges are cached per process by spec.
 
+Calibration: a judge directory may carry a fitted decision threshold per source
+(``datarl calibrate-genrm``, from responses labelled by a verifier); its scores are then mapped by
+:func:`calibrate` so that the threshold lands on 0.5 (monotone, so the ranking is unchanged) and
+``reward_info`` keeps the ``raw_score`` and the ``calibration_threshold``.
+
 Failures never raise and are never a silent 0.5: a missing reference is ``failure: "no_reference"``
 and a failed judge call (timeout, HTTP error, no logprobs, no verdict token) is
 ``failure: "judge_error"`` with the error, both with reward 0.0.
@@ -40,7 +45,7 @@ from typing import Any, Mapping, Protocol, Sequence
 from datarl.rewards.base import RewardResult
 
 __all__ = ["JUDGE_TEMPLATE", "VERDICTS", "GT_FORMAT", "JudgeResult", "JudgeBackend", "JudgeError",
-           "judge_prompt", "readout", "combine", "judge_batch", "get_judge", "clear_judge_cache", "gt_reference",
+           "judge_prompt", "readout", "combine", "calibrate", "judge_batch", "get_judge", "clear_judge_cache", "gt_reference",
            "score_genrm_gt", "score_genrm_bon", "score_genrm_gt_batch", "score_genrm_bon_batch", "SOURCE_GT",
            "SOURCE_BON"]
 
@@ -145,6 +150,19 @@ def combine(p_response_first: float, p_reference_first: float) -> tuple[float, b
     return score, consistent
 
 
+def calibrate(score: float, threshold: float) -> float:
+    """Map a judge score so that ``threshold`` becomes 0.5: ``sigmoid(logit(score) - logit(threshold))``.
+
+    Monotone in ``score``; 0 and 1 stay 0 and 1; ``threshold = 0.5`` is the identity.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"calibration threshold must be in (0, 1), got {threshold}")
+    if score <= 0.0 or score >= 1.0:
+        return min(1.0, max(0.0, score))
+    z = math.log(score / (1.0 - score)) - math.log(threshold / (1.0 - threshold))
+    return 1.0 / (1.0 + math.exp(-z))
+
+
 # --- judge cache -------------------------------------------------------------------------------
 
 _CACHE: dict[str, JudgeBackend] = {}
@@ -236,8 +254,13 @@ def _score_many(records: Sequence[Mapping[str, Any]], responses: Sequence[str], 
             out[i] = RewardResult(0.0, source, {"failure": "judge_error", "error": f"{type(exc).__name__}: {exc}",
                                                 "reference": str(references[i])[:REFERENCE_INFO_CHARS]})
         return [r for r in out if r is not None]
+    threshold = (getattr(get_judge(judge), "calibration", None) or {}).get(source) if todo else None
     for i, result in zip(todo, results):
-        out[i] = _to_reward(result, source, str(references[i]))
+        reward = _to_reward(result, source, str(references[i]))
+        if threshold is not None and "failure" not in reward.info:
+            reward = RewardResult(calibrate(reward.score, threshold), source,
+                                  {**reward.info, "raw_score": reward.score, "calibration_threshold": threshold})
+        out[i] = reward
     return [r for r in out if r is not None]
 
 

@@ -70,10 +70,11 @@ class HFJudge:
     """A local causal LM judge. ``batch_size``: judge prompts per forward pass."""
 
     def __init__(self, policy: Any, *, batch_size: int = 32, gt_format: str = GT_FORMAT,
-                 verdict_ids: Sequence[int] | None = None) -> None:
+                 verdict_ids: Sequence[int] | None = None, calibration: Mapping[str, float] | None = None) -> None:
         self.policy = policy
         self.batch_size = int(batch_size)
         self.gt_format = gt_format
+        self.calibration = dict(calibration or {})  # source -> decision threshold (see genrm.calibrate)
         found = verdict_token_ids(policy.tokenizer)
         if verdict_ids is not None and list(verdict_ids) != found:
             raise JudgeError(f"{policy.name}: {GENRM_META} records verdict token ids {list(verdict_ids)} but the "
@@ -95,6 +96,8 @@ class HFJudge:
                 meta = json.load(fh)
             opts.setdefault("gt_format", meta.get("gt_format", GT_FORMAT))
             opts.setdefault("verdict_ids", meta.get("verdict_token_ids"))
+            opts.setdefault("calibration", {src: float(c["threshold"])
+                                            for src, c in (meta.get("calibration") or {}).items()})
         return cls(policy, **opts)
 
     def encode(self, prompts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
