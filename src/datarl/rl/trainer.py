@@ -144,8 +144,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             fused = p.ppo_epochs == 1 and p.micro >= len(batch)
             train_policy = step >= p.critic_warmup_steps
             old_logp, ref_logp, values = _no_grad_passes(policy.model, ref_model, None if fused else critic, batch, p)
-            ahead = _forward(policy.model, critic, batch, p, train_policy) if fused else None
-            if ahead is not None:
+            ahead = None
+            if fused:  # a shared critic's pass is the policy's too; a separate critic runs alone, as before
+                ahead = (_forward(policy.model, critic, batch, p, train_policy) if isinstance(critic, SharedValueHead)
+                         else (None, None, critic(batch.input_ids, batch.attention_mask, batch.gather_index)))
                 values = ahead[2].detach() * batch.mask
             mask = batch.mask
             if old_logp is None:  # the sampler's log-probs are the old policy's: no extra forward pass
@@ -237,23 +239,26 @@ def _pad_to(x: Any, batch: RolloutBatch) -> Any:
     return torch.nn.functional.pad(x.float(), (0, width - x.shape[1]))
 
 
-def _forward(model: Any, critic: Any, sub: RolloutBatch, p: Any, train_policy: bool) -> tuple[Any, Any, Any]:
+def _forward(model: Any, critic: Any, sub: RolloutBatch, p: Any, train_policy: bool,
+             values: Any | None = None) -> tuple[Any, Any, Any]:
     """The update's forward pass over ``sub``: the policy's log-probs and entropy (with gradients when
-    ``train_policy``) and the critic's values (with gradients). A shared critic reads the policy's body pass."""
+    ``train_policy``) and the critic's values (with gradients; ``values`` when already computed). A shared
+    critic reads the policy's body pass."""
     args = (sub.input_ids, sub.attention_mask, sub.gather_index)
     if isinstance(critic, SharedValueHead):
         return response_forward_with_values(model, critic.head, *args, sub.response_ids, p.temperature,
                                             policy_grad=train_policy)
     with torch.set_grad_enabled(train_policy):  # critic warm-up: no policy graph to build
         logp, entropy = response_forward(model, *args, sub.response_ids, p.temperature, with_entropy=True)
-    return logp, entropy, critic(*args)
+    return logp, entropy, critic(*args) if values is None else values
 
 
 def _ppo_updates(model: Any, critic: Any, actor_opt: Any, critic_opt: Any, batch: RolloutBatch, old_logp: Any,
                  old_values: Any, advantages: Any, returns: Any, p: Any, rng: random.Random,
                  train_policy: bool = True, ahead: tuple[Any, Any, Any] | None = None) -> dict[str, float]:
-    """PPO epochs over shuffled minibatches. ``ahead``: :func:`_forward` over the whole batch, already run,
-    when one epoch of one micro-batch covers it (the pass that gave ``old_values``)."""
+    """PPO epochs over shuffled minibatches. ``ahead``: when one epoch of one micro-batch covers the batch, the
+    pass that gave ``old_values``, already run with gradients: ``(logp, entropy, values)`` of a shared critic,
+    ``(None, None, values)`` of a separate one."""
     sums: dict[str, list[float]] = defaultdict(list)
     for _epoch in range(p.ppo_epochs):
         order = list(range(len(batch)))
@@ -268,11 +273,19 @@ def _ppo_updates(model: Any, critic: Any, actor_opt: Any, critic_opt: Any, batch
                 sub = batch.select(rows)
                 T = sub.mask.shape[1]
                 share = float(sub.mask.sum()) / mb_tokens  # token-weighted: accumulation == one big batch
-                logp, entropy, v = ((x[rows, :T] for x in ahead) if ahead is not None
-                                    else _forward(model, critic, sub, p, train_policy))
+                if ahead is not None and ahead[0] is not None:  # shared critic: the whole pass is done
+                    logp, entropy, v = (x[rows, :T] for x in ahead)
+                else:
+                    logp, entropy, v = _forward(model, critic, sub, p, train_policy,
+                                                None if ahead is None else ahead[2][rows, :T])
                 pl, pst = ppo.policy_loss(logp, old_logp[rows, :T], advantages[rows, :T], sub.mask, p.clip_eps)
                 vl, vst = ppo.value_loss(v, old_values[rows, :T], returns[rows, :T], sub.mask, p.value_clip)
-                ((pl + vl if train_policy else vl) * share).backward()  # one backward (a shared body gets both)
+                if isinstance(critic, SharedValueHead):  # one body: one backward carries both losses into it
+                    ((pl + vl if train_policy else vl) * share).backward()
+                else:  # two models: a backward each (one call over both graphs interleaves them: slower on CPU)
+                    if train_policy:
+                        (pl * share).backward()
+                    (vl * share).backward()
                 for key, value in (("ppo/policy_loss", pl.item()), ("ppo/value_loss", vl.item()),
                                    ("ppo/clipfrac", pst.clipfrac), ("ppo/approx_kl", pst.approx_kl),
                                    ("ppo/value_clipfrac", vst.clipfrac),
