@@ -90,9 +90,13 @@ def test_ctrl_c_leaves_no_output_no_temp_file_and_no_processes(tmp_path):
         time.sleep(0.05)
     time.sleep(0.5)
     assert proc.poll() is None, "the run finished before it could be interrupted"
+    sent = time.monotonic()
     os.kill(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    out_text, err = proc.communicate(timeout=60)
+    # Seen once in a full suite run on a loaded machine: exit 0, empty stderr (the signal had no effect).
+    # Not reproduced in reruns; the message says how long the run went on after the signal, for next time.
+    assert proc.returncode == 130, (proc.returncode, f"{time.monotonic() - sent:.2f} s after SIGINT", err,
+                                    out_text[-500:])
     assert "interrupted" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl"]
     time.sleep(0.3)

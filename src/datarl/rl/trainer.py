@@ -139,8 +139,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             t_reward = time.perf_counter()
             # 4. old log-probs, reference log-probs and values, without gradients
             batch = pack([g.prompt_ids for g in gens], [g.token_ids for g in gens], inputs.pad_id).to(device)
-            # One epoch over one minibatch in one forward: the update's own forward pass runs now, with gradients
-            # (nothing is updated in between), and its values are the old values: the critic runs once.
+            # One epoch over one minibatch in one forward: the critic (a shared one: the whole update pass) runs
+            # now, with gradients (nothing is updated in between); its values are the old values, so it runs once.
             fused = p.ppo_epochs == 1 and p.micro >= len(batch)
             train_policy = step >= p.critic_warmup_steps
             old_logp, ref_logp, values = _no_grad_passes(policy.model, ref_model, None if fused else critic, batch, p)
