@@ -83,20 +83,20 @@ def test_ctrl_c_leaves_no_output_no_temp_file_and_no_processes(tmp_path):
     inp = tmp_path / "big.jsonl"
     inp.write_text(src * 8)  # ~21k items: long enough to interrupt mid-run
     out = tmp_path / "o.jsonl"
+    # As from a terminal: SIGINT at its default. A test run started in the background by a non-interactive
+    # shell inherits SIGINT ignored, and datarl (like any process) rightly keeps ignoring it: the run then
+    # finished with exit 0 and this test failed, twice, until the child's disposition was set here.
     proc = subprocess.Popen([*DATARL, "score", str(inp), "-o", str(out), "--workers", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob("o.jsonl.tmp-*")) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)
     assert proc.poll() is None, "the run finished before it could be interrupted"
-    sent = time.monotonic()
     os.kill(proc.pid, signal.SIGINT)
-    out_text, err = proc.communicate(timeout=60)
-    # Seen once in a full suite run on a loaded machine: exit 0, empty stderr (the signal had no effect).
-    # Not reproduced in reruns; the message says how long the run went on after the signal, for next time.
-    assert proc.returncode == 130, (proc.returncode, f"{time.monotonic() - sent:.2f} s after SIGINT", err,
-                                    out_text[-500:])
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl"]
     time.sleep(0.3)
