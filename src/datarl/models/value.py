@@ -32,6 +32,20 @@ def body_and_head(model: Any) -> tuple[Any, Any]:
     return body, head
 
 
+def hidden_at(body: Any, input_ids: Any, attention_mask: Any, gather_index: Any) -> Any:
+    """The body's last hidden states ``[B, T, H]`` at the positions ``gather_index`` ``[B, T]`` selects."""
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return hidden.gather(1, gather_index[..., None].expand(-1, -1, hidden.shape[-1]))
+
+
+def _zero_head(hidden_size: int) -> Any:
+    """hidden -> 1, all zeros: the first values are 0, so the first advantages are the rewards themselves."""
+    head = torch.nn.Linear(hidden_size, 1, bias=True)
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    return head
+
+
 class ValueModel(torch.nn.Module):
     """``body`` (a HF decoder body) and ``head`` (hidden -> 1)."""
 
@@ -42,9 +56,7 @@ class ValueModel(torch.nn.Module):
 
     def forward(self, input_ids: Any, attention_mask: Any, gather_index: Any) -> Any:
         """Values ``[B, T]`` at the hidden states selected by ``gather_index`` ``[B, T]``."""
-        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        idx = gather_index[..., None].expand(-1, -1, hidden.shape[-1])
-        return self.head(hidden.gather(1, idx)).squeeze(-1).float()
+        return self.head(hidden_at(self.body, input_ids, attention_mask, gather_index)).squeeze(-1).float()
 
 
 class SharedValueHead(torch.nn.Module):
@@ -62,9 +74,7 @@ class SharedValueHead(torch.nn.Module):
 
     def forward(self, input_ids: Any, attention_mask: Any, gather_index: Any) -> Any:
         body, _ = body_and_head(self.policy_model)
-        hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        idx = gather_index[..., None].expand(-1, -1, hidden.shape[-1])
-        return self.head(hidden.gather(1, idx)).squeeze(-1).float()
+        return self.head(hidden_at(body, input_ids, attention_mask, gather_index)).squeeze(-1).float()
 
 
 def load_value_model(init: str, policy_dir: str, *, dtype: str = "float32", device: str = "cpu",
@@ -75,10 +85,7 @@ def load_value_model(init: str, policy_dir: str, *, dtype: str = "float32", devi
     if init == "shared":
         if policy_model is None:
             raise ValueError("value_init: shared needs the policy model to put the value head on")
-        head = torch.nn.Linear(policy_model.config.hidden_size, 1, bias=True)
-        torch.nn.init.zeros_(head.weight)
-        torch.nn.init.zeros_(head.bias)
-        shared = SharedValueHead(policy_model, head.to(torch_dtype)).to(device)
+        shared = SharedValueHead(policy_model, _zero_head(policy_model.config.hidden_size).to(torch_dtype)).to(device)
         shared.train()
         return shared
     if init == "policy":
@@ -86,9 +93,7 @@ def load_value_model(init: str, policy_dir: str, *, dtype: str = "float32", devi
 
         policy = load_policy(policy_dir, dtype=dtype, device=device)
         body, _ = body_and_head(policy.model)
-        head = torch.nn.Linear(policy.model.config.hidden_size, 1, bias=True)
-        torch.nn.init.zeros_(head.weight)
-        torch.nn.init.zeros_(head.bias)
+        head = _zero_head(policy.model.config.hidden_size)
     else:
         from datarl.rewards.bt import META_FILE
 
@@ -114,9 +119,8 @@ def response_forward(model: Any, input_ids: Any, attention_mask: Any, gather_ind
     (the token before it). Logits are divided by ``temperature`` (the sampling distribution).
     """
     body, head = body_and_head(model)
-    hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    idx = gather_index[..., None].expand(-1, -1, hidden.shape[-1])
-    return _logprobs(head(hidden.gather(1, idx)).float(), targets, temperature, with_entropy)
+    return _logprobs(head(hidden_at(body, input_ids, attention_mask, gather_index)).float(), targets, temperature,
+                     with_entropy)
 
 
 def response_forward_with_values(model: Any, value_head: Any, input_ids: Any, attention_mask: Any,
@@ -127,9 +131,7 @@ def response_forward_with_values(model: Any, value_head: Any, input_ids: Any, at
     value head gets them (a critic warm-up)."""
     body, head = body_and_head(model)
     with torch.set_grad_enabled(policy_grad and torch.is_grad_enabled()):
-        hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        idx = gather_index[..., None].expand(-1, -1, hidden.shape[-1])
-        picked = hidden.gather(1, idx)
+        picked = hidden_at(body, input_ids, attention_mask, gather_index)
         logp, entropy = _logprobs(head(picked).float(), targets, temperature, True)
     values = value_head(picked).squeeze(-1).float()
     return logp, entropy, values
