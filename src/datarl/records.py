@@ -285,3 +285,13 @@ def format_errors(errors: Sequence[RecordError], limit: int = 20) -> str:
     if len(errors) > limit:
         lines.append(f"... and {len(errors) - limit} more")
     return "\n".join(lines)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file, fsync and a rename: readers see the old file or the new one."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

@@ -37,8 +37,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 from datarl.models.optim import adamw, decay_groups, loss_summary, lr_factor, optimizer_step, set_lr
-from datarl.rewards.genrm import (GT_FORMAT, MAX_ANSWER_CHARS, SOURCE_GT, VERDICTS, clear_judge_cache, judge_batch,
-                                  judge_prompt)
+from datarl.records import atomic_write_text
+from datarl.rewards.genrm import (GT_FORMAT, MAX_ANSWER_CHARS, SOURCE_GT, VERDICTS, clear_judge_cache, gt_reference,
+                                  judge_batch, judge_prompt)
 from datarl.rewards.genrm_backends import GENRM_META, HFJudge
 
 __all__ = ["GenRMTrainConfig", "train_genrm", "judge_items", "fit_threshold", "calibrate_judge"]
@@ -233,16 +234,13 @@ def fit_threshold(scores: Sequence[float], labels: Sequence[bool]) -> tuple[floa
     if len(scores) != len(labels) or not scores:
         raise ValueError("fit_threshold needs as many labels as scores, at least one")
     values = sorted({min(1 - 1e-6, max(1e-6, float(x))) for x in scores})
-    candidates = [0.5] + [(a + b) / 2 for a, b in zip(values, values[1:])] + [values[0] / 2,
-                                                                               (values[-1] + 1) / 2]
-    best = None
-    for th in candidates:
-        acc = sum((x > th) == bool(y) for x, y in zip(scores, labels)) / len(scores)
-        key = (acc, -abs(th - 0.5))
-        if best is None or key > best[0]:
-            best = (key, th, acc)
-    assert best is not None
-    return best[1], best[2]
+    candidates = [0.5, values[0] / 2, (values[-1] + 1) / 2] + [(a + b) / 2 for a, b in zip(values, values[1:])]
+
+    def accuracy(th: float) -> float:
+        return sum((x > th) == bool(y) for x, y in zip(scores, labels)) / len(scores)
+
+    best = max(candidates, key=lambda th: (accuracy(th), -abs(th - 0.5)))
+    return best, accuracy(best)
 
 
 def calibrate_judge(judge_dir: str, records: Sequence[Mapping[str, Any]], *, source: str = SOURCE_GT,
@@ -275,8 +273,7 @@ def calibrate_judge(judge_dir: str, records: Sequence[Mapping[str, Any]], *, sou
         meta = json.load(fh)
     cfg = GenRMTrainConfig(**{k: v for k, v in (meta.get("config") or {}).items()
                               if k in GenRMTrainConfig.__dataclass_fields__})
-    refs = [cfg.gt_format.format(ground_truth=str(r["ground_truth"]).strip()) for r in usable]
-    results = judge_batch(judge, [(r["prompt"], str(r["response"]), ref) for r, ref in zip(usable, refs)],
+    results = judge_batch(judge, [(r["prompt"], str(r["response"]), gt_reference(r, judge)) for r in usable],
                           max_answer_chars=cfg.max_answer_chars)
     failed = [res.error for res in results if res.error]
     if failed:
@@ -287,10 +284,7 @@ def calibrate_judge(judge_dir: str, records: Sequence[Mapping[str, Any]], *, sou
     entry = {"threshold": threshold, "accuracy": accuracy, "accuracy_at_0.5": at_half, "n": len(scores),
              "correct": sum(labels)}
     meta.setdefault("calibration", {})[source] = entry
-    tmp = meta_path + f".tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(meta, fh, indent=2, default=str)
-    os.replace(tmp, meta_path)
+    atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str))
     clear_judge_cache()  # judges loaded before this see the new calibration on their next load
     if log is not None:
         log(f"{source} threshold {threshold:.3f}: accuracy {accuracy:.3f} on {len(scores)} responses "

@@ -217,7 +217,8 @@ def _before_after(run: RunData) -> str:
     head = (f"<tr><th>task</th><th>before (step 0)</th><th>after (final, step {_e(steps['after'])})</th>"
             f"<th>difference</th><th>best (step {_e(steps['best'])})</th><th>difference</th></tr>")
     body = "".join(
-        f"<tr><td>{_e(t)}</td>{_ci_cell(r['before'])}{_ci_cell(r['after'])}{_diff_cell(r['before'], r['after'], r.get('gain_after'))}"
+        f"<tr><td>{_e(t)}</td>{_ci_cell(r['before'])}{_ci_cell(r['after'])}"
+        f"{_diff_cell(r['before'], r['after'], r.get('gain_after'))}"
         f"{_ci_cell(r['best'])}{_diff_cell(r['before'], r['best'], r.get('gain_best'))}</tr>" for t, r in table.items())
     paired = any(r.get("gain_after") or r.get("gain_best") for r in table.values())
     how = ("is paired: it comes from the per-prompt differences on the same eval prompts (greedy responses before "

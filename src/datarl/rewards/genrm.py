@@ -45,9 +45,9 @@ from typing import Any, Mapping, Protocol, Sequence
 from datarl.rewards.base import RewardResult
 
 __all__ = ["JUDGE_TEMPLATE", "VERDICTS", "GT_FORMAT", "JudgeResult", "JudgeBackend", "JudgeError",
-           "judge_prompt", "readout", "combine", "calibrate", "judge_batch", "get_judge", "clear_judge_cache", "gt_reference",
-           "score_genrm_gt", "score_genrm_bon", "score_genrm_gt_batch", "score_genrm_bon_batch", "SOURCE_GT",
-           "SOURCE_BON"]
+           "judge_prompt", "readout", "combine", "calibrate", "judge_batch", "get_judge", "clear_judge_cache",
+           "gt_reference", "score_genrm_gt", "score_genrm_bon", "score_genrm_gt_batch", "score_genrm_bon_batch",
+           "SOURCE_GT", "SOURCE_BON"]
 
 SOURCE_GT, SOURCE_BON = "genrm.gt", "genrm.bon"
 VERDICTS = ("A", "B")

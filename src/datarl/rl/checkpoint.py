@@ -18,18 +18,11 @@ from typing import Any, Mapping
 
 import torch
 
+from datarl.records import atomic_write_text
+
 __all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint", "atomic_write_text", "save_policy"]
 
 LATEST = "latest"
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def save_policy(policy: Any, out_dir: str) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-
 from typing import Any, Callable, Mapping, Sequence
 
 from datarl.executors import map_ordered

@@ -34,7 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from datarl.records import Record, RecordError, load_records, format_errors
+from datarl.records import Record, RecordError, atomic_write_text, format_errors, load_records
 from datarl.rewards.router import Router, RouterConfig
 from datarl.scoring import InputError, progress_bar, write_records_atomic
 from datarl.select.prepo import (
@@ -403,8 +403,4 @@ def _run_select(pool_path: str, out_path: str, policy: Any, router_config: Route
 
 
 def _write_json(path: str, data: Mapping[str, Any]) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
