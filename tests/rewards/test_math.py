@@ -313,7 +313,7 @@ def test_garbage_never_raises_and_is_fast(gold: str, response: object) -> None:
     elapsed = time.perf_counter() - start
     assert result.score == 0.0
     assert result.failure in {"no_answer", "wrong_answer"}
-    assert elapsed < 3.0, f"took {elapsed:.2f}s"
+    assert elapsed < 15.0, f"took {elapsed:.2f}s"  # a hang guard (well under 1 s on an idle core), not a timing test
 
 
 @pytest.mark.parametrize(
@@ -352,3 +352,45 @@ def test_extraction_reads_only_the_tail() -> None:
 )
 def test_is_pathological(answer: str, expected: bool) -> None:
     assert is_pathological(answer) is expected
+
+
+# ----------------------------------------------------------------------------- step credit
+
+TWO_STEPS = {"ground_truth": "30", "reference": "12 + 5 = 17\n17 + 13 = 30\n#### 30"}
+STEP_CREDIT = [
+    # (record, response, score, matched)
+    (TWO_STEPS, "12 + 5 = 17\n17 + 13 = 30\n#### 30", 1.0, None),  # right: full reward, no step count
+    (TWO_STEPS, "12 + 5 = 17\n17 + 13 = 31\n#### 31", 0.25, 1),  # first step right, second wrong
+    (TWO_STEPS, "12 + 5 = 18\n18 + 13 = 31\n#### 31", 0.0, 0),
+    (TWO_STEPS, "12 + 5 = 18\n17 + 13 = 30\n#### 31", 0.0, 0),  # credit only from the first step on
+    (TWO_STEPS, "12 + 5 = 17\n17 + 13 = 30\n#### 29", 0.5, 2),  # every step right, answer line wrong
+    (TWO_STEPS, "1 + 1 = 2\n12 + 5 = 17\n#### 17", 0.0, 0),  # a padded step does not earn credit
+    (TWO_STEPS, "So 12+5=17 then 17 + 13 = 3,1\n#### 31", 0.25, 1),
+    # GSM8K calculator annotations, in the reference and in the response
+    ({"ground_truth": "18", "reference": "16 - 3 - 4 = <<16-3-4=9>>9 eggs\n9 * 2 = $<<9*2=18>>18\n#### 18"},
+     "She has 16 - 3 - 4 = <<16-3-4=9>>9 left, so 9 * 2 = $<<9*2=16>>16\n#### 16", 0.25, 1),
+    ({"ground_truth": "30", "reference": "The answer is 30."}, "12 + 5 = 17\n#### 17", 0.0, None),  # no steps
+    ({"ground_truth": "30"}, "12 + 5 = 17\n#### 17", 0.0, None),
+]
+
+
+@pytest.mark.parametrize(("record", "response", "score", "matched"), STEP_CREDIT)
+def test_step_credit(record: dict, response: str, score: float, matched: int | None) -> None:
+    result = score_math(record, response, step_credit=0.5)
+    assert result.score == pytest.approx(score)
+    assert (result.info.get("steps") or {}).get("matched") == matched
+    assert score_math(record, response).score == (1.0 if score == 1.0 else 0.0)  # off by default
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, "0.5", True])
+def test_step_credit_must_be_valid(bad: object) -> None:
+    with pytest.raises(ValueError, match="step_credit"):
+        score_math(TWO_STEPS, "#### 30", step_credit=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("response", GARBAGE, ids=lambda r: repr(r)[:30])
+def test_step_credit_garbage_never_raises_and_is_fast(response: object) -> None:
+    start = time.perf_counter()
+    result = score_math(TWO_STEPS, response, step_credit=0.5)  # type: ignore[arg-type]
+    assert 0.0 <= result.score < 1.0
+    assert time.perf_counter() - start < 15.0  # hang guard

@@ -47,6 +47,12 @@ def test_record_problem_says_why_a_record_cannot_be_scored(table, record, proble
     ({"sources": {"bogus": {}}}, "unknown source 'bogus'"),
     ({"routers": {}}, "unknown config section"),
     ({"router": ["math"]}, "must map task names"),
+    # option values are checked up front (they were once reported as an internal error on every item)
+    ({"sources": {"rtv.math": {"rel_tol": "abc"}}}, "sources.rtv.math: rel_tol must be"),
+    ({"sources": {"rtv.math": {"step_credit": 1.5}}}, "sources.rtv.math: step_credit must be"),
+    ({"sources": {"rtv.code": {"partial_credit": 2}}}, "sources.rtv.code: partial_credit must be true or false"),
+    ({"sources": {"rtv.code": {"config": {"memory_mb": 3}}}}, "unknown field.*'memory_mb'; known: "),
+    ({"sources": {"rtv.ifeval": {"mode": "lax"}}}, "sources.rtv.ifeval: mode must be one of"),
 ])
 def test_bad_config_is_refused_with_a_fix(data, fragment):
     with pytest.raises(RouterConfigError, match=fragment):
@@ -59,6 +65,10 @@ def test_source_options_reach_the_source():
     gold = dict(MATH, ground_truth="3.14159")
     assert loose.score(gold, "The answer is 3.1416").score == 1.0
     assert exact.score(gold, "The answer is 3.1416").score == 0.0
+    steps = dict(MATH, ground_truth="30", reference="12 + 5 = 17\n17 + 13 = 30\n#### 30")
+    credit = Router(RouterConfig.from_mapping({"sources": {"rtv.math": {"step_credit": 0.5}}}))
+    assert credit.score(steps, "12 + 5 = 17\n17 + 13 = 31\n#### 31").score == 0.25
+    assert exact.score(steps, "12 + 5 = 17\n17 + 13 = 31\n#### 31").score == 0.0
 
 
 def test_a_task_can_be_removed_from_the_table():

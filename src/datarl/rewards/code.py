@@ -19,6 +19,8 @@ Reward: 1.0 when every test passes, else 0.0 (``partial_credit=True``: the passe
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import re
 import signal
@@ -59,9 +61,15 @@ def score_code(record: Mapping[str, Any], response: str, *, partial_credit: bool
     is turned into a ``SandboxConfig`` (unknown or invalid fields raise ValueError: a config error, not
     model output).
     """
+    if not isinstance(partial_credit, bool):
+        raise ValueError(f"partial_credit must be true or false, got {partial_credit!r}")
     if config is None:
         config = SandboxConfig()
     elif not isinstance(config, SandboxConfig):
+        known = {f.name for f in dataclasses.fields(SandboxConfig)}
+        unknown = sorted(set(dict(config)) - known)
+        if unknown:
+            raise ValueError(f"config: unknown field(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}")
         config = SandboxConfig(**dict(config))
     try:
         if not isinstance(response, str):

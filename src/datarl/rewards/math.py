@@ -262,8 +262,45 @@ def is_equivalent(gold: str, pred: str, *, rel_tol: float | None = None) -> bool
         return False
 
 
-def score_math(record: Mapping[str, Any], response: str, *, rel_tol: float | None = None) -> RewardResult:
+# One worked step: "12 + 5 = 17" (a line of the synthetic suite's references and of model
+# answers) or a GSM8K calculator annotation "<<12+5=17>>"; the group is the step's result.
+_STEP_RE = re.compile(r"(?:<<[^<>=]{1,200}=\s*|\d\s*[-+*/x\u00d7\u00f7]\s*\d[\d,.]*\s*=\s*)(-?\d[\d,]*(?:\.\d+)?)")
+
+
+def step_results(text: str) -> list[Fraction]:
+    """The results of the worked steps in ``text``, in order (see ``_STEP_RE``)."""
+    out: list[Fraction] = []
+    for match in _STEP_RE.finditer(text[:20_000]):
+        number = exact_number(match.group(1).replace(",", ""))
+        if number is not None:
+            out.append(number[0])
+    return out
+
+
+def _step_credit(record: Mapping[str, Any], response: str) -> tuple[float, dict[str, int]] | None:
+    """Share of the reference's steps the response reproduces in order from the first, or None
+    when the reference has no worked steps."""
+    reference = record.get("reference")
+    steps = step_results(reference) if isinstance(reference, str) else []
+    if not steps:
+        return None
+    matched = 0
+    for got, want in zip(step_results(response), steps):
+        if got != want:
+            break
+        matched += 1
+    return matched / len(steps), {"matched": matched, "steps": len(steps)}
+
+
+def score_math(record: Mapping[str, Any], response: str, *, rel_tol: float | None = None,
+               step_credit: float = 0.0) -> RewardResult:
     """Score one math response against ``record["ground_truth"]``: 1.0 if equivalent, else 0.0.
+
+    ``step_credit`` (in [0, 1), default 0: off) is a training option like code's partial credit:
+    a wrong answer earns ``step_credit`` times the share of the reference's worked steps
+    (``a op b = c`` lines, or GSM8K ``<<a*b=c>>`` annotations) whose results the response
+    reproduces in order from the first step; ``info["steps"]`` says how many. A right answer
+    is always 1.0, and a record whose reference has no worked steps scores as without it.
 
     ``info`` carries ``extracted``, ``extraction_method`` (``last_number`` marks a
     guess), ``ground_truth`` and, on a miss, ``failure``: ``no_answer``,
@@ -271,6 +308,8 @@ def score_math(record: Mapping[str, Any], response: str, *, rel_tol: float | Non
     Never raises on model output or a malformed record (only on an invalid ``rel_tol``).
     """
     _check_rel_tol(rel_tol)
+    if isinstance(step_credit, bool) or not isinstance(step_credit, (int, float)) or not 0 <= step_credit < 1:
+        raise ValueError(f"step_credit must be a number in [0, 1), got {step_credit!r}")
     info: dict[str, Any] = {"extracted": None, "extraction_method": None, "ground_truth": None}
     try:
         gold = record.get("ground_truth") if isinstance(record, Mapping) else None
@@ -290,9 +329,14 @@ def score_math(record: Mapping[str, Any], response: str, *, rel_tol: float | Non
         except _Unparseable:
             info["failure"] = "bad_ground_truth"
             return RewardResult(0.0, SOURCE, info)
-        if not ok:
-            info["failure"] = "wrong_answer"
-        return RewardResult(1.0 if ok else 0.0, SOURCE, info)
+        if ok:
+            return RewardResult(1.0, SOURCE, info)
+        info["failure"] = "wrong_answer"
+        credit = _step_credit(record, response) if step_credit else None
+        if credit is None:
+            return RewardResult(0.0, SOURCE, info)
+        info["steps"] = credit[1]
+        return RewardResult(step_credit * credit[0], SOURCE, info)
     except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
             raise

@@ -24,7 +24,7 @@ from datarl.rewards.base import RewardResult
 
 # source name -> (module, function, allowed option names)
 SOURCES: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "rtv.math": ("datarl.rewards.math", "score_math", ("rel_tol",)),
+    "rtv.math": ("datarl.rewards.math", "score_math", ("rel_tol", "step_credit")),
     "rtv.ifeval": ("datarl.rewards.ifeval", "score_ifeval", ("mode",)),
     "rtv.code": ("datarl.rewards.code", "score_code", ("partial_credit", "config")),
     "bt": ("datarl.rewards.bt", "score_bt", ("model", "scale", "shift")),
@@ -58,6 +58,19 @@ class RouterConfigError(ValueError):
     """A router config that cannot work; the message says how to fix it."""
 
 
+def _probe_options(source: str, opts: Mapping[str, Any]) -> None:
+    """Check a rule-based source's option values now, by scoring an empty item with them: a bad
+    value (``rel_tol: abc``) is a config error, where scoring would report every item as an
+    internal error. Rule sources check their options before they look at the item."""
+    module, name, _ = SOURCES[source]
+    try:
+        getattr(importlib.import_module(module), name)({}, "", **dict(opts))
+    except ImportError:
+        return  # an optional dependency is missing: scoring reports it per item (source_unavailable)
+    except (ValueError, TypeError) as exc:
+        raise RouterConfigError(f"sources.{source}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class RouterConfig:
     """Which source scores each task, and each source's options.
@@ -86,6 +99,8 @@ class RouterConfig:
                 if key not in allowed:
                     raise RouterConfigError(
                         f"sources.{source}: unknown option {key!r}; allowed: {', '.join(allowed) or 'none'}")
+            if opts and source not in MODEL_OPTION:
+                _probe_options(source, opts)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> "RouterConfig":
