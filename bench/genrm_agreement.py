@@ -47,7 +47,9 @@ def main() -> int:
         with open(os.path.join(args.suite, "eval.jsonl")) as fh:
             evals = [json.loads(line) for line in fh]
     else:
-        evals = build_suite(SynthConfig())["eval"]
+        # 300 eval prompts per task: the suite the judge recipe (scripts/train_gt_judge.py) kept out
+        # of its training data when the documented judge was trained (math has 2,100 eval prompts now)
+        evals = build_suite(SynthConfig(eval_by_task={}))["eval"]
     math_prompts = [r for r in evals if r["task"] == "math"]
     per_prompt = -(-args.n // len(math_prompts))
     policy = load_policy(args.policy or build_sft_policy(log=lambda m: None))

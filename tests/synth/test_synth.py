@@ -18,6 +18,7 @@ from datarl.synth import (
     demonstration,
     gold_check,
     sft_examples,
+    sft_records,
     write_suite,
 )
 from datarl.synth import code_tasks, rubric
@@ -42,7 +43,8 @@ def test_files_load_and_every_reference_passes_gold(small_suite: dict[str, str])
     for split in ("train", "pool", "eval"):
         loaded = load_records(small_suite[split])
         assert loaded.errors == [], loaded.errors[:3]
-        assert len(loaded.records) == 4 * getattr(SMALL, f"{split}_per_task")
+        n = getattr(SMALL, f"{split}_per_task")
+        assert len(loaded.records) == (3 + 7 if split == "eval" else 4) * n  # eval: 7x math by default
         for record in loaded.records:
             assert record.response is None and record.reference
             result = gold_check(record, record.reference)
@@ -125,6 +127,8 @@ def test_records_do_not_carry_the_hidden_rubric() -> None:
     {"tasks": ("math", "poetry")}, {"tasks": ("math", "math")}, {"difficulty_weights": (1, 1)},
     {"difficulty_weights": (0, 0, 0)}, {"pool_difficulty_weights": (1, -1, 1)},
     {"pool_duplicate_fraction": 1.0}, {"train_per_task": 0, "pool_duplicate_fraction": 0.5},
+    {"eval_by_task": {"poetry": 3}}, {"eval_by_task": {"math": -1}}, {"eval_by_task": {"math": 2.5}},
+    {"eval_by_task": [("math", 3)]},
 ])
 def test_config_validation(bad: dict) -> None:
     with pytest.raises(ValueError):
@@ -219,3 +223,33 @@ def test_prompts_and_responses_are_short() -> None:
     for record in [r for split in suite.values() for r in split]:
         assert len(record["prompt"].split()) <= 42, record["prompt"]
         assert len(record["reference"].split()) <= 60, record["reference"]
+
+
+def test_eval_counts_by_task() -> None:
+    default = SynthConfig(train_per_task=0, pool_per_task=0, eval_per_task=4)
+    assert {t: default.eval_count(t) for t in default.tasks} == {"math": 28, "code": 4, "ifeval": 4, "general": 4}
+    tasks = Counter(r["task"] for r in build_suite(default)["eval"])
+    assert tasks == {"math": 28, "code": 4, "ifeval": 4, "general": 4}
+    even = SynthConfig(train_per_task=0, pool_per_task=0, eval_per_task=4, eval_by_task={})
+    assert Counter(r["task"] for r in build_suite(even)["eval"]) == {t: 4 for t in even.tasks}
+    # another task's count changes none of math's records (each (split, task) has its own stream)
+    more_code = SynthConfig(train_per_task=0, pool_per_task=0, eval_per_task=4, eval_by_task={"code": 9, "math": 28})
+    math = [r["prompt"] for r in build_suite(more_code)["eval"] if r["task"] == "math"]
+    assert sorted(math) == sorted(r["prompt"] for r in build_suite(default)["eval"] if r["task"] == "math")
+
+
+def test_sft_prompts_are_never_eval_prompts_and_avoid_train_and_pool() -> None:
+    cfg = SynthConfig(seed=5, train_per_task=60, pool_per_task=20, eval_per_task=20)
+    suite = build_suite(cfg)
+    sft = sft_records(cfg, suite)
+    assert Counter(r["task"] for r in sft) == {t: 60 for t in cfg.tasks}
+    prompts = [r["prompt"] for r in sft]
+    assert len(set(prompts)) == len(prompts)
+    assert not set(prompts) & {r["prompt"] for r in suite["eval"]}
+    seen = {r["prompt"] for split in ("train", "pool") for r in suite[split]}
+    repeats = Counter(r["task"] for r in sft if r["prompt"] in seen)
+    assert set(repeats) <= {"general"}  # only general's small prompt space forces a repeat
+    assert sft == sft_records(cfg, build_suite(cfg))  # seeded
+    for record in sft:
+        threshold = REFERENCE_THRESHOLD if record["task"] == "general" else 1.0
+        assert gold_check(record, record["reference"]).score >= threshold

@@ -1,6 +1,8 @@
 """``datarl sft``: the tiny SFT policy of the embedded default, built once and cached.
 
-Recipe: build the synthetic suite's train split; draw imperfect demonstrations (the
+Recipe: draw the synthetic suite's SFT prompts (``sft_records``: as many as the train split,
+none of them a train, pool or eval prompt, so PPO trains on prompts the SFT policy never saw);
+draw imperfect demonstrations (the
 reference with probability ``demo_quality``, a plausible mistake otherwise, like noisy
 human SFT data); train a byte-level BPE tokenizer on the suite's text; pretrain a
 Llama-style model on whole texts plus an arithmetic drill corpus, then fine-tune on responses only. The result is an
@@ -21,10 +23,10 @@ from typing import Any
 
 from datarl.models.tiny import TinyModelConfig, build_tiny_policy
 from datarl.models.train_lm import LMTrainConfig, train_lm
-from datarl.synth import SynthConfig, build_suite, sft_examples
+from datarl.synth import SynthConfig, build_suite, sft_examples, sft_records
 from datarl.synth.math_tasks import arithmetic_drill, practice_text
 
-RECIPE_VERSION = 6  # bump when the recipe changes so stale caches are not reused
+RECIPE_VERSION = 7  # bump when the recipe changes so stale caches are not reused
 
 
 def default_cache_dir() -> str:
@@ -36,7 +38,7 @@ def default_cache_dir() -> str:
 class SFTConfig:
     """How the tiny SFT policy is built.
 
-    synth: the suite whose train split is the SFT data.
+    synth: the suite whose SFT prompts (``sft_records``) are the SFT data.
     model: the transformer's shape.
     pretrain: language-model phase on whole texts (prompt and demonstration).
     sft: supervised phase, loss on responses only.
@@ -88,7 +90,7 @@ def build_sft_policy(cfg: SFTConfig | None = None, *, cache_dir: str | None = No
         return out
     start = time.perf_counter()
     suite = build_suite(cfg.synth)
-    train = suite["train"]
+    train = sft_records(cfg.synth, suite)
     rng = random.Random(cfg.seed)
     demos = sft_examples(train, rng, cfg.demo_quality)
     pairs = [(d["prompt"], d["response"]) for d in demos]
@@ -97,7 +99,7 @@ def build_sft_policy(cfg: SFTConfig | None = None, *, cache_dir: str | None = No
     drills += [(None, practice_text(rng, banned)) for _ in range(cfg.practice_texts)]
     sft_pairs = pairs + [(d["prompt"], d["response"]) for d in demos
                          if d.get("task") == "math" for _ in range(cfg.math_repeat - 1)]
-    texts = [str(r["prompt"]) + "\n" + str(r.get("reference", "")) for rs in suite.values() for r in rs]
+    texts = [str(r["prompt"]) + "\n" + str(r.get("reference", "")) for rs in (*suite.values(), train) for r in rs]
     policy = build_tiny_policy(texts, cfg.model, seed=cfg.seed)
     n_params = sum(p.numel() for p in policy.model.parameters())
     log(f"tiny policy: {n_params / 1e6:.2f}M parameters, vocabulary {len(policy.tokenizer)}, "

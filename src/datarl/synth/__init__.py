@@ -20,12 +20,13 @@ from __future__ import annotations
 from datarl.synth.demos import demonstration, sft_examples, wrong_response
 from datarl.synth.gold import gold_check, gold_passed
 from datarl.synth.rubric import PASS_THRESHOLD, REFERENCE_THRESHOLD, gold_score
-from datarl.synth.suite import SPLITS, SynthConfig, build_suite, write_suite
+from datarl.synth.suite import SPLITS, SynthConfig, build_suite, sft_records, write_suite
 
 __all__ = [
     "PASS_THRESHOLD",
     "REFERENCE_THRESHOLD",
     "SPLITS",
+    "sft_records",
     "SynthConfig",
     "build_suite",
     "demonstration",

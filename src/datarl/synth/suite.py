@@ -12,7 +12,14 @@ tasks' records unchanged.
   (``pool_duplicate_fraction``) repeats train prompts verbatim under new ids, so that
   selection has something to find.
 - ``eval``: ``difficulty_weights`` mix; no eval prompt text occurs in train or pool
-  (nor twice in eval).
+  (nor twice in eval). Math has seven times ``eval_per_task`` eval prompts by default
+  (``eval_by_task``; 2,100 at the default 300): PPO's math gains on the tiny policy are 2-3
+  points, which 300 prompts cannot tell from noise (docs/results.md).
+
+``sft_records(cfg, suite)`` draws the SFT demonstrations' prompts (``train_per_task`` per
+task, ids ``synth-sft-<n>``) from their own streams, none equal to a train, pool or eval
+prompt: the SFT policy has not seen the prompts PPO trains on, as in the paper, where the
+RL prompts are new to the SFT model.
 
 Difficulty counts per split and task are exact (largest remainder), then shuffled.
 """
@@ -24,13 +31,13 @@ import os
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from datarl.records import TASKS
 from datarl.synth import code_tasks, general_tasks, ifeval_tasks, math_tasks
 from datarl.synth.rubric import PASS_THRESHOLD, REFERENCE_THRESHOLD
 
-__all__ = ["SynthConfig", "build_suite", "write_suite", "SPLITS", "GENERATORS"]
+__all__ = ["SynthConfig", "build_suite", "sft_records", "write_suite", "SPLITS", "GENERATORS"]
 
 SPLITS = ("train", "pool", "eval")
 GENERATORS: dict[str, Callable[[random.Random, int], dict[str, Any]]] = {
@@ -40,6 +47,7 @@ GENERATORS: dict[str, Callable[[random.Random, int], dict[str, Any]]] = {
     "general": general_tasks.generate,
 }
 _EVAL_TRIES_PER_RECORD = 50
+MATH_EVAL_FACTOR = 7  # math eval records per eval_per_task, unless eval_by_task says otherwise
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,8 @@ class SynthConfig:
     train_per_task: records per task in ``train``.
     pool_per_task: records per task in ``pool`` (duplicates of train included).
     eval_per_task: records per task in ``eval``.
+    eval_by_task: eval counts for the tasks named, in place of ``eval_per_task``. None (the
+        default) means ``{"math": 7 * eval_per_task}``; ``{}`` gives every task ``eval_per_task``.
     tasks: which of ``math``, ``code``, ``ifeval``, ``general`` to generate.
     difficulty_weights: relative weights of difficulty 1, 2, 3 in train and eval.
     pool_difficulty_weights: the same for the pool's fresh records (easy- and hard-heavy).
@@ -60,6 +70,7 @@ class SynthConfig:
     train_per_task: int = 600
     pool_per_task: int = 200
     eval_per_task: int = 300
+    eval_by_task: Mapping[str, int] | None = None
     tasks: tuple[str, ...] = TASKS
     difficulty_weights: tuple[float, float, float] = (0.4, 0.4, 0.2)
     pool_difficulty_weights: tuple[float, float, float] = (0.35, 0.2, 0.45)
@@ -76,6 +87,16 @@ class SynthConfig:
         object.__setattr__(self, "tasks", tasks)
         if not tasks or len(set(tasks)) != len(tasks) or any(t not in TASKS for t in tasks):
             raise ValueError(f"tasks must be distinct names from {TASKS}, got {self.tasks!r}")
+        if self.eval_by_task is None:
+            object.__setattr__(self, "eval_by_task", {"math": MATH_EVAL_FACTOR * self.eval_per_task})
+        if not isinstance(self.eval_by_task, Mapping):
+            raise ValueError(f"eval_by_task must map task names to counts, got {self.eval_by_task!r}")
+        for task, value in self.eval_by_task.items():
+            if task not in TASKS:
+                raise ValueError(f"eval_by_task: unknown task {task!r}; tasks are {TASKS}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"eval_by_task.{task} must be an integer >= 0, got {value!r}")
+        object.__setattr__(self, "eval_by_task", dict(sorted(self.eval_by_task.items())))
         for name in ("difficulty_weights", "pool_difficulty_weights"):
             weights = tuple(float(w) for w in getattr(self, name))
             if len(weights) != 3 or any(w < 0 for w in weights) or sum(weights) <= 0:
@@ -86,6 +107,11 @@ class SynthConfig:
             raise ValueError(f"pool_duplicate_fraction must be in [0, 1), got {self.pool_duplicate_fraction!r}")
         if self.pool_duplicate_fraction > 0 and self.pool_per_task and not self.train_per_task:
             raise ValueError("pool_duplicate_fraction > 0 needs train_per_task > 0 (duplicates copy train)")
+
+
+    def eval_count(self, task: str) -> int:
+        """How many eval records ``task`` gets."""
+        return self.eval_by_task.get(task, self.eval_per_task)
 
 
 def _difficulties(rng: random.Random, count: int, weights: tuple[float, ...]) -> list[int]:
@@ -120,8 +146,8 @@ def _draw(cfg: SynthConfig, split: str, task: str, count: int, weights: tuple[fl
                 out.append(record)
                 break
         else:
-            raise ValueError(f"could not draw a {task} {split} prompt of difficulty {level} unseen in "
-                             f"train/pool after {_EVAL_TRIES_PER_RECORD} tries; lower {split}_per_task")
+            raise ValueError(f"could not draw a {task} {split} prompt of difficulty {level} unseen in the "
+                             f"other splits after {_EVAL_TRIES_PER_RECORD} tries; ask for fewer records")
     return out
 
 
@@ -138,11 +164,41 @@ def build_suite(cfg: SynthConfig) -> dict[str, list[dict[str, Any]]]:
         seen = {r["prompt"] for r in train} | {r["prompt"] for r in pool}
         splits["train"] += train
         splits["pool"] += pool
-        splits["eval"] += _draw(cfg, "eval", task, cfg.eval_per_task, cfg.difficulty_weights, banned=seen)
+        splits["eval"] += _draw(cfg, "eval", task, cfg.eval_count(task), cfg.difficulty_weights, banned=seen)
     for split, records in splits.items():
         _rng(cfg, split, "order").shuffle(records)
         splits[split] = [{"id": f"synth-{split}-{i:05d}", **r} for i, r in enumerate(records)]
     return splits
+
+
+def sft_records(cfg: SynthConfig, suite: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The SFT prompts (with references): ``train_per_task`` per task, never an eval prompt and
+    none twice; a train or pool prompt only where a task's prompt space is too small to avoid
+    it (``general`` of difficulty 1 and 2 has 480 distinct prompts each)."""
+    evals = {r["prompt"] for r in suite.get("eval", [])}
+    others = {r["prompt"] for split, records in suite.items() if split != "eval" for r in records}
+    drawn: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for task in cfg.tasks:
+        rng = _rng(cfg, "sft", task)
+        for level in _difficulties(rng, cfg.train_per_task, cfg.difficulty_weights):
+            fallback = None
+            for _ in range(_EVAL_TRIES_PER_RECORD):
+                record = GENERATORS[task](rng, level)
+                if record["prompt"] in evals or record["prompt"] in drawn:
+                    continue
+                if record["prompt"] not in others:
+                    break
+                fallback = fallback or record
+            else:
+                if fallback is None:
+                    raise ValueError(f"could not draw a {task} SFT prompt of difficulty {level} outside the eval "
+                                     f"split after {_EVAL_TRIES_PER_RECORD} tries; ask for fewer records")
+                record = fallback
+            drawn.add(record["prompt"])
+            out.append(record)
+    _rng(cfg, "sft", "order").shuffle(out)
+    return [{"id": f"synth-sft-{i:05d}", **r} for i, r in enumerate(out)]
 
 
 def _counts(records: list[dict[str, Any]]) -> dict[str, Any]:
