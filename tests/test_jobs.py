@@ -17,7 +17,8 @@ from datarl.records import load_records  # noqa: E402
 @pytest.fixture(scope="module")
 def suite_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("suite")
-    assert main(["synth", str(out), "--train-per-task", "20", "--pool-per-task", "10", "--eval-per-task", "5"]) == 0
+    assert main(["synth", str(out), "--train-per-task", "20", "--pool-per-task", "10", "--eval-per-task", "5",
+                 "--eval-by-task", "math=5"]) == 0  # math would get 7x eval_per_task by default
     return out
 
 
@@ -35,7 +36,9 @@ def test_synth_writes_valid_splits(suite_dir):
     for split, n in (("train", 80), ("pool", 40), ("eval", 20)):
         loaded = load_records(str(suite_dir / f"{split}.jsonl"))
         assert loaded.errors == [] and len(loaded.records) == n
-    assert json.loads((suite_dir / "manifest.json").read_text())
+    manifest = json.loads((suite_dir / "manifest.json").read_text())
+    assert manifest["config"]["eval_by_task"] == {"math": 5}
+    assert manifest["counts"]["eval"]["task"] == {"code": 5, "general": 5, "ifeval": 5, "math": 5}
 
 
 def test_generate_then_score(suite_dir, micro_dir, tmp_path, capsys):
@@ -147,3 +150,15 @@ def test_train_bt_refuses_identical_pairs(tmp_path, micro_dir, capsys):
     assert main(["train-bt", str(pairs), "-o", str(tmp_path / "bt"), "--base", str(micro_dir)]) == 2
     err = capsys.readouterr().err
     assert "identical" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--eval-by-task", "math=x"], "expected TASK=N"),
+    (["--eval-by-task", "poetry=3"], "unknown task 'poetry'"),
+    (["--eval-per-task", "-1"], "eval_per_task must be an integer >= 0"),
+])
+def test_bad_synth_counts_are_a_one_line_error(argv, fragment, tmp_path, capsys):
+    assert main(["synth", str(tmp_path / "s"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()
