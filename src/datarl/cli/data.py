@@ -92,15 +92,14 @@ def _parse_sandbox_check(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from datarl.synth import SynthConfig, write_suite
-
     from datarl.config import ConfigError
+    from datarl.synth import SynthConfig, write_suite
 
     given: dict[str, int] = {}
     for item in args.eval_by_task or []:
         task, _, count = item.partition("=")
         if not count.strip().isdigit():
-            raise ConfigError(f"--eval-by-task {item!r}: expected TASK=N, e.g. math=1500")
+            raise ConfigError(f"--eval-by-task {item!r}: expected TASK=N, e.g. math=2100")
         given[task.strip()] = int(count)
     try:
         cfg = SynthConfig(seed=args.seed, train_per_task=args.train_per_task, pool_per_task=args.pool_per_task,
@@ -127,7 +126,7 @@ def _parse_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-per-task", type=int, default=300, help="eval records per task (default 300)")
     p.add_argument("--eval-by-task", action="append", metavar="TASK=N",
                    help="eval records for one task in place of --eval-per-task; repeatable (default: math gets "
-                        "7x --eval-per-task, 2100 at the default, so that a math gain of 2-3 points is beyond its "
+                        "7x --eval-per-task, 2100 at the default, so that a math gain of 1-3 points is beyond its "
                         "95%% interval); --eval-by-task math=300 gives math the same count as the others")
     p.set_defaults(fn=cmd_synth)
 

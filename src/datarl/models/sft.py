@@ -1,13 +1,12 @@
 """``datarl sft``: the tiny SFT policy of the embedded default, built once and cached.
 
 Recipe: draw the synthetic suite's SFT prompts (``sft_records``: as many as the train split,
-none of them a train, pool or eval prompt, so PPO trains on prompts the SFT policy never saw);
-draw imperfect demonstrations (the
-reference with probability ``demo_quality``, a plausible mistake otherwise, like noisy
-human SFT data); train a byte-level BPE tokenizer on the suite's text; pretrain a
-Llama-style model on whole texts plus an arithmetic drill corpus, then fine-tune on responses only. The result is an
-ordinary HF model directory under ``cache_dir/<config hash>``; a later call with the
-same config reuses it.
+never an eval prompt and, but for some general ones, no train or pool prompt, so PPO trains on
+prompts the SFT policy never saw); draw imperfect demonstrations (the reference with
+probability ``demo_quality``, a plausible mistake otherwise, like noisy human SFT data); train
+a byte-level BPE tokenizer on the suite's text; pretrain a Llama-style model on whole texts plus
+an arithmetic drill corpus, then fine-tune on responses only. The result is an ordinary HF
+model directory under ``cache_dir/<config hash>``; a later call with the same config reuses it.
 """
 
 from __future__ import annotations

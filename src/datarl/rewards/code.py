@@ -20,7 +20,6 @@ Reward: 1.0 when every test passes, else 0.0 (``partial_credit=True``: the passe
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 import re
 import signal

@@ -13,13 +13,14 @@ tasks' records unchanged.
   selection has something to find.
 - ``eval``: ``difficulty_weights`` mix; no eval prompt text occurs in train or pool
   (nor twice in eval). Math has seven times ``eval_per_task`` eval prompts by default
-  (``eval_by_task``; 2,100 at the default 300): PPO's math gains on the tiny policy are 2-3
+  (``eval_by_task``; 2,100 at the default 300): PPO's math gains on the tiny policy are 1-3
   points, which 300 prompts cannot tell from noise (docs/results.md).
 
 ``sft_records(cfg, suite)`` draws the SFT demonstrations' prompts (``train_per_task`` per
-task, ids ``synth-sft-<n>``) from their own streams, none equal to a train, pool or eval
-prompt: the SFT policy has not seen the prompts PPO trains on, as in the paper, where the
-RL prompts are new to the SFT model.
+task, ids ``synth-sft-<n>``) from their own streams: never an eval prompt, and a train or
+pool prompt only where a task's prompt space is too small (general), so the SFT policy has
+not seen the prompts PPO trains on, as in the paper, where the RL prompts are new to the SFT
+model.
 
 Difficulty counts per split and task are exact (largest remainder), then shuffled.
 """
@@ -107,7 +108,6 @@ class SynthConfig:
             raise ValueError(f"pool_duplicate_fraction must be in [0, 1), got {self.pool_duplicate_fraction!r}")
         if self.pool_duplicate_fraction > 0 and self.pool_per_task and not self.train_per_task:
             raise ValueError("pool_duplicate_fraction > 0 needs train_per_task > 0 (duplicates copy train)")
-
 
     def eval_count(self, task: str) -> int:
         """How many eval records ``task`` gets."""
