@@ -38,8 +38,8 @@ from typing import Any, Mapping, Sequence
 
 from datarl.models.optim import adamw, decay_groups, loss_summary, lr_factor, optimizer_step, set_lr
 from datarl.records import atomic_write_text
-from datarl.rewards.genrm import (GT_FORMAT, MAX_ANSWER_CHARS, SOURCE_GT, VERDICTS, clear_judge_cache, gt_reference,
-                                  judge_batch, judge_prompt)
+from datarl.rewards.genrm import (GT_FORMAT, MAX_ANSWER_CHARS, SOURCE_GT, VERDICTS, JudgeError, clear_judge_cache,
+                                  gt_reference, judge_batch, judge_prompt)
 from datarl.rewards.genrm_backends import GENRM_META, HFJudge
 
 __all__ = ["GenRMTrainConfig", "train_genrm", "judge_items", "fit_threshold", "calibrate_judge"]
@@ -235,12 +235,13 @@ def fit_threshold(scores: Sequence[float], labels: Sequence[bool]) -> tuple[floa
         raise ValueError("fit_threshold needs as many labels as scores, at least one")
     values = sorted({min(1 - 1e-6, max(1e-6, float(x))) for x in scores})
     candidates = [0.5, values[0] / 2, (values[-1] + 1) / 2] + [(a + b) / 2 for a, b in zip(values, values[1:])]
+    best = max(candidates, key=lambda th: (_accuracy(scores, labels, th), -abs(th - 0.5)))
+    return best, _accuracy(scores, labels, best)
 
-    def accuracy(th: float) -> float:
-        return sum((x > th) == bool(y) for x, y in zip(scores, labels)) / len(scores)
 
-    best = max(candidates, key=lambda th: (accuracy(th), -abs(th - 0.5)))
-    return best, accuracy(best)
+def _accuracy(scores: Sequence[float], labels: Sequence[bool], threshold: float) -> float:
+    """Share of ``score > threshold`` that agrees with ``labels``."""
+    return sum((x > threshold) == bool(y) for x, y in zip(scores, labels)) / len(scores)
 
 
 def calibrate_judge(judge_dir: str, records: Sequence[Mapping[str, Any]], *, source: str = SOURCE_GT,
@@ -253,9 +254,6 @@ def calibrate_judge(judge_dir: str, records: Sequence[Mapping[str, Any]], *, sou
     training prompts), never the evaluation split. Only ``genrm.gt`` is supported: its labels come from a
     verifier.
     """
-    from datarl.rewards.genrm import JudgeError
-    from datarl.rewards.genrm_backends import GENRM_META, HFJudge
-
     if source != SOURCE_GT:
         raise JudgeError(f"calibration is supported for {SOURCE_GT} (labels from a verifier), not {source}")
     meta_path = os.path.join(judge_dir, GENRM_META)
@@ -280,7 +278,7 @@ def calibrate_judge(judge_dir: str, records: Sequence[Mapping[str, Any]], *, sou
         raise JudgeError(f"the judge failed on {len(failed)} calibration items: {failed[0]}")
     scores = [res.score for res in results]
     threshold, accuracy = fit_threshold(scores, labels)
-    at_half = sum((x > 0.5) == y for x, y in zip(scores, labels)) / len(scores)
+    at_half = _accuracy(scores, labels, 0.5)
     entry = {"threshold": threshold, "accuracy": accuracy, "accuracy_at_0.5": at_half, "n": len(scores),
              "correct": sum(labels)}
     meta.setdefault("calibration", {})[source] = entry

@@ -277,9 +277,9 @@ def step_results(text: str) -> list[Fraction]:
     return out
 
 
-def _step_credit(record: Mapping[str, Any], response: str) -> tuple[float, dict[str, int]] | None:
-    """Share of the reference's steps the response reproduces in order from the first, or None
-    when the reference has no worked steps."""
+def _step_credit(record: Mapping[str, Any], response: str) -> dict[str, int] | None:
+    """How many of the reference's steps the response reproduces in order from the first
+    (``{"matched", "steps"}``), or None when the reference has no worked steps."""
     reference = record.get("reference")
     steps = step_results(reference) if isinstance(reference, str) else []
     if not steps:
@@ -289,7 +289,7 @@ def _step_credit(record: Mapping[str, Any], response: str) -> tuple[float, dict[
         if got != want:
             break
         matched += 1
-    return matched / len(steps), {"matched": matched, "steps": len(steps)}
+    return {"matched": matched, "steps": len(steps)}
 
 
 def score_math(record: Mapping[str, Any], response: str, *, rel_tol: float | None = None,
@@ -335,8 +335,8 @@ def score_math(record: Mapping[str, Any], response: str, *, rel_tol: float | Non
         credit = _step_credit(record, response) if step_credit else None
         if credit is None:
             return RewardResult(0.0, SOURCE, info)
-        info["steps"] = credit[1]
-        return RewardResult(step_credit * credit[0], SOURCE, info)
+        info["steps"] = credit
+        return RewardResult(step_credit * credit["matched"] / credit["steps"], SOURCE, info)
     except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
             raise

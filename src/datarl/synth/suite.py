@@ -132,22 +132,31 @@ def _rng(cfg: SynthConfig, *parts: str) -> random.Random:
 
 
 def _draw(cfg: SynthConfig, split: str, task: str, count: int, weights: tuple[float, ...],
-          banned: set[str] | None = None) -> list[dict[str, Any]]:
+          banned: set[str] | None = None, avoid: set[str] | frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """``count`` records of ``task`` from the ``(split, task)`` stream. With ``banned``, none has a prompt in
+    it (and each drawn prompt is added to it); a prompt in ``avoid`` is taken only when
+    ``_EVAL_TRIES_PER_RECORD`` draws found nothing better (the first such draw)."""
     rng = _rng(cfg, split, task)
     out: list[dict[str, Any]] = []
     for level in _difficulties(rng, count, weights):
         if banned is None:
             out.append(GENERATORS[task](rng, level))
             continue
+        fallback = None
         for _ in range(_EVAL_TRIES_PER_RECORD):
             record = GENERATORS[task](rng, level)
-            if record["prompt"] not in banned:
-                banned.add(record["prompt"])
-                out.append(record)
+            if record["prompt"] in banned:
+                continue
+            if record["prompt"] not in avoid:
                 break
+            fallback = fallback or record
         else:
-            raise ValueError(f"could not draw a {task} {split} prompt of difficulty {level} unseen in the "
-                             f"other splits after {_EVAL_TRIES_PER_RECORD} tries; ask for fewer records")
+            if fallback is None:
+                raise ValueError(f"could not draw a {task} {split} prompt of difficulty {level} unseen in the "
+                                 f"other splits after {_EVAL_TRIES_PER_RECORD} tries; ask for fewer records")
+            record = fallback
+        banned.add(record["prompt"])
+        out.append(record)
     return out
 
 
@@ -175,28 +184,11 @@ def sft_records(cfg: SynthConfig, suite: dict[str, list[dict[str, Any]]]) -> lis
     """The SFT prompts (with references): ``train_per_task`` per task, never an eval prompt and
     none twice; a train or pool prompt only where a task's prompt space is too small to avoid
     it (``general`` of difficulty 1 and 2 has 480 distinct prompts each)."""
-    evals = {r["prompt"] for r in suite.get("eval", [])}
+    drawn = {r["prompt"] for r in suite.get("eval", [])}  # grows with every SFT prompt drawn
     others = {r["prompt"] for split, records in suite.items() if split != "eval" for r in records}
-    drawn: set[str] = set()
     out: list[dict[str, Any]] = []
     for task in cfg.tasks:
-        rng = _rng(cfg, "sft", task)
-        for level in _difficulties(rng, cfg.train_per_task, cfg.difficulty_weights):
-            fallback = None
-            for _ in range(_EVAL_TRIES_PER_RECORD):
-                record = GENERATORS[task](rng, level)
-                if record["prompt"] in evals or record["prompt"] in drawn:
-                    continue
-                if record["prompt"] not in others:
-                    break
-                fallback = fallback or record
-            else:
-                if fallback is None:
-                    raise ValueError(f"could not draw a {task} SFT prompt of difficulty {level} outside the eval "
-                                     f"split after {_EVAL_TRIES_PER_RECORD} tries; ask for fewer records")
-                record = fallback
-            drawn.add(record["prompt"])
-            out.append(record)
+        out += _draw(cfg, "sft", task, cfg.train_per_task, cfg.difficulty_weights, banned=drawn, avoid=others)
     _rng(cfg, "sft", "order").shuffle(out)
     return [{"id": f"synth-sft-{i:05d}", **r} for i, r in enumerate(out)]
 
