@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from typing import Any
+from typing import Any, Iterable
 
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file and the problem."""
+
+
+def unknown_keys(cls: type, keys: Iterable[str]) -> tuple[list[str], list[str]]:
+    """``(unknown, known)``: the ``keys`` that are not fields of the dataclass ``cls``, and its field
+    names, both sorted (for an error that names the bad keys and the allowed ones)."""
+    known = sorted(f.name for f in dataclasses.fields(cls))
+    return sorted(set(keys) - set(known)), known
 
 
 def load_config(path: str | None) -> dict[str, Any]:

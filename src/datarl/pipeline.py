@@ -26,7 +26,6 @@ that the pool lacks, a selection that would be empty, a broken train config) is 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -35,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from datarl.config import ConfigError, load_config
+from datarl.config import ConfigError, load_config, unknown_keys
 
 __all__ = ["PipelineConfig", "run_pipeline", "STAGES", "load_pipeline_config"]
 
@@ -88,10 +87,9 @@ class PipelineConfig:
 def load_pipeline_config(path: str, run_dir: str | None = None) -> PipelineConfig:
     """Read a pipeline config; relative paths are relative to the file (``run_dir`` to the cwd)."""
     data = dict(load_config(path))
-    names = {f.name for f in dataclasses.fields(PipelineConfig)}
-    unknown = sorted(set(data) - names)
+    unknown, names = unknown_keys(PipelineConfig, data)
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown}; allowed: {', '.join(sorted(names))}")
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; allowed: {', '.join(names)}")
     base = os.path.dirname(os.path.abspath(path))
     for name in _SECTIONS:
         if not isinstance(data.get(name) or {}, Mapping):

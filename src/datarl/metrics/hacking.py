@@ -21,8 +21,10 @@ Pure: no I/O; :meth:`HackingMonitor.state_dict` is JSON-able for checkpoints.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping
+
+from datarl.config import unknown_keys
 
 __all__ = ["HackingConfig", "HackingMonitor"]
 
@@ -57,10 +59,9 @@ class HackingConfig:
     def from_mapping(cls, data: Mapping[str, Any] | None) -> "HackingConfig":
         """Build from a config section; unknown keys are an error naming the known ones."""
         data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown, known = unknown_keys(cls, data)
         if unknown:
-            raise ValueError(f"hacking: unknown key(s) {unknown}; known: {sorted(known)}")
+            raise ValueError(f"hacking: unknown key(s) {unknown}; known: {known}")
         return cls(**data)
 
 

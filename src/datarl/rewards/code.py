@@ -19,13 +19,13 @@ Reward: 1.0 when every test passes, else 0.0 (``partial_credit=True``: the passe
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import signal
 from pathlib import Path
 from typing import Any, Mapping
 
+from datarl.config import unknown_keys
 from datarl.rewards.base import RewardResult
 from datarl.rewards.code_tests import outputs_match, split_assert_tests, validate_tests
 from datarl.sandbox import SandboxConfig, SandboxUnavailable, run_job
@@ -65,10 +65,9 @@ def score_code(record: Mapping[str, Any], response: str, *, partial_credit: bool
     if config is None:
         config = SandboxConfig()
     elif not isinstance(config, SandboxConfig):
-        known = {f.name for f in dataclasses.fields(SandboxConfig)}
-        unknown = sorted(set(dict(config)) - known)
+        unknown, known = unknown_keys(SandboxConfig, dict(config))
         if unknown:
-            raise ValueError(f"config: unknown field(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}")
+            raise ValueError(f"config: unknown field(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
         config = SandboxConfig(**dict(config))
     try:
         if not isinstance(response, str):

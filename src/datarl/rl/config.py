@@ -24,7 +24,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from datarl.config import ConfigError
+from datarl.config import ConfigError, unknown_keys
 
 __all__ = ["PPOConfig", "EvalConfig", "LoggingConfig", "TrainConfig", "ConfigError"]
 
@@ -35,10 +35,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
         return cls()
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: must be a mapping of options, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown, names = unknown_keys(cls, data)
     if unknown:
-        raise ConfigError(f"{where}: unknown option(s) {unknown}; allowed: {', '.join(sorted(names))}")
+        raise ConfigError(f"{where}: unknown option(s) {unknown}; allowed: {', '.join(names)}")
     try:
         return cls(**dict(data))
     except (TypeError, ValueError) as exc:

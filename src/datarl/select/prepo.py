@@ -37,9 +37,10 @@ import hashlib
 import math
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from datarl.config import unknown_keys
 from datarl.rewards.base import SCORING_ERRORS
 
 __all__ = ["SelectConfig", "SelectError", "ScoredPrompt", "Drop", "SelectionResult", "select_prompts",
@@ -139,11 +140,10 @@ class SelectConfig:
         """
         if data is not None and not isinstance(data, Mapping):
             raise SelectError("select: must be a mapping of option: value")
-        names = {f.name for f in fields(cls)}
         merged = dict(data or {})
-        unknown = sorted(set(merged) - names)
+        unknown, names = unknown_keys(cls, merged)
         if unknown:
-            raise SelectError(f"select: unknown option(s) {unknown}; allowed: {', '.join(sorted(names))}")
+            raise SelectError(f"select: unknown option(s) {unknown}; allowed: {', '.join(names)}")
         overrides = dict(overrides or {})
         for a, b in (("fraction", "count"), ("count", "fraction")):
             if a in overrides and b not in overrides:
