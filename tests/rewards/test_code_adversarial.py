@@ -72,6 +72,10 @@ CHEATS = [
     ("raise_systemexit", "raise SystemExit(0)\n", "runtime_error"),
     ("exit_in_function", "import sys\ndef add(a, b):\n    sys.exit(0)\n", "runtime_error"),
     ("os_exit_in_function", "import os\ndef add(a, b):\n    os._exit(0)\n", "runtime_error"),
+    ("builtin_exit_after_def", GOOD + "exit(0)\n", "runtime_error"),  # site's exit(), put back by the sandbox
+    ("builtin_quit_in_function", "def add(a, b):\n    quit()\n", "runtime_error"),
+    ("quitter_patched_to_os_exit", "import _sitebuiltins, os\n_sitebuiltins.Quitter.__call__ = "
+     "lambda self, code=None: os._exit(0)\ndef add(a, b):\n    exit()\n", "runtime_error"),
     ("keyboard_interrupt", "def add(a, b):\n    raise KeyboardInterrupt\n", "runtime_error"),
     ("atexit_pass", "import atexit\natexit.register(lambda: print('ALL TESTS PASSED'))\n" + WRONG, None),
     ("excepthook", "import sys\nsys.excepthook = lambda *a: None\n" + WRONG, "wrong_answer"),

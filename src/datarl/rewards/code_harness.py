@@ -14,8 +14,9 @@ Why a verdict cannot be faked from inside the run:
 - every test statement is compiled before the candidate's code runs, and everything the harness calls
   afterwards is bound as a default argument or lives in this module's private namespace (it runs with
   its own copy of the builtins), so monkeypatching builtins or modules changes nothing here;
-- SystemExit, KeyboardInterrupt and any BaseException from the candidate are caught per test; os._exit or
-  a thread that kills the process leaves no verdict, which scores 0; atexit and sys.excepthook never run
+- SystemExit (``sys.exit`` and the sandbox's ``exit``/``quit`` builtins), KeyboardInterrupt and any
+  BaseException from the candidate are caught per test; os._exit or a thread that kills the process
+  leaves no verdict, which scores 0; atexit and sys.excepthook never run
   (the harness leaves with os._exit); other threads still alive after the tests fail the run, and every
   other process of the run is killed before the verdict is written;
 - test asserts are rewritten by the caller (``datarl.rewards.code_tests``) to compare plain values:

@@ -19,7 +19,9 @@ unshare(2) itself, the same kernel mechanism ``unshare``/bubblewrap use):
   rlimits for CPU seconds, address space (default 2 GiB), processes, file size, open files, core=0;
   a wall-clock limit enforced by the fork server (CPU limit plus wall limit: ``sleep`` cannot stall it);
   stdout+stderr capped (``output_limit``); a cleared environment (PATH, LANG, HOME=/tmp only);
-  ``python -I -S``: no site-packages, no PYTHON* variables;
+  ``python -I -S``: no site-packages, no PYTHON* variables; of what site adds to the builtins only
+  ``exit``/``quit`` are put back (site's own Quitter: contest programs end with ``exit()``), not ``help``,
+  ``copyright``, ``credits`` or ``license``;
 - nothing is written to the host disk, so a SIGKILLed caller leaves no temp dirs; its fork server dies
   with it (PR_SET_PDEATHSIG chain plus EOF on the command pipe).
 

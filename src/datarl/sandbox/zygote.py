@@ -65,6 +65,7 @@ def boot():
     os.dup2(null, 0)
     os.dup2(null, 1)
     cfg = recv(ctl_in)
+    _install_quitters()
     runners = {"run_exec": run_exec}
     for src in cfg["preload"]:
         # a private copy of the builtins: a candidate that patches the builtins module cannot reach the runner
@@ -107,6 +108,17 @@ def boot():
             return 0
         except ChildProcessError:
             return 0
+
+
+def _install_quitters():
+    """``-S`` skips site, and with it the builtins exit() and quit() that contest programs end with. site's own
+    Quitter (repr, sys.stdin closed, then SystemExit(code)) goes into the builtins module here, once: every run
+    is a fork, so stdio programs and the assert harness's candidates get it, and a run that patches it changes
+    only its own copy. To the harness it is just another SystemExit, caught per test."""
+    import _sitebuiltins
+    import builtins
+    builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")  # site's text on POSIX
+    builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
 
 
 # ---------------------------------------------------------------- ZYGOTE: serve jobs
@@ -340,7 +352,7 @@ def run_exec(payload, res_fd, nonce_fd, isolated):
         sys.argv = ["main.py"]
         exec(compile(payload["code"], "main.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
     except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        code = _exit_status(e.code)
     except BaseException:
         import traceback
         traceback.print_exc()
@@ -351,6 +363,25 @@ def run_exec(payload, res_fd, nonce_fd, isolated):
         except BaseException:
             pass
     os._exit(code & 0xFF)
+
+
+def _exit_status(code):
+    """CPython's reading of SystemExit.code: None is 0; an int is its C long (255 past that range), of which
+    the OS keeps the low byte; anything else (``exit("message")``) is written to stderr and gives 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        code = int.__index__(code)  # the value C reads: an int subclass's operators play no part
+        return code & 0xFF if -2 ** 63 <= code < 2 ** 63 else 255
+    try:
+        text = str(code) + "\n"
+        if sys.stderr is None:  # CPython then writes to the C stderr, never to stdout
+            os.write(2, text.encode("utf-8", "backslashreplace"))
+        else:
+            sys.stderr.write(text)
+    except BaseException:
+        pass
+    return 1
 
 
 if __name__ == "__main__":
