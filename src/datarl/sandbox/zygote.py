@@ -345,24 +345,70 @@ def _child_setup(job, limits, out_w, err_w, res_w, nonce_r, isolated, workdir):
 
 
 def run_exec(payload, res_fd, nonce_fd, isolated):
-    """Generic runner: execute a program as ``__main__`` (stdio tasks, probes); the exit status is the result."""
+    """Generic runner: execute a program as ``__main__`` (stdio tasks, probes); the exit status is the result.
+
+    It ends the way ``python main.py`` does (Py_RunMain, then Py_FinalizeEx): the module code, or its
+    SystemExit / uncaught exception read into a status first (an ``exit("message")`` text or the traceback is
+    written then); then :func:`_finalize` waits for the non-daemon threads and runs the atexit handlers; then
+    sys.stdout/stderr (and the original streams) are flushed and the process leaves with ``os._exit``. Daemon
+    threads are not waited for; a thread that never ends is cut by the fork server's wall-clock (or CPU) limit,
+    a ``timeout``."""
     code = 0
     os.close(nonce_fd)
+    import atexit
+    atexit._clear()  # handlers inherited from the fork server are not the program's (none today)
     try:
         sys.argv = ["main.py"]
         exec(compile(payload["code"], "main.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
     except SystemExit as e:
         code = _exit_status(e.code)
-    except BaseException:
+    except BaseException as e:
         import traceback
-        traceback.print_exc()
+        tb = e.__traceback__
+        # from the program's own frame on, as CPython prints it (a SyntaxError from compile has no frame of its own)
+        traceback.print_exception(type(e), e, tb.tb_next if tb is not None else None)
         code = 1
-    for stream in (sys.stdout, sys.stderr):
+    _finalize(atexit)
+    # flush_std_files, then what CPython's teardown flushes when it frees the original streams: a program that
+    # swaps sys.stdout for a buffer and writes it to sys.__stdout__ from an atexit handler prints its answer
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:
             stream.flush()
         except BaseException:
             pass
     os._exit(code & 0xFF)
+
+
+def _finalize(atexit):
+    """Py_FinalizeEx's first steps, in its order, for the program in this process:
+
+    1. wait_for_thread_shutdown: ``threading._shutdown()``, only when the program imported threading (looked
+       up in sys.modules, as CPython does); it runs threading's own atexit hooks (concurrent.futures) and joins
+       every non-daemon thread. An exception a thread raised was already printed by threading.excepthook and
+       leaves the exit status alone; an error from _shutdown itself is reported and ignored.
+    2. the atexit handlers, last registered first (``atexit._run_exitfuncs`` is the function CPython calls: a
+       handler's exception, SystemExit included, is printed as "Exception ignored in atexit callback").
+    Neither step changes the exit status, as in CPython. Stdio runs only: the assert harness never gets here
+    (it leaves with os._exit and fails a run whose threads are still alive)."""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        try:
+            threading._shutdown()
+        except BaseException:
+            _report_ignored("Exception ignored on threading shutdown")
+    try:
+        atexit._run_exitfuncs()
+    except BaseException:
+        _report_ignored("Exception ignored in atexit")
+
+
+def _report_ignored(what):
+    try:
+        import traceback
+        sys.stderr.write(what + ":\n")
+        traceback.print_exc()
+    except BaseException:
+        pass
 
 
 def _exit_status(code):
