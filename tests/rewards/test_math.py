@@ -10,7 +10,8 @@ import time
 import pytest
 
 from datarl.rewards.math import Extraction, extract_answer, is_equivalent, score_math
-from datarl.rewards.math_extract import MAX_RESPONSE_CHARS, is_pathological, normalize_answer
+from datarl.rewards.math_extract import MAX_RESPONSE_CHARS
+from datarl.rewards.math_text import is_pathological, normalize_answer
 
 # ----------------------------------------------------------------------------- extraction
 
@@ -25,7 +26,7 @@ EXTRACTION = [
     ("Thus \\boxed 5", "5", "boxed"),
     ("I claim \\boxed{3} and then \\boxed{4", "3", "boxed"),  # truncated last box is skipped
     ("The answer is 6. Formatted: \\boxed{7}", "7", "boxed"),  # boxed beats a later-looking marker
-    ("\\boxed{5} is wrong; the answer is 6", "5", "boxed"),  # boxed has precedence over text markers
+    ("\\boxed{5} is wrong; the answer is 6", "6", "the_answer_is"),  # a later marker beats an earlier box
     ("So, the answer is 42.", "42", "the_answer_is"),
     ("The final answer is $\\frac{3}{4}$. I hope it is correct.", "\\frac{3}{4}", "the_answer_is"),
     ("Therefore, the answer is: 3.5.", "3.5", "the_answer_is"),
@@ -394,3 +395,139 @@ def test_step_credit_garbage_never_raises_and_is_fast(response: object) -> None:
     result = score_math(TWO_STEPS, response, step_credit=0.5)  # type: ignore[arg-type]
     assert 0.0 <= result.score < 1.0
     assert time.perf_counter() - start < 15.0  # hang guard
+
+
+# ------------------------------------------------ issue 15: undefined values, times, ratios
+
+# (gold, response, score): two undefined or infinite values are never equal; clock times compare as times.
+UNDEFINED_AND_TIMES = [
+    ("12:00", "The hands overlap again after 12 hours, so the clock shows $\\boxed{1:00}$.", 0.0),
+    ("12:00", "The hands overlap again after 12 hours, so the clock shows $\\boxed{12:00}$.", 1.0),
+    ("3:00", "Counting back 4 hours from 7:00, the time was $\\boxed{11:00}$.", 0.0),
+    ("2:30 PM", "The train arrives 5 hours after 9:30 AM, at $\\boxed{14:30}$.", 1.0),
+    ("2:30 PM", "The train arrives at $\\boxed{2:30 \\text{ AM}}$.", 0.0),
+    ("9:45", "She wakes up at $\\boxed{9:45 \\text{ a.m.}}$", 1.0),
+    ("12:00", "The answer is $\\boxed{12}$.", 0.0),  # a time is not its hour
+    ("5", "Dividing by $x - 2 = 0$ gives $\\boxed{\\frac{5}{0}}$.", 0.0),
+    ("\\frac{1}{0}", "So the slope is $\\boxed{\\frac{2}{0}}$.", 0.0),
+    ("0/0", "The limit form is $\\boxed{\\frac{0}{0}}$.", 0.0),
+    ("\\infty", "The sum diverges to $\\boxed{-\\infty}$.", 0.0),
+    ("\\infty", "The sum diverges, so it is $\\boxed{+\\infty}$.", 1.0),
+    ("∞", "The limit is $\\boxed{\\infty}$.", 1.0),
+    ("(-\\infty, 3)", "So $x \\in \\boxed{(-\\infty, 4)}$.", 0.0),
+    ("(1, \\frac{1}{0})", "The point is $\\boxed{(1, \\frac{3}{0})}$.", 0.0),
+    ("\\frac{x}{0}", "Then $f(x) = \\boxed{\\frac{y}{0}}$.", 0.0),
+    ("\\text{undefined}", "The slope is $\\boxed{\\frac{1}{0}}$.", 0.0),
+    ("1:30", "The ratio is $\\boxed{1/30}$.", 0.0),  # a time, not a ratio
+    ("2:1", "The ratio of boys to girls is $\\boxed{2}$.", 1.0),
+    ("5:8", "So the ratio is $\\boxed{\\dfrac{5}{8}}$.", 1.0),
+    ("1:2", "The ratio simplifies to $\\boxed{2:4}$.", 1.0),
+    ("5:8", "So the ratio is $\\boxed{5:6}$.", 0.0),
+]
+
+
+@pytest.mark.parametrize(("gold", "response", "score"), UNDEFINED_AND_TIMES)
+def test_undefined_values_and_times(gold: str, response: str, score: float) -> None:
+    assert score_math({"ground_truth": gold}, response).score == score
+
+
+# -------------------------------------------- issue 15: thousands separators and reader forms
+
+READER_FORMS = [
+    # (gold, prediction, expected)
+    # LaTeX thousands separators with spacing
+    ("32349", "32,\\! 349", True),
+    ("32349", "32,\\!349", True),
+    ("1000000", "1,\\!000,\\!000", True),
+    ("12345.67", "12,\\! 345.67", True),
+    ("123", "1,\\! 23", False),  # two digits after the mark: no thousands separator
+    ("2349", "2, 349", False),  # a plain comma and a space is a list
+    # functions and parameters with other names
+    ("f(z)=z", "f(x)=x", True),
+    ("f(n) = 2 n+1007", "f(m) = 2m + 1007", True),
+    ("f(z)=z", "f(x)=x+1", False),
+    ("x = k\\pi", "n\\pi", True),
+    ("x = k\\pi", "2n\\pi", False),
+    ("(-32 + 3x, 64 - 5x)", "(-32 + 3t, 64 - 5t) \\text{ for some integer } t", True),
+    ("x", "y", False),  # a bare unknown is never renamed
+    # lists: order, labels, tuple assignments, units per item
+    ("16,3,1,1", "w=16, d=3, a=1, b=1", True),
+    ("16,3,1,1", "w=16, d=3, a=2, b=2", False),
+    ("16,3,1,1", "16, 3, 1", False),  # a multiset: the repeated 1 counts
+    ("7,14,18", "Paolo: 18, Qing: 14, Rayna: 7", True),
+    ("x=1, y=2", "x=2, y=1", False),  # both labelled alike: compared by label
+    ("f(n)=n, g(n)=1", "(f(n), g(n)) = (n, 1) \\text{ for all positive integers } n", True),
+    ("f(n)=n, g(n)=1", "(f(n), g(n)) = (n, 2)", False),
+    ("10,11,12,-2,-1", "Sequence 1: -2, -1 and Sequence 2: 10, 11, 12", True),
+    ("40, 60, 10", "40 \\text{ red}, 60 \\text{ blue}, 10 \\text{ green}", True),
+    ("3 \\pm 2\\sqrt{2}", "3 + 2\\sqrt{2},\\ 3 - 2\\sqrt{2}", True),
+    ("3 \\pm 2\\sqrt{2}", "3 + 2\\sqrt{2},\\ 3 + 4\\sqrt{3}", False),
+    ("b < a < d < c", "b, a, d, c", True),
+    ("b < a < d < c", "a, b, c, d", False),
+    # vectors and tuples
+    ("\\begin{pmatrix} -7 \\\\ 16 \\\\ 5 \\end{pmatrix}", "(-7,16,5)", True),
+    ("\\begin{pmatrix} -7 \\\\ 16 \\\\ 5 \\end{pmatrix}", "(-7,16,7)", False),
+    # conditions, set-builder notation and intervals
+    ("[\\frac{1}{2}, 8]", "0.5 \\leq x \\leq 8", True),
+    ("[\\frac{1}{2}, 8]", "0.5 \\leq x < 8", False),
+    ("\\{x|-1 < x < 1\\}", "(-1, 1)", True),
+    ("\\{x | x < \\frac{3}{2}\\} - \\{-6\\}", "(-\\infty, -6) \\cup (-6, \\dfrac{3}{2})", True),
+    ("\\{x | x < \\frac{3}{2}\\} - \\{-6\\}", "(-\\infty, \\dfrac{3}{2})", False),
+    ("a \\leqslant -2 \\text{ or } a = 1", "(-\\infty, -2] \\cup \\{1\\}", True),
+    ("a \\leqslant -2 \\text{ or } a = 1", "(-\\infty, -2] \\cup \\{2\\}", False),
+    ("-4<m\\leq0", "(-4, 0]", True),
+    ("x \\in [2, 5)", "[2,5)", True),
+    ("x \\in [2, 5)", "[2,5]", False),
+    ("(-∞, -3) ∪ (3, +∞)", "(-\\infty, -3) \\cup (3, \\infty)", True),
+    # equations against their solved forms
+    ("y + 1 = - (2x - 1)^2", "-4x^2 + 4x - 2", True),
+    ("y + 1 = - (2x - 1)^2", "-4x^2 + 4x - 1", False),
+    ("2x - y + 1 = 0", "y = 2x + 1", True),
+    ("2x - y + 1 = 0", "y = 2x - 1", False),
+    # rounded decimals
+    ("30.52", "\\dfrac{1587}{52}", True),
+    ("30.52", "\\dfrac{1687}{52}", False),
+    ("0.458", "\\dfrac{27}{59}", True),
+    ("21.93", "21 \\dfrac{13}{14}", True),
+    ("6.67", "20:3", True),
+    ("6.67\\%", "\\dfrac{1}{15}", True),
+    ("117.95\\%", "118\\%", True),
+    ("117.95\\%", "110\\%", False),
+    ("165.47", "165.5 \\text{ grams}", True),
+    ("2.653 \\ \\mathrm{m}", "2.65", True),
+    ("299.94", "300", True),
+    ("0.458", "0.46", False),  # two figures are too few to call a rounding
+    ("0.5", "0.46", False),  # a one-figure decimal may be exact
+    ("300", "299.94", False),  # an integer ground truth is exact
+    ("\\frac{600}{7}", "85.71", False),  # so is a fraction: no approximation without rel_tol
+    ("\\frac{1 + \\sqrt{97}}{8} \\approx 1.36", "\\dfrac{1 + \\sqrt{97}}{8}", True),
+    ("\\frac{1 + \\sqrt{97}}{8} \\approx 1.36", "1.36", True),
+    ("\\frac{1 + \\sqrt{97}}{8} \\approx 1.36", "\\dfrac{1 + \\sqrt{97}}{10}", False),
+    # degrees and radians
+    ("\\frac{\\pi}{6}", "30^\\circ", True),
+    ("\\frac{\\pi}{6}", "60^\\circ", False),
+    # eaten and doubled backslashes in ground truths, HTML and Unicode
+    ("[\x0crac{1}{{e}^{2}}- \x0crac{1}{6}, \x0crac{1}{e}- \x0crac{1}{3})",
+     "\\left[ \\dfrac{6 - e^2}{6e^2}, \\dfrac{3 - e}{3e} \\right)", True),
+    ("f(x) = \\text{sin}\\bigg(\\\\frac{\\\\pi}{2}x + \\\\frac{\\\\pi}{6}\\\\bigg)",
+     "\\sin\\left( \\dfrac{\\pi}{2}x + \\dfrac{\\pi}{6} \\right)", True),
+    ("∀x＞0, 3<sup>x</sup>≥x<sup>2</sup>", "\\forall x > 0, 3^x \\geq x^2", True),
+    ("∀x＞0, 3<sup>x</sup>≥x<sup>2</sup>", "\\forall x > 0, 3^x \\geq x", False),  # math-verify read both as 3
+    # identities sympy cannot prove, checked at probe points
+    ("2 \\arcsin \\sqrt{a}", "\\arccos\\left(1 - 2a\\right)", True),
+    ("2 \\arcsin \\sqrt{a}", "\\arccos\\left(1 - 3a\\right)", False),
+    ("|x|", "x", False),
+    ("\\frac{d !}{2 k(d-k) !}", "\\dfrac{\\dbinom{d}{k} (k - 1)!}{2}", True),
+    # sentences, choices, ordinals
+    ("The transformed function $f(x+1)-1$ is odd.", "odd", True),
+    ("The transformed function $f(x+1)-1$ is odd.", "even", False),
+    ("The function is not odd.", "odd", False),
+    ("\\text{(B)}", "B", True),
+    ("15th Day", "15", True),
+    ("\\text{only }x=0", "0", True),
+]
+
+
+@pytest.mark.parametrize(("gold", "pred", "expected"), READER_FORMS)
+def test_reader_forms(gold: str, pred: str, expected: bool) -> None:
+    assert is_equivalent(gold, pred) is expected

@@ -14,7 +14,8 @@ from itertools import combinations
 from typing import Any, Hashable, Mapping, Sequence
 
 from datarl.rewards.code import extract_code
-from datarl.rewards.math_extract import exact_number, extract_answer, normalize_answer, string_key
+from datarl.rewards.math_extract import extract_answer
+from datarl.rewards.math_text import exact_number, normalize_answer, string_key
 
 __all__ = [
     "edit_distance",

@@ -1,31 +1,30 @@
 """``rtv.math``: rule-based math verifier (answer extraction + equivalence).
 
-Extraction (:func:`extract_answer`, in :mod:`datarl.rewards.math_extract`) picks,
-in order: the last ``\\boxed{}``/``\\fbox{}``; else the last of ``The answer is``,
-``Answer:``, ``#### N``, ``A: N``; else the last bare number (``last_number``,
-reported in ``info`` because it is a guess).
+Extraction (:func:`extract_answer`, :mod:`datarl.rewards.math_extract`): the final group
+of boxes; a later ``The answer is``/``Answer:``/``#### N``/``A: N`` marker; else the last
+bare number (``last_number``, reported in ``info`` because it is a guess).
 
-Equivalence (:func:`is_equivalent`) runs in three tiers:
+Equivalence (:func:`is_equivalent`) reads both answers the way a careful reader does:
 
-1. Both answers normalise to plain numbers (``1,000``, ``10{,}000``, ``0.5``,
-   ``\\dfrac{1}{2}``, ``12\\frac{3}{5}``, ``25\\%``, ``1.5\\times10^{3}``, ``\\$18``,
-   ``18\\text{ cm}``): compared as exact ``Fraction``s. A percentage matches its
-   number or its number / 100.
-2. Otherwise both are parsed by math-verify (signal timeouts OFF: SIGALRM only
-   works on the main thread; the calling worker enforces wall-clock limits).
-   Floats are turned into exact rationals, and where both sides are numeric we
-   decide ourselves instead of trusting math-verify's rounding:
-   - numbers: exact for rationals, else equal to 40 significant digits. math-verify
-     rounds to 6 decimals and chops small differences, so it accepts ``0.1`` for
-     ``0.1000001`` and ``1/2^99`` for ``1/2^98``; a relative comparison does not.
-   - tuples, matrices, intervals and sets of numbers: element-wise with the same
-     rule; an interval never matches a set written with braces (math-verify
-     accepts ``(1,2)`` for ``\\{1,2\\}``).
-   - anything symbolic (``4a-2``, ``x=3``, ``\\sqrt{2}\\pi``): math-verify's ``verify``.
-3. Normalised strings are equal (text answers, pathological inputs).
+1. Normalisation (:mod:`datarl.rewards.math_text`) drops what never changes a value:
+   delimiters, spacing, thousands separators (``32,\\! 349``), units, ``\\text{}``, degree
+   marks, quantifiers like ``for some integer t``; it repairs eaten backslashes and Unicode.
+2. Reader forms (:mod:`datarl.rewards.math_forms`): clock times compare as times (never as
+   ``1/0``), ratios as quotients, lists item by item as multisets (labels like ``w=16`` or
+   ``Paolo: 18`` dropped unless both sides label every item, then by label), a tuple against
+   the list of its elements, degrees against radians.
+3. Both answers plain numbers (``1,000``, ``\\dfrac{1}{2}``, ``12\\frac{3}{5}``, ``25\\%``,
+   ``1.5\\times10^{3}``): exact ``Fraction``s; a percentage matches its number or its number
+   / 100; a ground truth written as a decimal is matched by an exact value that rounds to it
+   (``\\dfrac{27}{59}`` for ``0.458``) or by itself given to fewer places (``118\\%`` for
+   ``117.95\\%``), with at least three significant figures shown (see ``math_forms``).
+4. Otherwise sympy through math-verify (:mod:`datarl.rewards.math_sympy`): exact numbers,
+   undefined values never equal, sets from conditions, equations against solved forms,
+   renamed parameters, then math-verify's ``verify``.
 
-A relative tolerance is never implied: ``rel_tol`` (default None = exact) must be
-passed explicitly and applies to numeric comparisons only.
+An exact ground truth (``\\frac{600}{7}``, ``\\pi``) is never matched by a decimal
+approximation (``85.71``, ``3.14159``) unless ``rel_tol`` is passed; ``rel_tol`` (default
+None = exact) applies to numeric comparisons only.
 
 Pathological answers (huge power towers, deep nesting, huge literals, over
 ``MAX_SYMBOLIC_CHARS``) never reach sympy; see :func:`is_pathological`.
@@ -33,141 +32,41 @@ Pathological answers (huge power towers, deep nesting, huge literals, over
 
 from __future__ import annotations
 
-import logging
 import re
 from fractions import Fraction
 from typing import Any, Mapping
 
 from datarl.rewards.base import RewardResult
-from datarl.rewards.math_extract import (
+from datarl.rewards.math_extract import Extraction, extract_answer
+from datarl.rewards.math_forms import (
+    braced_elements,
+    clock_time,
+    label_of,
+    list_items,
+    order_chain,
+    ratio_quotient,
+    rounded_from,
+    rounds_to,
+    same_time,
+    split_top,
+    stated_predicate,
+    tuple_elements,
+)
+from datarl.rewards.math_sympy import Unparseable, numeric_value, symbolic_equal
+from datarl.rewards.math_text import (
     MAX_ANSWER_CHARS,
-    Extraction,
+    WrittenDecimal,
     exact_number,
-    extract_answer,
+    has_degree_mark,
     is_pathological,
     normalize_answer,
     string_key,
+    written_decimal,
 )
 
 __all__ = ["Extraction", "extract_answer", "is_equivalent", "score_math", "SOURCE"]
 
 SOURCE = "rtv.math"
-_EXACT_DIGITS = 50  # evaluation precision for irrational closed forms
-_EXACT_REL = 1e-40  # two closed forms agreeing to 40 digits are taken as equal
-
-# math-verify warns once that its timeouts are off; that is deliberate here.
-logging.getLogger("math_verify").setLevel(logging.ERROR)
-
-
-class _Unparseable(Exception):
-    """The answer has no numeric or symbolic reading."""
-
-
-def _engine() -> tuple[Any, Any]:
-    # Imported lazily: it costs ~0.4 s and pure-number datasets never need it.
-    from math_verify import parse, verify
-
-    return parse, verify
-
-
-def _guarded(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call into math-verify/sympy; any failure, including its BaseException timeout, is None."""
-    from math_verify.errors import TimeoutException
-
-    try:
-        return fn(*args, **kwargs)
-    except (Exception, TimeoutException, RecursionError):
-        return None
-
-
-def _to_sympy(answer: str) -> Any:
-    """Parse a normalised answer to a sympy object with floats made exact rationals."""
-    import sympy
-
-    parse, _ = _engine()
-    parsed = _guarded(parse, f"${answer}$", parsing_timeout=None)
-    if not parsed:
-        parsed = _guarded(parse, answer, parsing_timeout=None)
-    for item in parsed or []:
-        if isinstance(item, (sympy.Basic, sympy.MatrixBase)):
-            floats = item.atoms(sympy.Float)
-            if floats:
-                item = item.xreplace({f: sympy.Rational(str(f)) for f in floats})
-            return item
-    raise _Unparseable(answer)
-
-
-def _is_scalar(expr: Any) -> bool:
-    import sympy
-
-    if not isinstance(expr, sympy.Expr) or isinstance(expr, (sympy.Tuple, sympy.MatrixBase, sympy.MatrixExpr)):
-        return False  # immutable matrices are Exprs too, but are compared element-wise
-    return bool(expr.is_number)
-
-
-def _numbers_equal(a: Any, b: Any, rel_tol: float | None) -> bool:
-    """Exact (or ``rel_tol``) comparison of two sympy numbers; no absolute rounding."""
-    import sympy
-
-    if rel_tol is None and isinstance(a, sympy.Rational) and isinstance(b, sympy.Rational):
-        return bool(a == b)
-    if a == b:
-        return True
-    # Everything stays in sympy's 50-digit floats: Python floats overflow on 2^2009.
-    na, nb = abs(sympy.N(a, _EXACT_DIGITS)), abs(sympy.N(b, _EXACT_DIGITS))
-    if not (na.is_finite and nb.is_finite):
-        return False  # 1/0 (zoo) and oo are only equal to themselves, handled by a == b
-    diff = abs(sympy.N(a - b, _EXACT_DIGITS))
-    tol = _EXACT_REL if rel_tol is None else rel_tol
-    scale = max(na, nb)
-    return bool(diff == 0 or (scale > 0 and diff <= tol * scale))
-
-
-def _numeric_leaves(expr: Any) -> list[Any] | None:
-    """Flat numeric elements of a tuple/matrix, or None when any element is symbolic."""
-    import sympy
-
-    if isinstance(expr, sympy.MatrixBase):
-        items = list(expr)
-    elif isinstance(expr, (sympy.Tuple, sympy.FiniteSet)):
-        items = list(expr.args)
-    else:
-        return None
-    return items if all(_is_scalar(x) for x in items) else None
-
-
-def _structures_equal(gold: Any, pred: Any, rel_tol: float | None) -> bool | None:
-    """Decide numeric containers ourselves; None hands the pair to math-verify."""
-    import sympy
-
-    if isinstance(gold, sympy.Interval) and isinstance(pred, sympy.Interval):
-        ends = (gold.start, gold.end, pred.start, pred.end)
-        if not all(_is_scalar(e) or e in (sympy.oo, -sympy.oo) for e in ends):
-            return None
-        return (
-            gold.left_open == pred.left_open
-            and gold.right_open == pred.right_open
-            and _numbers_equal(gold.start, pred.start, rel_tol)
-            and _numbers_equal(gold.end, pred.end, rel_tol)
-        )
-    g, p = _numeric_leaves(gold), _numeric_leaves(pred)
-    if g is None or p is None or type(gold) is not type(pred):
-        return None
-    if len(g) != len(p) or getattr(gold, "shape", None) != getattr(pred, "shape", None):
-        return False
-    if isinstance(gold, sympy.FiniteSet):  # unordered: match each gold element once
-        left = list(p)
-        for x in g:
-            hit = next((i for i, y in enumerate(left) if _numbers_equal(x, y, rel_tol)), None)
-            if hit is None:
-                return False
-            left.pop(hit)
-        return True
-    return all(_numbers_equal(x, y, rel_tol) for x, y in zip(g, p))
-
-
-def _braced_set(text: str) -> bool:
-    return "\\{" in text or "\\lbrace" in text or "\\set" in text
 
 
 def _unwrap_assignment(answer: str) -> tuple[str | None, str]:
@@ -176,30 +75,15 @@ def _unwrap_assignment(answer: str) -> tuple[str | None, str]:
     return (m.group(1), m.group(2).strip()) if m else (None, answer)
 
 
-def _symbolic_equal(gold: str, pred: str, rel_tol: float | None) -> bool:
-    import sympy
-
-    g_expr = _to_sympy(gold)
-    try:
-        p_expr = _to_sympy(pred)
-    except _Unparseable:
-        return False
-    if _is_scalar(g_expr) and _is_scalar(p_expr):
-        return _numbers_equal(g_expr, p_expr, rel_tol)
-    if _is_scalar(g_expr) != _is_scalar(p_expr) and all(isinstance(e, sympy.Expr) for e in (g_expr, p_expr)):
-        return False  # a number never equals an expression in free variables; skip simplify()
-    interval = (sympy.Interval, sympy.Union)
-    if (isinstance(g_expr, interval) and _braced_set(pred)) or (isinstance(p_expr, interval) and _braced_set(gold)):
-        return False  # an interval is never a finite set, whatever the rounding
-    decided = _structures_equal(g_expr, p_expr, rel_tol)
-    if decided is not None:
-        return decided
-    _, verify = _engine()
-    return bool(_guarded(verify, g_expr, p_expr, timeout_seconds=None))
-
-
 def _number_variants(value: Fraction, percent: bool) -> list[Fraction]:
     return [value, value / 100] if percent else [value]
+
+
+def _decimal_readings(written: WrittenDecimal) -> list[WrittenDecimal]:
+    """``6.67%`` reads as 6.67 and as 0.0667; a plain decimal as itself."""
+    if not written.percent:
+        return [written]
+    return [written, WrittenDecimal(written.value / 100, written.places + 2, written.figures, False)]
 
 
 def _fractions_equal(a: Fraction, b: Fraction, rel_tol: float | None) -> bool:
@@ -208,31 +92,156 @@ def _fractions_equal(a: Fraction, b: Fraction, rel_tol: float | None) -> bool:
     return abs(a - b) <= Fraction(rel_tol) * max(abs(a), abs(b))
 
 
-def _compare(gold: str, pred: str, rel_tol: float | None) -> bool:
-    """Equivalence of two extracted answers; raises ``_Unparseable`` for an unreadable gold."""
-    g_norm, p_norm = normalize_answer(gold), normalize_answer(pred)
-    if not g_norm:
-        raise _Unparseable(gold)
-    if not p_norm:
+def _rounded_match(gold: str, pred: str, pred_values: list[Fraction]) -> bool:
+    """A decimal ground truth matched by a value that rounds to it, or by itself to fewer places."""
+    g_written = written_decimal(gold)
+    if g_written is None:
         return False
-    if string_key(g_norm) == string_key(p_norm):
+    p_written = written_decimal(pred)
+    for g in _decimal_readings(g_written):
+        if any(rounds_to(g, v) for v in pred_values):
+            return True
+        if p_written is not None and any(rounded_from(g, p) for p in _decimal_readings(p_written)):
+            return True
+    return False
+
+
+def _single_equal(gold: str, pred: str, rel_tol: float | None) -> bool:
+    """Equivalence of two normalised answers that list one thing each."""
+    if string_key(gold) == string_key(pred):
         return True
-    g_var, g_val = _unwrap_assignment(g_norm)
-    p_var, p_val = _unwrap_assignment(p_norm)
+    g_var, g_val = _unwrap_assignment(gold)
+    p_var, p_val = _unwrap_assignment(pred)
     if g_var is not None and p_var is not None and g_var != p_var:
         return False  # x=3 is not y=3
     g_num, p_num = exact_number(g_val), exact_number(p_val)
     if g_num is not None and p_num is not None:
-        return any(
-            _fractions_equal(a, b, rel_tol)
-            for a in _number_variants(*g_num)
-            for b in _number_variants(*p_num)
-        )
-    if is_pathological(g_norm) or is_pathological(p_norm):
+        if any(_fractions_equal(a, b, rel_tol) for a in _number_variants(*g_num) for b in _number_variants(*p_num)):
+            return True
+        return rel_tol is None and _rounded_match(g_val, p_val, _number_variants(*p_num))
+    if is_pathological(gold) or is_pathological(pred):
         return False  # their strings already differ, and sympy must never evaluate them
-    if g_var is not None and p_var is not None:
-        return _symbolic_equal(g_val, p_val, rel_tol)
-    return _symbolic_equal(g_norm, p_norm, rel_tol)
+    if rel_tol is None and p_num is None and written_decimal(g_val) is not None:
+        value = numeric_value(p_val)  # an exact closed form against a rounded decimal
+        if value is not None and _rounded_match(g_val, p_val, [value]):
+            return True
+    if g_var is not None or p_var is not None:
+        if symbolic_equal(g_val, p_val, rel_tol):
+            return True
+        if g_var is not None and p_var is not None:
+            return False
+    return symbolic_equal(gold, pred, rel_tol)
+
+
+def _multiset_equal(gold: list[str], pred: list[str], rel_tol: float | None) -> bool:
+    """Every gold item matched by its own pred item, in any order (equivalence makes greedy exact)."""
+    if len(gold) != len(pred):
+        return False
+    left = list(pred)
+    for g in gold:
+        hit = next((i for i, p in enumerate(left) if _single_equal(g, p, rel_tol)), None)
+        if hit is None:
+            return False
+        left.pop(hit)
+    return True
+
+
+def _labeled(item: str) -> tuple[str | None, str]:
+    """An item's label and its value, normalised on its own (``40 \\text{ candies}`` -> ``40``)."""
+    label, value = label_of(item)
+    return label, normalize_answer(value) or value
+
+
+def _string_key_equal(a: str, b: str) -> bool:
+    return string_key(a) == string_key(b)
+
+
+def _lists_equal(gold: list[str], pred: list[str], rel_tol: float | None) -> bool:
+    """Two lists: by label when both sides label every item alike, else their values as multisets."""
+    g_labeled, p_labeled = [_labeled(i) for i in gold], [_labeled(i) for i in pred]
+    g_labels, p_labels = [k for k, _ in g_labeled], [k for k, _ in p_labeled]
+    if None not in g_labels and None not in p_labels and len(set(g_labels)) == len(g_labels):
+        if sorted(g_labels) == sorted(p_labels):  # type: ignore[type-var]
+            p_by = dict(p_labeled)
+            return all(_single_equal(v, p_by[k], rel_tol) for k, v in g_labeled)
+    return _multiset_equal([v for _, v in g_labeled], [v for _, v in p_labeled], rel_tol)
+
+
+def _one_against_many(one: str, many: list[str], rel_tol: float | None, one_is_gold: bool) -> bool | None:
+    """A tuple against the list of its elements, or a braced set against a list; None otherwise."""
+    values = [_labeled(i)[1] for i in many]
+    elements = tuple_elements(one)
+    if elements is not None and len(elements) == len(values):
+        pairs = zip(elements, values) if one_is_gold else zip(values, elements)
+        return all(_single_equal(g, p, rel_tol) for g, p in pairs)
+    elements = braced_elements(one)
+    if elements is not None:
+        return _multiset_equal(elements, values, rel_tol) if one_is_gold else _multiset_equal(values, elements, rel_tol)
+    return None
+
+
+def _degrees_as_radians(gold_raw: str, gold: str, pred_raw: str, pred: str) -> tuple[str, str]:
+    """``30^\\circ`` against ``\\frac{\\pi}{6}``: the degree side in radians (a mark alone is dropped)."""
+    g_deg, p_deg = has_degree_mark(gold_raw), has_degree_mark(pred_raw)
+    if p_deg and not g_deg and "\\pi" in gold and exact_number(pred) is not None:
+        pred = f"\\frac{{{pred}\\pi}}{{180}}"
+    elif g_deg and not p_deg and "\\pi" in pred and exact_number(gold) is not None:
+        gold = f"\\frac{{{gold}\\pi}}{{180}}"
+    return gold, pred
+
+
+def _compare_one(gold_raw: str, pred_raw: str, rel_tol: float | None) -> bool:
+    g_time, p_time = clock_time(gold_raw), clock_time(pred_raw)
+    if g_time is not None or p_time is not None:
+        return g_time is not None and p_time is not None and same_time(g_time, p_time)
+    gold, pred = normalize_answer(gold_raw), normalize_answer(pred_raw)
+    if not gold:
+        raise Unparseable(gold_raw)
+    if not pred:
+        return False
+    if string_key(gold) == string_key(pred):
+        return True
+    gold, pred = ratio_quotient(gold) or gold, ratio_quotient(pred) or pred
+    gold, pred = _degrees_as_radians(gold_raw, gold, pred_raw, pred)
+    g_chain, p_chain = order_chain(gold), order_chain(pred)
+    if (g_chain is None) != (p_chain is None):  # "b < a < d < c" against "b, a, d, c"
+        g_items, p_items = g_chain or split_top(gold), p_chain or split_top(pred)
+        return len(g_items) == len(p_items) and all(map(_string_key_equal, g_items, p_items))
+    g_items, p_items = list_items(gold), list_items(pred)
+    if len(g_items) == 1 and len(p_items) == 1:
+        return _single_equal(gold, pred, rel_tol)
+    if len(g_items) > 1 and len(p_items) > 1:
+        return _lists_equal(g_items, p_items, rel_tol)
+    decided = (
+        _one_against_many(gold, p_items, rel_tol, True)
+        if len(g_items) == 1
+        else _one_against_many(pred, g_items, rel_tol, False)
+    )
+    return decided if decided is not None else _single_equal(gold, pred, rel_tol)
+
+
+_APPROX_RE = re.compile(r"\\approx|≈")
+
+
+def _compare(gold: str, pred: str, rel_tol: float | None) -> bool:
+    """Equivalence of two extracted answers; raises ``Unparseable`` for an unreadable gold.
+
+    A ground truth ``X \\approx Y`` is matched by an answer equal to either side, and a ground truth
+    written as a sentence (``The function is odd.``) also by what it states (``odd``)."""
+    readings = [r for r in split_top(gold, _APPROX_RE) if r.strip()] or [gold]
+    stated = stated_predicate(gold.replace("$", ""))
+    if stated is not None:
+        readings.append(stated)
+    unreadable: Unparseable | None = None
+    for reading in readings:
+        try:
+            if _compare_one(reading, pred, rel_tol):
+                return True
+        except Unparseable as exc:
+            unreadable = exc
+    if unreadable is not None and len(readings) == 1:
+        raise unreadable
+    return False
 
 
 def _check_rel_tol(rel_tol: float | None) -> None:
@@ -326,7 +335,7 @@ def score_math(record: Mapping[str, Any], response: str, *, rel_tol: float | Non
             return RewardResult(0.0, SOURCE, info)
         try:
             ok = _compare(info["ground_truth"][:MAX_ANSWER_CHARS], extraction.answer, rel_tol)
-        except _Unparseable:
+        except Unparseable:
             info["failure"] = "bad_ground_truth"
             return RewardResult(0.0, SOURCE, info)
         if ok:
