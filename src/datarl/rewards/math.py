@@ -43,6 +43,7 @@ from datarl.rewards.math_forms import (
     clock_time,
     label_of,
     list_items,
+    match_all,
     order_chain,
     ratio_quotient,
     rounded_from,
@@ -134,16 +135,7 @@ def _single_equal(gold: str, pred: str, rel_tol: float | None) -> bool:
 
 
 def _multiset_equal(gold: list[str], pred: list[str], rel_tol: float | None) -> bool:
-    """Every gold item matched by its own pred item, in any order (equivalence makes greedy exact)."""
-    if len(gold) != len(pred):
-        return False
-    left = list(pred)
-    for g in gold:
-        hit = next((i for i, p in enumerate(left) if _single_equal(g, p, rel_tol)), None)
-        if hit is None:
-            return False
-        left.pop(hit)
-    return True
+    return match_all(gold, pred, lambda g, p: _single_equal(g, p, rel_tol))
 
 
 def _labeled(item: str) -> tuple[str | None, str]:

@@ -18,10 +18,14 @@ Each function reads one form out of a *normalised* answer (see
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TypeVar
 
 from datarl.rewards.math_text import WrittenDecimal
+
+T = TypeVar("T")
 
 MIN_FIGURES = 3
 """A rounded answer or ground truth must show at least this many significant figures."""
@@ -153,6 +157,20 @@ def list_items(answer: str) -> list[str]:
     if len(items) > MAX_ITEMS or any(not i for i in items):
         return [answer]
     return items
+
+
+def match_all(gold: list[T], pred: list[T], same: Callable[[T, T], bool]) -> bool:
+    """Whether every gold item is matched by its own pred item, in any order (a multiset comparison;
+    for an equivalence relation, taking the first match is as good as searching)."""
+    if len(gold) != len(pred):
+        return False
+    left = list(pred)
+    for g in gold:
+        hit = next((i for i, p in enumerate(left) if same(g, p)), None)
+        if hit is None:
+            return False
+        left.pop(hit)
+    return True
 
 
 def order_chain(answer: str) -> list[str] | None:

@@ -35,7 +35,7 @@ import re
 from fractions import Fraction
 from typing import Any
 
-from datarl.rewards.math_forms import split_top
+from datarl.rewards.math_forms import match_all, split_top
 
 MAX_RENAMED = 2
 """At most this many free names are matched up between two answers."""
@@ -217,13 +217,7 @@ def _structures_equal(gold: Any, pred: Any, rel_tol: float | None) -> bool | Non
     if len(g) != len(p) or (not vector_vs_tuple and getattr(gold, "shape", None) != getattr(pred, "shape", None)):
         return False
     if isinstance(gold, sympy.FiniteSet):  # unordered: match each gold element once
-        left = list(p)
-        for x in g:
-            hit = next((i for i, y in enumerate(left) if numbers_equal(x, y, rel_tol)), None)
-            if hit is None:
-                return False
-            left.pop(hit)
-        return True
+        return match_all(g, p, lambda x, y: numbers_equal(x, y, rel_tol))
     return all(numbers_equal(x, y, rel_tol) for x, y in zip(g, p))
 
 
