@@ -41,7 +41,7 @@ def main() -> int:
 
     from datarl.executors.ray_engine import RayEngine, RayOptions, plan_blocks
     from datarl.rewards.router import Router, RouterConfig
-    from datarl.scoring import score_responses
+    from datarl.executors.engine import LocalEngine
 
     records, responses = build_records(args.records)
     tasks = {t: sum(r["task"] == t for r in records) for t in ("math", "code", "ifeval")}
@@ -49,7 +49,8 @@ def main() -> int:
     cfg = RouterConfig()
 
     start = time.perf_counter()
-    local = score_responses(Router(cfg), records, responses, workers=args.workers, timeout_s=args.timeout)
+    with LocalEngine(Router(cfg), workers=args.workers, timeout_s=args.timeout) as engine:
+        local = engine.score(records, responses)
     local_s = time.perf_counter() - start
     print(f"local engine, {args.workers} workers: {local_s:.1f} s, {len(records) / local_s:.1f} items/s")
 

@@ -90,7 +90,7 @@ def test_ctrl_c_leaves_no_output_no_temp_file_and_no_processes(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
-    while not list(tmp_path.glob("o.jsonl.tmp-*")) and time.monotonic() < deadline:
+    while not list(tmp_path.glob(".o.jsonl.*.tmp")) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)
     assert proc.poll() is None, "the run finished before it could be interrupted"

@@ -9,7 +9,8 @@ import pytest
 pytest.importorskip("torch")
 
 from datarl.cli import main  # noqa: E402
-from datarl.jobs import summarise_scores, wilson_interval  # noqa: E402
+from datarl.jobs import summarise_scores
+from datarl.metrics.stats import wilson_interval  # noqa: E402
 from datarl.models.tiny import MICRO, build_tiny_policy  # noqa: E402
 from datarl.records import load_records  # noqa: E402
 
@@ -92,7 +93,7 @@ def test_wilson_interval_is_sane_at_the_edges():
 
 
 def test_paired_difference_counts_only_items_that_changed():
-    from datarl.jobs import paired_difference
+    from datarl.metrics.stats import paired_difference
 
     # 10 items: 3 flip 0 -> 1, 1 flips 1 -> 0, 6 stay. diffs: three +1, one -1, six 0: mean 0.2,
     # sample variance (3 * 0.64 + 1.44 + 6 * 0.04) / 9 = 0.4, half-width 1.96 * sqrt(0.04) = 0.392.

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("torch")
 
 import datarl.models.generate as gen_mod  # noqa: E402
-from datarl.jobs import write_jsonl_atomic  # noqa: E402
+from datarl.io import write_records  # noqa: E402
 from datarl.models.generate import Generation  # noqa: E402
 from datarl.preferences import PairsError, load_pairs, make_pairs, validate_pair  # noqa: E402
 from datarl.synth import SynthConfig, build_suite, gold_check, wrong_response  # noqa: E402
@@ -76,7 +76,7 @@ def test_real_micro_policy_end_to_end(records, tmp_path):
     pairs = make_pairs(records[:4], policy, samples_per_prompt=2, sampling=SamplingConfig(max_new_tokens=8))
     assert pairs and all(validate_pair(p) == [] for p in pairs)
     path = str(tmp_path / "pairs.jsonl")
-    write_jsonl_atomic(path, pairs)
+    write_records(path, pairs)
     assert load_pairs(path) == pairs
 
 

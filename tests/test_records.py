@@ -110,6 +110,24 @@ def test_shared_real_data_loads_without_errors(name):
     assert result.errors == [] and len(result.records) == result.total_lines > 0
 
 
-def test_missing_file_raises_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError):
+def test_missing_or_unreadable_file_is_a_user_error(tmp_path):
+    from datarl.errors import InputError, UserError
+
+    with pytest.raises(InputError, match="nope.jsonl: no such file"):
         load_records(str(tmp_path / "nope.jsonl"))
+    with pytest.raises(UserError, match="cannot read"):
+        load_records(str(tmp_path))  # a directory: open() fails with IsADirectoryError
+
+
+def test_read_all_records_names_what_and_refuses_bad_lines_and_empty_files(tmp_path):
+    from datarl.errors import ConfigError
+    from datarl.records import read_all_records
+
+    bad = _write(tmp_path, [_rec(), "{not json"])
+    with pytest.raises(ConfigError, match=r"(?s)data.train: 1 bad line\(s\) in .*:2: \(line\): not valid JSON"):
+        read_all_records(bad, what="data.train", error=ConfigError)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="no records"):
+        read_all_records(str(empty), error=ConfigError)
+    assert read_all_records(str(empty), allow_empty=True) == []

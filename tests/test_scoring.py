@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import datarl.scoring as scoring
 from datarl.rewards.router import RouterConfig
-from datarl.scoring import InputError, ScoreOptions, score_file
+from datarl.errors import InputError
+from datarl.executors import engine as engine_module
+from datarl.scoring import ScoreOptions, score_file
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -104,7 +105,7 @@ def _hang_on_marker(record):
 
 
 def test_an_item_past_the_timeout_scores_zero_with_failure_timeout(tmp_path, monkeypatch):
-    monkeypatch.setattr(scoring, "_score_item", _hang_on_marker)
+    monkeypatch.setattr(engine_module, "score_item", lambda router, record: _hang_on_marker(record))
     rows = [_math(0, "4"), _math(1, "HANG"), _math(2, "4")]
     out = tmp_path / "out.jsonl"
     start = time.monotonic()

@@ -7,9 +7,9 @@ import json
 import os
 from typing import Any, Iterable
 
+from datarl.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the file and the problem."""
+__all__ = ["ConfigError", "load_config", "unknown_keys"]
 
 
 def unknown_keys(cls: type, keys: Iterable[str]) -> tuple[list[str], list[str]]:

@@ -6,14 +6,14 @@ their results atomically, like ``datarl score``.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from datarl.records import Record, format_errors, load_records
-from datarl.scoring import InputError, write_records_atomic
+from datarl.io import write_records
+from datarl.metrics.stats import mean_interval, wilson_interval
+from datarl.records import Record, read_all_records
 
 
 @dataclass(frozen=True)
@@ -26,19 +26,6 @@ class GenerateSummary:
     def format(self) -> str:
         return (f"generated {self.responses} responses for {self.prompts} prompts in {self.seconds:.1f} s "
                 f"({self.responses / max(self.seconds, 1e-9):.1f}/s); cut off without EOS: {self.cut_off}")
-
-
-def load_prompts(path: str, *, strict: bool = True) -> list[Record]:
-    """Records to generate for; any bad line is fatal (a prompt file is an input you control)."""
-    try:
-        loaded = load_records(path)
-    except FileNotFoundError as exc:
-        raise InputError(str(exc)) from None
-    if loaded.errors and strict:
-        raise InputError(f"{len(loaded.errors)} bad line(s) in {path}:\n" + format_errors(loaded.errors))
-    if not loaded.records:
-        raise InputError(f"{path}: no records (the file is empty)")
-    return loaded.records
 
 
 def response_rows(records: Sequence[Record], generations: Sequence[Any], samples_per_prompt: int) -> list[dict]:
@@ -59,62 +46,17 @@ def response_rows(records: Sequence[Record], generations: Sequence[Any], samples
     return rows
 
 
-def write_jsonl_atomic(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Atomic JSONL write (see ``scoring.write_records_atomic``)."""
-    write_records_atomic(path, (dict(r) for r in rows))
-
-
 def generate_file(input_path: str, output_path: str, policy: Any, sampling: Any, *,
                   progress: bool = False) -> GenerateSummary:
     """Sample ``policy`` on every record of ``input_path``; write records with ``response``."""
     from datarl.models.generate import generate
 
-    records = load_prompts(input_path)
+    records = read_all_records(input_path)
     start = time.perf_counter()
     gens = generate(policy, [r.prompt for r in records], sampling, progress=progress)
-    write_jsonl_atomic(output_path, response_rows(records, gens, sampling.samples_per_prompt))
+    write_records(output_path, response_rows(records, gens, sampling.samples_per_prompt))
     return GenerateSummary(len(records), len(gens), sum(not g.finished for g in gens),
                            time.perf_counter() - start)
-
-
-def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion (sound at 0%, 100% and small n)."""
-    if n == 0:
-        return (math.nan, math.nan)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def mean_interval(values: Sequence[float], z: float = 1.96) -> tuple[float, float]:
-    """Normal-approximation 95% interval of a mean of scores in [0, 1]."""
-    n = len(values)
-    if n == 0:
-        return (math.nan, math.nan)
-    mean = sum(values) / n
-    if n == 1:
-        return (mean, mean)
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    half = z * math.sqrt(var / n)
-    return (max(0.0, mean - half), min(1.0, mean + half))
-
-
-def paired_difference(before: Sequence[float], after: Sequence[float], z: float = 1.96) -> dict[str, float]:
-    """Mean of ``after[i] - before[i]`` over the same items, with a normal-approximation 95% interval from the
-    per-item differences (the paired test: an item that is right or wrong both times adds no noise)."""
-    if len(before) != len(after):
-        raise ValueError(f"paired scores need the same items: {len(before)} before, {len(after)} after")
-    diffs = [float(a) - float(b) for b, a in zip(before, after)]
-    n = len(diffs)
-    if n == 0:
-        return {"n": 0, "diff": math.nan, "ci95_low": math.nan, "ci95_high": math.nan}
-    mean = sum(diffs) / n
-    var = sum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else 0.0
-    half = z * math.sqrt(var / n)
-    return {"n": n, "diff": mean, "ci95_low": mean - half, "ci95_high": mean + half,
-            "improved": sum(d > 0 for d in diffs), "worsened": sum(d < 0 for d in diffs)}
 
 
 def summarise_scores(tasks: Sequence[str], scores: Sequence[float]) -> dict[str, dict[str, float]]:

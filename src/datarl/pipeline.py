@@ -34,7 +34,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from datarl.config import ConfigError, load_config, unknown_keys
+from datarl.config import load_config, unknown_keys
+from datarl.io import write_json
+from datarl.errors import ConfigError
 
 __all__ = ["PipelineConfig", "run_pipeline", "STAGES", "load_pipeline_config"]
 
@@ -153,10 +155,7 @@ class _Ledger:
 
     def record(self, stage: str, fingerprint: str, outputs: list[str], seconds: float, **extra: Any) -> None:
         self.done[stage] = {"fingerprint": fingerprint, "outputs": outputs, "seconds": round(seconds, 1), **extra}
-        tmp = f"{self.path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(self.done, fh, indent=2)
-        os.replace(tmp, self.path)
+        write_json(self.path, self.done)
 
 
 def run_pipeline(cfg: PipelineConfig, *, log: Callable[[str], None] = print,

@@ -14,7 +14,8 @@ import shutil
 import sys
 from typing import Any, Callable, Mapping
 
-from datarl.config import ConfigError
+from datarl.errors import ConfigError
+from datarl.io import write_json, write_text
 from datarl.pipeline import PipelineConfig, _Ledger, copy_into
 
 __all__ = ["STAGE_FUNCTIONS", "check", "router_mapping"]
@@ -72,16 +73,16 @@ def router_mapping(cfg: PipelineConfig) -> dict[str, Any]:
 
 
 def _read(path: str) -> list[dict[str, Any]]:
-    from datarl.jobs import load_prompts
+    from datarl.records import read_all_records
 
-    return [r.to_dict() for r in load_prompts(path)]
+    return [r.to_dict() for r in read_all_records(path)]
 
 
 def _write(path: str, rows: list[dict[str, Any]]) -> None:
-    from datarl.jobs import write_jsonl_atomic
+    from datarl.io import write_records
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_jsonl_atomic(path, rows)
+    write_records(path, rows)
 
 
 # --- stages ------------------------------------------------------------------------------------
@@ -240,8 +241,7 @@ def stage_train(cfg: PipelineConfig, ledger: _Ledger) -> Stage:
             shutil.rmtree(run_dir)  # an older run with other inputs: start this one afresh
             resume = False
         os.makedirs(run_dir, exist_ok=True)
-        with open(mark, "w") as fh:
-            fh.write(fingerprint)
+        write_text(mark, fingerprint)
         report = _data(cfg, "selected") + ".report.json"
         if os.path.exists(report):
             copy_into(report, os.path.join(run_dir, "selection", "report.json"))
@@ -256,7 +256,8 @@ def stage_eval(cfg: PipelineConfig, ledger: _Ledger) -> Stage:
     out = cfg.path("train", "final_eval.json")
 
     def run() -> tuple[list[str], dict[str, Any]]:
-        from datarl.jobs import eval_records, load_prompts
+        from datarl.jobs import eval_records
+        from datarl.records import read_all_records
         from datarl.models.generate import SamplingConfig
         from datarl.models.loading import load_policy
         from datarl.rl.evaluate import gold_function
@@ -268,18 +269,16 @@ def stage_eval(cfg: PipelineConfig, ledger: _Ledger) -> Stage:
             result = {"sft": {"policy": _policy_dir(cfg, ledger), "by_task": summary["before"]},
                       "best": {"policy": cfg.path("train", "best"), "step": summary["best_step"],
                                "by_task": summary["best"], "gain": summary.get("gain_best", {})}}
-            with open(out, "w", encoding="utf-8") as fh:
-                json.dump(result, fh, indent=2)
+            write_json(out, result)
             return [out], {}
-        records = load_prompts(_data(cfg, "eval"))
+        records = read_all_records(_data(cfg, "eval"))
         gold = gold_function(eval_cfg.get("gold", "synth"))
         greedy = SamplingConfig(temperature=0.0, max_new_tokens=128, batch_size=64)
         result = {}
         for name, path in (("sft", _policy_dir(cfg, ledger)), ("best", cfg.path("train", "best"))):
             summary, _ = eval_records(records, load_policy(path), greedy, _gold_or_skip(gold), workers=cfg.workers)
             result[name] = {"policy": path, **summary}
-        with open(out, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2)
+        write_json(out, result)
         return [out], {}
 
     return run, {"eval": dict(cfg.train.get("eval") or {})}, [cfg.path("train", "summary.json")]

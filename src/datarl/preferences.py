@@ -31,20 +31,17 @@ import os
 import random
 from typing import Any, Mapping, Sequence
 
-from datarl.records import TASKS
+from datarl.errors import UserError
+from datarl.records import TASKS, as_dict
 
 __all__ = ["PairsError", "make_pairs", "load_pairs", "validate_pair", "REQUIRED_FIELDS"]
 
 REQUIRED_FIELDS = ("prompt", "chosen", "rejected")
 
 
-class PairsError(ValueError):
+class PairsError(UserError, ValueError):
     """A pairs file (or list) that cannot be used; the message lists ``file:line: field: problem``."""
 
-
-def _as_dict(record: Any) -> dict[str, Any]:
-    to_dict = getattr(record, "to_dict", None)
-    return dict(to_dict() if callable(to_dict) else record)
 
 
 def make_pairs(records: Sequence[Any], policy: Any, *, samples_per_prompt: int = 4, label_noise: float = 0.1,
@@ -72,7 +69,7 @@ def make_pairs(records: Sequence[Any], policy: Any, *, samples_per_prompt: int =
         raise ValueError("label_noise must be in [0, 0.5) (at 0.5 labels carry no information)")
     if min_gold_gap < 0 or min_pairs_per_prompt < 0 or (max_pairs_per_prompt is not None and max_pairs_per_prompt < 1):
         raise ValueError("min_gold_gap >= 0, min_pairs_per_prompt >= 0 and max_pairs_per_prompt >= 1 are required")
-    recs = [_as_dict(r) for r in records]
+    recs = [as_dict(r) for r in records]
     cfg = dataclasses.replace(sampling or SamplingConfig(), samples_per_prompt=samples_per_prompt, seed=seed)
     gens = generate(policy, [r["prompt"] for r in recs], cfg, progress=progress)
     by_prompt: list[list[str]] = [[] for _ in recs]

@@ -19,6 +19,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from datarl.errors import InputError, UserError
+from datarl.io import remove_stale, write_records
+
 TASKS = ("math", "code", "ifeval", "general")
 CHAT_ROLES = ("system", "user", "assistant", "tool")
 # Fields the records layer itself understands; anything else is carried through.
@@ -124,10 +127,40 @@ def load_records(
 
     ``extra_check`` lets a caller add a check (e.g. "the router has a source for this
     task"); it returns ``(field, message)`` for a bad record or None.
-    Raises ``FileNotFoundError``/``OSError`` only for an unreadable file.
+    Raises :class:`~datarl.errors.InputError` only for a missing or unreadable file.
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
+        raise InputError(f"{path}: no such file")
+    try:
+        return _load(path, extra_check)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except ImportError as exc:  # pyarrow's native parts missing for a .parquet file
+        raise InputError(f"{path}: cannot read Parquet ({exc})") from None
+
+
+def read_all_records(path: str, *, what: str | None = None, error: type[UserError] = InputError,
+                     limit: int = 10, allow_empty: bool = False) -> list[Record]:
+    """The records of an input every line of which must be valid (prompts to sample, a training set).
+
+    A missing or unreadable file, any bad line (the first ``limit`` listed with file, line and field) or a
+    file with no records (unless ``allow_empty``) raises ``error``, its message prefixed with ``what``
+    (e.g. ``data.train``).
+    """
+    where = f"{what}: " if what else ""
+    try:
+        loaded = load_records(path)
+    except InputError as exc:
+        raise error(f"{where}{exc}") from None
+    if loaded.errors:
+        raise error(f"{where}{len(loaded.errors)} bad line(s) in {path}; fix them (`datarl validate {path}` "
+                    f"lists them all):\n{format_errors(loaded.errors, limit)}")
+    if not loaded.records and not allow_empty:
+        raise error(f"{where}{path}: no records (the file is empty)")
+    return loaded.records
+
+
+def _load(path: str, extra_check: Callable[[Record], tuple[str, str] | None] | None) -> LoadResult:
     name = os.path.basename(path)
     records: list[Record] = []
     errors: list[RecordError] = []
@@ -287,11 +320,15 @@ def format_errors(errors: Sequence[RecordError], limit: int = 20) -> str:
     return "\n".join(lines)
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file, fsync and a rename: readers see the old file or the new one."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def as_dict(record: Record | Mapping[str, Any]) -> dict[str, Any]:
+    """A record as a plain dict: a :class:`Record`'s normalised view, or a copy of a mapping."""
+    return record.to_dict() if isinstance(record, Record) else dict(record)
+
+
+def write_errors(path: str, errors: Sequence[RecordError]) -> None:
+    """Write the bad lines' side file (``OUTPUT.errors.jsonl``), or remove a stale one when there are none:
+    a side file left by an earlier run would describe another input."""
+    if errors:
+        write_records(path, (e.to_dict() for e in errors))
+    else:
+        remove_stale(path)

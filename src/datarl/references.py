@@ -16,13 +16,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
+from datarl.records import as_dict
+
 __all__ = ["build_references"]
-
-
-def _as_dict(record: Any) -> dict[str, Any]:
-    to_dict = getattr(record, "to_dict", None)
-    return dict(to_dict() if callable(to_dict) else record)
-
 
 def build_references(records: Sequence[Any], policy: Any, bt_model_dir: str, *, n: int = 8, seed: int = 0,
                      sampling: Any = None, batch_size: int = 16, keep_existing: bool = False,
@@ -44,7 +40,7 @@ def build_references(records: Sequence[Any], policy: Any, bt_model_dir: str, *, 
     if n < 1:
         raise ValueError("n must be >= 1")
     load_bt(bt_model_dir)  # fail before spending time on sampling
-    out = [_as_dict(r) for r in records]
+    out = [as_dict(r) for r in records]
     todo = [i for i, r in enumerate(out)
             if r.get("task") == "general" and not (keep_existing and r.get("reference"))]
     if not todo:

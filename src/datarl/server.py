@@ -4,8 +4,9 @@ The protocol (request and reply shapes, labels, how the response is cut from the
 always HTTP 200 and ``extra_logs`` holds numbers only) is in :mod:`datarl.integrations.openrlhf`. Here:
 
 - Samples of all in-flight requests are batched by one scorer thread (up to ``max_batch`` items, waiting
-  at most ``max_wait_ms`` after the first) and scored by ``datarl.scoring.score_responses`` (long-lived
-  forked workers with per-item timeouts; model sources batched in-process). At most ``max_queue`` samples wait;
+  at most ``max_wait_ms`` after the first) and scored by a :class:`~datarl.executors.engine.LocalEngine`
+  (long-lived forked workers with per-item timeouts, which inherit the sources' warm-up, e.g. IFEval's
+  Punkt model; model sources batched in-process). At most ``max_queue`` samples wait;
   a request that does not fit is answered at once with every sample flagged ``overloaded``.
 - ``GET /health`` returns the state and counters. SIGTERM/SIGINT: stop accepting, finish every accepted
   request, exit 0.
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Mapping, Sequence
 
+from datarl.executors.engine import LocalEngine
 from datarl.integrations.openrlhf import (DEFAULT_STRIP_PATTERN, bad_request_reply, build_reply, make_label,
                                          openrlhf_rows, parse_label, split_response)
 from datarl.rewards.base import RewardResult
@@ -102,10 +104,8 @@ class RewardBatcher:
         # came from two or more requests, i.e. batching across requests happened.
         self.stats = {"scored_requests": 0, "batches": 0, "items": 0, "multi_request_batches": 0,
                       "max_batch_items": 0, "rejected_items": 0, "scoring_s": 0.0}
-        from datarl.scoring import RewardWorkers
-
         # Workers fork once (on the first batch) and serve every later batch: no per-batch fork and warm-up.
-        self._workers = RewardWorkers(router, workers=config.workers, timeout_s=config.timeout_s)
+        self._engine = LocalEngine(router, workers=config.workers, timeout_s=config.timeout_s)
 
     def start(self) -> None:
         if self._thread is None:
@@ -141,7 +141,7 @@ class RewardBatcher:
             self._thread = None
         else:
             self._run()  # returns once the queue is empty
-        self._workers.close()
+        self._engine.close()
 
     def _take_batch(self) -> list[tuple[_Ticket, int, dict[str, Any], str]] | None:
         with self._cond:
@@ -163,9 +163,7 @@ class RewardBatcher:
             records, responses = [b[2] for b in batch], [b[3] for b in batch]
             started = time.perf_counter()
             try:
-                from datarl.scoring import score_responses
-
-                results = score_responses(self.router, records, responses, pool=self._workers)
+                results = self._engine.score(records, responses)
             except Exception as exc:  # the scorer thread must survive anything; report it per sample
                 results = [RewardResult(0.0, self.router.config.source_for(str(r.get("task"))) or "none",
                                         {"failure": "internal_error", "error": f"{type(exc).__name__}: {exc}"})
@@ -183,18 +181,6 @@ class RewardBatcher:
                     ticket.done.set()
 
 
-def _preload(router: Router) -> None:
-    """Build what sources load lazily (IFEval's Punkt model and langdetect profiles: ~0.6 s) in this
-    process before the scoring workers fork, so they inherit it instead of each paying it (measured when
-    workers were forked per batch: bench/serve_load.py --tasks ifeval 131 -> 665 items/s)."""
-    if "rtv.ifeval" in router.config.table.values():
-        from datarl.rewards.ifeval.text import detect_language, split_sentences, word_tokenize
-
-        split_sentences("Warm up. Done.")
-        word_tokenize("warm up")
-        detect_language("warm up the language detector")
-
-
 def _failed(message: str, source: str = "none") -> RewardResult:
     return RewardResult(0.0, source, {"failure": message.split(":", 1)[0], "error": message})
 
@@ -206,8 +192,7 @@ class RewardService:
     def __init__(self, config: ServeConfig | None = None, *, start: bool = True) -> None:
         self.config = config or ServeConfig()
         self.router = Router(self.config.router)
-        self.router.warm_up()  # imports happen before any thread or worker exists
-        _preload(self.router)
+        self.router.warm_up()  # imports and warm-ups happen before any thread or worker exists
         self.batcher = RewardBatcher(self.router, self.config)
         self.in_flight = 0
         self.requests = 0  # every request body handled, well-formed or not

@@ -16,7 +16,7 @@ import pytest
 
 from datarl.executors.ray_engine import RayEngine, RayEngineError, RayOptions, plan_blocks
 from datarl.rewards.router import Router, RouterConfig
-from datarl.scoring import score_responses
+from datarl.executors.engine import LocalEngine
 from datarl.synth import SynthConfig, build_suite, wrong_response
 
 DATARL = [sys.executable, "-m", "datarl.cli"]
@@ -69,7 +69,8 @@ def test_block_plan_spreads_rows_over_actors_and_bounds_batches():
 def test_results_equal_the_local_engine_by_id(ray_session):
     records, responses = mixed_batch()
     cfg = RouterConfig()
-    local = score_responses(Router(cfg), records, responses, workers=2, timeout_s=30)
+    with LocalEngine(Router(cfg), workers=2, timeout_s=30) as engine:
+        local = engine.score(records, responses)
     remote = RayEngine(RayOptions()).score_responses(cfg, records, responses, 30.0)
     assert len(remote) == len(records)
     by_id = {r["id"]: x for r, x in zip(records, remote)}
@@ -92,7 +93,8 @@ def test_a_hanging_item_times_out_without_stalling_its_batch(ray_session):
     assert time.monotonic() - start < 40  # the sleep alone is 60 s
     assert remote[code].score == 0.0 and remote[code].info["failure"] == "timeout"
     assert "2 s timeout" in remote[code].info["error"]
-    local = score_responses(Router(RouterConfig()), records, responses, workers=2, timeout_s=2.0)
+    with LocalEngine(Router(RouterConfig()), workers=2, timeout_s=2.0) as engine:
+        local = engine.score(records, responses)
     assert [(x.score, comparable(x.info)) for x in remote] == [(x.score, comparable(x.info)) for x in local]
 
 
@@ -129,7 +131,8 @@ def test_model_sources_go_to_the_judge_stage_with_the_local_scores(ray_session, 
     math_records, math_responses = mixed_batch(per_task=2)
     records = general + math_records
     responses = [r["reference"] for r in general] + math_responses
-    local = score_responses(Router(cfg), records, responses, workers=2, timeout_s=30)
+    with LocalEngine(Router(cfg), workers=2, timeout_s=30) as engine:
+        local = engine.score(records, responses)
     remote = RayEngine(RayOptions(judge_actors=1)).score_responses(cfg, records, responses, 30.0)
     assert [x.source for x in remote] == [x.source for x in local] and remote[0].source == "bt"
     # the same model on the same rows; batches may be cut differently, hence approx

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 from datarl.models.loading import PolicyLoadError, load_policy  # noqa: E402
 from datarl.models.tiny import MICRO, build_tiny_policy  # noqa: E402
 from datarl.rewards.router import RouterConfig  # noqa: E402
-from datarl.scoring import InputError  # noqa: E402
+from datarl.errors import InputError  # noqa: E402
 from datarl.select.prepo import SelectConfig, SelectError, allocate, prompt_key  # noqa: E402
 from datarl.select.prepo_engine import run_select  # noqa: E402
 from datarl.synth import SynthConfig, build_suite  # noqa: E402
@@ -168,17 +168,21 @@ def test_bad_input_is_refused_before_any_model_is_loaded(world, tmp_path):
     general = dict(build_suite(SynthConfig(train_per_task=0, pool_per_task=2, eval_per_task=0, tasks=("general",),
                                            pool_duplicate_fraction=0.0))["pool"][0], id="general-0")
     pool = write_jsonl(tmp_path / "g.jsonl", read_jsonl(world["pool"]) + [general])
-    with pytest.raises(SelectError, match="task 'general'.*no reward source"):
+    with pytest.raises(SelectError, match="general pool prompt.*no reward source is configured for task 'general'"):
         run_select(pool, out, policy=no_policy, router_config=RouterConfig.from_mapping({"router": {"general": None}}))
-    with pytest.raises(SelectError, match="genrm.bon, which needs a judge"):
+    with pytest.raises(SelectError, match="genrm.bon, which needs a model: set sources.genrm.bon.judge"):
         run_select(pool, out, policy=no_policy)  # the default router sends general to genrm.bon
     bon = RouterConfig.from_mapping({"router": {"general": "genrm.bon"},
                                      "sources": {"genrm.bon": {"judge": str(tmp_path / "no-judge")}}})
     no_ref = write_jsonl(tmp_path / "nr.jsonl", read_jsonl(world["pool"]) + [{**general, "reference": None}])
-    with pytest.raises(SelectError, match="have no 'reference'.*datarl build-references"):
+    with pytest.raises(SelectError, match="cannot be scored: reference: missing.*datarl build-references"):
         run_select(no_ref, out, policy=no_policy, router_config=bon)
-    with pytest.raises(SelectError, match="scorer fails.*judge_error"):
+    with pytest.raises(SelectError, match="sources.genrm.bon.judge: .*no-judge: no such model directory"):
         run_select(pool, out, policy=no_policy, router_config=bon)
+    not_a_judge = RouterConfig.from_mapping({"router": {"general": "genrm.bon"},
+                                             "sources": {"genrm.bon": {"judge": str(tmp_path)}}})
+    with pytest.raises(SelectError, match="scorer fails.*judge_error"):
+        run_select(pool, out, policy=no_policy, router_config=not_a_judge)
     with pytest.raises(PolicyLoadError):
         run_select(world["pool"], out, policy=str(tmp_path / "no-policy"))
 

@@ -9,7 +9,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def _router_config(args: argparse.Namespace):  # -> RouterConfig
+def router_config(args: argparse.Namespace):  # -> RouterConfig
     from datarl.config import load_config
     from datarl.rewards.router import RouterConfig
 
@@ -26,39 +26,39 @@ def _router_config(args: argparse.Namespace):  # -> RouterConfig
     return RouterConfig.from_mapping(cfg)
 
 
-def _sampling(args: argparse.Namespace):  # -> SamplingConfig
+def sampling_from(args: argparse.Namespace):  # -> SamplingConfig
     from datarl.models.generate import SamplingConfig
 
     return SamplingConfig(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                           samples_per_prompt=args.n, seed=args.seed, batch_size=args.batch_size)
 
 
-def _policy(spec: str | None):  # -> Policy
+def policy_from(spec: str | None):  # -> Policy
     from datarl.models.loading import load_policy
 
-    return load_policy(_sft_dir() if spec in (None, "tiny") else spec)
+    return load_policy(sft_dir() if spec in (None, "tiny") else spec)
 
 
-def _sft_dir() -> str:
+def sft_dir() -> str:
     """The embedded tiny SFT policy, built on first use (progress on stderr)."""
     from datarl.models.sft import build_sft_policy
 
     return build_sft_policy(log=lambda m: print(m, file=sys.stderr))
 
 
-def _base(args: argparse.Namespace) -> str:
-    return args.base or _sft_dir()
+def base_dir(args: argparse.Namespace) -> str:
+    return args.base or sft_dir()
 
 
-def _tty() -> bool:
+def stderr_is_tty() -> bool:
     return sys.stderr.isatty()
 
 
-def _ray_options(args: argparse.Namespace):  # -> RayOptions | None
+def ray_options(args: argparse.Namespace):  # -> RayOptions | None
     if args.engine != "ray":
         return None
     from datarl.executors.ray_engine import RayOptions
-    from datarl.scoring import InputError
+    from datarl.errors import InputError
 
     try:
         return RayOptions(address=args.ray_address, actors=args.ray_actors, judge_gpus=args.ray_judge_gpus,
@@ -73,7 +73,7 @@ def add_config(p: argparse.ArgumentParser) -> None:
                         "options (e.g. sources: {rtv.math: {rel_tol: 1e-6}})")
 
 
-def _add_sampling(p: argparse.ArgumentParser, *, temperature: float, n: int = 1) -> None:
+def add_sampling(p: argparse.ArgumentParser, *, temperature: float, n: int = 1) -> None:
     p.add_argument("--policy", metavar="PATH",
                    help="HF model directory, .gguf file, hub id in the local cache, 'smollm2-135m', or 'tiny' "
                         "(default: the embedded tiny SFT policy, built and cached on first use)")
@@ -85,7 +85,7 @@ def _add_sampling(p: argparse.ArgumentParser, *, temperature: float, n: int = 1)
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default %(default)s)")
 
 
-def _add_training(p: argparse.ArgumentParser, *, steps: int, saves: str) -> None:
+def add_training(p: argparse.ArgumentParser, *, steps: int, saves: str) -> None:
     p.add_argument("pairs", metavar="PAIRS", help="JSONL of {prompt, chosen, rejected, task, ...}")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help=f"where to save {saves}")
     p.add_argument("--base", metavar="PATH", help="model directory to start from (default: the tiny SFT policy)")
@@ -93,7 +93,7 @@ def _add_training(p: argparse.ArgumentParser, *, steps: int, saves: str) -> None
     p.add_argument("--seed", type=int, default=0)
 
 
-def _add_engine(p: argparse.ArgumentParser, *, generation: bool = False) -> None:
+def add_engine(p: argparse.ArgumentParser, *, generation: bool = False) -> None:
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: forked worker processes (default); ray: Ray Data actor pools, same results "
                         "(pip install 'datarl[ray]')")

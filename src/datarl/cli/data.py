@@ -6,15 +6,15 @@ import argparse
 import os
 import sys
 
-from .common import (_add_engine, _add_sampling, _policy, _ray_options, _router_config, _sampling, _sft_dir,
-                     _tty, add_config)
+from .common import (add_engine, add_sampling, policy_from, ray_options, router_config, sampling_from, sft_dir,
+                     stderr_is_tty, add_config)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from datarl.records import format_errors
     from datarl.scoring import load_for_scoring
 
-    loaded = load_for_scoring(args.input, _router_config(args))
+    loaded = load_for_scoring(args.input, router_config(args))
     tasks: dict[str, int] = {}
     for rec in loaded.records:
         tasks[rec.task] = tasks.get(rec.task, 0) + 1
@@ -42,8 +42,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     from datarl.scoring import ScoreOptions, score_file
 
     options = ScoreOptions(workers=args.workers, timeout_s=args.timeout, strict=args.strict,
-                           progress=False if args.no_progress else None, router=_router_config(args),
-                           engine=args.engine, ray=_ray_options(args))
+                           progress=False if args.no_progress else None, router=router_config(args),
+                           engine=args.engine, ray=ray_options(args))
     summary = score_file(args.input, args.output, options)
     print(summary.format())
     return 0
@@ -70,7 +70,7 @@ def _parse_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unsafe-no-isolation", action="store_true",
                    help="code: if no namespace isolation is available, run model code with rlimits only. "
                         "DANGEROUS: the code can read your files and use the network")
-    _add_engine(p)
+    add_engine(p)
     add_config(p)
     p.set_defaults(fn=cmd_score)
 
@@ -92,7 +92,7 @@ def _parse_sandbox_check(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from datarl.config import ConfigError
+    from datarl.errors import ConfigError
     from datarl.synth import SynthConfig, write_suite
 
     given: dict[str, int] = {}
@@ -134,7 +134,7 @@ def _parse_synth(sub: argparse._SubParsersAction) -> None:
 def cmd_sft(args: argparse.Namespace) -> int:
     from datarl.models.sft import SFTConfig, build_sft_policy
 
-    path = build_sft_policy(SFTConfig(), cache_dir=args.cache_dir, force=args.force, progress=_tty())
+    path = build_sft_policy(SFTConfig(), cache_dir=args.cache_dir, force=args.force, progress=stderr_is_tty())
     print(path)
     return 0
 
@@ -152,11 +152,11 @@ def _parse_sft(sub: argparse._SubParsersAction) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     from datarl.jobs import generate_file
 
-    sampling = _sampling(args)
+    sampling = sampling_from(args)
     if args.backend == "vllm":
         summary = _generate_vllm_file(args, sampling)
     else:
-        summary = generate_file(args.input, args.output, _policy(args.policy), sampling, progress=_tty())
+        summary = generate_file(args.input, args.output, policy_from(args.policy), sampling, progress=stderr_is_tty())
     print(summary.format())
     return 0
 
@@ -165,23 +165,25 @@ def _generate_vllm_file(args: argparse.Namespace, sampling):  # -> GenerateSumma
     """`datarl generate --backend vllm`: the HF model is never loaded on the CPU, only its tokenizer."""
     import time
 
-    from datarl.jobs import GenerateSummary, load_prompts, response_rows, write_jsonl_atomic
+    from datarl.jobs import GenerateSummary, response_rows
+    from datarl.records import read_all_records
+    from datarl.io import write_records
     from datarl.models.generate import GenerationError
     from datarl.models.loading import resolve_alias
     from datarl.models.vllm_backend import generate_vllm, require_cuda, require_vllm
 
     require_cuda()  # both checks before building the tiny policy or reading a tokenizer
     require_vllm()
-    path = _sft_dir() if args.policy in (None, "tiny") else resolve_alias(args.policy)
+    path = sft_dir() if args.policy in (None, "tiny") else resolve_alias(args.policy)
     if path.endswith(".gguf"):
         raise GenerationError(f"--backend vllm needs a HF model directory or hub id, not a GGUF file ({path})")
     from transformers import AutoTokenizer
 
-    records = load_prompts(args.input)
+    records = read_all_records(args.input)
     tokenizer = AutoTokenizer.from_pretrained(path)
     start = time.perf_counter()
     gens = generate_vllm(path, [r.prompt for r in records], sampling, tokenizer=tokenizer)
-    write_jsonl_atomic(args.output, response_rows(records, gens, sampling.samples_per_prompt))
+    write_records(args.output, response_rows(records, gens, sampling.samples_per_prompt))
     return GenerateSummary(len(records), len(gens), sum(not g.finished for g in gens), time.perf_counter() - start)
 
 
@@ -192,7 +194,7 @@ def _parse_generate(sub: argparse._SubParsersAction) -> None:
                                    "for `datarl score`.")
     p.add_argument("input", metavar="PROMPTS")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
-    _add_sampling(p, temperature=1.0)
+    add_sampling(p, temperature=1.0)
     p.add_argument("--backend", choices=("hf", "vllm"), default="hf",
                    help="hf: transformers on CPU or GPU (default); vllm: vLLM on a CUDA GPU "
                         "(pip install 'datarl[vllm]')")
@@ -202,17 +204,19 @@ def _parse_generate(sub: argparse._SubParsersAction) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from datarl.jobs import eval_records, format_eval_table, load_prompts, write_jsonl_atomic
+    from datarl.jobs import eval_records, format_eval_table
+    from datarl.records import read_all_records
+    from datarl.io import write_records
     from datarl.synth import gold_check
 
-    records = load_prompts(args.input)
+    records = read_all_records(args.input)
     if args.limit:
         records = records[:args.limit]
-    summary, rows = eval_records(records, _policy(args.policy), _sampling(args), gold_check,
-                                 workers=args.workers, progress=_tty())
+    summary, rows = eval_records(records, policy_from(args.policy), sampling_from(args), gold_check,
+                                 workers=args.workers, progress=stderr_is_tty())
     print(format_eval_table(summary["by_task"]))
     if args.output:
-        write_jsonl_atomic(args.output, rows)
+        write_records(args.output, rows)
     if args.summary:
         with open(args.summary, "w") as fh:
             json.dump({"input": args.input, "policy": args.policy or "tiny", **summary}, fh, indent=2)
@@ -229,7 +233,7 @@ def _parse_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--summary", metavar="JSON", help="write the summary as JSON here")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N records")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gold-check processes")
-    _add_sampling(p, temperature=0.0)
+    add_sampling(p, temperature=0.0)
     p.set_defaults(fn=cmd_eval)
 
 

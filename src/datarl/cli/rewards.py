@@ -6,21 +6,22 @@ import argparse
 import os
 import sys
 
-from .common import (_add_engine, _add_sampling, _add_training, _base, _policy, _ray_options, _router_config,
-                     _sampling, _tty, add_config)
+from .common import (add_engine, add_sampling, add_training, base_dir, policy_from, ray_options, router_config,
+                     sampling_from, stderr_is_tty, add_config)
 
 
 def cmd_make_pairs(args: argparse.Namespace) -> int:
-    from datarl.jobs import load_prompts, write_jsonl_atomic
+    from datarl.records import read_all_records
+    from datarl.io import write_records
     from datarl.preferences import make_pairs
 
-    records = load_prompts(args.input)
+    records = read_all_records(args.input)
     if args.limit:
         records = records[:args.limit]
-    sampling = _sampling(args)
-    pairs = make_pairs([r.to_dict() for r in records], _policy(args.policy), samples_per_prompt=args.n,
-                       label_noise=args.label_noise, seed=args.seed, sampling=sampling, progress=_tty())
-    write_jsonl_atomic(args.output, pairs)
+    sampling = sampling_from(args)
+    pairs = make_pairs([r.to_dict() for r in records], policy_from(args.policy), samples_per_prompt=args.n,
+                       label_noise=args.label_noise, seed=args.seed, sampling=sampling, progress=stderr_is_tty())
+    write_records(args.output, pairs)
     by_task: dict[str, int] = {}
     for pair in pairs:
         by_task[pair["task"]] = by_task.get(pair["task"], 0) + 1
@@ -40,7 +41,7 @@ def _parse_make_pairs(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, metavar="PAIRS")
     p.add_argument("--label-noise", type=float, default=0.1, help="fraction of flipped labels (default 0.1)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
-    _add_sampling(p, temperature=1.0, n=4)
+    add_sampling(p, temperature=1.0, n=4)
     p.set_defaults(fn=cmd_make_pairs)
 
 
@@ -50,8 +51,8 @@ def cmd_train_bt(args: argparse.Namespace) -> int:
     from datarl.models.bt_train import BTTrainConfig, train_bt
     from datarl.preferences import load_pairs
 
-    metrics = train_bt(load_pairs(args.pairs), _base(args), args.output, BTTrainConfig(steps=args.steps, seed=args.seed),
-                       progress=_tty())
+    metrics = train_bt(load_pairs(args.pairs), base_dir(args), args.output, BTTrainConfig(steps=args.steps, seed=args.seed),
+                       progress=stderr_is_tty())
     print(json.dumps(metrics, indent=2, default=str))
     return 0
 
@@ -61,19 +62,19 @@ def _parse_train_bt(sub: argparse._SubParsersAction) -> None:
                        description="Train a sequence-classification head on a causal LM backbone (the tiny SFT "
                                    "policy by default) with the Bradley-Terry loss; report held-out pair "
                                    "accuracy (split by prompt) overall and per task.")
-    _add_training(p, steps=200, saves="the reward model")
+    add_training(p, steps=200, saves="the reward model")
     p.set_defaults(fn=cmd_train_bt)
 
 
 def cmd_train_genrm(args: argparse.Namespace) -> int:
     import json
 
-    from datarl.jobs import load_prompts
+    from datarl.records import read_all_records
     from datarl.models.genrm_train import GenRMTrainConfig, train_genrm
     from datarl.preferences import load_pairs
 
-    gt_records = [r.to_dict() for r in load_prompts(args.gt)] if args.gt else None
-    metrics = train_genrm(load_pairs(args.pairs), _base(args), args.output, GenRMTrainConfig(steps=args.steps, seed=args.seed),
+    gt_records = [r.to_dict() for r in read_all_records(args.gt)] if args.gt else None
+    metrics = train_genrm(load_pairs(args.pairs), base_dir(args), args.output, GenRMTrainConfig(steps=args.steps, seed=args.seed),
                           gt_records=gt_records, log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(metrics, indent=2, default=str))
     return 0
@@ -85,7 +86,7 @@ def _parse_train_genrm(sub: argparse._SubParsersAction) -> None:
                                    "next-token classifier over the verdict tokens 'A'/'B', on judge examples "
                                    "made from the pairs in both orders and, with --gt, on (response, ground "
                                    "truth) examples. Use it with sources: {genrm.gt: {judge: DIR}}.")
-    _add_training(p, steps=600, saves="the judge")
+    add_training(p, steps=600, saves="the judge")
     p.add_argument("--gt", metavar="RECORDS", help="records with ground_truth and response (e.g. scored SFT "
                                                    "samples) for judge-vs-ground-truth examples")
     p.set_defaults(fn=cmd_train_genrm)
@@ -94,10 +95,10 @@ def _parse_train_genrm(sub: argparse._SubParsersAction) -> None:
 def cmd_calibrate_genrm(args: argparse.Namespace) -> int:
     import json
 
-    from datarl.jobs import load_prompts
+    from datarl.records import read_all_records
     from datarl.models.genrm_train import calibrate_judge
 
-    records = [r.to_dict() for r in load_prompts(args.records)]
+    records = [r.to_dict() for r in read_all_records(args.records)]
     entry = calibrate_judge(args.judge, records, log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(entry, indent=2))
     return 0
@@ -118,14 +119,15 @@ def _parse_calibrate_genrm(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_build_references(args: argparse.Namespace) -> int:
-    from datarl.jobs import load_prompts, write_jsonl_atomic
+    from datarl.records import read_all_records
+    from datarl.io import write_records
     from datarl.references import build_references
 
-    records = load_prompts(args.input)
-    sampling = _sampling(args)
-    rows = build_references([r.to_dict() for r in records], _policy(args.policy), args.bt, n=args.n,
-                            seed=args.seed, sampling=sampling, progress=_tty())
-    write_jsonl_atomic(args.output, rows)
+    records = read_all_records(args.input)
+    sampling = sampling_from(args)
+    rows = build_references([r.to_dict() for r in records], policy_from(args.policy), args.bt, n=args.n,
+                            seed=args.seed, sampling=sampling, progress=stderr_is_tty())
+    write_records(args.output, rows)
     print(f"{sum('reference_info' in r for r in rows)} general references (best of {args.n}) -> {args.output}")
     return 0
 
@@ -138,7 +140,7 @@ def _parse_build_references(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="POOL")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     p.add_argument("--bt", required=True, metavar="DIR", help="BT reward model directory (datarl train-bt)")
-    _add_sampling(p, temperature=1.0, n=8)
+    add_sampling(p, temperature=1.0, n=8)
     p.set_defaults(fn=cmd_build_references)
 
 
@@ -160,10 +162,10 @@ def cmd_select(args: argparse.Namespace) -> int:
     cfg = SelectConfig.from_mapping(load_config(args.config).get("select"), overrides)
     scores = args.scores or args.output + ".scores.jsonl"
     try:
-        summary = run_select(args.input, args.output, policy=lambda: _policy(args.policy),
-                             router_config=_router_config(args), cfg=cfg, train_path=args.train, merge=args.merge,
+        summary = run_select(args.input, args.output, policy=lambda: policy_from(args.policy),
+                             router_config=router_config(args), cfg=cfg, train_path=args.train, merge=args.merge,
                              workers=args.workers, progress=False if args.no_progress else None,
-                             scores_path=scores, restart=args.restart, engine=args.engine, ray=_ray_options(args))
+                             scores_path=scores, restart=args.restart, engine=args.engine, ray=ray_options(args))
     except KeyboardInterrupt:
         if os.path.exists(scores):
             print(f"datarl: the scores so far are saved in {scores}; run the same command again to resume",
@@ -209,9 +211,9 @@ def _parse_select(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                    help="wall-clock limit per scored sample (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-    _add_engine(p, generation=True)
+    add_engine(p, generation=True)
     add_config(p)
-    _add_sampling(p, temperature=1.0, n=4)
+    add_sampling(p, temperature=1.0, n=4)
     p.set_defaults(fn=cmd_select)
 
 

@@ -6,17 +6,17 @@ import argparse
 import os
 import sys
 
-from .common import _router_config, add_config
+from .common import router_config, add_config
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from datarl.scoring import InputError
+    from datarl.errors import InputError
     from datarl.server import ServeConfig, serve
 
     try:
         cfg = ServeConfig(host=args.host, port=args.port, workers=args.workers, max_batch=args.max_batch,
                           max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, timeout_s=args.timeout,
-                          strip_pattern=args.strip_pattern, router=_router_config(args))
+                          strip_pattern=args.strip_pattern, router=router_config(args))
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
@@ -64,7 +64,7 @@ def cmd_export_verl(args: argparse.Namespace) -> int:
     from datarl.integrations.verl import VerlExportError, export_verl, verl_overrides
     from datarl.records import load_records
     from datarl.rewards.router import Router
-    from datarl.scoring import InputError
+    from datarl.errors import InputError
     from datarl.select.curriculum import CurriculumConfig, CurriculumError
 
     data = load_config(args.config)
@@ -83,7 +83,7 @@ def cmd_export_verl(args: argparse.Namespace) -> int:
     try:
         curriculum = CurriculumConfig.from_value(data.get("curriculum"), steps) if steps else None
         summary = export_verl(loaded.records, args.output, curriculum=curriculum, steps=steps,
-                              prompts_per_step=per_step, seed=seed, router=Router(_router_config(args)))
+                              prompts_per_step=per_step, seed=seed, router=Router(router_config(args)))
     except (VerlExportError, CurriculumError) as exc:
         raise InputError(str(exc)) from None
     print(summary.format())

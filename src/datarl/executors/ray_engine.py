@@ -1,9 +1,9 @@
 """The Ray engine: ``datarl score`` and ``datarl select`` scoring mapped over Ray Data.
 
-The scoring functions are the local engine's, unchanged: every actor holds one
-:class:`~datarl.rewards.router.Router`, warmed up once in its constructor; model sources are scored
-in the actor in batches (``Router.score_many``), every other item in one forked worker per actor
-under the per-item wall-clock limit, with the local engine's worker and item function. Why that
+The scoring is the local engine's, unchanged: every actor holds one
+:class:`~datarl.executors.engine.LocalEngine` with one worker, so model sources are scored in the actor in
+batches (``Router.score_many``) and every other item in one forked worker per actor under the per-item
+wall-clock limit (killed and replaced past it; a crashed worker's item retried once). Why that
 worker: math-verify's timeouts use SIGALRM, which only works on a main thread (in Ray workers it
 has silently scored everything 0 elsewhere; Ray Data calls a UDF on a thread-pool thread), and a
 Ray task cannot be stopped mid-item without losing its whole batch. A forked child is its own main
@@ -41,18 +41,16 @@ from __future__ import annotations
 import json
 import logging
 import math
-import multiprocessing as mp
-import signal
-from multiprocessing.connection import wait
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
+from datarl.errors import InputError
+from datarl.executors.engine import LocalEngine
 from datarl.rewards.base import RewardResult
-from datarl.rewards.router import BATCHED, Router, RouterConfig
-from datarl.scoring import InputError
+from datarl.rewards.router import Router, RouterConfig
 
-__all__ = ["RayEngine", "RayEngineError", "RayOptions", "ScorerActor", "ModelScorerActor", "plan_blocks",
-           "INSTALL_HINT"]
+__all__ = ["RayEngine", "RayEngineError", "RayOptions", "RayScoringEngine", "ScorerActor", "ModelScorerActor",
+           "plan_blocks", "INSTALL_HINT"]
 
 INSTALL_HINT = "pip install 'datarl[ray]'"
 BLOCKS_PER_ACTOR = 4  # enough slack that one slow block does not leave the other actors idle
@@ -138,94 +136,33 @@ def _dealt(rows: list[dict[str, Any]], blocks: int) -> list[dict[str, Any]]:
     return [row for b in range(blocks) for row in rows[b::blocks]]
 
 
-def _isolated_item(record: dict[str, Any]) -> dict[str, Any]:
-    """What the actor's forked worker runs: the local engine's item function."""
-    from datarl import scoring
-
-    global _ORPHAN_GUARD
-    # Die with the actor even when Ray kills it without running __del__ (the inherited copy of the
-    # actor's pipe end means no EOF would come). PDEATHSIG follows the forking thread: Ray Data's UDF
-    # thread pool, which lives as long as the actor.
-    if not _ORPHAN_GUARD:
-        try:
-            import ctypes
-
-            ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-        _ORPHAN_GUARD = True
-    return scoring._score_item(record)
-
-
-_ORPHAN_GUARD = False
-
-
 class ScorerActor:
     """A Ray Data UDF: one warmed-up router; a batch of JSON rows in, a batch of results out.
 
-    Model sources are scored in the actor with ``Router.score_many``; every other item goes to one
-    forked worker that lives as long as the actor (its warm imports and code-sandbox fork server
-    are reused across batches) and is killed and replaced when an item overruns ``timeout_s``:
-    the local engine's worker (``datarl.executors.local``), its item function and its failure records.
+    It scores with a :class:`~datarl.executors.engine.LocalEngine` of one worker that lives as long as the
+    actor (its warm imports and code-sandbox fork server are reused across batches): model sources in the
+    actor, every other item in the worker, under ``timeout_s``. The worker watches its parent, so it dies
+    with the actor even when Ray kills the actor without running ``__del__``.
     """
 
     def __init__(self, router_config: RouterConfig, timeout_s: float) -> None:
-        from datarl import scoring
-
-        self.router = Router(router_config)
-        self.router.warm_up()  # imports once per actor; the forked worker inherits them
-        scoring._ROUTER = self.router  # what the local engine's item function scores with
-        self.timeout_s = timeout_s
-        self._worker: Any = None
+        self.engine = LocalEngine(Router(router_config), workers=1, timeout_s=timeout_s)
 
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
 
         rows = batch.to_pylist()
         records = [json.loads(r["record"]) for r in rows]
-        results: list[RewardResult | None] = [None] * len(rows)
-        batched = [i for i, r in enumerate(records) if self.router.is_batched(str(r.get("task")))]
-        if batched:
-            scored = self.router.score_many([records[i] for i in batched], [rows[i]["response"] for i in batched])
-            for i, result in zip(batched, scored):
-                results[i] = result
-        done = [r if r is not None else self._score_isolated(rec) for r, rec in zip(results, records)]
+        done = self.engine.score(records, [r["response"] for r in rows])
         return pa.table({"key": [r["key"] for r in rows], "id": [r["id"] for r in rows],
                          "score": [float(x.score) for x in done], "source": [x.source for x in done],
                          "info": [json.dumps(x.info, default=str) for x in done]})
 
-    def _score_isolated(self, record: dict[str, Any]) -> RewardResult:
-        from datarl.executors.local import _Worker
-
-        source = self.router.config.source_for(str(record.get("task"))) or "none"
-        for _ in range(2):  # a worker that dies (OOM killer, segfault) gets the item once more
-            if self._worker is None:
-                self._worker = _Worker(mp.get_context("fork"), _isolated_item)
-            worker = self._worker
-            worker.send(0, record)
-            ready = wait([worker.conn, worker.proc.sentinel], timeout=self.timeout_s)
-            if worker.conn in ready:
-                try:
-                    _, ok, value, error, _secs = worker.conn.recv()
-                except (EOFError, OSError):
-                    pass  # died mid-reply: as a crash
-                else:
-                    worker.item = None
-                    if ok:
-                        return RewardResult(float(value["reward"]), value["reward_source"], value["reward_info"])
-                    return RewardResult(0.0, source, {"failure": "internal_error", "error": error})
-            self._worker = None
-            worker.kill()
-            if not ready:
-                return RewardResult(0.0, source, {"failure": "timeout", "error": f"item exceeded the "
-                                                  f"{self.timeout_s:g} s timeout; its worker was killed"})
-        return RewardResult(0.0, source, {"failure": "worker_crashed", "error": f"worker exited with code "
-                                          f"{worker.proc.exitcode} twice on this item"})
-
     def __del__(self) -> None:  # Ray Data calls it when the actor pool shuts down
-        if getattr(self, "_worker", None) is not None:
-            self._worker.stop()
-            self._worker = None
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.close()
+            self.engine = None
 
 
 class ModelScorerActor(ScorerActor):
@@ -309,7 +246,8 @@ class RayEngine:
 
     def preflight(self, router_config: RouterConfig, tasks: Sequence[str], *, generate: bool = False) -> None:
         """Check every stage the given tasks (and generation) will use, before any work is submitted."""
-        if self.options.judge_gpus > 0 and any(router_config.source_for(t) in BATCHED for t in tasks):
+        router = Router(router_config)
+        if self.options.judge_gpus > 0 and any(router.is_batched(t) for t in tasks):
             self.require_gpus(self.options.judge_gpus, "judge (bt, genrm)", "--ray-judge-gpus")
         if generate and self.options.generate_gpus > 0:
             self.require_gpus(self.options.generate_gpus, "generation", "--ray-generate-gpus")
@@ -333,8 +271,9 @@ class RayEngine:
         self.preflight(router_config, tasks)
         rows = [{"key": i, "id": str(r.get("id")), "response": responses[i],
                  "record": json.dumps({**r, "response": responses[i]}, default=str)} for i, r in enumerate(records)]
-        model = [row for row, t in zip(rows, tasks) if router_config.source_for(t) in BATCHED]
-        other = [row for row, t in zip(rows, tasks) if router_config.source_for(t) not in BATCHED]
+        router = Router(router_config)
+        model = [row for row, t in zip(rows, tasks) if router.is_batched(t)]
+        other = [row for row, t in zip(rows, tasks) if not router.is_batched(t)]
         found: dict[int, RewardResult] = {}
         if other:
             found.update(self._run_stage(ScorerActor, other, router_config, timeout_s, self._actors(),
@@ -381,3 +320,22 @@ class RayEngine:
             remote = self._ray.remote(num_cpus=1, **gpus)(GenerateActor)
             self._generator, self._policy = remote.remote(self._ray.put(policy)), policy
         return self._ray.get(self._generator.generate.remote(list(prompts), sampling))
+
+
+class RayScoringEngine:
+    """The :class:`~datarl.executors.engine.ScoringEngine` interface over :class:`RayEngine`: the same results
+    as the local engine, in order. ``engine``: an already started :class:`RayEngine` to share (then
+    :meth:`close` leaves it running); None starts one with ``options``."""
+
+    def __init__(self, router_config: RouterConfig, *, timeout_s: float, options: RayOptions | None = None,
+                 engine: RayEngine | None = None) -> None:
+        self.router_config, self.timeout_s = router_config, timeout_s
+        self.engine = engine if engine is not None else RayEngine(options)
+        self._owns = engine is None
+
+    def score(self, records: Sequence[Mapping[str, Any]], responses: Sequence[str]) -> list[RewardResult]:
+        return self.engine.score_responses(self.router_config, records, responses, self.timeout_s)
+
+    def close(self) -> None:
+        if self._owns:
+            self.engine.close()

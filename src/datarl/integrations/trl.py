@@ -204,9 +204,10 @@ class RewardFunc:
         if todo:
             recs, texts = [r for _, r in todo], [completion_text(completions[i]) for i, _ in todo]
             if self.workers:
-                from datarl.scoring import score_responses
+                from datarl.executors.engine import LocalEngine
 
-                results = score_responses(router, recs, texts, workers=self.workers, timeout_s=self.timeout_s)
+                with LocalEngine(router, workers=self.workers, timeout_s=self.timeout_s) as engine:
+                    results = engine.score(recs, texts)
             else:
                 results = router.score_many(recs, texts)
             for (i, _), result in zip(todo, results):

@@ -51,6 +51,8 @@ import os
 import threading
 from typing import Any, Mapping, NamedTuple, Sequence
 
+from datarl.errors import UserError
+from datarl.io import atomic_path
 from datarl.records import Record, parse_record
 
 __all__ = ["export_verl", "verl_rows", "compute_score", "record_from_row", "verl_overrides", "ExportSummary",
@@ -64,7 +66,7 @@ SCORE_KEYS = ("score", "reward_source", "failure", "error", "record_id", "task",
 _DROP = ("response", "reward", "reward_source", "reward_info")
 
 
-class VerlExportError(ValueError):
+class VerlExportError(UserError, ValueError):
     """Records or options that cannot be exported; the message says what to change."""
 
 
@@ -185,14 +187,8 @@ def export_verl(records: Sequence[Record | Mapping[str, Any]], out_path: str, *,
     directory = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(directory):
         raise VerlExportError(f"{out_path}: output directory {directory} does not exist")
-    tmp = f"{out_path}.tmp-{os.getpid()}"
-    try:
+    with atomic_path(out_path) as tmp:
         pq.write_table(pa.Table.from_pylist(rows, schema=_schema()), tmp)
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     by_task: dict[str, int] = {}
     for row in rows:
         by_task[row["ability"]] = by_task.get(row["ability"], 0) + 1

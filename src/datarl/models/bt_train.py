@@ -27,20 +27,29 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from datarl.models.optim import (adamw, decay_groups, loss_summary, lr_factor, optimizer_step, progress_bar,
-                                 set_lr, update_bar)
+from datarl.errors import UserError
+from datarl.io import progress_bar
+from datarl.models.loading import save_model_dir
+from datarl.models.optim import (
+    adamw,
+    decay_groups,
+    loss_summary,
+    lr_factor,
+    optimizer_step,
+    set_lr,
+    update_bar,
+)
 from datarl.rewards.bt import META_FILE, encode_texts, raw_rewards
 
 __all__ = ["BTTrainConfig", "BTDataError", "train_bt", "split_by_prompt", "pair_metrics"]
 
 
-class BTDataError(ValueError):
+class BTDataError(UserError, ValueError):
     """Pairs that cannot train a BT model (identical texts, empty split); names the pair ids."""
 
 
@@ -220,7 +229,7 @@ def train_bt(pairs: Sequence[Mapping[str, Any]], base: str, out_dir: str, cfg: B
     rng = random.Random(f"bt-batches:{cfg.seed}")
     queue: list[list[int]] = []
     losses: list[float] = []
-    bar = progress_bar(progress, cfg.steps, "train-bt")
+    bar = progress_bar(cfg.steps, progress, unit="step", desc="train-bt")
     model.train()
     for step in range(cfg.steps):
         set_lr(opt, lr_factor(step, cfg.steps, cfg.warmup_steps))
@@ -258,14 +267,4 @@ def train_bt(pairs: Sequence[Mapping[str, Any]], base: str, out_dir: str, cfg: B
 
 
 def _save(model: Any, tokenizer: Any, out_dir: str, meta: Mapping[str, Any]) -> None:
-    out_dir = os.path.abspath(out_dir)
-    os.makedirs(os.path.dirname(out_dir), exist_ok=True)
-    tmp = f"{out_dir}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    with open(os.path.join(tmp, META_FILE), "w", encoding="utf-8") as fh:
-        json.dump(meta, fh, indent=2, default=str)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)  # a crash mid-save leaves no half-written model
+    save_model_dir(os.path.abspath(out_dir), model, tokenizer, meta_file=META_FILE, meta=meta)

@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from datarl.errors import UserError
 from datarl.models.loading import Policy
 
-class GenerationError(ValueError):
+
+class GenerationError(UserError, ValueError):
     """Bad generation input (empty prompt, prompt longer than the context)."""
 
 

@@ -31,13 +31,13 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 from datarl.models.optim import adamw, decay_groups, loss_summary, lr_factor, optimizer_step, set_lr
-from datarl.records import atomic_write_text
+from datarl.io import write_json
+from datarl.models.loading import save_model_dir
 from datarl.rewards.genrm import (GT_FORMAT, MAX_ANSWER_CHARS, SOURCE_GT, VERDICTS, JudgeError, clear_judge_cache,
                                   gt_reference, judge_batch, judge_prompt)
 from datarl.rewards.genrm_backends import GENRM_META, HFJudge
@@ -211,15 +211,7 @@ def train_genrm(pairs: Sequence[Mapping[str, Any]], base: str, out_dir: str, cfg
     meta = {"base": base, "config": cfg.to_dict(), "verdicts": list(VERDICTS),
             "verdict_token_ids": judge.verdict_ids, "gt_format": cfg.gt_format, "items": counts,
             "train": stats, "metrics": after, "metrics_before": before}
-    tmp = out_dir.rstrip("/") + f".tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    judge.policy.model.save_pretrained(tmp)
-    judge.policy.tokenizer.save_pretrained(tmp)
-    with open(os.path.join(tmp, GENRM_META), "w") as fh:
-        json.dump(meta, fh, indent=2, default=str)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    save_model_dir(out_dir.rstrip("/"), judge.policy.model, judge.policy.tokenizer, meta_file=GENRM_META, meta=meta)
     if log is not None:
         log(f"GenRM judge written to {out_dir}: {after}")
     return meta
@@ -282,7 +274,7 @@ def calibrate_judge(judge_dir: str, records: Sequence[Mapping[str, Any]], *, sou
     entry = {"threshold": threshold, "accuracy": accuracy, "accuracy_at_0.5": at_half, "n": len(scores),
              "correct": sum(labels)}
     meta.setdefault("calibration", {})[source] = entry
-    atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str))
+    write_json(meta_path, meta)
     clear_judge_cache()  # judges loaded before this see the new calibration on their next load
     if log is not None:
         log(f"{source} threshold {threshold:.3f}: accuracy {accuracy:.3f} on {len(scores)} responses "

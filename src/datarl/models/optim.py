@@ -50,14 +50,6 @@ def optimizer_step(model: Any, opt: Any, loss: Any) -> float:
     return float(loss.detach())
 
 
-def progress_bar(enabled: bool, total: int, desc: str) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="step", desc=desc)
-
-
 def update_bar(bar: Any, step: int, losses: Sequence[float]) -> None:
     if bar is None:
         return

@@ -15,11 +15,11 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from datarl.models.loading import save_model_dir
 from datarl.models.tiny import TinyModelConfig, build_tiny_policy
 from datarl.models.train_lm import LMTrainConfig, train_lm
 from datarl.synth import SynthConfig, build_suite, sft_examples, sft_records
@@ -105,16 +105,8 @@ def build_sft_policy(cfg: SFTConfig | None = None, *, cache_dir: str | None = No
         f"{len(pairs)} demonstrations ({sum(d['is_reference'] for d in demos)} correct)")
     stats = {"pretrain": train_lm(policy, pairs + drills, cfg.pretrain, progress=progress),
              "sft": train_lm(policy, sft_pairs, cfg.sft, progress=progress)}
-    tmp = out + f".tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    policy.model.save_pretrained(tmp)
-    policy.tokenizer.save_pretrained(tmp)
     meta = {"config": cfg.to_dict(), "digest": cfg.digest(), "parameters": n_params, "stats": stats,
             "seconds": time.perf_counter() - start}
-    with open(os.path.join(tmp, "datarl_sft.json"), "w") as fh:
-        json.dump(meta, fh, indent=2, default=str)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)  # atomic: a crash mid-build leaves no half-made cache entry
+    save_model_dir(out, policy.model, policy.tokenizer, meta_file="datarl_sft.json", meta=meta)
     log(f"SFT policy written to {out} in {meta['seconds']:.0f} s")
     return out

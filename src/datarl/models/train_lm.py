@@ -15,7 +15,8 @@ from typing import Any, Callable, Sequence
 
 from datarl.models.generate import prompt_text
 from datarl.models.loading import Policy
-from datarl.models.optim import (adamw, decay_groups, loss_summary, lr_factor, optimizer_step, progress_bar,
+from datarl.io import progress_bar
+from datarl.models.optim import (adamw, decay_groups, loss_summary, lr_factor, optimizer_step,
                                  set_lr, update_bar)
 
 
@@ -78,7 +79,7 @@ def train_lm(policy: Policy, pairs: Sequence[tuple[Any, str]], cfg: LMTrainConfi
     rng = random.Random(cfg.seed)
     by_length = sorted(range(len(data)), key=lambda i: len(data[i][0]))
     pad = policy.tokenizer.pad_token_id
-    bar = progress_bar(progress, cfg.steps, "train")
+    bar = progress_bar(cfg.steps, progress, unit="step", desc="train")
     losses: list[float] = []
     tokens = 0
     start = time.perf_counter()

@@ -11,11 +11,10 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from datarl.io import write_bytes
 from datarl.report import plots
 from datarl.report.load import RunData, before_after, difference, find_key, load_run, number, suffixes
 
@@ -247,18 +246,6 @@ def _main_figure(run: RunData) -> bytes:
     return plots.to_png(fig)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def render_html(run: RunData) -> str:
     sections = "\n".join(_section(sid, title, build(run)) for sid, (title, build) in _BUILDERS.items())
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>datarl report: '
@@ -275,6 +262,7 @@ def write_report(run_dir: str | Path, out_html: str | Path | None = None) -> tup
     run = load_run(run_dir)
     html_path = Path(out_html) if out_html is not None else run.run_dir / "report.html"
     png_path = html_path.with_suffix(".png")
-    _write_atomic(html_path, render_html(run).encode("utf-8"))
-    _write_atomic(png_path, _main_figure(run))
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(str(html_path), render_html(run).encode("utf-8"))
+    write_bytes(str(png_path), _main_figure(run))
     return html_path, png_path

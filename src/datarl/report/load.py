@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from datarl.errors import UserError
+
 TASK_ORDER = ("math", "code", "ifeval", "general")
 Z95 = 1.959964
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """The report cannot be written at all (e.g. the run directory does not exist)."""
 
 

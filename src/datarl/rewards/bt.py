@@ -26,6 +26,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from datarl.errors import UserError
 from datarl.rewards.base import RewardResult
 
 __all__ = ["BTModelError", "BTModel", "load_bt", "score_bt", "score_bt_batch", "bt_scores", "encode_texts", "raw_rewards",
@@ -37,7 +38,7 @@ _CACHE: dict[tuple[str, float], "BTModel"] = {}
 _LOCK = threading.Lock()
 
 
-class BTModelError(Exception):
+class BTModelError(UserError):
     """A BT model directory that cannot be used; the message says why and what to do."""
 
 

@@ -40,9 +40,11 @@ import json
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Sequence
 
 from datarl.rewards.base import RewardResult
+from datarl.rewards.genrm_backends import build_backend
+from datarl.rewards.judge import GT_FORMAT, VERDICTS, JudgeBackend, JudgeError, readout
 
 __all__ = ["JUDGE_TEMPLATE", "VERDICTS", "GT_FORMAT", "JudgeResult", "JudgeBackend", "JudgeError",
            "judge_prompt", "readout", "combine", "calibrate", "judge_batch", "get_judge", "clear_judge_cache",
@@ -50,8 +52,6 @@ __all__ = ["JUDGE_TEMPLATE", "VERDICTS", "GT_FORMAT", "JudgeResult", "JudgeBacke
            "SOURCE_GT", "SOURCE_BON"]
 
 SOURCE_GT, SOURCE_BON = "genrm.gt", "genrm.bon"
-VERDICTS = ("A", "B")
-GT_FORMAT = "#### {ground_truth}"
 MAX_ANSWER_CHARS = 1500  # per answer slot; longer answers keep their head and tail (the final answer)
 REFERENCE_INFO_CHARS = 200
 
@@ -65,10 +65,6 @@ JUDGE_TEMPLATE = ("Compare two answers to the question.\n"
                   "[Last lines]\nA: {end_a}\nB: {end_b}\n"
                   "Which answer is better? Reply A or B.")
 END_CHARS = 80  # characters of each answer's last line in the [Last lines] section
-
-
-class JudgeError(Exception):
-    """A judge that cannot be built or called (bad spec, checkpoint without verdict tokens...)."""
 
 
 @dataclass(frozen=True)
@@ -91,19 +87,6 @@ class JudgeResult:
     backend: str
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
-
-
-class JudgeBackend(Protocol):
-    """Returns, for each judge prompt, ``(P("A") renormalised over the two verdict tokens, details)``.
-
-    A failed item has an ``Exception`` instance instead of the probability (never a guess);
-    ``details`` is a small JSON-able dict (truncation, attempts, missing verdict tokens).
-    """
-
-    name: str
-    gt_format: str
-
-    def verdict_probs(self, prompts: Sequence[str]) -> list[tuple[float | Exception, dict[str, Any]]]: ...
 
 
 def _clip(text: str, limit: int) -> str:
@@ -133,13 +116,6 @@ def judge_prompt(question: Any, answer_a: str, answer_b: str, *, max_answer_char
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1][-END_CHARS:] if lines else ""
-
-
-def readout(logit_a: float, logit_b: float) -> float:
-    """P("A") renormalised over the two verdict tokens, from their logits or log-probs."""
-    top = max(logit_a, logit_b)
-    ea, eb = math.exp(logit_a - top), math.exp(logit_b - top)
-    return ea / (ea + eb)
 
 
 def combine(p_response_first: float, p_reference_first: float) -> tuple[float, bool]:
@@ -180,8 +156,6 @@ def get_judge(spec: str | Mapping[str, Any] | JudgeBackend) -> JudgeBackend:
     key = _spec_key(spec)  # type: ignore[arg-type]
     with _CACHE_LOCK:
         if key not in _CACHE:
-            from datarl.rewards.genrm_backends import build_backend
-
             _CACHE[key] = build_backend(spec)  # type: ignore[arg-type]
         return _CACHE[key]
 

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from datarl.rewards.genrm import GT_FORMAT, VERDICTS, JudgeError, readout
+from datarl.rewards.judge import GT_FORMAT, VERDICTS, JudgeError, readout
 
 __all__ = ["HFJudge", "OpenAIJudge", "OpenAIJudgeConfig", "build_backend", "verdict_token_ids", "GENRM_META"]
 

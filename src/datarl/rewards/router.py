@@ -17,33 +17,57 @@ Config shape (YAML or JSON; every key optional)::
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+from datarl.errors import UserError
 from datarl.rewards.base import RewardResult
 
-# source name -> (module, function, allowed option names)
-SOURCES: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "rtv.math": ("datarl.rewards.math", "score_math", ("rel_tol", "step_credit")),
-    "rtv.ifeval": ("datarl.rewards.ifeval", "score_ifeval", ("mode",)),
-    "rtv.code": ("datarl.rewards.code", "score_code", ("partial_credit", "config")),
-    "bt": ("datarl.rewards.bt", "score_bt", ("model", "scale", "shift")),
-    "genrm.gt": ("datarl.rewards.genrm", "score_genrm_gt", ("judge", "max_answer_chars")),
-    "genrm.bon": ("datarl.rewards.genrm", "score_genrm_bon", ("judge", "max_answer_chars")),
+@dataclass(frozen=True)
+class Source:
+    """One reward source: where its scoring function lives and what it needs.
+
+    name: the name a router table uses (``rtv.math``).
+    module, function: the scoring function ``function(record, response, **options) -> RewardResult``.
+    options: the option names it accepts (``sources.<name>:`` in a config).
+    batched: for model sources, the batched function (same options, lists in, a list out): scored in the
+        process that holds the model, many items per forward pass, never one per worker.
+    model_option: the option that names a learned source's model (its absence is a config error).
+    makes_model: the command that makes that model (for the error message).
+    needs: the record field the source compares the response with (its absence is a bad record).
+    needs_hint: how to give that field.
+    warm_up: a function of ``module`` every scoring process calls once before its first item.
+    """
+
+    name: str
+    module: str
+    function: str
+    options: tuple[str, ...] = ()
+    batched: str | None = None
+    model_option: str | None = None
+    makes_model: str | None = None
+    needs: str | None = None
+    needs_hint: str = ""
+    warm_up: str | None = None
+
+
+_BON_HINT = "add best-of-N references first: datarl build-references FILE -o OUT --bt BT_DIR"
+SOURCES: dict[str, Source] = {s.name: s for s in (
+    Source("rtv.math", "datarl.rewards.math", "score_math", ("rel_tol", "step_credit")),
+    Source("rtv.ifeval", "datarl.rewards.ifeval", "score_ifeval", ("mode",), warm_up="warm_up"),
+    Source("rtv.code", "datarl.rewards.code", "score_code", ("partial_credit", "config")),
+    Source("bt", "datarl.rewards.bt", "score_bt", ("model", "scale", "shift"), batched="score_bt_batch",
+           model_option="model", makes_model="datarl train-bt"),
+    Source("genrm.gt", "datarl.rewards.genrm", "score_genrm_gt", ("judge", "max_answer_chars"),
+           batched="score_genrm_gt_batch", model_option="judge", makes_model="datarl train-genrm",
+           needs="ground_truth", needs_hint="give the final answer"),
+    Source("genrm.bon", "datarl.rewards.genrm", "score_genrm_bon", ("judge", "max_answer_chars"),
+           batched="score_genrm_bon_batch", model_option="judge", makes_model="datarl train-genrm",
+           needs="reference", needs_hint=_BON_HINT),
     # The synthetic suite's hidden rubric (general records only): an experiment's no-hacking control.
-    "gold.rubric": ("datarl.synth.gold", "score_rubric", ()),
-}
-
-# Model-based sources also have a batched function (same options, lists in, list out): they are
-# scored in the process that holds the model, many items per forward pass, not one per worker.
-BATCHED: dict[str, str] = {
-    "bt": "score_bt_batch",
-    "genrm.gt": "score_genrm_gt_batch",
-    "genrm.bon": "score_genrm_bon_batch",
-}
-
-# The option that names a learned source's model.
-MODEL_OPTION: dict[str, str] = {"bt": "model", "genrm.gt": "judge", "genrm.bon": "judge"}
+    Source("gold.rubric", "datarl.synth.gold", "score_rubric"),
+)}
 
 # The paper's routing: verifiers where a task has one, the judge against best-of-N references otherwise.
 DEFAULT_TABLE: dict[str, str] = {
@@ -54,7 +78,25 @@ DEFAULT_TABLE: dict[str, str] = {
 }
 
 
-class RouterConfigError(ValueError):
+@dataclass(frozen=True)
+class Problem:
+    """Why some records (``records``: their indices; empty for a config problem) cannot be scored."""
+
+    field: str
+    message: str
+    records: tuple[int, ...]
+
+
+def _model_exists(spec: str) -> bool:
+    """A model option's value names something loadable: a path, or an alias a package ships."""
+    if os.path.exists(spec):
+        return True
+    from datarl.models.loading import ALIASES
+
+    return spec in ALIASES
+
+
+class RouterConfigError(UserError, ValueError):
     """A router config that cannot work; the message says how to fix it."""
 
 
@@ -62,9 +104,9 @@ def _probe_options(source: str, opts: Mapping[str, Any]) -> None:
     """Check a rule-based source's option values now, by scoring an empty item with them: a bad
     value (``rel_tol: abc``) is a config error, where scoring would report every item as an
     internal error. Rule sources check their options before they look at the item."""
-    module, name, _ = SOURCES[source]
+    spec = SOURCES[source]
     try:
-        getattr(importlib.import_module(module), name)({}, "", **dict(opts))
+        getattr(importlib.import_module(spec.module), spec.function)({}, "", **dict(opts))
     except ImportError:
         return  # an optional dependency is missing: scoring reports it per item (source_unavailable)
     except (ValueError, TypeError) as exc:
@@ -94,12 +136,12 @@ class RouterConfig:
                     f"sources: unknown source {source!r}; available: {', '.join(sorted(SOURCES))}")
             if not isinstance(opts, Mapping):
                 raise RouterConfigError(f"sources.{source}: options must be a mapping")
-            allowed = SOURCES[source][2]
+            allowed = SOURCES[source].options
             for key in opts:
                 if key not in allowed:
                     raise RouterConfigError(
                         f"sources.{source}: unknown option {key!r}; allowed: {', '.join(allowed) or 'none'}")
-            if opts and source not in MODEL_OPTION:
+            if opts and SOURCES[source].model_option is None:
                 _probe_options(source, opts)
 
     @classmethod
@@ -136,25 +178,44 @@ class RouterConfig:
         missing_model = self.model_problem(task)
         if missing_model:
             return ("task", missing_model)
-        needs = {"genrm.bon": "reference", "genrm.gt": "ground_truth"}.get(source)
-        if needs and not str(record.get(needs) or "").strip():
-            hint = ("add best-of-N references first: datarl build-references FILE -o OUT --bt BT_DIR"
-                    if needs == "reference" else "give the final answer")
-            return (needs, f"missing; {source} compares the response with it; {hint}")
+        spec = SOURCES[source]
+        if spec.needs and not str(record.get(spec.needs) or "").strip():
+            return (spec.needs, f"missing; {source} compares the response with it; {spec.needs_hint}")
         return None
 
     def model_problem(self, task: str) -> str | None:
         """Why ``task``'s source cannot score at all here (a learned source with no model set), or None."""
         source = self.source_for(task)
-        option = MODEL_OPTION.get(source or "")
-        if option and not dict(self.options.get(source, {})).get(option):
-            return (f"task {task!r} is routed to {source}, which needs a model: set sources.{source}.{option} "
-                    f"in the config (a directory made by `datarl {'train-bt' if source == 'bt' else 'train-genrm'}`)")
+        spec = SOURCES.get(source or "")
+        if spec is not None and spec.model_option and not dict(self.options.get(spec.name, {})).get(spec.model_option):
+            return (f"task {task!r} is routed to {source}, which needs a model: set "
+                    f"sources.{source}.{spec.model_option} in the config (a directory made by `{spec.makes_model}`)")
         return None
+
+    def preflight(self, records: Sequence[Mapping[str, Any]]) -> list[Problem]:
+        """Every reason these records cannot be scored, before any work: per problem, the records it
+        concerns (a task without a source, a learned source without its model, records lacking the field
+        their source compares with), then model options that name no directory, alias or endpoint."""
+        grouped: dict[tuple[str, str], list[int]] = {}
+        for i, record in enumerate(records):
+            problem = self.record_problem(record)
+            if problem is not None:
+                grouped.setdefault(problem, []).append(i)
+        problems = [Problem(f, m, tuple(idx)) for (f, m), idx in grouped.items()]
+        for source in sorted(set(self.table.values())):
+            spec = SOURCES[source]
+            value = dict(self.options.get(source, {})).get(spec.model_option) if spec.model_option else None
+            if isinstance(value, str) and not _model_exists(value):
+                problems.append(Problem(f"sources.{source}.{spec.model_option}",
+                                        f"{value}: no such model directory", ()))
+        return problems
 
     def missing_source_message(self, task: str) -> str:
         return (f"no reward source is configured for task {task!r}; add one under 'router:' in the config "
                 f"(available sources: {', '.join(sorted(SOURCES))})")
+
+
+_NO_SOURCE = Source("none", "", "")
 
 
 class Router:
@@ -166,21 +227,25 @@ class Router:
 
     def _fn(self, source: str) -> Callable[..., RewardResult]:
         if source not in self._fns:
-            module, name, _ = SOURCES[source]
-            self._fns[source] = getattr(importlib.import_module(module), name)
+            spec = SOURCES[source]
+            self._fns[source] = getattr(importlib.import_module(spec.module), spec.function)
         return self._fns[source]
 
     def warm_up(self) -> None:
-        """Import every routed source now (workers call this once, before the first item)."""
-        for source in set(self.config.table.values()):
+        """Import every routed source and run its ``warm_up`` now: a process that scores calls this once,
+        before it forks its workers (they inherit it) or scores its first item."""
+        for source in sorted(set(self.config.table.values())):
             try:
                 self._fn(source)
+                spec = SOURCES[source]
+                if spec.warm_up:
+                    getattr(importlib.import_module(spec.module), spec.warm_up)()
             except ImportError:
                 pass  # reported per record by score()
 
     def is_batched(self, task: str) -> bool:
         """Whether the source of ``task`` is model-based (score it with :meth:`score_many`, in-process)."""
-        return self.config.source_for(task) in BATCHED
+        return SOURCES.get(self.config.source_for(task) or "", _NO_SOURCE).batched is not None
 
     def score_many(self, records: Sequence[Mapping[str, Any]], responses: Sequence[str]) -> list[RewardResult]:
         """Score many records in this process, in order; batched sources get one call per source."""
@@ -188,15 +253,15 @@ class Router:
         groups: dict[str, list[int]] = {}
         for i, record in enumerate(records):
             source = self.config.source_for(str(record.get("task")))
-            if source in BATCHED:
-                groups.setdefault(source, []).append(i)
+            if self.is_batched(str(record.get("task"))):
+                groups.setdefault(str(source), []).append(i)
             else:
                 out[i] = self.score(record, responses[i])
         for source, idx in groups.items():
-            module, _, _ = SOURCES[source]
+            spec = SOURCES[source]
             opts = dict(self.config.options.get(source, {}))
             try:
-                fn = getattr(importlib.import_module(module), BATCHED[source])
+                fn = getattr(importlib.import_module(spec.module), str(spec.batched))
                 results = fn([records[i] for i in idx], [responses[i] for i in idx], **opts)
             except Exception as exc:  # as in score(): report, never crash the run
                 results = [RewardResult(0.0, source, {"failure": "internal_error",

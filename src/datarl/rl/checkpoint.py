@@ -18,24 +18,17 @@ from typing import Any, Mapping
 
 import torch
 
-from datarl.records import atomic_write_text
+from datarl.io import TMP_SUFFIX, atomic_path, write_text
+from datarl.models.loading import save_model_dir
 
-__all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint", "atomic_write_text", "save_policy"]
+__all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint", "save_policy"]
 
 LATEST = "latest"
 
 
 def save_policy(policy: Any, out_dir: str) -> None:
     """The policy as a HF model directory, written atomically (used for ``best/`` too)."""
-    tmp = f"{out_dir}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    policy.model.save_pretrained(tmp)
-    policy.tokenizer.save_pretrained(tmp)
-    old = f"{out_dir}.old-{os.getpid()}"
-    if os.path.exists(out_dir):
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    save_model_dir(out_dir, policy.model, policy.tokenizer)
 
 
 def save_checkpoint(run_dir: str, step: int, *, policy: Any, critic: Any, actor_opt: Any, critic_opt: Any,
@@ -44,26 +37,20 @@ def save_checkpoint(run_dir: str, step: int, *, policy: Any, critic: Any, actor_
     root = os.path.join(run_dir, "checkpoints")
     os.makedirs(root, exist_ok=True)
     final = os.path.join(root, f"step-{step:06d}")
-    tmp = f"{final}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    policy.model.save_pretrained(os.path.join(tmp, "policy"))
-    policy.tokenizer.save_pretrained(os.path.join(tmp, "policy"))
-    torch.save({"critic": critic.state_dict(), "actor_opt": actor_opt.state_dict(),
-                "critic_opt": critic_opt.state_dict(), "torch_rng": torch.get_rng_state()},
-               os.path.join(tmp, "state.pt"))
-    with open(os.path.join(tmp, "trainer_state.json"), "w", encoding="utf-8") as fh:
-        json.dump(dict(trainer_state), fh, indent=1, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    atomic_write_text(os.path.join(root, LATEST), os.path.basename(final) + "\n")
-    steps = sorted(d for d in os.listdir(root) if d.startswith("step-") and ".tmp-" not in d)
+    with atomic_path(final, directory=True) as tmp:
+        policy.model.save_pretrained(os.path.join(tmp, "policy"))
+        policy.tokenizer.save_pretrained(os.path.join(tmp, "policy"))
+        torch.save({"critic": critic.state_dict(), "actor_opt": actor_opt.state_dict(),
+                    "critic_opt": critic_opt.state_dict(), "torch_rng": torch.get_rng_state()},
+                   os.path.join(tmp, "state.pt"))
+        with open(os.path.join(tmp, "trainer_state.json"), "w", encoding="utf-8") as fh:
+            json.dump(dict(trainer_state), fh, indent=1, default=str)
+    write_text(os.path.join(root, LATEST), os.path.basename(final) + "\n")
+    steps = sorted(d for d in os.listdir(root) if d.startswith("step-"))
     for old in steps[:-keep]:
         shutil.rmtree(os.path.join(root, old), ignore_errors=True)
     for d in os.listdir(root):  # temporaries of a run killed mid-save
-        if ".tmp-" in d and d != os.path.basename(tmp):
+        if d.endswith(TMP_SUFFIX):
             shutil.rmtree(os.path.join(root, d), ignore_errors=True)
     return final
 

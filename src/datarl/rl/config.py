@@ -24,7 +24,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from datarl.config import ConfigError, unknown_keys
+from datarl.config import unknown_keys
+from datarl.errors import ConfigError
 
 __all__ = ["PPOConfig", "EvalConfig", "LoggingConfig", "TrainConfig", "ConfigError"]
 

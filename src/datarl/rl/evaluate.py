@@ -23,13 +23,15 @@ import os
 from typing import Any, Callable, Mapping, Sequence
 
 from datarl.executors import map_ordered
-from datarl.jobs import paired_difference, summarise_scores, write_jsonl_atomic
+from datarl.jobs import summarise_scores
+from datarl.io import write_records
+from datarl.metrics.stats import paired_difference
 from datarl.metrics.diversity import diversity_summary
 from datarl.models.generate import SamplingConfig, generate
 from datarl.rewards.base import RewardResult
+from datarl.executors.engine import ScoringEngine
 from datarl.rewards.router import Router
 from datarl.rl.config import EvalConfig
-from datarl.scoring import score_responses
 
 __all__ = ["eval_subset", "evaluate", "gold_function", "items_path", "write_items", "load_baseline"]
 
@@ -70,7 +72,7 @@ def items_path(run_dir: str, step: int) -> str:
 
 def write_items(run_dir: str, step: int, items: Sequence[Mapping[str, Any]]) -> None:
     os.makedirs(os.path.join(run_dir, "eval"), exist_ok=True)
-    write_jsonl_atomic(items_path(run_dir, step), items)
+    write_records(items_path(run_dir, step), items)
 
 
 def load_baseline(run_dir: str) -> list[float | None] | None:
@@ -94,7 +96,8 @@ def _gold_scores(records: Sequence[Mapping[str, Any]], texts: Sequence[str], gol
     return scores
 
 
-def evaluate(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig, router: Router, *, step: int,
+def evaluate(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig, router: Router, *,
+             engine: ScoringEngine, step: int,
              seed: int, temperature: float, monitor: Any, workers: int, timeout_s: float,
              baseline: Sequence[float | None] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One evaluation at ``step`` (updates ``monitor``).
@@ -121,7 +124,7 @@ def evaluate(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig,
     learned = [(r, t, g) for r, t, g in judged
                if not str(router.config.source_for(str(r["task"]))).startswith("rtv.")]
     if learned:
-        proxy = score_responses(router, [dict(r) for r, _, _ in learned], [t for _, t, _ in learned])
+        proxy = engine.score([dict(r) for r, _, _ in learned], [t for _, t, _ in learned])
         by_task: dict[str, list[tuple[float, float]]] = {}
         for (r, _, g), p in zip(learned, proxy):
             by_task.setdefault(str(r["task"]), []).append((p.score, g))

@@ -12,6 +12,8 @@ import math
 import os
 from typing import Any, Mapping
 
+from datarl.io import write_text
+
 __all__ = ["MetricsLogger", "truncate_jsonl"]
 
 
@@ -36,10 +38,7 @@ def truncate_jsonl(path: str, keep_below_step: int, *, inclusive: bool = False) 
             step = int(row.get("step", -1))
             if step < keep_below_step or (inclusive and step == keep_below_step):
                 kept.append(line if line.endswith("\n") else line + "\n")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.writelines(kept)
-    os.replace(tmp, path)
+    write_text(path, "".join(kept))
     return len(kept)
 
 

@@ -8,14 +8,14 @@ or value model, a run directory that already holds another run.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from datarl.config import ConfigError
-from datarl.records import format_errors, load_records
-from datarl.rewards.router import MODEL_OPTION, RouterConfig, RouterConfigError
+from datarl.errors import ConfigError
+from datarl.io import write_json
+from datarl.records import read_all_records
+from datarl.rewards.router import RouterConfig, RouterConfigError
 from datarl.rl.config import TrainConfig
 from datarl.select.curriculum import CurriculumConfig, CurriculumError, CurriculumSampler
 
@@ -38,32 +38,17 @@ class RunInputs:
 
 
 def _records(path: str, what: str) -> list[dict[str, Any]]:
-    if not os.path.exists(path):
-        raise ConfigError(f"data.{what}: {path}: no such file")
-    loaded = load_records(path)
-    if loaded.errors:
-        raise ConfigError(f"data.{what}: {len(loaded.errors)} bad line(s) in {path} (fix them or remove them):\n"
-                          + format_errors(loaded.errors, limit=10))
-    if not loaded.records:
-        raise ConfigError(f"data.{what}: {path} has no records")
-    return [r.to_dict() for r in loaded.records]
+    return [r.to_dict() for r in read_all_records(path, what=f"data.{what}", error=ConfigError)]
 
 
 def check_sources(router: RouterConfig, records: list[dict[str, Any]], where: str) -> None:
-    """Every record can be scored: its task has a source, learned sources name a model that exists,
-    and records carry what their source compares with (a reference for ``genrm.bon``)."""
-    for rec in records:
-        problem = router.record_problem(rec)
-        if problem is not None:
-            field, message = problem
-            same = sum(router.record_problem(r) == problem for r in records)
-            raise ConfigError(f"{where}: {same} record(s) cannot be scored (first: {rec.get('id')}, task "
-                              f"{rec.get('task')!r}): {field}: {message}")
-    for source in sorted(set(router.table.values())):
-        option = MODEL_OPTION.get(source)
-        value = dict(router.options.get(source, {})).get(option) if option else None
-        if isinstance(value, str) and not os.path.exists(value) and value != "smollm2-135m":
-            raise ConfigError(f"reward.sources.{source}.{option}: {value}: no such model directory")
+    """Every record can be scored (:meth:`RouterConfig.preflight`); the first problem is the error."""
+    for problem in router.preflight(records):
+        if not problem.records:
+            raise ConfigError(f"reward.{problem.field}: {problem.message}")
+        first = records[problem.records[0]]
+        raise ConfigError(f"{where}: {len(problem.records)} record(s) cannot be scored (first: {first.get('id')}, "
+                          f"task {first.get('task')!r}): {problem.field}: {problem.message}")
 
 
 def resolve_policy(spec: str, work_dir: str) -> str:
@@ -93,13 +78,10 @@ def resolve_policy(spec: str, work_dir: str) -> str:
 
 
 def _convert_gguf(spec: str, out: str) -> None:
-    from datarl.models.loading import load_policy
+    from datarl.models.loading import load_policy, save_model_dir
 
     policy = load_policy(spec)  # de-quantized fp32 weights, savable
-    tmp = f"{out}.tmp-{os.getpid()}"
-    policy.model.save_pretrained(tmp)
-    policy.tokenizer.save_pretrained(tmp)
-    os.replace(tmp, out)
+    save_model_dir(out, policy.model, policy.tokenizer)
 
 
 def _check_run_dir(cfg: TrainConfig, resume: bool) -> None:
@@ -141,11 +123,10 @@ def prepare(cfg: TrainConfig, *, resume: bool = False) -> RunInputs:
     if value_init not in ("policy", "shared") and not os.path.isdir(value_init):
         raise ConfigError(f"ppo.value_init: {value_init}: no such BT model directory (or use 'policy' or 'shared')")
     pad_id = _pad_id(policy_dir)
-    if not resume:
-        with open(os.path.join(cfg.run_dir, "config.json"), "w", encoding="utf-8") as fh:
-            json.dump({**cfg.to_dict(), "resolved": {"policy_dir": policy_dir, "router": dict(router.table),
-                                                      "curriculum": [ph.describe() for ph in curriculum.phases]}},
-                      fh, indent=2, default=str)
+    if not resume:  # written whole or not at all: the pipeline resumes a run that has it
+        write_json(os.path.join(cfg.run_dir, "config.json"),
+                   {**cfg.to_dict(), "resolved": {"policy_dir": policy_dir, "router": dict(router.table),
+                                                  "curriculum": [ph.describe() for ph in curriculum.phases]}})
     return RunInputs(train, evals, router, curriculum, policy_dir, value_init, pad_id, resume)
 
 

@@ -31,14 +31,15 @@ from datarl.models.value import (SharedValueHead, load_value_model, response_for
 from datarl.rewards.base import SCORING_ERRORS
 from datarl.rewards.router import Router
 from datarl.rl import ppo
-from datarl.rl.checkpoint import (atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint,
+from datarl.io import write_json
+from datarl.rl.checkpoint import (latest_checkpoint, load_checkpoint, save_checkpoint,
                                   save_policy)
 from datarl.rl.config import TrainConfig
 from datarl.rl.evaluate import eval_subset, evaluate, load_baseline, write_items
 from datarl.rl.logger import MetricsLogger, truncate_jsonl
 from datarl.rl.rollout import RolloutBatch, pack
 from datarl.rl.setup import RunInputs, prepare
-from datarl.scoring import RewardWorkers, score_responses
+from datarl.executors.engine import LocalEngine
 from datarl.select.curriculum import CurriculumSampler
 
 __all__ = ["train", "TrainResult"]
@@ -73,7 +74,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
     sampler = CurriculumSampler([r["task"] for r in inputs.train], inputs.curriculum, p.prompts_per_step, cfg.seed)
     monitor = HackingMonitor(HackingConfig.from_mapping(cfg.hacking))
     router = Router(inputs.router)
-    rewarders = RewardWorkers(router, workers=cfg.workers, timeout_s=cfg.reward_timeout_s)
+    rewarders = LocalEngine(router, workers=cfg.workers, timeout_s=cfg.reward_timeout_s)
     state = {"step": 0, "best_gold": None, "best_step": None}
 
     checkpoint = latest_checkpoint(cfg.run_dir) if resume else None
@@ -101,7 +102,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
     def run_eval(step: int) -> None:
         if not evals:
             return
-        row, items = evaluate(policy, evals, cfg.eval_cfg, router, step=step, seed=cfg.seed * 1_000_003 + step,
+        row, items = evaluate(policy, evals, cfg.eval_cfg, router, engine=rewarders, step=step,
+                              seed=cfg.seed * 1_000_003 + step,
                               temperature=p.temperature, monitor=monitor, workers=cfg.workers,
                               timeout_s=cfg.reward_timeout_s, baseline=baseline["gold"])
         write_items(cfg.run_dir, step, items)  # every response and its gold score, for inspection
@@ -132,7 +134,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             t_gen = time.perf_counter()
             # 3. rewards from the router (verifiers in worker processes, learned models batched here)
             rows = [records[g.prompt_index] for g in gens]
-            results = score_responses(router, rows, [g.text for g in gens], pool=rewarders)
+            results = rewarders.score(rows, [g.text for g in gens])
             finished = torch.tensor([g.finished for g in gens], dtype=torch.float32, device=device)
             scores = torch.tensor([r.score for r in results], dtype=torch.float32, device=device) + p.reward_shift
             scores = scores - p.cutoff_penalty * (1.0 - finished)  # cut off without EOS
@@ -336,5 +338,5 @@ def _write_summary(run_dir: str, state: Mapping[str, Any]) -> None:
     summary = {"steps": state["step"], "best_step": state["best_step"], "best_gold": state["best_gold"],
                "before": table(rows[0]), "after": table(rows[-1]), "best": table(best),
                "gain_after": gains(rows[-1]), "gain_best": gains(best)}
-    atomic_write_text(os.path.join(run_dir, "summary.json"), json.dumps(summary, indent=2))
+    write_json(os.path.join(run_dir, "summary.json"), summary)
 

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from datarl.errors import UserError
 from datarl.sandbox.config import SandboxConfig
 
 log = logging.getLogger("datarl.sandbox")
@@ -42,7 +43,7 @@ def _warn_unsafe() -> None:
     log.warning(_UNSAFE_BANNER)
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(UserError, RuntimeError):
     """Namespaces cannot be created here and unsafe mode was not allowed."""
 
 

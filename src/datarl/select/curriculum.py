@@ -37,6 +37,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from datarl.errors import UserError
 from datarl.records import TASKS
 
 __all__ = ["Phase", "CurriculumConfig", "CurriculumError", "CurriculumSampler", "natural_mixture",
@@ -48,7 +49,7 @@ _PAPER_STEPS = 4000
 _PAPER_BOUNDS = (500, 1000, 1500)
 
 
-class CurriculumError(ValueError):
+class CurriculumError(UserError, ValueError):
     """A curriculum that cannot run; the message says what to change."""
 
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from datarl.config import unknown_keys
+from datarl.errors import UserError
 from datarl.rewards.base import SCORING_ERRORS
 
 __all__ = ["SelectConfig", "SelectError", "ScoredPrompt", "Drop", "SelectionResult", "select_prompts",
@@ -53,7 +54,7 @@ NORMALISERS = ("zscore", "rank", "none")
 # Failure classes that mean the scorer could not judge a sample (not that the model failed the task).
 
 
-class SelectError(ValueError):
+class SelectError(UserError, ValueError):
     """A selection that cannot run as configured; the message says what to change."""
 
 

@@ -30,13 +30,14 @@ import hashlib
 import json
 import os
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from datarl.records import Record, RecordError, atomic_write_text, format_errors, load_records
+from datarl.errors import InputError
+from datarl.executors.engine import LocalEngine, ScoringEngine
+from datarl.io import progress_bar, write_json, write_records
+from datarl.records import Record, RecordError, format_errors, load_records, read_all_records, write_errors
 from datarl.rewards.router import Router, RouterConfig
-from datarl.scoring import InputError, progress_bar, write_records_atomic
 from datarl.select.prepo import (
     SCORING_ERRORS, Drop, ScoredPrompt, SelectConfig, SelectError, find_duplicates, matches_domain,
     select_prompts, target_count)
@@ -69,12 +70,7 @@ class SelectSummary:
 
 def _load_pool(path: str, cfg: SelectConfig) -> tuple[list[Record], list[RecordError], int, int]:
     """Valid pool records in ``cfg.domains``, load errors, total lines, records outside the domains."""
-    try:
-        loaded = load_records(path)
-    except FileNotFoundError as exc:
-        raise InputError(str(exc)) from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    loaded = load_records(path)
     if not loaded.records:
         detail = f"; all {len(loaded.errors)} lines are bad:\n{format_errors(loaded.errors, 5)}" if loaded.errors \
             else " (the file is empty)"
@@ -97,37 +93,21 @@ def _load_pool(path: str, cfg: SelectConfig) -> tuple[list[Record], list[RecordE
 
 
 def _load_train(path: str) -> list[dict[str, Any]]:
-    try:
-        loaded = load_records(path)
-    except FileNotFoundError as exc:
-        raise InputError(str(exc)) from None
-    if loaded.errors:
-        raise InputError(f"{len(loaded.errors)} bad line(s) in the training set {path}; fix them first "
-                         f"(`datarl validate {path}`):\n{format_errors(loaded.errors, 5)}")
-    return [{**r.raw, "id": r.id} for r in loaded.records]
+    return [{**r.raw, "id": r.id} for r in read_all_records(path, what="the training set", limit=5, allow_empty=True)]
 
 
 def check_router(router: Router, records: Sequence[Record]) -> None:
     """Raise SelectError unless the router can score every task among ``records`` (before any sampling)."""
-    tasks = Counter(r.task for r in records)
-    for task in sorted(tasks):
+    for problem in router.config.preflight([r.to_dict() for r in records]):
+        if not problem.records:
+            raise SelectError(f"{problem.field}: {problem.message}")
+        first = records[problem.records[0]]
+        hint = (" (for general prompts, e.g. 'router: {general: genrm.bon}' with 'sources: {genrm.bon: {judge: "
+                "DIR}}'), or leave them out with select.domains" if problem.field == "task" else "")
+        raise SelectError(f"{len(problem.records)} {first.task} pool prompt(s) (first: {first.source}) cannot be "
+                          f"scored: {problem.field}: {problem.message}{hint}")
+    for task in sorted({r.task for r in records}):
         source = router.config.source_for(task)
-        if source is None:
-            raise SelectError(f"{tasks[task]} pool prompt(s) have task {task!r}: "
-                              f"{router.config.missing_source_message(task)} (for general prompts, e.g. "
-                              "'router: {general: genrm.bon}' with 'sources: {genrm.bon: {judge: DIR}}'), "
-                              "or leave them out with select.domains")
-        opts = router.config.options.get(source, {})
-        if source.startswith("genrm.") and not opts.get("judge"):
-            raise SelectError(f"task {task!r} is routed to {source}, which needs a judge: set "
-                              f"sources.{source}.judge to a directory made by `datarl train-genrm` or an endpoint")
-        field_name = {"genrm.bon": "reference", "genrm.gt": "ground_truth"}.get(source)
-        lacking = [r for r in records if r.task == task and not getattr(r, field_name or "prompt")]
-        if lacking:
-            hint = ("add best-of-N references first: datarl build-references POOL -o POOL_REF --bt BT_DIR"
-                    if field_name == "reference" else "give every record its final answer")
-            raise SelectError(f"{len(lacking)} {task} pool prompt(s) (first: {lacking[0].source}) have no "
-                              f"{field_name!r}, which {source} compares with; {hint}")
         first = next(r for r in records if r.task == task)
         result = router.score_many([first.to_dict()], [first.reference or "smoke test"])[0]
         if result.failure in SCORING_ERRORS:
@@ -217,10 +197,9 @@ def _chunk_seed(seed: int, chunk: int) -> int:
     return int.from_bytes(hashlib.sha256(f"prepo:{seed}:{chunk}".encode()).digest()[:4], "big") >> 1
 
 
-def _score_chunk(policy: Any, router: Router, records: list[Record], chunk: int, cfg: SelectConfig,
-                 workers: int, summary: SelectSummary, runner: Any = None) -> list[dict[str, Any]]:
+def _score_chunk(policy: Any, scorer: ScoringEngine, records: list[Record], chunk: int, cfg: SelectConfig,
+                 summary: SelectSummary, runner: Any = None) -> list[dict[str, Any]]:
     from datarl.models.generate import SamplingConfig, generate
-    from datarl.scoring import score_responses
 
     sampling = SamplingConfig(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                               samples_per_prompt=cfg.samples_per_prompt, seed=_chunk_seed(cfg.seed, chunk),
@@ -231,12 +210,7 @@ def _score_chunk(policy: Any, router: Router, records: list[Record], chunk: int,
     gens = sorted(sampled, key=lambda g: (g.prompt_index, g.sample_index))
     t1 = time.perf_counter()
     dicts = [r.to_dict() for r in records]
-    if runner is not None:  # a datarl.executors.ray_engine.RayEngine
-        results = runner.score_responses(router.config, [dicts[g.prompt_index] for g in gens],
-                                         [g.text for g in gens], cfg.timeout_s)
-    else:
-        results = score_responses(router, [dicts[g.prompt_index] for g in gens], [g.text for g in gens],
-                                  workers=workers, timeout_s=cfg.timeout_s)
+    results = scorer.score([dicts[g.prompt_index] for g in gens], [g.text for g in gens])
     summary.generate_seconds += t1 - t0
     summary.score_seconds += time.perf_counter() - t1
     entries = [{"id": r.id, "hash": _record_hash(r), "task": r.task, "domain": r.domain, "chunk": chunk,
@@ -255,13 +229,6 @@ def _append(path: str, entries: list[dict[str, Any]]) -> None:
         fh.write("".join(json.dumps(e) + "\n" for e in entries))  # one write: a chunk lands whole or not at all
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def _write_errors(path: str, errors: list[RecordError]) -> None:
-    if errors:
-        write_records_atomic(path, (e.to_dict() for e in errors))
-    elif os.path.exists(path):
-        os.unlink(path)  # a stale side file would describe another input
 
 
 @dataclass
@@ -299,8 +266,8 @@ def _inputs(pool_path: str, out_path: str, scores_path: str, cfg: SelectConfig, 
     return _Inputs(records, errors, total_lines, excluded, train, prior, candidates)
 
 
-def _score_all(inp: _Inputs, policy: Any, router: Router, cfg: SelectConfig, done: dict[str, dict[str, Any]],
-               summary: SelectSummary, workers: int, progress: bool | None,
+def _score_all(inp: _Inputs, policy: Any, scorer: ScoringEngine, cfg: SelectConfig, done: dict[str, dict[str, Any]],
+               summary: SelectSummary, progress: bool | None,
                on_chunk: Callable[[int, int], None] | None, runner: Any = None) -> None:
     """Sample and score every candidate not in ``done``, chunk by chunk, saving each chunk as it completes."""
     position = {r.id: i for i, r in enumerate(inp.records)}
@@ -312,7 +279,7 @@ def _score_all(inp: _Inputs, policy: Any, router: Router, cfg: SelectConfig, don
     bar = progress_bar(len(inp.candidates), progress, initial=summary.already_scored, unit="prompt", desc="pre-ppo")
     try:
         for chunk in sorted(chunks):
-            entries = _score_chunk(policy, router, chunks[chunk], chunk, cfg, workers, summary, runner)
+            entries = _score_chunk(policy, scorer, chunks[chunk], chunk, cfg, summary, runner)
             _append(summary.scores_path, entries)
             done.update({e["id"]: e for e in entries})
             summary.sampled_now += len(entries)
@@ -382,7 +349,17 @@ def _run_select(pool_path: str, out_path: str, policy: Any, router_config: Route
     inp.errors = inp.errors + too_long
     done = _open_scores(scores_path, _fingerprint(policy, router.config, cfg), restart, policy.name)
     summary = SelectSummary(out_path, out_path + ".report.json", scores_path, None, {})
-    _score_all(inp, policy, router, cfg, done, summary, workers, progress, on_chunk, runner)
+    scorer: ScoringEngine
+    if runner is not None:
+        from datarl.executors.ray_engine import RayScoringEngine
+
+        scorer = RayScoringEngine(router.config, timeout_s=cfg.timeout_s, engine=runner)
+    else:
+        scorer = LocalEngine(router, workers=workers, timeout_s=cfg.timeout_s)
+    try:
+        _score_all(inp, policy, scorer, cfg, done, summary, progress, on_chunk, runner)
+    finally:
+        scorer.close()
     scored = [ScoredPrompt({**r.raw, "id": r.id}, r.domain, tuple(done[r.id]["rewards"]),
                            tuple(done[r.id]["failures"])) for r in inp.candidates]
     result = select_prompts(scored, cfg, prior_drops=inp.prior)
@@ -396,11 +373,11 @@ def _run_select(pool_path: str, out_path: str, policy: Any, router_config: Route
         "train_records": len(inp.train or ()), "written": len(rows), "sampled_now": summary.sampled_now,
         "already_scored": summary.already_scored, "seconds": round(summary.seconds, 3),
         "generate_seconds": round(summary.generate_seconds, 3), "score_seconds": round(summary.score_seconds, 3)}, inp.records)
-    write_records_atomic(out_path, rows)
-    _write_errors(out_path + ".errors.jsonl", inp.errors)
+    write_records(out_path, rows)
+    write_errors(out_path + ".errors.jsonl", inp.errors)
     _write_json(summary.report_path, summary.report)
     return summary
 
 
 def _write_json(path: str, data: Mapping[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    write_json(path, data)

@@ -23,6 +23,7 @@ import random
 import re
 from typing import Any, Iterable, Mapping
 
+from datarl.records import as_dict
 from datarl.rewards.ifeval import score_ifeval
 from datarl.synth import general_tasks
 from datarl.synth.math_tasks import STEP_RE_TEXT
@@ -46,10 +47,6 @@ _CODE_MUTATIONS += ((r"(?<=return )(\S.*)", _RETURN_PLUS_ONE),)
 _FENCED = re.compile(r"```python\n(.*?)```", re.S)
 _WORDS = re.compile(r"\w+")
 
-
-def _as_dict(record: Any) -> Mapping[str, Any]:
-    to_dict = getattr(record, "to_dict", None)
-    return to_dict() if callable(to_dict) else record
 
 
 def _wrong_math(record: Mapping[str, Any], rng: random.Random) -> str:
@@ -202,7 +199,7 @@ _WRONG = {"math": _wrong_math, "code": _wrong_code, "ifeval": _wrong_ifeval, "ge
 
 def wrong_response(record: Mapping[str, Any], rng: random.Random) -> str:
     """A plausibly wrong response to a synth ``record``; it fails the record's gold check."""
-    rec = _as_dict(record)
+    rec = as_dict(record)
     maker = _WRONG.get(str(rec.get("task")))
     return maker(rec, rng) if maker else ""
 
@@ -211,7 +208,7 @@ def demonstration(record: Mapping[str, Any], rng: random.Random, quality: float)
     """The reference with probability ``quality`` (in [0, 1]), else :func:`wrong_response`."""
     if not 0.0 <= quality <= 1.0:
         raise ValueError(f"quality must be in [0, 1], got {quality!r}")
-    rec = _as_dict(record)
+    rec = as_dict(record)
     if rng.random() < quality:
         return str(rec.get("reference", ""))
     return wrong_response(rec, rng)
@@ -222,7 +219,7 @@ def sft_examples(records: Iterable[Mapping[str, Any]], rng: random.Random,
     """One SFT example per record: ``{id, task, domain, prompt, response, is_reference}``."""
     out: list[dict[str, Any]] = []
     for record in records:
-        rec = _as_dict(record)
+        rec = as_dict(record)
         response = demonstration(rec, rng, quality)
         out.append({"id": rec.get("id"), "task": rec.get("task"), "domain": rec.get("domain"),
                     "prompt": rec.get("prompt"), "response": response,
