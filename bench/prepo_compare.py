@@ -30,16 +30,16 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=0, help="PPO steps (default: the config's)")
     args = ap.parse_args()
 
-    from datarl.pipeline import load_pipeline_config
-    from datarl.pipeline_stages import _load, _policy_dir, _train_config, router_mapping
-    from datarl.pipeline import _Ledger
+    from datarl.pipeline import load_pipeline_config, router_mapping
+    from datarl.pipeline.ledger import Ledger
+    from datarl.pipeline.stages import load_stage_policy, policy_dir, train_config
     from datarl.rewards.router import RouterConfig
     from datarl.rl.trainer import train
     from datarl.select.prepo import SelectConfig
     from datarl.select.prepo_engine import run_select
 
     cfg = load_pipeline_config(args.config, args.run_dir)
-    ledger = _Ledger(cfg.path("stages.json"))
+    ledger = Ledger(cfg.path("stages.json"))
     if "train" not in ledger.done:
         print(f"{args.run_dir}: run `datarl pipeline` to the end first", file=sys.stderr)
         return 2
@@ -54,11 +54,11 @@ def main() -> int:
         sel.pop("fraction", None)
         if strategy == "random":
             sel["count"] = kept
-        run_select(cfg.path("data", "pool.jsonl"), out, policy=lambda: _load(cfg, ledger),
+        run_select(cfg.path("data", "pool.jsonl"), out, policy=lambda: load_stage_policy(cfg, ledger),
                    router_config=RouterConfig.from_mapping(router_mapping(cfg)),
                    cfg=SelectConfig.from_mapping(sel), train_path=cfg.path("data", "train.jsonl"), merge=True,
                    workers=cfg.workers, scores_path=scores)
-        tc = _train_config(cfg, _policy_dir(cfg, ledger))
+        tc = train_config(cfg, policy_dir(cfg, ledger))
 
         run_dir = cfg.path("compare", strategy)
         tc = dataclasses.replace(tc, train_path=out, run_dir=run_dir)

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from datarl.config import ConfigError  # noqa: E402
+from datarl.errors import ConfigError  # noqa: E402
 from datarl.models.tiny import MICRO, build_tiny_policy  # noqa: E402
 from datarl.pipeline import STAGES, PipelineConfig, load_pipeline_config, run_pipeline  # noqa: E402
 from datarl.synth import SynthConfig, build_suite  # noqa: E402
@@ -64,7 +64,7 @@ def test_all_stages_then_a_rerun_skips_them_all(micro_policy, tmp_path):
 
 
 def test_an_interrupted_stage_resumes_there_without_redoing_earlier_ones(micro_policy, tmp_path, monkeypatch):
-    import datarl.pipeline_stages as stages
+    import datarl.pipeline.stages as stages
 
     cfg = config(micro_policy, tmp_path / "run")
     real = stages.stage_references
@@ -77,10 +77,10 @@ def test_an_interrupted_stage_resumes_there_without_redoing_earlier_ones(micro_p
 
         return boom, section, inputs
 
-    monkeypatch.setitem(stages.STAGE_FUNCTIONS, "references", interrupted)
+    monkeypatch.setitem(stages.STAGES, "references", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(cfg, log=lambda m: None)
-    monkeypatch.setitem(stages.STAGE_FUNCTIONS, "references", real)
+    monkeypatch.setitem(stages.STAGES, "references", real)
     logs: list[str] = []
     run_pipeline(cfg, log=logs.append)
     ran = [m.split("]")[0][1:] for m in logs if m.endswith("running")]

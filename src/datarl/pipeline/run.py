@@ -1,0 +1,67 @@
+"""``datarl pipeline CONFIG``: the paper's system end to end, one stage after another.
+
+Stages, in order (each writes under ``run_dir``)::
+
+    synth       suite/{train,pool,eval}.jsonl      the embedded task suite (embedded default only)
+    sft         (cached model dir)                 the tiny SFT policy, or the configured policy
+    pairs       pairs.jsonl                        gold-labelled preference pairs from SFT samples
+    bt          bt/                                Bradley-Terry reward model
+    genrm       judge/                             pairwise GenRM judge
+    references  data/{train,pool,eval}.jsonl       best-of-N (by BT) references for general prompts
+    select      data/selected.jsonl                Pre-PPO: train + the hardest pool prompts
+    train       train/                             PPO with the hybrid reward and the curriculum
+    eval        train/final_eval.json              SFT vs best checkpoint on the whole eval split
+    report      train/report.html, report.png      the run's report
+
+A stage is skipped when its outputs exist and its *fingerprint* (its config section, the contents of
+its input files, the fingerprints of the stages it depends on) equals the one recorded when it
+finished (``run_dir/stages.json``). So a run interrupted anywhere resumes at the interrupted stage;
+``select`` and ``train`` also resume inside the stage (scores file, checkpoints). Changing a stage's
+config redoes that stage and everything after it.
+
+Everything a user can get wrong is checked by :func:`datarl.pipeline.checks.check` before the first stage
+starts. The package reads one way: ``config`` (the file and its sections) <- ``ledger`` (fingerprints) <-
+``stages`` (the ordered table) and ``checks`` <- ``run`` (this loop).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from datarl.pipeline.checks import check
+from datarl.pipeline.config import PipelineConfig
+from datarl.pipeline.ledger import Ledger, fingerprint
+from datarl.pipeline.stages import STAGES
+
+__all__ = ["run_pipeline"]
+
+
+def run_pipeline(cfg: PipelineConfig, *, log: Callable[[str], None] = print,
+                 stop_before: str | None = None) -> dict[str, Any]:
+    """Run every stage not already done; returns the ledger. ``stop_before`` ends early (tests)."""
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    check(cfg)  # every user mistake we can see, before the first minute of work
+    ledger = Ledger(cfg.path("stages.json"))
+    upstream: list[str] = []
+    total = time.perf_counter()
+    for stage, make in STAGES.items():
+        if stage == stop_before:
+            break
+        fn, section, inputs = make(cfg, ledger)
+        if fn is None:  # stage not part of this pipeline (synth with user data, sft with a given policy)
+            continue
+        stage_fingerprint = fingerprint(section, inputs, upstream)
+        upstream.append(stage_fingerprint)
+        if ledger.is_done(stage, stage_fingerprint):
+            log(f"[{stage}] up to date, skipped")
+            continue
+        log(f"[{stage}] running")
+        start = time.perf_counter()
+        outputs, extra = fn()
+        ledger.record(stage, stage_fingerprint, outputs, time.perf_counter() - start, **extra)
+        log(f"[{stage}] done in {time.perf_counter() - start:.0f} s")
+    log(f"pipeline finished in {time.perf_counter() - total:.0f} s")
+    return ledger.done
