@@ -19,6 +19,16 @@ class GenerationError(UserError, ValueError):
     """Bad generation input (empty prompt, prompt longer than the context)."""
 
 
+JOB_BATCH_SIZE = 64
+"""Sequences decoded together by datarl's own sampling jobs (pairs, references, rollouts, evaluations)."""
+
+
+def derive_seed(seed: int, offset: int) -> int:
+    """A run seed and a position (a step, a prompt) as one sampler seed: distinct runs never share a stream
+    for the first million positions."""
+    return seed * 1_000_003 + offset
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
     """How to sample.

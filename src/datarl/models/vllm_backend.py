@@ -28,7 +28,7 @@ import importlib
 import os
 from typing import Any, Sequence
 
-from datarl.models.generate import Generation, GenerationError, SamplingConfig, prompt_text
+from datarl.models.generate import Generation, GenerationError, SamplingConfig, derive_seed, prompt_text
 
 __all__ = ["generate_vllm", "get_engine", "to_generations", "require_cuda", "require_vllm", "INSTALL_HINT"]
 
@@ -166,7 +166,7 @@ def generate_vllm(model_path: str, prompts: Sequence[Any], cfg: SamplingConfig |
     n = cfg.samples_per_prompt
     # One seed per prompt, n apart: vLLM seeds sample k with seed + k, so no two samples share a stream.
     params = [SamplingParams(n=n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
-                             seed=(cfg.seed * 1_000_003 + p * n) % (2 ** 63), logprobs=0,
+                             seed=derive_seed(cfg.seed, p * n) % (2 ** 63), logprobs=0,
                              ignore_eos=cfg.ignore_eos,
                              stop_token_ids=None if cfg.ignore_eos else sorted(eos_ids))
               for p in range(len(encoded))]

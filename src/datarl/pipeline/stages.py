@@ -116,7 +116,7 @@ def stage_pairs(cfg: PipelineConfig, ledger: Ledger) -> Stage:
         return copy, section, [str(opts.file)]
 
     def run() -> tuple[list[str], dict[str, Any]]:
-        from datarl.models.generate import SamplingConfig
+        from datarl.models.generate import JOB_BATCH_SIZE, SamplingConfig
         from datarl.models.loading import load_policy
         from datarl.preferences import make_pairs
 
@@ -125,7 +125,7 @@ def stage_pairs(cfg: PipelineConfig, ledger: Ledger) -> Stage:
         pairs = make_pairs(chosen, load_policy(policy_dir(cfg, ledger)),
                            samples_per_prompt=opts.samples_per_prompt, label_noise=opts.label_noise,
                            seed=cfg.seed, min_gold_gap=opts.min_gold_gap,
-                           sampling=SamplingConfig(max_new_tokens=opts.max_new_tokens, batch_size=64),
+                           sampling=SamplingConfig(max_new_tokens=opts.max_new_tokens, batch_size=JOB_BATCH_SIZE),
                            progress=_tty())
         _write(out, pairs)
         return [out], {"pairs": len(pairs)}
@@ -169,7 +169,7 @@ def stage_references(cfg: PipelineConfig, ledger: Ledger) -> Stage:
     opts: ReferencesOptions = section_options(ReferencesOptions, cfg.references, "references")
 
     def run() -> tuple[list[str], dict[str, Any]]:
-        from datarl.models.generate import SamplingConfig
+        from datarl.models.generate import JOB_BATCH_SIZE, SamplingConfig
         from datarl.models.loading import load_policy
         from datarl.references import build_references
 
@@ -177,7 +177,7 @@ def stage_references(cfg: PipelineConfig, ledger: Ledger) -> Stage:
         outputs = []
         for split, path in raw_paths(cfg).items():
             rows = build_references(read_prompts(path), policy, cfg.path("bt"), n=opts.n, seed=cfg.seed,
-                                    sampling=SamplingConfig(max_new_tokens=opts.max_new_tokens, batch_size=64),
+                                    sampling=SamplingConfig(max_new_tokens=opts.max_new_tokens, batch_size=JOB_BATCH_SIZE),
                                     progress=_tty())
             _write(data_path(cfg, split), rows)
             outputs.append(data_path(cfg, split))
@@ -251,7 +251,7 @@ def stage_eval(cfg: PipelineConfig, ledger: Ledger) -> Stage:
 
     def run() -> tuple[list[str], dict[str, Any]]:
         from datarl.jobs import eval_records
-        from datarl.models.generate import SamplingConfig
+        from datarl.models.generate import JOB_BATCH_SIZE, SamplingConfig
         from datarl.models.loading import load_policy
         from datarl.records import read_all_records
         from datarl.rl.evaluate import gold_function
@@ -267,7 +267,7 @@ def stage_eval(cfg: PipelineConfig, ledger: Ledger) -> Stage:
             return [out], {}
         records = read_all_records(data_path(cfg, "eval"))
         gold = gold_function(eval_cfg.get("gold", "synth"))
-        greedy = SamplingConfig(temperature=0.0, max_new_tokens=128, batch_size=64)
+        greedy = SamplingConfig(temperature=0.0, max_new_tokens=128, batch_size=JOB_BATCH_SIZE)
         result = {}
         for name, path in (("sft", policy_dir(cfg, ledger)), ("best", cfg.path("train", "best"))):
             summary, _ = eval_records(records, load_policy(path), greedy, _gold_or_skip(gold), workers=cfg.workers)

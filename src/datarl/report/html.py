@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from datarl.io import write_bytes
 from datarl.report import plots
-from datarl.report.load import RunData, before_after, difference, find_key, load_run, number, suffixes
+from datarl.report.load import RunData, before_after, difference, find_key, gold_tasks, load_run, number, suffixes
 
 SECTIONS = ("training", "gold", "hacking", "diversity", "curriculum", "selection", "before-after")
 Panel = Callable[[Any, RunData], None]
@@ -116,7 +116,7 @@ def _training(run: RunData) -> str:
 
 
 def _gold(run: RunData) -> str:
-    if not suffixes(run.evals, r"gold/([^/]+)"):
+    if not gold_tasks(run.results):
         return _msg("no gold evaluations (eval.jsonl missing or has no gold/<task> scores)")
     return _figure(run, [plots.gold], 1, 11, 4.5, "gold eval score by task")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from datarl.errors import UserError
+from datarl.rl.eval_result import EvalResult, number
 
 TASK_ORDER = ("math", "code", "ifeval", "general")
 Z95 = 1.959964
@@ -34,6 +35,11 @@ class RunData:
     summary: dict[str, Any] | None = None
     selection: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def results(self) -> list[EvalResult]:
+        """``evals`` read as evaluation results (gold per task, paired gains)."""
+        return [EvalResult.from_row(row) for row in self.evals]
 
 
 def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
@@ -96,14 +102,6 @@ def load_run(run_dir: str | Path) -> RunData:
     return run
 
 
-def number(value: Any) -> float | None:
-    """A finite float, or None for anything else (missing, None, NaN, text, bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def series(rows: Iterable[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
     """(steps, values) of the rows that have a finite number under ``key``."""
     xs, ys = [], []
@@ -143,17 +141,18 @@ def find_key(config: Mapping[str, Any] | None, key: str) -> Any:
 # ----------------------------------------------------------------------------- before / after
 
 
-def _stat_from_eval(row: Mapping[str, Any], task: str) -> dict[str, Any] | None:
-    mean = number(row.get(f"gold/{task}"))
-    if mean is None:
-        return None
-    return {"mean": mean, "ci95_low": number(row.get(f"gold/{task}/ci95_low")),
-            "ci95_high": number(row.get(f"gold/{task}/ci95_high")), "n": row.get(f"gold/{task}/n"),
-            "step": int(row["step"])}
+def gold_tasks(results: Iterable[EvalResult]) -> list[str]:
+    """The tasks with a gold score in any evaluation, in the usual order."""
+    return ordered(task for r in results for task in r.gold)
 
 
-def _mean_gold(row: Mapping[str, Any], tasks: list[str]) -> float:
-    values = [v for t in tasks if (v := number(row.get(f"gold/{t}"))) is not None]
+def _stat_from_eval(result: EvalResult, task: str) -> dict[str, Any] | None:
+    score = result.gold.get(task)
+    return None if score is None else {**score.to_dict(), "step": result.step}
+
+
+def _mean_gold(result: EvalResult, tasks: list[str]) -> float:
+    values = [result.gold[t].mean for t in tasks if t in result.gold]
     return sum(values) / len(values) if values else -math.inf
 
 
@@ -166,20 +165,21 @@ def before_after(run: RunData) -> tuple[list[str], dict[str, dict[str, Any]], di
     highest mean gold over tasks. Returns (tasks, {task: {"before", "after", "best": stat or None}},
     {"after": step, "best": step}).
     """
-    evals, summary = run.evals, run.summary or {}
-    tasks = suffixes(evals, r"gold/([^/]+)")
+    evals, summary = run.results, run.summary or {}
+    tasks = gold_tasks(evals)
     for block in ("before", "after", "best"):
         if isinstance(summary.get(block), Mapping):
             tasks = ordered([*tasks, *summary[block]])
-    rows: dict[str, Mapping[str, Any] | None] = {"before": None, "after": None, "best": None}
+    rows: dict[str, EvalResult | None] = {"before": None, "after": None, "best": None}
     if evals:
-        rows["before"] = next((r for r in evals if r["step"] == 0), evals[0])
+        rows["before"] = next((r for r in evals if r.step == 0), evals[0])
         rows["after"] = evals[-1]
         best_step = summary.get("best_step")
-        rows["best"] = next((r for r in evals if r["step"] == best_step), None) or max(
+        rows["best"] = next((r for r in evals if r.step == best_step), None) or max(
             evals, key=lambda r: _mean_gold(r, tasks))
-    steps = {"after": rows["after"]["step"] if rows["after"] else summary.get("steps"),
-             "best": rows["best"]["step"] if rows["best"] else summary.get("best_step")}
+    after, best = rows["after"], rows["best"]
+    steps = {"after": after.step if after else summary.get("steps"),
+             "best": best.step if best else summary.get("best_step")}
     if isinstance(summary.get("best_step"), int):
         steps["best"] = summary["best_step"]
     table: dict[str, dict[str, Any]] = {}
@@ -194,10 +194,9 @@ def before_after(run: RunData) -> tuple[list[str], dict[str, dict[str, Any]], di
         for block in ("after", "best"):  # the paired difference vs step 0, where the run computed it
             given = (summary.get(f"gain_{block}") or {}).get(task) if isinstance(summary.get(f"gain_{block}"),
                                                                                  Mapping) else None
-            row = rows[block]
-            if not isinstance(given, Mapping) and row and number(row.get(f"gain/{task}")) is not None:
-                given = {"diff": row[f"gain/{task}"], "ci95_low": row.get(f"gain/{task}/ci95_low"),
-                         "ci95_high": row.get(f"gain/{task}/ci95_high")}
+            result = rows[block]
+            if not isinstance(given, Mapping) and result is not None and task in result.gains:
+                given = result.gains[task].to_dict()
             gain = None
             if isinstance(given, Mapping) and None not in (number(given.get(k)) for k in ("diff", "ci95_low",
                                                                                            "ci95_high")):

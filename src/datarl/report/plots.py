@@ -11,7 +11,7 @@ import io
 import zlib
 from typing import Any, Callable, Sequence
 
-from datarl.report.load import RunData, TASK_ORDER, number, series, suffixes
+from datarl.report.load import TASK_ORDER, RunData, gold_tasks, number, series, suffixes
 
 _TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
           "#bcbd22", "#17becf")
@@ -153,14 +153,12 @@ def ppo_losses(ax: Any, run: RunData) -> None:
 
 
 def gold(ax: Any, run: RunData) -> None:
-    tasks = suffixes(run.evals, r"gold/([^/]+)")
+    tasks = gold_tasks(run.results)
     for task in tasks:
-        xs, ys = series(run.evals, f"gold/{task}")
+        scores = [(float(r.step), r.gold[task]) for r in run.results if task in r.gold]
         col = colour(task, tasks)
-        ax.plot(xs, ys, color=col, marker="o", label=task)
-        band = [(float(r["step"]), lo, hi) for r in run.evals
-                if (lo := number(r.get(f"gold/{task}/ci95_low"))) is not None
-                and (hi := number(r.get(f"gold/{task}/ci95_high"))) is not None]
+        ax.plot([x for x, _ in scores], [s.mean for _, s in scores], color=col, marker="o", label=task)
+        band = [(x, s.ci95_low, s.ci95_high) for x, s in scores if s.ci95_low is not None and s.ci95_high is not None]
         if band:
             ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], color=col,
                             alpha=0.15, linewidth=0)

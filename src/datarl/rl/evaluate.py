@@ -27,7 +27,7 @@ from datarl.jobs import summarise_scores
 from datarl.io import write_records
 from datarl.metrics.stats import paired_difference
 from datarl.metrics.diversity import diversity_summary
-from datarl.models.generate import SamplingConfig, generate
+from datarl.models.generate import JOB_BATCH_SIZE, SamplingConfig, generate
 from datarl.rewards.base import RewardResult
 from datarl.executors.engine import ScoringEngine
 from datarl.rewards.router import Router
@@ -107,7 +107,7 @@ def evaluate(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig,
     ``records`` order, for the paired ``gain/<task>`` keys.
     """
     row: dict[str, Any] = {"step": step}
-    greedy = SamplingConfig(temperature=0.0, max_new_tokens=cfg.max_new_tokens, batch_size=64)
+    greedy = SamplingConfig(temperature=0.0, max_new_tokens=cfg.max_new_tokens, batch_size=JOB_BATCH_SIZE)
     gens = generate(policy, [r["prompt"] for r in records], greedy)
     texts = [g.text for g in gens]
     gold = _gold_scores(records, texts, gold_function(cfg.gold), workers, timeout_s)
@@ -166,7 +166,7 @@ def _diversity(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfi
     if not cfg.diversity_prompts:
         return {}
     subset = eval_subset(records, cfg.diversity_prompts)
-    sampling = SamplingConfig(temperature=temperature, max_new_tokens=cfg.max_new_tokens, batch_size=64,
+    sampling = SamplingConfig(temperature=temperature, max_new_tokens=cfg.max_new_tokens, batch_size=JOB_BATCH_SIZE,
                               samples_per_prompt=cfg.diversity_samples, seed=seed)
     gens = generate(policy, [r["prompt"] for r in subset], sampling)
     groups: dict[int, list[Any]] = {}
