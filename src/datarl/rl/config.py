@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from datarl.config import unknown_keys
 from datarl.errors import ConfigError
@@ -30,7 +30,10 @@ from datarl.errors import ConfigError
 __all__ = ["PPOConfig", "EvalConfig", "LoggingConfig", "TrainConfig", "ConfigError"]
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
+_Section = TypeVar("_Section")
+
+
+def _build(cls: type[_Section], data: object, where: str) -> _Section:
     """``cls(**data)`` with unknown keys and bad values reported as ``ConfigError`` naming ``where``."""
     if data is None:
         return cls()
@@ -245,7 +248,7 @@ class TrainConfig:
     train_path: str = ""
     eval_path: str = ""
     reward: Mapping[str, Any] = field(default_factory=dict)
-    curriculum: Any = "paper"
+    curriculum: str | Mapping[str, Any] = "paper"
     ppo: PPOConfig = field(default_factory=PPOConfig)
     eval_cfg: EvalConfig = field(default_factory=EvalConfig)
     hacking: Mapping[str, Any] = field(default_factory=dict)

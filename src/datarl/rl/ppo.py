@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:  # torch is imported where it is used: this module's import stays light
+    from torch import Tensor
 
 __all__ = ["masked_mean", "masked_var", "masked_whiten", "kl_per_token", "token_rewards", "gae",
            "policy_loss", "value_loss", "entropy_from_logits", "AdaptiveKLController", "FixedKLController"]
 
 
-def masked_mean(x: Any, mask: Any, dim: int | None = None) -> Any:
+def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
     """Mean of ``x`` where ``mask`` is 1 (over everything, or along ``dim``)."""
     if dim is None:
         return (x * mask).sum() / mask.sum().clamp(min=1)
     return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
 
 
-def masked_var(x: Any, mask: Any, unbiased: bool = True) -> Any:
+def masked_var(x: Tensor, mask: Tensor, unbiased: bool = True) -> Tensor:
     """Variance of ``x`` where ``mask`` is 1 (Bessel-corrected by default)."""
     mean = masked_mean(x, mask)
     var = masked_mean((x - mean) ** 2, mask)
@@ -34,7 +37,7 @@ def masked_var(x: Any, mask: Any, unbiased: bool = True) -> Any:
     return var
 
 
-def masked_whiten(x: Any, mask: Any, shift_mean: bool = True, eps: float = 1e-8) -> Any:
+def masked_whiten(x: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
     """``(x - mean) / std`` over the masked entries; padding stays 0."""
     mean, var = masked_mean(x, mask), masked_var(x, mask)
     out = (x - mean) * (var + eps).rsqrt()
@@ -43,7 +46,7 @@ def masked_whiten(x: Any, mask: Any, shift_mean: bool = True, eps: float = 1e-8)
     return out * mask
 
 
-def kl_per_token(logp: Any, ref_logp: Any, kind: str = "k1") -> Any:
+def kl_per_token(logp: Tensor, ref_logp: Tensor, kind: str = "k1") -> Tensor:
     """Per-token estimate of KL(pi || pi_ref) from sampled tokens' log-probs.
 
     ``k1``: ``logp - ref_logp`` (unbiased, can be negative per token);
@@ -59,7 +62,7 @@ def kl_per_token(logp: Any, ref_logp: Any, kind: str = "k1") -> Any:
     raise ValueError(f"kl kind must be 'k1' or 'k3', got {kind!r}")
 
 
-def token_rewards(scores: Any, kl: Any, mask: Any, kl_coef: float) -> Any:
+def token_rewards(scores: Tensor, kl: Tensor, mask: Tensor, kl_coef: float) -> Tensor:
     """Per-token rewards: ``-kl_coef * kl`` at every token, plus the sequence score at its last token."""
     import torch
 
@@ -72,7 +75,7 @@ def token_rewards(scores: Any, kl: Any, mask: Any, kl_coef: float) -> Any:
     return rewards
 
 
-def gae(rewards: Any, values: Any, mask: Any, gamma: float, lam: float) -> tuple[Any, Any]:
+def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
     """Generalised advantage estimation over each row's tokens; returns ``(advantages, returns)``.
 
     ``delta_t = r_t + gamma * V_{t+1} - V_t`` with ``V`` after the last real token taken as 0
@@ -104,7 +107,8 @@ class LossStats:
     approx_kl: float = math.nan
 
 
-def policy_loss(logp: Any, old_logp: Any, advantages: Any, mask: Any, clip_eps: float) -> tuple[Any, LossStats]:
+def policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor,
+                clip_eps: float) -> tuple[Tensor, LossStats]:
     """Clipped surrogate: ``mean(max(-A * r, -A * clip(r, 1 - eps, 1 + eps)))`` over real tokens."""
     import torch
 
@@ -118,7 +122,8 @@ def policy_loss(logp: Any, old_logp: Any, advantages: Any, mask: Any, clip_eps: 
     return loss, LossStats(clipfrac, approx_kl)
 
 
-def value_loss(values: Any, old_values: Any, returns: Any, mask: Any, clip: float | None) -> tuple[Any, LossStats]:
+def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
+               clip: float | None) -> tuple[Tensor, LossStats]:
     """``0.5 * mean(max((V - R)^2, (clip(V, V_old +- c) - R)^2))``; plain squared error when ``clip`` is None."""
     import torch
 
@@ -133,7 +138,7 @@ def value_loss(values: Any, old_values: Any, returns: Any, mask: Any, clip: floa
     return loss, LossStats(clipfrac)
 
 
-def entropy_from_logits(logits: Any) -> Any:
+def entropy_from_logits(logits: Tensor) -> Tensor:
     """Entropy of the softmax over the last dimension (nats)."""
     import torch
 
@@ -153,7 +158,7 @@ class FixedKLController:
     def state_dict(self) -> dict[str, float]:
         return {"value": self.value}
 
-    def load_state_dict(self, state: dict[str, float]) -> None:
+    def load_state_dict(self, state: Mapping[str, float]) -> None:
         self.value = float(state["value"])
 
 
@@ -175,5 +180,5 @@ class AdaptiveKLController:
     def state_dict(self) -> dict[str, float]:
         return {"value": self.value}
 
-    def load_state_dict(self, state: dict[str, float]) -> None:
+    def load_state_dict(self, state: Mapping[str, float]) -> None:
         self.value = float(state["value"])

@@ -10,7 +10,7 @@ ended with EOS keeps the EOS token: it is an action the policy took and is rewar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
@@ -21,20 +21,20 @@ __all__ = ["RolloutBatch", "pack"]
 class RolloutBatch:
     """Packed sequences. Sequence tensors are ``[B, W]``; response tensors ``[B, T]``."""
 
-    input_ids: Any
-    attention_mask: Any
-    gather_index: Any
-    response_ids: Any
-    mask: Any
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    gather_index: torch.Tensor
+    response_ids: torch.Tensor
+    mask: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
-    def to(self, device: Any) -> "RolloutBatch":
+    def to(self, device: torch.device | str) -> RolloutBatch:
         return RolloutBatch(self.input_ids.to(device), self.attention_mask.to(device),
                             self.gather_index.to(device), self.response_ids.to(device), self.mask.to(device))
 
-    def select(self, rows: Sequence[int]) -> "RolloutBatch":
+    def select(self, rows: Sequence[int]) -> RolloutBatch:
         """The given rows, trimmed to their own widths (a minibatch pads no more than it needs)."""
         idx = torch.as_tensor(list(rows), dtype=torch.long)
         attn = self.attention_mask[idx]
