@@ -26,8 +26,7 @@ import torch
 from datarl.metrics.hacking import HackingConfig, HackingMonitor
 from datarl.models.generate import SamplingConfig, generate
 from datarl.models.loading import Policy
-from datarl.models.value import (SharedValueHead, load_value_model, response_forward,
-                                 response_forward_with_values)
+from datarl.models.value import response_forward
 from datarl.rewards.base import SCORING_ERRORS
 from datarl.rewards.router import Router
 from datarl.rl import ppo
@@ -35,6 +34,7 @@ from datarl.io import write_json
 from datarl.rl.checkpoint import (latest_checkpoint, load_checkpoint, save_checkpoint,
                                   save_policy)
 from datarl.rl.config import TrainConfig
+from datarl.rl.critic import AheadPass, Critic, load_critic
 from datarl.rl.evaluate import eval_subset, evaluate, load_baseline, write_items
 from datarl.rl.logger import MetricsLogger, truncate_jsonl
 from datarl.rl.rollout import RolloutBatch, pack
@@ -147,10 +147,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             train_policy = step >= p.critic_warmup_steps
             old_logp, ref_logp, values = _no_grad_passes(policy.model, ref_model, None if fused else critic, batch, p)
             ahead = None
-            if fused:  # a shared critic's pass is the policy's too; a separate critic runs alone, as before
-                ahead = (_forward(policy.model, critic, batch, p, train_policy) if isinstance(critic, SharedValueHead)
-                         else (None, None, critic(batch.input_ids, batch.attention_mask, batch.gather_index)))
-                values = ahead[2].detach() * batch.mask
+            if fused:  # a shared critic's pass is the policy's too; a separate critic's values run alone
+                ahead = critic.run_ahead(batch, p.temperature, train_policy)
+                values = ahead.values.detach() * batch.mask
             mask = batch.mask
             if old_logp is None:  # the sampler's log-probs are the old policy's: no extra forward pass
                 old_logp = _rollout_logprobs(gens, mask)
@@ -196,7 +195,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
                        time.perf_counter() - start_time)
 
 
-def _load_models(cfg: TrainConfig, inputs: RunInputs) -> tuple[Policy, Any, Any]:
+def _load_models(cfg: TrainConfig, inputs: RunInputs) -> tuple[Policy, Any, Critic]:
     """The trainable policy (from the last checkpoint when resuming), the frozen reference, the critic."""
     from datarl.models.loading import load_policy
 
@@ -205,12 +204,12 @@ def _load_models(cfg: TrainConfig, inputs: RunInputs) -> tuple[Policy, Any, Any]
                          dtype=cfg.dtype, device=cfg.device)
     reference = load_policy(inputs.policy_dir, dtype=cfg.dtype, device=cfg.device).model
     reference.requires_grad_(False)
-    critic = load_value_model(inputs.value_init, inputs.policy_dir, dtype=cfg.dtype, device=cfg.device,
-                              policy_model=policy.model)  # value_init: shared puts the head on this policy
+    critic = load_critic(inputs.value_init, inputs.policy_dir, policy.model, dtype=cfg.dtype,
+                         device=cfg.device)  # value_init: shared puts the head on this policy
     return policy, reference, critic
 
 
-def _no_grad_passes(model: Any, ref_model: Any, critic: Any | None, batch: RolloutBatch,
+def _no_grad_passes(model: Any, ref_model: Any, critic: Critic | None, batch: RolloutBatch,
                     p: Any) -> tuple[Any | None, Any, Any | None]:
     """Reference log-probs and values (and the policy's log-probs with ``old_logprobs: recompute``);
     no values when ``critic`` is None."""
@@ -224,7 +223,7 @@ def _no_grad_passes(model: Any, ref_model: Any, critic: Any | None, batch: Rollo
                 old.append(_pad_to(response_forward(model, *args, sub.response_ids, p.temperature)[0], batch))
             ref.append(_pad_to(response_forward(ref_model, *args, sub.response_ids, p.temperature)[0], batch))
             if critic is not None:
-                val.append(_pad_to(critic(*args), batch))
+                val.append(_pad_to(critic.values(sub), batch))
     old_logp = torch.cat(old) * batch.mask if old else None
     return old_logp, torch.cat(ref) * batch.mask, torch.cat(val) * batch.mask if val else None
 
@@ -241,26 +240,11 @@ def _pad_to(x: Any, batch: RolloutBatch) -> Any:
     return torch.nn.functional.pad(x.float(), (0, width - x.shape[1]))
 
 
-def _forward(model: Any, critic: Any, sub: RolloutBatch, p: Any, train_policy: bool,
-             values: Any | None = None) -> tuple[Any, Any, Any]:
-    """The update's forward pass over ``sub``: the policy's log-probs and entropy (with gradients when
-    ``train_policy``) and the critic's values (with gradients; ``values`` when already computed). A shared
-    critic reads the policy's body pass."""
-    args = (sub.input_ids, sub.attention_mask, sub.gather_index)
-    if isinstance(critic, SharedValueHead):
-        return response_forward_with_values(model, critic.head, *args, sub.response_ids, p.temperature,
-                                            policy_grad=train_policy)
-    with torch.set_grad_enabled(train_policy):  # critic warm-up: no policy graph to build
-        logp, entropy = response_forward(model, *args, sub.response_ids, p.temperature, with_entropy=True)
-    return logp, entropy, critic(*args) if values is None else values
-
-
-def _ppo_updates(model: Any, critic: Any, actor_opt: Any, critic_opt: Any, batch: RolloutBatch, old_logp: Any,
+def _ppo_updates(model: Any, critic: Critic, actor_opt: Any, critic_opt: Any, batch: RolloutBatch, old_logp: Any,
                  old_values: Any, advantages: Any, returns: Any, p: Any, rng: random.Random,
-                 train_policy: bool = True, ahead: tuple[Any, Any, Any] | None = None) -> dict[str, float]:
+                 train_policy: bool = True, ahead: AheadPass | None = None) -> dict[str, float]:
     """PPO epochs over shuffled minibatches. ``ahead``: when one epoch of one micro-batch covers the batch, the
-    pass that gave ``old_values``, already run with gradients: ``(logp, entropy, values)`` of a shared critic,
-    ``(None, None, values)`` of a separate one."""
+    critic's pass that gave ``old_values``, already run with gradients."""
     sums: dict[str, list[float]] = defaultdict(list)
     for _epoch in range(p.ppo_epochs):
         order = list(range(len(batch)))
@@ -275,23 +259,15 @@ def _ppo_updates(model: Any, critic: Any, actor_opt: Any, critic_opt: Any, batch
                 sub = batch.select(rows)
                 T = sub.mask.shape[1]
                 share = float(sub.mask.sum()) / mb_tokens  # token-weighted: accumulation == one big batch
-                if ahead is not None and ahead[0] is not None:  # shared critic: the whole pass is done
-                    logp, entropy, v = (x[rows, :T] for x in ahead)
-                else:
-                    logp, entropy, v = _forward(model, critic, sub, p, train_policy,
-                                                None if ahead is None else ahead[2][rows, :T])
-                pl, pst = ppo.policy_loss(logp, old_logp[rows, :T], advantages[rows, :T], sub.mask, p.clip_eps)
-                vl, vst = ppo.value_loss(v, old_values[rows, :T], returns[rows, :T], sub.mask, p.value_clip)
-                if isinstance(critic, SharedValueHead):  # one body: one backward carries both losses into it
-                    ((pl + vl if train_policy else vl) * share).backward()
-                else:  # two models: a backward each (one call over both graphs interleaves them: slower on CPU)
-                    if train_policy:
-                        (pl * share).backward()
-                    (vl * share).backward()
+                out = critic.update_pass(sub, p.temperature, train_policy,
+                                         None if ahead is None else ahead.rows(rows, T))
+                pl, pst = ppo.policy_loss(out.logp, old_logp[rows, :T], advantages[rows, :T], sub.mask, p.clip_eps)
+                vl, vst = ppo.value_loss(out.values, old_values[rows, :T], returns[rows, :T], sub.mask, p.value_clip)
+                critic.backward(pl, vl, share, train_policy)
                 for key, value in (("ppo/policy_loss", pl.item()), ("ppo/value_loss", vl.item()),
                                    ("ppo/clipfrac", pst.clipfrac), ("ppo/approx_kl", pst.approx_kl),
                                    ("ppo/value_clipfrac", vst.clipfrac),
-                                   ("ppo/entropy", float(ppo.masked_mean(entropy.detach(), sub.mask)))):
+                                   ("ppo/entropy", float(ppo.masked_mean(out.entropy.detach(), sub.mask)))):
                     sums[key].append(value)
             if train_policy:
                 sums["ppo/grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(model.parameters(),
