@@ -3,8 +3,9 @@
 The whole loop is :func:`train`, read top to bottom: set-up (validate everything, load models),
 then per step: draw prompts (curriculum) -> sample responses (rollout) -> score them (router) ->
 old/ref log-probs and values -> KL-penalised token rewards -> GAE -> PPO epochs over minibatches
--> KL controller -> log -> evaluate / checkpoint. The maths is in :mod:`datarl.rl.ppo`; each
-implementation detail is listed in ``docs/ppo.md`` with the line here that implements it.
+-> KL controller -> log -> evaluate / checkpoint. The maths is in :mod:`datarl.rl.ppo`; the critic
+(a value model of its own, or a head on the policy's body) is one interface, :class:`~datarl.rl.critic.Critic`.
+Each implementation detail is listed in ``docs/ppo.md`` with the line here that implements it.
 
 Determinism: every random draw derives from ``seed`` and the step number (sampling seed, minibatch
 order, curriculum permutations), so a run resumed from a checkpoint computes exactly the steps an
@@ -13,37 +14,39 @@ uninterrupted run would.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
+from datarl.executors.engine import LocalEngine, ScoringEngine
+from datarl.io import write_json
 from datarl.metrics.hacking import HackingConfig, HackingMonitor
-from datarl.models.generate import SamplingConfig, generate
+from datarl.models.generate import Generation, SamplingConfig, generate
 from datarl.models.loading import Policy
 from datarl.models.value import response_forward
-from datarl.rewards.base import SCORING_ERRORS
+from datarl.rewards.base import SCORING_ERRORS, RewardResult
 from datarl.rewards.router import Router
 from datarl.rl import ppo
-from datarl.io import write_json
-from datarl.rl.checkpoint import (latest_checkpoint, load_checkpoint, save_checkpoint,
-                                  save_policy)
-from datarl.rl.config import TrainConfig
+from datarl.rl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_policy
+from datarl.rl.config import PPOConfig, TrainConfig
 from datarl.rl.critic import AheadPass, Critic, load_critic
 from datarl.rl.evaluate import eval_subset, evaluate, load_baseline, write_items
 from datarl.rl.logger import MetricsLogger, truncate_jsonl
 from datarl.rl.rollout import RolloutBatch, pack
 from datarl.rl.setup import RunInputs, prepare
-from datarl.executors.engine import LocalEngine
 from datarl.select.curriculum import CurriculumSampler
 
-__all__ = ["train", "TrainResult"]
+__all__ = ["train", "TrainResult", "TrainState"]
 
+KLController = ppo.AdaptiveKLController | ppo.FixedKLController
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,31 @@ class TrainResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class TrainState:
+    """What the loop carries from step to step besides the models, the optimisers and the objects that keep
+    their own state (sampler, KL controller, hacking monitor): steps done and the best evaluation so far."""
+
+    step: int = 0
+    best_gold: float | None = None
+    best_step: int | None = None
+
+    def to_json(self, *, sampler: CurriculumSampler, kl_ctl: KLController,
+                monitor: HackingMonitor) -> dict[str, Any]:
+        """A checkpoint's ``trainer_state.json``: these fields and those objects' states."""
+        return {**dataclasses.asdict(self), "sampler": sampler.state_dict(), "kl_ctl": kl_ctl.state_dict(),
+                "monitor": monitor.state_dict()}
+
+    @classmethod
+    def from_json(cls, saved: Mapping[str, Any], *, sampler: CurriculumSampler, kl_ctl: KLController,
+                  monitor: HackingMonitor) -> TrainState:
+        """Read :meth:`to_json`'s output back, loading the objects' states into them."""
+        sampler.load_state_dict(saved["sampler"])
+        kl_ctl.load_state_dict(saved["kl_ctl"])
+        monitor.load_state_dict(saved["monitor"])
+        return cls(step=saved["step"], best_gold=saved["best_gold"], best_step=saved["best_step"])
+
+
 def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] = print,
           stop_after: int | None = None) -> TrainResult:
     """Run (or, with ``resume``, continue) PPO as configured; ``stop_after`` ends early (tests)."""
@@ -63,66 +91,30 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
     p = cfg.ppo
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    policy, ref_model, critic = _load_models(cfg, inputs)
+    policy, reference, critic = _load_models(cfg, inputs)
     device = next(policy.model.parameters()).device
-    actor_opt = torch.optim.AdamW(policy.model.parameters(), lr=p.actor_lr, betas=(0.9, 0.95),
-                                  weight_decay=p.weight_decay, eps=p.adam_eps)
-    critic_opt = torch.optim.AdamW(critic.parameters(), lr=p.critic_lr, betas=(0.9, 0.95),
-                                   weight_decay=p.weight_decay, eps=p.adam_eps)
-    kl_ctl = (ppo.AdaptiveKLController(p.kl_coef, p.kl_target, p.kl_horizon) if p.kl_target
-              else ppo.FixedKLController(p.kl_coef))
+    actor_opt = _adamw(policy.model.parameters(), p.actor_lr, p)
+    critic_opt = _adamw(critic.parameters(), p.critic_lr, p)
+    kl_ctl = _kl_controller(p)
     sampler = CurriculumSampler([r["task"] for r in inputs.train], inputs.curriculum, p.prompts_per_step, cfg.seed)
     monitor = HackingMonitor(HackingConfig.from_mapping(cfg.hacking))
     router = Router(inputs.router)
     rewarders = LocalEngine(router, workers=cfg.workers, timeout_s=cfg.reward_timeout_s)
-    state = {"step": 0, "best_gold": None, "best_step": None}
-
+    state = TrainState()
     checkpoint = latest_checkpoint(cfg.run_dir) if resume else None
     if checkpoint:  # continue exactly where the last complete checkpoint left off
-        saved = load_checkpoint(checkpoint)
-        critic.load_state_dict(saved["state"]["critic"])
-        actor_opt.load_state_dict(saved["state"]["actor_opt"])
-        critic_opt.load_state_dict(saved["state"]["critic_opt"])
-        torch.set_rng_state(saved["state"]["torch_rng"])
-        ts = saved["trainer_state"]
-        sampler.load_state_dict(ts["sampler"])
-        kl_ctl.load_state_dict(ts["kl_ctl"])
-        monitor.load_state_dict(ts["monitor"])
-        state.update(step=ts["step"], best_gold=ts["best_gold"], best_step=ts["best_step"])
-        log(f"resuming {cfg.run_dir} from {os.path.basename(checkpoint)} (step {state['step']})")
-    for name in ("metrics", "eval"):  # drop lines written after the checkpoint: no step logged twice
-        # A checkpoint at step k follows the eval at step k, so that eval line is kept with it.
-        truncate_jsonl(os.path.join(cfg.run_dir, f"{name}.jsonl"), state["step"],
-                       inclusive=(name == "eval" and checkpoint is not None))
-    logger = MetricsLogger(cfg.run_dir, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
-                           wandb_project=cfg.logging.wandb_project, config=cfg.to_dict())
-    evals = eval_subset(inputs.eval, cfg.eval_cfg.per_task)
-    baseline = {"gold": load_baseline(cfg.run_dir) if checkpoint else None}  # step 0's gold, for paired gains
-
-    def run_eval(step: int) -> None:
-        if not evals:
-            return
-        row, items = evaluate(policy, evals, cfg.eval_cfg, router, engine=rewarders, step=step,
-                              seed=cfg.seed * 1_000_003 + step,
-                              temperature=p.temperature, monitor=monitor, workers=cfg.workers,
-                              timeout_s=cfg.reward_timeout_s, baseline=baseline["gold"])
-        write_items(cfg.run_dir, step, items)  # every response and its gold score, for inspection
-        if step == 0:
-            baseline["gold"] = [it["gold"] for it in items]
-        logger.log("eval", row)
-        gold = row.get("gold/mean")
-        log(f"eval step {step}: " + ", ".join(f"{k[5:]} {v:.3f}" for k, v in row.items()
-                                               if k.startswith("gold/") and k.count("/") == 1))
-        if gold is not None and (state["best_gold"] is None or gold > state["best_gold"]):
-            state.update(best_gold=gold, best_step=step)
-            save_policy(policy, os.path.join(cfg.run_dir, "best"))  # the best checkpoint by gold score
+        state = _restore(checkpoint, critic, actor_opt, critic_opt, sampler=sampler, kl_ctl=kl_ctl, monitor=monitor)
+        log(f"resuming {cfg.run_dir} from {os.path.basename(checkpoint)} (step {state.step})")
+    logger = _open_logger(cfg, state.step, resumed=checkpoint is not None)
+    run_eval = _Evaluation(cfg, policy, eval_subset(inputs.eval, cfg.eval_cfg.per_task), router, rewarders, monitor,
+                           logger, log, baseline=load_baseline(cfg.run_dir) if checkpoint else None)
 
     last = p.steps if stop_after is None else min(p.steps, stop_after)
     try:
-        if state["step"] == 0 and not checkpoint:
-            run_eval(0)  # the SFT policy: the "before" of the before/after table
-        while state["step"] < last:
-            step = state["step"]
+        if state.step == 0 and not checkpoint:
+            state = run_eval(0, state)  # the SFT policy: the "before" of the before/after table
+        while state.step < last:
+            step = state.step
             t0 = time.perf_counter()
             # 1. prompts for this step, from the curriculum
             indices, cur_info = sampler.next_batch()
@@ -135,24 +127,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             # 3. rewards from the router (verifiers in worker processes, learned models batched here)
             rows = [records[g.prompt_index] for g in gens]
             results = rewarders.score(rows, [g.text for g in gens])
-            finished = torch.tensor([g.finished for g in gens], dtype=torch.float32, device=device)
-            scores = torch.tensor([r.score for r in results], dtype=torch.float32, device=device) + p.reward_shift
-            scores = scores - p.cutoff_penalty * (1.0 - finished)  # cut off without EOS
+            scores, finished = _shaped_scores(results, gens, p, device)
             t_reward = time.perf_counter()
-            # 4. old log-probs, reference log-probs and values, without gradients
+            # 4. old log-probs, reference log-probs and values (a critic warm-up trains the critic alone)
             batch = pack([g.prompt_ids for g in gens], [g.token_ids for g in gens], inputs.pad_id).to(device)
-            # One epoch over one minibatch in one forward: the critic (a shared one: the whole update pass) runs
-            # now, with gradients (nothing is updated in between); its values are the old values, so it runs once.
-            fused = p.ppo_epochs == 1 and p.micro >= len(batch)
-            train_policy = step >= p.critic_warmup_steps
-            old_logp, ref_logp, values = _no_grad_passes(policy.model, ref_model, None if fused else critic, batch, p)
-            ahead = None
-            if fused:  # a shared critic's pass is the policy's too; a separate critic's values run alone
-                ahead = critic.run_ahead(batch, p.temperature, train_policy)
-                values = ahead.values.detach() * batch.mask
             mask = batch.mask
-            if old_logp is None:  # the sampler's log-probs are the old policy's: no extra forward pass
-                old_logp = _rollout_logprobs(gens, mask)
+            train_policy = step >= p.critic_warmup_steps
+            old_logp, ref_logp, values, ahead = _old_passes(policy.model, reference, critic, batch, gens, p,
+                                                            train_policy)
             # 5. KL-penalised per-token rewards, GAE, whitened advantages
             kl = ppo.kl_per_token(old_logp, ref_logp, p.kl_kind) * mask
             rewards = ppo.token_rewards(scores, kl, mask, kl_ctl.value)
@@ -167,35 +149,29 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             seq_kl = float((kl.sum(-1)).mean())
             kl_ctl.update(seq_kl, len(batch))
             t_end = time.perf_counter()
-            state["step"] = step + 1
+            state = dataclasses.replace(state, step=step + 1)
             logger.log("metrics", {
-                "step": step, "time_s": time.perf_counter() - start_time,
-                **_reward_metrics(rows, results), "ppo/kl": seq_kl, "ppo/kl_coef": kl_ctl.value, **stats,
-                "response/length": float(mask.sum(-1).mean()), "response/cut_off": float(1 - finished.mean()),
-                **cur_info, "perf/step_s": t_end - t0, "perf/rollout_s": t_gen - t0,
-                "perf/reward_s": t_reward - t_gen, "perf/update_s": t_end - t_reward,
-                "perf/tokens_per_s": float(mask.sum()) / max(1e-9, t_end - t0)})
+                "step": step, "time_s": time.perf_counter() - start_time, **_reward_metrics(rows, results),
+                "ppo/kl": seq_kl, "ppo/kl_coef": kl_ctl.value, **stats, "response/length": float(mask.sum(-1).mean()),
+                "response/cut_off": float(1 - finished.mean()), **cur_info, **_perf(t0, t_gen, t_reward, t_end, mask)})
             log(f"step {step + 1}/{p.steps} reward {float(scores.mean()):.3f} kl {seq_kl:.3f} "
                 f"({cur_info['curriculum/phase_name']}, {t_end - t0:.1f} s)")
             # 8. evaluation and checkpoints
-            done = state["step"]
-            if done == p.steps or (cfg.eval_cfg.every and done % cfg.eval_cfg.every == 0):
-                run_eval(done)
-            if done % cfg.save_every == 0 or done == p.steps:
-                save_checkpoint(cfg.run_dir, done, policy=policy, critic=critic, actor_opt=actor_opt,
+            if state.step == p.steps or (cfg.eval_cfg.every and state.step % cfg.eval_cfg.every == 0):
+                state = run_eval(state.step, state)
+            if state.step % cfg.save_every == 0 or state.step == p.steps:
+                save_checkpoint(cfg.run_dir, state.step, policy=policy, critic=critic, actor_opt=actor_opt,
                                 critic_opt=critic_opt, keep=cfg.keep_checkpoints,
-                                trainer_state={**state, "sampler": sampler.state_dict(),
-                                               "kl_ctl": kl_ctl.state_dict(), "monitor": monitor.state_dict()})
+                                trainer_state=state.to_json(sampler=sampler, kl_ctl=kl_ctl, monitor=monitor))
     finally:
         logger.close()
         rewarders.close()
-    if state["step"] == p.steps:
+    if state.step == p.steps:
         _write_summary(cfg.run_dir, state)
-    return TrainResult(cfg.run_dir, state["step"], state["best_step"], state["best_gold"],
-                       time.perf_counter() - start_time)
+    return TrainResult(cfg.run_dir, state.step, state.best_step, state.best_gold, time.perf_counter() - start_time)
 
 
-def _load_models(cfg: TrainConfig, inputs: RunInputs) -> tuple[Policy, Any, Critic]:
+def _load_models(cfg: TrainConfig, inputs: RunInputs) -> tuple[Policy, torch.nn.Module, Critic]:
     """The trainable policy (from the last checkpoint when resuming), the frozen reference, the critic."""
     from datarl.models.loading import load_policy
 
@@ -209,42 +185,129 @@ def _load_models(cfg: TrainConfig, inputs: RunInputs) -> tuple[Policy, Any, Crit
     return policy, reference, critic
 
 
-def _no_grad_passes(model: Any, ref_model: Any, critic: Critic | None, batch: RolloutBatch,
-                    p: Any) -> tuple[Any | None, Any, Any | None]:
-    """Reference log-probs and values (and the policy's log-probs with ``old_logprobs: recompute``);
-    no values when ``critic`` is None."""
+def _adamw(params: Iterable[torch.nn.Parameter], lr: float, p: PPOConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=p.weight_decay, eps=p.adam_eps)
+
+
+def _kl_controller(p: PPOConfig) -> KLController:
+    if p.kl_target:
+        return ppo.AdaptiveKLController(p.kl_coef, p.kl_target, p.kl_horizon)
+    return ppo.FixedKLController(p.kl_coef)
+
+
+def _restore(checkpoint: str, critic: Critic, actor_opt: torch.optim.Optimizer, critic_opt: torch.optim.Optimizer,
+             *, sampler: CurriculumSampler, kl_ctl: KLController, monitor: HackingMonitor) -> TrainState:
+    """Load a checkpoint into the run's objects: the critic, both optimisers, torch's RNG (``state.pt``), the
+    sampler, KL controller and monitor (``trainer_state.json``); its :class:`TrainState`. (The policy was
+    loaded from it by :func:`_load_models`.)"""
+    saved = load_checkpoint(checkpoint)
+    critic.load_state_dict(saved["state"]["critic"])
+    actor_opt.load_state_dict(saved["state"]["actor_opt"])
+    critic_opt.load_state_dict(saved["state"]["critic_opt"])
+    torch.set_rng_state(saved["state"]["torch_rng"])
+    return TrainState.from_json(saved["trainer_state"], sampler=sampler, kl_ctl=kl_ctl, monitor=monitor)
+
+
+def _open_logger(cfg: TrainConfig, step: int, *, resumed: bool) -> MetricsLogger:
+    """The run's metric logs, without the lines written after ``step`` (a resumed run logs no step twice)."""
+    for name in ("metrics", "eval"):
+        # A checkpoint at step k follows the eval at step k, so that eval line is kept with it.
+        truncate_jsonl(os.path.join(cfg.run_dir, f"{name}.jsonl"), step, inclusive=(name == "eval" and resumed))
+    return MetricsLogger(cfg.run_dir, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
+                         wandb_project=cfg.logging.wandb_project, config=cfg.to_dict())
+
+
+@dataclass
+class _Evaluation:
+    """Evaluation at a step: a line of ``eval.jsonl``, every response with its gold score, the best policy."""
+
+    cfg: TrainConfig
+    policy: Policy
+    evals: list[Mapping[str, Any]]
+    router: Router
+    engine: ScoringEngine
+    monitor: HackingMonitor
+    logger: MetricsLogger
+    log: Callable[[str], None]
+    baseline: list[float | None] | None  # step 0's gold per prompt, for the paired gains
+
+    def __call__(self, step: int, state: TrainState) -> TrainState:
+        """Evaluate the policy after ``step`` steps; the state with the best score so far."""
+        if not self.evals:
+            return state
+        cfg = self.cfg
+        row, items = evaluate(self.policy, self.evals, cfg.eval_cfg, self.router, engine=self.engine, step=step,
+                              seed=cfg.seed * 1_000_003 + step, temperature=cfg.ppo.temperature,
+                              monitor=self.monitor, workers=cfg.workers, timeout_s=cfg.reward_timeout_s,
+                              baseline=self.baseline)
+        write_items(cfg.run_dir, step, items)  # every response and its gold score, for inspection
+        if step == 0:
+            self.baseline = [it["gold"] for it in items]
+        self.logger.log("eval", row)
+        gold = row.get("gold/mean")
+        self.log(f"eval step {step}: " + ", ".join(f"{k[5:]} {v:.3f}" for k, v in row.items()
+                                                    if k.startswith("gold/") and k.count("/") == 1))
+        if gold is not None and (state.best_gold is None or gold > state.best_gold):
+            save_policy(self.policy, os.path.join(cfg.run_dir, "best"))  # the best checkpoint by gold score
+            state = dataclasses.replace(state, best_gold=gold, best_step=step)
+        return state
+
+
+def _shaped_scores(results: Sequence[RewardResult], gens: Sequence[Generation], p: PPOConfig,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The routed scores plus ``reward_shift``, minus ``cutoff_penalty`` for a response cut off without EOS;
+    and which responses finished (1.0) or were cut off (0.0)."""
+    finished = torch.tensor([g.finished for g in gens], dtype=torch.float32, device=device)
+    scores = torch.tensor([r.score for r in results], dtype=torch.float32, device=device) + p.reward_shift
+    return scores - p.cutoff_penalty * (1.0 - finished), finished
+
+
+def _old_passes(policy_model: torch.nn.Module, ref_model: torch.nn.Module, critic: Critic, batch: RolloutBatch,
+                gens: Sequence[Generation], p: PPOConfig, train_policy: bool
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, AheadPass | None]:
+    """Old log-probs, reference log-probs and old values ``[B, T]``, masked, and the critic's pass run ahead.
+
+    Passes without gradients, a micro-batch at a time: the reference's log-probs, the critic's values, and the
+    policy's with ``old_logprobs: recompute`` (else the sampler's are the old policy's: no extra pass). With one
+    epoch over one minibatch in one micro-batch (``fused``) the critic (a shared one: the whole update pass) runs
+    ahead instead, with gradients; nothing is updated in between, so its values are the old values and the
+    update reuses its graph."""
+    fused = p.ppo_epochs == 1 and p.micro >= len(batch)
     old, ref, val = [], [], []
     with torch.no_grad():
         for start in range(0, len(batch), p.micro):
-            rows = list(range(start, min(len(batch), start + p.micro)))
-            sub = batch.select(rows)
-            args = (sub.input_ids, sub.attention_mask, sub.gather_index)
+            sub = batch.select(list(range(start, min(len(batch), start + p.micro))))
+            args = (sub.input_ids, sub.attention_mask, sub.gather_index, sub.response_ids, p.temperature)
             if p.old_logprobs == "recompute":
-                old.append(_pad_to(response_forward(model, *args, sub.response_ids, p.temperature)[0], batch))
-            ref.append(_pad_to(response_forward(ref_model, *args, sub.response_ids, p.temperature)[0], batch))
-            if critic is not None:
+                old.append(_pad_to(response_forward(policy_model, *args)[0], batch))
+            ref.append(_pad_to(response_forward(ref_model, *args)[0], batch))
+            if not fused:
                 val.append(_pad_to(critic.values(sub), batch))
-    old_logp = torch.cat(old) * batch.mask if old else None
-    return old_logp, torch.cat(ref) * batch.mask, torch.cat(val) * batch.mask if val else None
+    ahead = critic.run_ahead(batch, p.temperature, train_policy) if fused else None
+    values = (torch.cat(val) if ahead is None else ahead.values.detach()) * batch.mask
+    old_logp = torch.cat(old) * batch.mask if old else _rollout_logprobs(gens, batch.mask)
+    return old_logp, torch.cat(ref) * batch.mask, values, ahead
 
 
-def _rollout_logprobs(gens: Sequence[Any], mask: Any) -> Any:
+def _rollout_logprobs(gens: Sequence[Generation], mask: torch.Tensor) -> torch.Tensor:
     out = torch.zeros(mask.shape, dtype=torch.float32)
     for row, g in enumerate(gens):
         out[row, :len(g.logprobs)] = torch.tensor(g.logprobs, dtype=torch.float32)
     return out.to(mask.device) * mask
 
 
-def _pad_to(x: Any, batch: RolloutBatch) -> Any:
+def _pad_to(x: torch.Tensor, batch: RolloutBatch) -> torch.Tensor:
     width = batch.mask.shape[1]
     return torch.nn.functional.pad(x.float(), (0, width - x.shape[1]))
 
 
-def _ppo_updates(model: Any, critic: Critic, actor_opt: Any, critic_opt: Any, batch: RolloutBatch, old_logp: Any,
-                 old_values: Any, advantages: Any, returns: Any, p: Any, rng: random.Random,
-                 train_policy: bool = True, ahead: AheadPass | None = None) -> dict[str, float]:
-    """PPO epochs over shuffled minibatches. ``ahead``: when one epoch of one micro-batch covers the batch, the
-    critic's pass that gave ``old_values``, already run with gradients."""
+def _ppo_updates(policy_model: torch.nn.Module, critic: Critic, actor_opt: torch.optim.Optimizer,
+                 critic_opt: torch.optim.Optimizer, batch: RolloutBatch, old_logp: torch.Tensor,
+                 old_values: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor, p: PPOConfig,
+                 rng: random.Random, *, train_policy: bool = True,
+                 ahead: AheadPass | None = None) -> dict[str, float]:
+    """PPO epochs over shuffled minibatches; ``ahead``: the critic's pass that gave ``old_values`` (when one
+    epoch of one micro-batch covers the batch), already run with gradients."""
     sums: dict[str, list[float]] = defaultdict(list)
     for _epoch in range(p.ppo_epochs):
         order = list(range(len(batch)))
@@ -270,7 +333,7 @@ def _ppo_updates(model: Any, critic: Critic, actor_opt: Any, critic_opt: Any, ba
                                    ("ppo/entropy", float(ppo.masked_mean(out.entropy.detach(), sub.mask)))):
                     sums[key].append(value)
             if train_policy:
-                sums["ppo/grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(model.parameters(),
+                sums["ppo/grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(policy_model.parameters(),
                                                                                 p.max_grad_norm)))
                 actor_opt.step()
             torch.nn.utils.clip_grad_norm_(critic.parameters(), p.max_grad_norm)
@@ -278,7 +341,12 @@ def _ppo_updates(model: Any, critic: Critic, actor_opt: Any, critic_opt: Any, ba
     return {k: sum(v) / len(v) for k, v in sums.items()}
 
 
-def _reward_metrics(records: Sequence[Mapping[str, Any]], results: Sequence[Any]) -> dict[str, float]:
+def _perf(t0: float, t_gen: float, t_reward: float, t_end: float, mask: torch.Tensor) -> dict[str, float]:
+    return {"perf/step_s": t_end - t0, "perf/rollout_s": t_gen - t0, "perf/reward_s": t_reward - t_gen,
+            "perf/update_s": t_end - t_reward, "perf/tokens_per_s": float(mask.sum()) / max(1e-9, t_end - t0)}
+
+
+def _reward_metrics(records: Sequence[Mapping[str, Any]], results: Sequence[RewardResult]) -> dict[str, float]:
     groups: dict[str, list[float]] = defaultdict(list)
     errors = 0
     for rec, res in zip(records, results):
@@ -291,7 +359,7 @@ def _reward_metrics(records: Sequence[Mapping[str, Any]], results: Sequence[Any]
     return out
 
 
-def _write_summary(run_dir: str, state: Mapping[str, Any]) -> None:
+def _write_summary(run_dir: str, state: TrainState) -> None:
     rows = []
     path = os.path.join(run_dir, "eval.jsonl")
     if os.path.exists(path):
@@ -300,7 +368,7 @@ def _write_summary(run_dir: str, state: Mapping[str, Any]) -> None:
     if not rows:
         return
 
-    def table(row: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    def table(row: Mapping[str, Any]) -> dict[str, dict[str, float | None]]:
         tasks = sorted({k.split("/")[1] for k in row if k.startswith("gold/") and k.count("/") == 1} - {"mean"})
         return {t: {"n": row.get(f"gold/{t}/n"), "mean": row[f"gold/{t}"], "ci95_low": row.get(f"gold/{t}/ci95_low"),
                     "ci95_high": row.get(f"gold/{t}/ci95_high")} for t in tasks}
@@ -310,8 +378,8 @@ def _write_summary(run_dir: str, state: Mapping[str, Any]) -> None:
         return {t: {"diff": row[f"gain/{t}"], "ci95_low": row[f"gain/{t}/ci95_low"],
                     "ci95_high": row[f"gain/{t}/ci95_high"]} for t in tasks}
 
-    best = next((r for r in rows if r["step"] == state["best_step"]), rows[-1])
-    summary = {"steps": state["step"], "best_step": state["best_step"], "best_gold": state["best_gold"],
+    best = next((r for r in rows if r["step"] == state.best_step), rows[-1])
+    summary = {"steps": state.step, "best_step": state.best_step, "best_gold": state.best_gold,
                "before": table(rows[0]), "after": table(rows[-1]), "best": table(best),
                "gain_after": gains(rows[-1]), "gain_best": gains(best)}
     write_json(os.path.join(run_dir, "summary.json"), summary)
