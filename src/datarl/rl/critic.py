@@ -16,13 +16,20 @@ model's parameters, or the shared head's only.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from datarl.models.value import (SharedValueHead, ValueModel, response_forward, response_forward_with_values,
-                                 separate_value_model, shared_value_head)
+from datarl.models.value import (
+    SharedValueHead,
+    ValueModel,
+    response_forward,
+    response_forward_with_values,
+    separate_value_model,
+    shared_value_head,
+)
 from datarl.rl.rollout import RolloutBatch
 
 if TYPE_CHECKING:

@@ -10,8 +10,9 @@ which line implements each PPO detail.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported where it is used: this module's import stays light
     from torch import Tensor

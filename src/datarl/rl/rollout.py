@@ -9,8 +9,8 @@ ended with EOS keeps the EOS token: it is an action the policy took and is rewar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
