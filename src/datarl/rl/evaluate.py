@@ -32,6 +32,7 @@ from datarl.rewards.base import RewardResult
 from datarl.executors.engine import ScoringEngine
 from datarl.rewards.router import Router
 from datarl.rl.config import EvalConfig
+from datarl.rl.eval_result import EvalResult, Gain, TaskScore
 
 __all__ = ["eval_subset", "evaluate", "gold_function", "items_path", "write_items", "load_baseline"]
 
@@ -99,27 +100,22 @@ def _gold_scores(records: Sequence[Mapping[str, Any]], texts: Sequence[str], gol
 def evaluate(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig, router: Router, *,
              engine: ScoringEngine, step: int,
              seed: int, temperature: float, monitor: Any, workers: int, timeout_s: float,
-             baseline: Sequence[float | None] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+             baseline: Sequence[float | None] | None = None) -> tuple[EvalResult, list[dict[str, Any]]]:
     """One evaluation at ``step`` (updates ``monitor``).
 
-    Returns the flat ``eval.jsonl`` row and one item per eval prompt (``index``, ``id``, ``task``, ``gold``
-    (None where no gold check applies), ``response``). ``baseline``: the step-0 gold per prompt, in
-    ``records`` order, for the paired ``gain/<task>`` keys.
+    Returns the :class:`EvalResult` (``to_row()`` is the ``eval.jsonl`` line) and one item per eval prompt
+    (``index``, ``id``, ``task``, ``gold`` (None where no gold check applies), ``response``). ``baseline``: the
+    step-0 gold per prompt, in ``records`` order, for the paired gains.
     """
-    row: dict[str, Any] = {"step": step}
+    row: dict[str, Any] = {}
     greedy = SamplingConfig(temperature=0.0, max_new_tokens=cfg.max_new_tokens, batch_size=JOB_BATCH_SIZE)
     gens = generate(policy, [r["prompt"] for r in records], greedy)
     texts = [g.text for g in gens]
     gold = _gold_scores(records, texts, gold_function(cfg.gold), workers, timeout_s)
     judged = [(r, t, g) for r, t, g in zip(records, texts, gold) if g is not None]
     summary = summarise_scores([str(r["task"]) for r, _, _ in judged], [g for _, _, g in judged])
-    for task, s in summary.items():
-        row.update({f"gold/{task}": s["mean"], f"gold/{task}/ci95_low": s["ci95_low"],
-                    f"gold/{task}/ci95_high": s["ci95_high"], f"gold/{task}/n": s["n"]})
-    if summary:
-        row["gold/mean"] = sum(s["mean"] for s in summary.values()) / len(summary)
-    if baseline is not None:
-        row.update(_gains(records, baseline, gold))
+    scores = {task: TaskScore(s["mean"], s["n"], s["ci95_low"], s["ci95_high"]) for task, s in summary.items()}
+    gains = _gains(records, baseline, gold) if baseline is not None else {}
     # The proxy is worth scoring where the training reward is not a verifier (the gold check itself).
     learned = [(r, t, g) for r, t, g in judged
                if not str(router.config.source_for(str(r["task"]))).startswith("rtv.")]
@@ -138,11 +134,11 @@ def evaluate(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig,
     row["eval/cut_off"] = sum(not g.finished for g in gens) / max(1, len(gens))
     items = [{"index": i, "id": r.get("id"), "task": r.get("task"), "gold": g, "response": t}
              for i, (r, t, g) in enumerate(zip(records, texts, gold))]
-    return row, items
+    return EvalResult(step, scores, gains, row), items
 
 
 def _gains(records: Sequence[Mapping[str, Any]], baseline: Sequence[float | None],
-           gold: Sequence[float | None]) -> dict[str, float]:
+           gold: Sequence[float | None]) -> dict[str, Gain]:
     """Paired gold difference vs the baseline per task, over prompts scored both times."""
     if len(baseline) != len(records):
         raise ValueError(f"the baseline has {len(baseline)} eval prompts, this evaluation {len(records)}; "
@@ -153,11 +149,10 @@ def _gains(records: Sequence[Mapping[str, Any]], baseline: Sequence[float | None
             before, after = pairs.setdefault(str(r["task"]), ([], []))
             before.append(b)
             after.append(a)
-    out: dict[str, float] = {}
+    out: dict[str, Gain] = {}
     for task, (before, after) in sorted(pairs.items()):
         d = paired_difference(before, after)
-        out.update({f"gain/{task}": d["diff"], f"gain/{task}/ci95_low": d["ci95_low"],
-                    f"gain/{task}/ci95_high": d["ci95_high"]})
+        out[task] = Gain(d["diff"], d["ci95_low"], d["ci95_high"])
     return out
 
 

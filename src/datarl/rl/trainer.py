@@ -29,7 +29,7 @@ import torch
 from datarl.executors.engine import LocalEngine, ScoringEngine
 from datarl.io import write_json
 from datarl.metrics.hacking import HackingConfig, HackingMonitor
-from datarl.models.generate import Generation, SamplingConfig, generate
+from datarl.models.generate import JOB_BATCH_SIZE, Generation, SamplingConfig, derive_seed, generate
 from datarl.models.loading import Policy
 from datarl.models.value import response_forward
 from datarl.rewards.base import SCORING_ERRORS, RewardResult
@@ -38,6 +38,7 @@ from datarl.rl import ppo
 from datarl.rl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_policy
 from datarl.rl.config import PPOConfig, TrainConfig
 from datarl.rl.critic import AheadPass, Critic, load_critic
+from datarl.rl.eval_result import EvalResult
 from datarl.rl.evaluate import eval_subset, evaluate, load_baseline, write_items
 from datarl.rl.logger import MetricsLogger, truncate_jsonl
 from datarl.rl.rollout import RolloutBatch, pack
@@ -122,7 +123,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             # 2. rollout: sample responses with per-token log-probs
             gens = generate(policy, [r["prompt"] for r in records], SamplingConfig(
                 temperature=p.temperature, top_p=p.top_p, max_new_tokens=p.max_new_tokens,
-                samples_per_prompt=p.samples_per_prompt, seed=cfg.seed * 1_000_003 + step, batch_size=64))
+                samples_per_prompt=p.samples_per_prompt, seed=derive_seed(cfg.seed, step),
+                batch_size=JOB_BATCH_SIZE))
             t_gen = time.perf_counter()
             # 3. rewards from the router (verifiers in worker processes, learned models batched here)
             rows = [records[g.prompt_index] for g in gens]
@@ -236,17 +238,17 @@ class _Evaluation:
         if not self.evals:
             return state
         cfg = self.cfg
-        row, items = evaluate(self.policy, self.evals, cfg.eval_cfg, self.router, engine=self.engine, step=step,
-                              seed=cfg.seed * 1_000_003 + step, temperature=cfg.ppo.temperature,
-                              monitor=self.monitor, workers=cfg.workers, timeout_s=cfg.reward_timeout_s,
-                              baseline=self.baseline)
+        result, items = evaluate(self.policy, self.evals, cfg.eval_cfg, self.router, engine=self.engine,
+                                 step=step, seed=derive_seed(cfg.seed, step), temperature=cfg.ppo.temperature,
+                                 monitor=self.monitor, workers=cfg.workers, timeout_s=cfg.reward_timeout_s,
+                                 baseline=self.baseline)
         write_items(cfg.run_dir, step, items)  # every response and its gold score, for inspection
         if step == 0:
             self.baseline = [it["gold"] for it in items]
-        self.logger.log("eval", row)
-        gold = row.get("gold/mean")
-        self.log(f"eval step {step}: " + ", ".join(f"{k[5:]} {v:.3f}" for k, v in row.items()
-                                                    if k.startswith("gold/") and k.count("/") == 1))
+        self.logger.log("eval", result.to_row())
+        gold = result.gold_mean
+        self.log(f"eval step {step}: " + ", ".join([*(f"{t} {s.mean:.3f}" for t, s in result.gold.items()),
+                                                    *([f"mean {gold:.3f}"] if gold is not None else [])]))
         if gold is not None and (state.best_gold is None or gold > state.best_gold):
             save_policy(self.policy, os.path.join(cfg.run_dir, "best"))  # the best checkpoint by gold score
             state = dataclasses.replace(state, best_gold=gold, best_step=step)
@@ -360,27 +362,23 @@ def _reward_metrics(records: Sequence[Mapping[str, Any]], results: Sequence[Rewa
 
 
 def _write_summary(run_dir: str, state: TrainState) -> None:
-    rows = []
+    results = []
     path = os.path.join(run_dir, "eval.jsonl")
     if os.path.exists(path):
         with open(path, encoding="utf-8") as fh:
-            rows = [json.loads(line) for line in fh if line.strip()]
-    if not rows:
+            results = [EvalResult.from_row(json.loads(line)) for line in fh if line.strip()]
+    if not results:
         return
 
-    def table(row: Mapping[str, Any]) -> dict[str, dict[str, float | None]]:
-        tasks = sorted({k.split("/")[1] for k in row if k.startswith("gold/") and k.count("/") == 1} - {"mean"})
-        return {t: {"n": row.get(f"gold/{t}/n"), "mean": row[f"gold/{t}"], "ci95_low": row.get(f"gold/{t}/ci95_low"),
-                    "ci95_high": row.get(f"gold/{t}/ci95_high")} for t in tasks}
+    def table(result: EvalResult) -> dict[str, dict[str, Any]]:
+        return {t: result.gold[t].to_dict() for t in sorted(result.gold)}
 
-    def gains(row: Mapping[str, Any]) -> dict[str, dict[str, float]]:  # paired, vs step 0 (see evaluate)
-        tasks = sorted({k.split("/")[1] for k in row if k.startswith("gain/") and k.count("/") == 1})
-        return {t: {"diff": row[f"gain/{t}"], "ci95_low": row[f"gain/{t}/ci95_low"],
-                    "ci95_high": row[f"gain/{t}/ci95_high"]} for t in tasks}
+    def gains(result: EvalResult) -> dict[str, dict[str, Any]]:  # paired, vs step 0 (see evaluate)
+        return {t: result.gains[t].to_dict() for t in sorted(result.gains)}
 
-    best = next((r for r in rows if r["step"] == state.best_step), rows[-1])
+    best = next((r for r in results if r.step == state.best_step), results[-1])
     summary = {"steps": state.step, "best_step": state.best_step, "best_gold": state.best_gold,
-               "before": table(rows[0]), "after": table(rows[-1]), "best": table(best),
-               "gain_after": gains(rows[-1]), "gain_best": gains(best)}
+               "before": table(results[0]), "after": table(results[-1]), "best": table(best),
+               "gain_after": gains(results[-1]), "gain_best": gains(best)}
     write_json(os.path.join(run_dir, "summary.json"), summary)
 
