@@ -18,19 +18,12 @@ from datarl.executors.ray_engine import RayEngine, RayEngineError, RayOptions, p
 from datarl.rewards.router import Router, RouterConfig
 from datarl.executors.engine import LocalEngine
 from datarl.synth import SynthConfig, build_suite, wrong_response
+from datarl_testing import read_jsonl, write_jsonl
 
 DATARL = [sys.executable, "-m", "datarl.cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 HANG = "```python\nimport time\ntime.sleep(60)\n```"  # the sandbox allows 10 s; the item timeout is less
 
-
-def write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
-
-
-def read_jsonl(path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def comparable(info: dict) -> dict:

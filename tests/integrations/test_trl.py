@@ -16,14 +16,8 @@ import pytest
 from datarl.integrations import trl as dt
 from datarl.rewards import genrm
 from datarl.rewards.router import Router, RouterConfig
-from datarl.synth import SynthConfig, build_suite
 
 WRONG = "I do not know."
-
-
-@pytest.fixture(scope="module")
-def suite():
-    return build_suite(SynthConfig(train_per_task=5, pool_per_task=0, eval_per_task=0))["train"]
 
 
 def trl_call(fn, rows, completions, **extra):

@@ -17,14 +17,8 @@ from datarl.cli import main as cli_main
 from datarl.integrations import verl as dv
 from datarl.rewards.router import Router, RouterConfig
 from datarl.select.curriculum import CurriculumConfig, CurriculumSampler, paper_default
-from datarl.synth import SynthConfig, build_suite
 
 WRONG = "I do not know."
-
-
-@pytest.fixture(scope="module")
-def suite():
-    return build_suite(SynthConfig(train_per_task=5, pool_per_task=0, eval_per_task=0))["train"]
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +51,10 @@ def test_rows_carry_the_records(exported, suite):
         assert json.loads(row["extra_info"]["record"]) == rec
         gt = row["reward_model"]["ground_truth"]
         assert isinstance(gt, str)
-        expected = {"math": lambda: rec["ground_truth"], "general": lambda: rec["reference"],
-                    "code": lambda: json.dumps({"tests": rec["tests"]}, sort_keys=True),
-                    "ifeval": lambda: json.dumps({"instruction_id_list": rec["instruction_id_list"],
-                                                  "kwargs": rec["kwargs"]}, sort_keys=True)}[rec["task"]]()
+        expected = {"math": lambda r: r["ground_truth"], "general": lambda r: r["reference"],
+                    "code": lambda r: json.dumps({"tests": r["tests"]}, sort_keys=True),
+                    "ifeval": lambda r: json.dumps({"instruction_id_list": r["instruction_id_list"],
+                                                    "kwargs": r["kwargs"]}, sort_keys=True)}[rec["task"]](rec)
         assert gt == expected
         assert row["reward_model"]["style"] == ("model" if rec["task"] == "general" else "rule")
 

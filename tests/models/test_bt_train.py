@@ -10,31 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from datarl.models.bt_train import BTDataError, BTTrainConfig, pair_metrics, split_by_prompt, train_bt  # noqa: E402
-from datarl.models.tiny import MICRO, build_tiny_policy  # noqa: E402
 from datarl.rewards.bt import META_FILE, bt_scores  # noqa: E402
-
-WORDS = ["river", "stone", "lamp", "garden", "music", "train", "bread", "coffee", "snow", "book"]
-
-
-def toy_pairs(n: int = 40) -> list[dict]:
-    """Chosen answers are on topic and polite; rejected ones are a loop of one word."""
-    pairs = []
-    for i in range(n):
-        w = WORDS[i % len(WORDS)]
-        pairs.append({"id": f"p{i}", "prompt_id": f"q{i}", "task": "general" if i % 2 else "math",
-                      "prompt": f"Tell me about the {w} number {i}.",
-                      "chosen": f"The {w} is nice and calm. I like the {w} a lot.",
-                      "rejected": "no no no no no no", "chosen_gold": 0.9, "rejected_gold": 0.1,
-                      "flipped": False})
-    return pairs
-
-
-def micro_backbone(path: str) -> str:
-    texts = [p["prompt"] + " " + p["chosen"] + " " + p["rejected"] for p in toy_pairs()]
-    policy = build_tiny_policy(texts, MICRO)
-    policy.model.save_pretrained(path)
-    policy.tokenizer.save_pretrained(path)
-    return path
+from datarl_testing import micro_backbone, toy_pairs  # noqa: E402
 
 
 FAST = BTTrainConfig(steps=40, pairs_per_step=8, lr=3e-3, head_lr=1e-2, warmup_steps=4, eval_fraction=0.25)

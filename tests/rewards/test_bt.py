@@ -14,23 +14,9 @@ pytest.importorskip("torch")
 from datarl.models.bt_train import BTTrainConfig, train_bt  # noqa: E402
 from datarl.rewards.bt import BTModelError, bt_scores, load_bt, score_bt  # noqa: E402
 
-from datarl.models.tiny import MICRO, build_tiny_policy  # noqa: E402
+from datarl_testing import micro_backbone, toy_pairs  # noqa: E402
 
 
-def toy_pairs(n: int = 40) -> list[dict]:
-    """Chosen answers are on topic; rejected ones loop one word (the same toy as tests/models)."""
-    words = ["river", "stone", "lamp", "garden", "music", "train", "bread", "coffee", "snow", "book"]
-    return [{"id": f"p{i}", "prompt_id": f"q{i}", "task": "general",
-             "prompt": f"Tell me about the {words[i % 10]} number {i}.",
-             "chosen": f"The {words[i % 10]} is nice and calm. I like the {words[i % 10]} a lot.",
-             "rejected": "no no no no no no"} for i in range(n)]
-
-
-def micro_backbone(path: str) -> str:
-    policy = build_tiny_policy([p["prompt"] + " " + p["chosen"] + " " + p["rejected"] for p in toy_pairs()], MICRO)
-    policy.model.save_pretrained(path)
-    policy.tokenizer.save_pretrained(path)
-    return path
 
 GOOD = "The river is nice and calm. I like the river a lot."
 BAD = "no no no no no no"
@@ -41,7 +27,7 @@ def bt_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("btsrc")
     base = micro_backbone(str(root / "base"))
     out = str(root / "bt")
-    train_bt(toy_pairs(), base, out, BTTrainConfig(steps=30, pairs_per_step=8, lr=3e-3, head_lr=1e-2,
+    train_bt(toy_pairs(task="general"), base, out, BTTrainConfig(steps=30, pairs_per_step=8, lr=3e-3, head_lr=1e-2,
                                                    warmup_steps=3, eval_fraction=0.0))
     return out
 

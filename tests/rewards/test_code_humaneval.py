@@ -8,6 +8,8 @@ and rtv.code must agree with the reference runner on every mutant tried.
 
 from __future__ import annotations
 
+import functools
+
 import ast
 import gzip
 import json
@@ -104,7 +106,7 @@ def test_mutants_fail_and_agree_with_reference_runner():
     with ThreadPoolExecutor(2) as pool:
         for p in PROBLEMS:
             mutants = _mutants(p)
-            reference = list(pool.map(lambda m: _reference_passes(p, m), mutants))
+            reference = list(pool.map(functools.partial(_reference_passes, p), mutants))
             ours = [score_code(_record(p), m, config=cfg).score for m in mutants]
             disagreements += [(p["task_id"], m) for m, r, o in zip(mutants, reference, ours) if float(r) != o]
             per_problem.append([(m, o) for m, r, o in zip(mutants, reference, ours) if not r])

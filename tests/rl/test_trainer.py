@@ -20,6 +20,7 @@ from datarl.models.tiny import MICRO, build_tiny_policy  # noqa: E402
 from datarl.rl.config import TrainConfig  # noqa: E402
 from datarl.rl.trainer import train  # noqa: E402
 from datarl.synth import SynthConfig, build_suite  # noqa: E402
+from datarl_testing import read_jsonl  # noqa: E402
 
 PPO = {"steps": 3, "prompts_per_step": 4, "samples_per_prompt": 2, "minibatch_size": 4, "ppo_epochs": 2,
        "max_new_tokens": 12, "actor_lr": 1e-3, "reward_shift": -0.5}  # a micro policy scores 0: shift for signal
@@ -56,10 +57,6 @@ def config(world, run_dir, **changes):
             data[key] = value
     return data
 
-
-def read_jsonl(path):
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
 
 
 def params(directory):

@@ -21,20 +21,10 @@ from datarl.errors import InputError  # noqa: E402
 from datarl.select.prepo import SelectConfig, SelectError, allocate, prompt_key  # noqa: E402
 from datarl.select.prepo_engine import run_select  # noqa: E402
 from datarl.synth import SynthConfig, build_suite  # noqa: E402
+from datarl_testing import read_jsonl, write_jsonl  # noqa: E402
 
 CFG = SelectConfig(samples_per_prompt=2, max_new_tokens=12, prompts_per_chunk=16, fraction=0.25)
 
-
-def write_jsonl(path, rows) -> str:
-    with open(path, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
-    return str(path)
-
-
-def read_jsonl(path) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +62,7 @@ def test_end_to_end_outputs_report_and_scores_file(world, tmp_path):
         assert len(row["prepo"]["rewards"]) == 2 and 0 <= row["prepo"]["score"] <= 1
     eligible = {d: v["eligible"] for d, v in rep["domains"].items()}
     assert {d: v["kept"] for d, v in rep["domains"].items()} == allocate(t["kept"], eligible)
-    for d, v in rep["domains"].items():
+    for v in rep["domains"].values():
         assert len(v["histogram"]["edges"]) == 21 and sum(v["histogram"]["counts"]) == v["eligible"]
         assert sum(v["histogram"]["kept_counts"]) == v["kept"]
         if v["kept"]:  # lowest: nothing eligible and unkept scores below the threshold

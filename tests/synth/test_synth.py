@@ -85,8 +85,10 @@ def test_one_task_count_leaves_other_tasks_unchanged() -> None:
                                    tasks=("math", "code")))
     only = build_suite(SynthConfig(seed=1, train_per_task=10, pool_per_task=0, eval_per_task=0,
                                    tasks=("math",)))
-    strip = lambda rs: sorted(json.dumps({k: v for k, v in r.items() if k != "id"}, sort_keys=True)
-                              for r in rs if r["task"] == "math")
+    def strip(rs):
+        return sorted(json.dumps({k: v for k, v in r.items() if k != "id"}, sort_keys=True)
+                      for r in rs if r["task"] == "math")
+
     assert strip(base["train"]) == strip(only["train"])
 
 
@@ -106,8 +108,15 @@ def test_pool_has_duplicates_and_is_harder() -> None:
     train_prompts = {r["prompt"] for r in suite["train"]}
     dups = sum(r["prompt"] in train_prompts for r in suite["pool"])
     assert dups >= 0.15 * len(suite["pool"])
-    hard = lambda rs: sum(r["difficulty"] == 3 for r in rs) / len(rs)
-    easy = lambda rs: sum(r["difficulty"] == 1 for r in rs) / len(rs)
+    def share(rs, difficulty):
+        return sum(r["difficulty"] == difficulty for r in rs) / len(rs)
+
+    def hard(rs):
+        return share(rs, 3)
+
+    def easy(rs):
+        return share(rs, 1)
+
     assert hard(suite["pool"]) > hard(suite["train"]) and easy(suite["pool"]) > 0.3
     assert len({r["id"] for r in suite["pool"]}) == len(suite["pool"])
 

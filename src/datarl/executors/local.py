@@ -266,7 +266,7 @@ class WorkerPool:
                         feed(pool[i])
         finally:
             # An abandoned batch (error, Ctrl-C, early close) leaves no item in flight for the next one.
-            for i, w in enumerate(pool):
+            for w in pool:
                 if w.item is not None:
                     w.kill()
             self._pool = [w for w in pool if w.item is None]

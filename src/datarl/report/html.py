@@ -9,6 +9,7 @@ in one line instead of failing.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import html
 import json
 from pathlib import Path
@@ -166,7 +167,7 @@ def _selection(run: RunData) -> str:
     if not domains:
         return f"<table>{head}</table>" + _msg("the selection report lists no domains")
     table = _selection_table(domains)
-    panels = [(lambda d, i: (lambda ax, _run: plots.selection_histogram(ax, d, dict(i))))(d, i)
+    panels = [functools.partial(_selection_panel, domain=d, info=dict(i))
               for d, i in domains.items() if isinstance(i, Mapping)]
     figure = _figure(run, panels, min(4, len(panels)), 15, 3.4, "selection histograms") if panels else ""
     return (f"<table>{head}</table>{table}<p>Pre-PPO histograms per domain of each prompt's mean score over its "
@@ -244,6 +245,10 @@ def _main_figure(run: RunData) -> bytes:
         panel(ax, run)
     fig.suptitle(f"datarl run: {run.run_dir.name}")
     return plots.to_png(fig)
+
+
+def _selection_panel(ax: Any, _run: RunData, *, domain: str, info: dict[str, Any]) -> None:
+    plots.selection_histogram(ax, domain, info)
 
 
 def render_html(run: RunData) -> str:

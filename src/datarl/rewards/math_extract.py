@@ -213,8 +213,8 @@ def extract_answer(response: str) -> Extraction | None:
             return Extraction(contents[0][:MAX_ANSWER_CHARS], "boxed")
         return Extraction(", ".join(contents)[:MAX_ANSWER_CHARS], "boxed_group")
     last = None
-    for last in _NUMBER_RE.finditer(text):
-        pass
+    for match in _NUMBER_RE.finditer(text):
+        last = match
     if last is not None:
         return Extraction(last.group(0)[:MAX_ANSWER_CHARS], "last_number")
     return None

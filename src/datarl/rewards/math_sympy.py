@@ -348,6 +348,13 @@ _PROBES = ("0.13", "0.37", "0.71", "1.7", "2.9", "-0.6", "-1.9")
 _MIN_PROBES = 5
 
 
+def _value_at(expr: Any, point: dict[Any, Any]) -> Any:
+    """``expr`` evaluated to 30 digits at ``point`` (None when sympy fails)."""
+    import sympy
+
+    return guarded(lambda: sympy.N(expr.xreplace(point), 30))
+
+
 def _same_function(gold: Any, pred: Any) -> bool:
     """Expressions in the same variables (at most 3) that agree at every probe point, complex values
     included: identities sympy cannot prove (``2\\arcsin\\sqrt{a}`` and ``\\arccos(1-2a)``)."""
@@ -361,8 +368,7 @@ def _same_function(gold: Any, pred: Any) -> bool:
     agreed = 0
     for k in range(len(_PROBES)):
         point = {s: sympy.Rational(_PROBES[(k + 3 * j) % len(_PROBES)]) for j, s in enumerate(symbols)}
-        a = guarded(lambda: sympy.N(gold.xreplace(point), 30))
-        b = guarded(lambda: sympy.N(pred.xreplace(point), 30))
+        a, b = _value_at(gold, point), _value_at(pred, point)
         if a is None or b is None or not (a.is_number and b.is_number):
             return False
         finite_a, finite_b = bool(a.is_finite) and not undefined(a), bool(b.is_finite) and not undefined(b)
