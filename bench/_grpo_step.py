@@ -39,6 +39,7 @@ def _timed(store: list[float], fn):
             return fn(*args, **kwargs)
         finally:
             store.append(time.perf_counter() - start)
+
     return wrapper
 
 
@@ -71,14 +72,35 @@ def main() -> None:
     # min_new_tokens keeps EOS out until max_new_tokens: every completion has the same length (fairness)
     gen_kwargs = {"min_new_tokens": args.max_new_tokens} if args.fixed_lengths else None
     config = GRPOConfig(
-        output_dir=args.out_dir, max_steps=args.steps, num_generations=4,
-        per_device_train_batch_size=4 * n_prompts, generation_batch_size=4 * n_prompts,
-        gradient_accumulation_steps=1, num_iterations=1, beta=0.02, max_completion_length=args.max_new_tokens,
-        temperature=1.0, top_p=1.0, top_k=0, learning_rate=5e-5, logging_steps=1, report_to="none",
-        save_strategy="no", use_cpu=True, bf16=False, seed=args.seed, dataloader_num_workers=0,
-        generation_kwargs=gen_kwargs, disable_tqdm=True)
-    trainer = GRPOTrainer(model=args.model_dir, reward_funcs=[rtv_math, rtv_code],
-                          train_dataset=Dataset.from_list(trl_rows(records)), args=config)
+        output_dir=args.out_dir,
+        max_steps=args.steps,
+        num_generations=4,
+        per_device_train_batch_size=4 * n_prompts,
+        generation_batch_size=4 * n_prompts,
+        gradient_accumulation_steps=1,
+        num_iterations=1,
+        beta=0.02,
+        max_completion_length=args.max_new_tokens,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        learning_rate=5e-5,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        bf16=False,
+        seed=args.seed,
+        dataloader_num_workers=0,
+        generation_kwargs=gen_kwargs,
+        disable_tqdm=True,
+    )
+    trainer = GRPOTrainer(
+        model=args.model_dir,
+        reward_funcs=[rtv_math, rtv_code],
+        train_dataset=Dataset.from_list(trl_rows(records)),
+        args=config,
+    )
     gen_s: list[float] = []
     reward_s: list[float] = []
     step_s: list[float] = []
@@ -98,10 +120,16 @@ def main() -> None:
     trainer.train()
     logs = [e for e in trainer.state.log_history if "completions/mean_length" in e]
     result = {
-        "trl_version": trl.__version__, "torch_threads": torch.get_num_threads(), "steps": trainer.state.global_step,
-        "step_s": step_s, "cpu_s": step_cpu_s, "rollout_s": gen_s, "reward_s": reward_s,
+        "trl_version": trl.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "steps": trainer.state.global_step,
+        "step_s": step_s,
+        "cpu_s": step_cpu_s,
+        "rollout_s": gen_s,
+        "reward_s": reward_s,
         "mean_length": [e["completions/mean_length"] for e in logs],
-        "reward": [e.get("reward") for e in logs], "kl": [e.get("kl") for e in logs],
+        "reward": [e.get("reward") for e in logs],
+        "kl": [e.get("kl") for e in logs],
         "sequences_per_step": 4 * n_prompts,
     }
     with open(args.result, "w", encoding="utf-8") as fh:

@@ -33,8 +33,9 @@ def _tiny():
 
 
 def _time(policy, prompts, new_tokens: int, use_cache: bool) -> float:
-    cfg = SamplingConfig(max_new_tokens=new_tokens, batch_size=len(prompts), use_cache=use_cache, seed=0,
-                         ignore_eos=True)
+    cfg = SamplingConfig(
+        max_new_tokens=new_tokens, batch_size=len(prompts), use_cache=use_cache, seed=0, ignore_eos=True
+    )
     start = time.perf_counter()
     gens = generate(policy, prompts, cfg)
     return sum(len(g.token_ids) for g in gens) / (time.perf_counter() - start)
@@ -44,8 +45,10 @@ def _report(name: str, policy, batch: int, new_tokens: int) -> None:
     prompts = ["Write a short note about winter. Use only lowercase letters."] * batch
     cached = _time(policy, prompts, new_tokens, True)
     uncached = _time(policy, prompts, new_tokens, False)
-    print(f"{name:<38} batch {batch:>3}  cached {cached:9.1f} tok/s  uncached {uncached:9.1f} tok/s  "
-          f"ratio {cached / uncached:5.2f}x")
+    print(
+        f"{name:<38} batch {batch:>3}  cached {cached:9.1f} tok/s  uncached {uncached:9.1f} tok/s  "
+        f"ratio {cached / uncached:5.2f}x"
+    )
 
 
 def main() -> None:

@@ -53,9 +53,12 @@ def main() -> int:
     math_prompts = [r for r in evals if r["task"] == "math"]
     per_prompt = -(-args.n // len(math_prompts))
     policy = load_policy(args.policy or build_sft_policy(log=lambda m: None))
-    gens = generate(policy, [r["prompt"] for r in math_prompts],
-                    SamplingConfig(temperature=1.0, samples_per_prompt=per_prompt, seed=123, batch_size=64))
-    gens = gens[:args.n]
+    gens = generate(
+        policy,
+        [r["prompt"] for r in math_prompts],
+        SamplingConfig(temperature=1.0, samples_per_prompt=per_prompt, seed=123, batch_size=64),
+    )
+    gens = gens[: args.n]
     records = [math_prompts[g.prompt_index] for g in gens]
     texts = [g.text for g in gens]
     truth = [score_math(r, t).score == 1.0 for r, t in zip(records, texts)]
@@ -68,8 +71,10 @@ def main() -> int:
     on_correct = [a for a, t in zip(agree, truth) if t]
     on_wrong = [a for a, t in zip(agree, truth) if not t]
     consistent = [bool(j.info.get("position_consistent")) for j in judged]
-    print(f"genrm.gt vs rtv.math on {len(gens)} held-out SFT math responses "
-          f"({sum(truth)} correct by rtv.math, {len(errors)} judge errors, {len(gens) / seconds:.1f} judged/s)")
+    print(
+        f"genrm.gt vs rtv.math on {len(gens)} held-out SFT math responses "
+        f"({sum(truth)} correct by rtv.math, {len(errors)} judge errors, {len(gens) / seconds:.1f} judged/s)"
+    )
     print(f"  agreement           {sum(agree) / len(agree):.3f}")
     if on_correct and on_wrong:
         print(f"  on correct answers  {sum(on_correct) / len(on_correct):.3f} ({len(on_correct)})")
@@ -79,8 +84,10 @@ def main() -> int:
     thresholds = {j.info.get("calibration_threshold") for j in judged} - {None}
     if thresholds:  # the judge carries a fitted threshold (datarl calibrate-genrm): show the raw decision too
         raw = [j.info.get("raw_score", j.score) > 0.5 for j in judged]
-        print(f"  calibrated at threshold {sorted(thresholds)[0]:.3f}; uncalibrated agreement (raw score > 0.5) "
-              f"{sum(r == t for r, t in zip(raw, truth)) / len(raw):.3f}")
+        print(
+            f"  calibrated at threshold {sorted(thresholds)[0]:.3f}; uncalibrated agreement (raw score > 0.5) "
+            f"{sum(r == t for r, t in zip(raw, truth)) / len(raw):.3f}"
+        )
     if args.bt and args.pairs:
         from datarl.models.bt_train import pair_metrics
         from datarl.preferences import load_pairs

@@ -29,8 +29,9 @@ def main() -> None:
     from datarl.synth import SynthConfig, build_suite, wrong_response
 
     torch.set_num_threads(args.threads)
-    recs = build_suite(SynthConfig(tasks=("math", "general"), train_per_task=200, pool_per_task=0,
-                                   eval_per_task=0))["train"]
+    recs = build_suite(SynthConfig(tasks=("math", "general"), train_per_task=200, pool_per_task=0, eval_per_task=0))[
+        "train"
+    ]
     if args.judge:
         judge = HFJudge.load(args.judge, batch_size=args.batch_size)
     else:
@@ -40,7 +41,7 @@ def main() -> None:
         judge = HFJudge(build_tiny_policy(texts, TinyModelConfig(), seed=0), batch_size=args.batch_size)
     rng = random.Random(0)
     items = []
-    for r in (recs * (args.pairs // len(recs) + 1))[:args.pairs]:
+    for r in (recs * (args.pairs // len(recs) + 1))[: args.pairs]:
         ref = f"#### {r['ground_truth']}" if r["task"] == "math" else r["reference"]
         items.append((r["prompt"], wrong_response(r, rng), ref))
     judge_batch(judge, items[:4])  # warm-up
@@ -53,8 +54,10 @@ def main() -> None:
     single_s = time.perf_counter() - t
     drift = max(abs(a.score - b.score) for a, b in zip(batched, single))
     n_params = sum(p.numel() for p in judge.policy.model.parameters())
-    print(f"judge {judge.name} ({n_params / 1e6:.2f}M params), {len(items)} pairs (2 prompts each), "
-          f"{args.threads} thread(s)")
+    print(
+        f"judge {judge.name} ({n_params / 1e6:.2f}M params), {len(items)} pairs (2 prompts each), "
+        f"{args.threads} thread(s)"
+    )
     print(f"batched (batch_size={args.batch_size}): {len(items) / batched_s:.1f} pairs/s")
     print(f"one pair at a time:      {len(items) / single_s:.1f} pairs/s")
     print(f"ratio batched / single:  {single_s / batched_s:.2f}x   (max score difference {drift:.2e})")

@@ -43,7 +43,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRL_PYTHON = os.path.join(ROOT, ".venv-trl", "bin", "python")
@@ -64,8 +65,10 @@ def _model_dir(micro: bool, work: str) -> str:
     from datarl.models.tiny import MICRO, build_tiny_policy
     from datarl.synth import SynthConfig, build_suite
 
-    texts = [str(r["prompt"]) + " " + str(r["reference"])
-             for r in build_suite(SynthConfig(train_per_task=50, pool_per_task=0, eval_per_task=0))["train"]]
+    texts = [
+        str(r["prompt"]) + " " + str(r["reference"])
+        for r in build_suite(SynthConfig(train_per_task=50, pool_per_task=0, eval_per_task=0))["train"]
+    ]
     policy = build_tiny_policy(texts, MICRO)
     out = os.path.join(work, "micro")
     policy.model.save_pretrained(out)
@@ -77,13 +80,15 @@ def _model_dir(micro: bool, work: str) -> str:
 def _instrumented(force_lengths: bool, step_cpu: list[float]) -> Iterator[None]:
     """For this bench only: make the trainer's rollouts ignore EOS (every response max_new_tokens long),
     and note the CPU seconds between consecutive step logs (one step each; nothing else runs between)."""
-    import datarl.rl.trainer as trainer_mod
     from _grpo_step import cpu_s
+
+    import datarl.rl.trainer as trainer_mod
 
     original, logger_cls = trainer_mod.generate, trainer_mod.MetricsLogger
     if force_lengths:
         trainer_mod.generate = lambda policy, prompts, cfg, **kw: original(
-            policy, prompts, dataclasses.replace(cfg, ignore_eos=True), **kw)
+            policy, prompts, dataclasses.replace(cfg, ignore_eos=True), **kw
+        )
     marks: list[float] = []
 
     class CPUMarkingLogger(logger_cls):  # type: ignore[misc, valid-type]
@@ -104,30 +109,65 @@ def run_datarl(model_dir: str, data: str, run_dir: str, args: argparse.Namespace
     from datarl.rl.config import TrainConfig
     from datarl.rl.trainer import train
 
-    cfg = TrainConfig.from_mapping({
-        "policy": model_dir, "data": {"train": data}, "curriculum": "none",
-        "reward": {"router": {"math": "rtv.math", "code": "rtv.code"}},
-        "ppo": {"steps": args.steps + 1, "prompts_per_step": 16, "samples_per_prompt": 4, "minibatch_size": 64,
-                "ppo_epochs": 1, "max_new_tokens": args.max_new_tokens, "kl_coef": 0.02,
-                "value_init": args.value_init},
-        "eval": {"every": 0}, "save_every": 10_000, "keep_checkpoints": 1, "workers": args.workers,
-        "threads": args.threads, "run_dir": run_dir, "seed": 0})
+    cfg = TrainConfig.from_mapping(
+        {
+            "policy": model_dir,
+            "data": {"train": data},
+            "curriculum": "none",
+            "reward": {"router": {"math": "rtv.math", "code": "rtv.code"}},
+            "ppo": {
+                "steps": args.steps + 1,
+                "prompts_per_step": 16,
+                "samples_per_prompt": 4,
+                "minibatch_size": 64,
+                "ppo_epochs": 1,
+                "max_new_tokens": args.max_new_tokens,
+                "kl_coef": 0.02,
+                "value_init": args.value_init,
+            },
+            "eval": {"every": 0},
+            "save_every": 10_000,
+            "keep_checkpoints": 1,
+            "workers": args.workers,
+            "threads": args.threads,
+            "run_dir": run_dir,
+            "seed": 0,
+        }
+    )
     step_cpu: list[float] = []
     with _instrumented(not args.natural_lengths, step_cpu):
         train(cfg, log=lambda m: None)
     with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh][1:]  # the first step is the warm-up
-    keys = {"step_s": "perf/step_s", "rollout_s": "perf/rollout_s", "reward_s": "perf/reward_s",
-            "update_s": "perf/update_s", "mean_length": "response/length", "reward": "reward/mean"}
+    keys = {
+        "step_s": "perf/step_s",
+        "rollout_s": "perf/rollout_s",
+        "reward_s": "perf/reward_s",
+        "update_s": "perf/update_s",
+        "mean_length": "response/length",
+        "reward": "reward/mean",
+    }
     return {"cpu_s": step_cpu, **{k: [r[m] for r in rows] for k, m in keys.items()}}
 
 
 def run_trl(model_dir: str, data: str, result: str, args: argparse.Namespace) -> dict[str, Any]:
     if not os.path.exists(TRL_PYTHON):
         raise SystemExit(f"bench: {TRL_PYTHON} not found; build it with scripts/integration_venvs.sh")
-    cmd = [TRL_PYTHON, os.path.join(ROOT, "bench", "_grpo_step.py"), model_dir, data, result,
-           "--steps", str(args.steps + 1), "--max-new-tokens", str(args.max_new_tokens),
-           "--threads", str(args.threads), "--out-dir", os.path.dirname(result) + "/grpo-out"]
+    cmd = [
+        TRL_PYTHON,
+        os.path.join(ROOT, "bench", "_grpo_step.py"),
+        model_dir,
+        data,
+        result,
+        "--steps",
+        str(args.steps + 1),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--threads",
+        str(args.threads),
+        "--out-dir",
+        os.path.dirname(result) + "/grpo-out",
+    ]
     if not args.natural_lengths:
         cmd.append("--fixed-lengths")
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
@@ -152,16 +192,28 @@ def _report(dl: dict[str, Any], tr: dict[str, Any], args: argparse.Namespace) ->
     t = {k: _mean(tr[k]) for k in keys}
     t["update_s"] = t["step_s"] - t["rollout_s"] - t["reward_s"]  # reference pass + loss + backward + optimiser
     print(f"{'':<28}{'step s':>9}{'cpu s':>8}{'rollout s':>11}{'reward s':>10}{'update s':>10}{'mean len':>10}")
-    for name, row in ((f"datarl PPO (n={len(dl['step_s'])})", d),
-                      (f"TRL {tr['trl_version']} GRPO (n={len(tr['step_s'])})", t)):
-        print(f"{name:<28}{row['step_s']:>9.3f}{row['cpu_s']:>8.3f}{row['rollout_s']:>11.3f}"
-              f"{row['reward_s']:>10.3f}{row['update_s']:>10.3f}{row['mean_length']:>10.1f}")
+    for name, row in (
+        (f"datarl PPO (n={len(dl['step_s'])})", d),
+        (f"TRL {tr['trl_version']} GRPO (n={len(tr['step_s'])})", t),
+    ):
+        print(
+            f"{name:<28}{row['step_s']:>9.3f}{row['cpu_s']:>8.3f}{row['rollout_s']:>11.3f}"
+            f"{row['reward_s']:>10.3f}{row['update_s']:>10.3f}{row['mean_length']:>10.1f}"
+        )
     ratio, cpu_ratio = t["step_s"] / d["step_s"], t["cpu_s"] / d["cpu_s"]
-    print(f"ratio TRL/datarl step time: {ratio:.2f}x ({'datarl faster' if ratio > 1 else 'TRL faster'}), "
-          f"CPU time {cpu_ratio:.2f}x; per part (wall): rollout {t['rollout_s'] / d['rollout_s']:.2f}x, "
-          f"reward {t['reward_s'] / d['reward_s']:.2f}x, update {t['update_s'] / d['update_s']:.2f}x")
-    return {"datarl": d, "trl": t, "ratio": ratio, "cpu_ratio": cpu_ratio, "raw": {"datarl": dl, "trl": tr},
-            "args": vars(args)}
+    print(
+        f"ratio TRL/datarl step time: {ratio:.2f}x ({'datarl faster' if ratio > 1 else 'TRL faster'}), "
+        f"CPU time {cpu_ratio:.2f}x; per part (wall): rollout {t['rollout_s'] / d['rollout_s']:.2f}x, "
+        f"reward {t['reward_s'] / d['reward_s']:.2f}x, update {t['update_s'] / d['update_s']:.2f}x"
+    )
+    return {
+        "datarl": d,
+        "trl": t,
+        "ratio": ratio,
+        "cpu_ratio": cpu_ratio,
+        "raw": {"datarl": dl, "trl": tr},
+        "args": vars(args),
+    }
 
 
 def main() -> None:
@@ -173,17 +225,22 @@ def main() -> None:
     parser.add_argument("--natural-lengths", action="store_true", help="let EOS end responses (lengths differ)")
     parser.add_argument("--rounds", type=int, default=1, help="alternate datarl and TRL this many times")
     parser.add_argument("--workers", type=int, default=1, help="datarl reward worker processes")
-    parser.add_argument("--value-init", default="policy", choices=("policy", "shared"),
-                        help="datarl's critic: a separate model (policy, the default) or a head on the policy's "
-                             "body (shared)")
+    parser.add_argument(
+        "--value-init",
+        default="policy",
+        choices=("policy", "shared"),
+        help="datarl's critic: a separate model (policy, the default) or a head on the policy's body (shared)",
+    )
     parser.add_argument("--json", help="write the numbers to this file")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
 
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, threads {args.threads} on both sides, load {os.getloadavg()[0]:.2f}, "
-          f"{'fixed' if not args.natural_lengths else 'natural'} lengths, max_new_tokens {args.max_new_tokens}")
+    print(
+        f"torch {torch.__version__}, threads {args.threads} on both sides, load {os.getloadavg()[0]:.2f}, "
+        f"{'fixed' if not args.natural_lengths else 'natural'} lengths, max_new_tokens {args.max_new_tokens}"
+    )
     dl: dict[str, list[float]] = {}
     tr: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="datarl-ppo-bench-") as work:
@@ -192,8 +249,10 @@ def main() -> None:
         with open(data, "w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in records)
         model_dir = _model_dir(args.micro, work)
-        print(f"model {'MICRO (fresh)' if args.micro else model_dir}; 16 prompts x 4 samples = 64 sequences; "
-              f"datarl critic: {'a head on the policy body' if args.value_init == 'shared' else 'a separate model'}")
+        print(
+            f"model {'MICRO (fresh)' if args.micro else model_dir}; 16 prompts x 4 samples = 64 sequences; "
+            f"datarl critic: {'a head on the policy body' if args.value_init == 'shared' else 'a separate model'}"
+        )
         for rnd in range(args.rounds):
             start = time.perf_counter()
             d = run_datarl(model_dir, data, os.path.join(work, f"run-{rnd}"), args)

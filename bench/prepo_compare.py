@@ -25,8 +25,11 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", help="a finished `datarl pipeline` run directory")
-    ap.add_argument("--config", default=os.path.join(os.path.dirname(__file__), "..", "examples", "demo.yaml"),
-                    help="the pipeline config the run used (default: examples/demo.yaml)")
+    ap.add_argument(
+        "--config",
+        default=os.path.join(os.path.dirname(__file__), "..", "examples", "demo.yaml"),
+        help="the pipeline config the run used (default: examples/demo.yaml)",
+    )
     ap.add_argument("--steps", type=int, default=0, help="PPO steps (default: the config's)")
     args = ap.parse_args()
 
@@ -54,10 +57,17 @@ def main() -> int:
         sel.pop("fraction", None)
         if strategy == "random":
             sel["count"] = kept
-        run_select(cfg.path("data", "pool.jsonl"), out, policy=lambda: load_stage_policy(cfg, ledger),
-                   router_config=RouterConfig.from_mapping(router_mapping(cfg)),
-                   cfg=SelectConfig.from_mapping(sel), train_path=cfg.path("data", "train.jsonl"), merge=True,
-                   workers=cfg.workers, scores_path=scores)
+        run_select(
+            cfg.path("data", "pool.jsonl"),
+            out,
+            policy=lambda: load_stage_policy(cfg, ledger),
+            router_config=RouterConfig.from_mapping(router_mapping(cfg)),
+            cfg=SelectConfig.from_mapping(sel),
+            train_path=cfg.path("data", "train.jsonl"),
+            merge=True,
+            workers=cfg.workers,
+            scores_path=scores,
+        )
         tc = train_config(cfg, policy_dir(cfg, ledger))
 
         run_dir = cfg.path("compare", strategy)
@@ -67,8 +77,10 @@ def main() -> int:
         if not os.path.exists(os.path.join(run_dir, "summary.json")):
             train(tc, resume=os.path.exists(os.path.join(run_dir, "config.json")), log=print)
         runs[strategy] = run_dir
-    print(f"\ngold eval after {args.steps or 'the configured'} PPO steps (95% CI), {kept} selected pool prompts "
-          "for lowest and random")
+    print(
+        f"\ngold eval after {args.steps or 'the configured'} PPO steps (95% CI), {kept} selected pool prompts "
+        "for lowest and random"
+    )
     print(f"  {'strategy':<8} {'task':<8} {'before':>22} {'after':>22}")
     for strategy, run_dir in runs.items():
         with open(os.path.join(run_dir, "summary.json")) as fh:

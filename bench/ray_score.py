@@ -19,8 +19,9 @@ import time
 def build_records(count: int, seed: int = 0) -> tuple[list[dict], list[str]]:
     from datarl.synth import SynthConfig, build_suite, wrong_response
 
-    base = build_suite(SynthConfig(seed=seed, pool_per_task=0, eval_per_task=0,
-                                   tasks=("math", "code", "ifeval")))["train"]
+    base = build_suite(SynthConfig(seed=seed, pool_per_task=0, eval_per_task=0, tasks=("math", "code", "ifeval")))[
+        "train"
+    ]
     rng = random.Random(seed)
     records = [{**base[i % len(base)], "id": f"{base[i % len(base)]['id']}#{i}"} for i in range(count)]
     responses = [r["reference"] if i % 2 == 0 else wrong_response(r, rng) for i, r in enumerate(records)]
@@ -39,9 +40,9 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=None, help="Ray rows per actor call (default: planned)")
     args = ap.parse_args()
 
+    from datarl.executors.engine import LocalEngine
     from datarl.executors.ray_engine import RayEngine, RayOptions, plan_blocks
     from datarl.rewards.router import Router, RouterConfig
-    from datarl.executors.engine import LocalEngine
 
     records, responses = build_records(args.records)
     tasks = {t: sum(r["task"] == t for r in records) for t in ("math", "code", "ifeval")}
@@ -63,9 +64,11 @@ def main() -> int:
         remote = engine.score_responses(cfg, records, responses, args.timeout)
         ray_s = time.perf_counter() - started
     total_s = time.perf_counter() - start
-    print(f"ray engine, {plan.actors} actors, {plan.blocks} blocks of {plan.batch_size} rows: {ray_s:.1f} s "
-          f"({len(records) / ray_s:.1f} items/s); with Ray start-up and shutdown {total_s:.1f} s "
-          f"({len(records) / total_s:.1f} items/s)")
+    print(
+        f"ray engine, {plan.actors} actors, {plan.blocks} blocks of {plan.batch_size} rows: {ray_s:.1f} s "
+        f"({len(records) / ray_s:.1f} items/s); with Ray start-up and shutdown {total_s:.1f} s "
+        f"({len(records) / total_s:.1f} items/s)"
+    )
     print(f"ratio ray/local: {local_s / ray_s:.2f} (scoring), {local_s / total_s:.2f} (with start-up)")
 
     by_id = {r["id"]: x for r, x in zip(records, remote)}

@@ -33,13 +33,25 @@ def bench_datarl(problems: list[dict], workers: int, tmp: Path) -> tuple[float, 
     records = tmp / "humaneval.jsonl"
     with records.open("w") as f:
         for i, p in enumerate(problems):
-            f.write(json.dumps({"id": f"{p['task_id']}#{i}", "task": "code", "prompt": p["prompt"],
-                                "tests": {"type": "assert", "code": p["test"], "entry_point": p["entry_point"]},
-                                "response": p["prompt"] + p["canonical_solution"]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"{p['task_id']}#{i}",
+                        "task": "code",
+                        "prompt": p["prompt"],
+                        "tests": {"type": "assert", "code": p["test"], "entry_point": p["entry_point"]},
+                        "response": p["prompt"] + p["canonical_solution"],
+                    }
+                )
+                + "\n"
+            )
     datarl = shutil.which("datarl", path=str(Path(sys.executable).parent)) or "datarl"
     start = time.perf_counter()
-    subprocess.run([datarl, "score", str(records), "-o", str(tmp / "scored.jsonl"), "--workers", str(workers),
-                    "--no-progress"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [datarl, "score", str(records), "-o", str(tmp / "scored.jsonl"), "--workers", str(workers), "--no-progress"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     wall = time.perf_counter() - start
     rewards = [json.loads(line)["reward"] for line in (tmp / "scored.jsonl").open()]
     return len(problems) / wall, sum(rewards) / len(rewards)
@@ -49,8 +61,9 @@ def bench_naive(problems: list[dict], workers: int, flags: list[str]) -> tuple[f
     def one(p: dict) -> bool:
         program = p["prompt"] + p["canonical_solution"] + "\n" + p["test"] + f"\ncheck({p['entry_point']})\n"
         try:
-            return subprocess.run([sys.executable, *flags, "-c", program], timeout=10, capture_output=True
-                                  ).returncode == 0
+            return (
+                subprocess.run([sys.executable, *flags, "-c", program], timeout=10, capture_output=True).returncode == 0
+            )
         except subprocess.TimeoutExpired:
             return False
 

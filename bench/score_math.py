@@ -87,16 +87,21 @@ def main() -> None:
         datarl_hard = [json.loads(line)["reward"] == 1.0 for line in hard_out.open()]
         plain_hard = json.loads(_timed([sys.executable, "-c", PLAIN_LOOP, str(hard)])[1])
     print(f"items: {n} on {os.cpu_count()} cores")
-    print(f"datarl score (workers={os.cpu_count()}): {t_datarl:6.2f} s  {n / t_datarl:8.1f} items/s  "
-          f"agreement {datarl_agree}/{n}")
-    print(f"plain math_verify loop (1 process): {t_plain:6.2f} s  {n / t_plain:8.1f} items/s  "
-          f"agreement {plain_agree}/{n}")
+    print(
+        f"datarl score (workers={os.cpu_count()}): {t_datarl:6.2f} s  {n / t_datarl:8.1f} items/s  "
+        f"agreement {datarl_agree}/{n}"
+    )
+    print(
+        f"plain math_verify loop (1 process): {t_plain:6.2f} s  {n / t_plain:8.1f} items/s  agreement {plain_agree}/{n}"
+    )
     print(f"ratio datarl/plain: {t_plain / t_datarl:.2f}x")
     labels = [int(r["label"]) for r in hard_rows]
     print(f"\nHardVerify-Math dev ({len(labels)} items)   correct accepted      wrong rejected")
     for name, accepted in (("rtv.math", datarl_hard), ("plain math_verify", plain_hard)):
         right, n_right, wrong, n_wrong = _table(labels, accepted)
-        print(f"{name:<32} {right:>4}/{n_right} ({right / n_right:6.1%})  {wrong:>4}/{n_wrong} ({wrong / n_wrong:6.1%})")
+        print(
+            f"{name:<32} {right:>4}/{n_right} ({right / n_right:6.1%})  {wrong:>4}/{n_wrong} ({wrong / n_wrong:6.1%})"
+        )
 
 
 if __name__ == "__main__":

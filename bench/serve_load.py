@@ -23,18 +23,22 @@ import threading
 import time
 import urllib.request
 
-WRONG = {"math": "It is 123456789.\n#### 123456789", "code": "```python\ndef nothing():\n    return None\n```",
-         "ifeval": "no"}
+WRONG = {
+    "math": "It is 123456789.\n#### 123456789",
+    "code": "```python\ndef nothing():\n    return None\n```",
+    "ifeval": "no",
+}
 
 
 def chat(prompt: str) -> str:
     return f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
 
 
-def make_requests(n_requests: int, batch: int, tasks: tuple[str, ...] = ("math", "code", "ifeval")
-                  ) -> tuple[list[dict], list[list[float]]]:
-    from datarl.rewards.router import Router
+def make_requests(
+    n_requests: int, batch: int, tasks: tuple[str, ...] = ("math", "code", "ifeval")
+) -> tuple[list[dict], list[list[float]]]:
     from datarl.integrations.openrlhf import make_label
+    from datarl.rewards.router import Router
     from datarl.synth import SynthConfig, build_suite
 
     suite = build_suite(SynthConfig(train_per_task=50, pool_per_task=0, eval_per_task=0))["train"]
@@ -45,8 +49,13 @@ def make_requests(n_requests: int, batch: int, tasks: tuple[str, ...] = ("math",
         recs = [records[(k * batch + j) % len(records)] for j in range(batch)]
         resps = [r["reference"] if (k + j) % 2 else WRONG[r["task"]] for j, r in enumerate(recs)]
         prompts = [chat(r["prompt"]) for r in recs]
-        bodies.append({"query": [p + s + "<|im_end|>" for p, s in zip(prompts, resps)], "prompts": prompts,
-                       "labels": [make_label(r) for r in recs]})
+        bodies.append(
+            {
+                "query": [p + s + "<|im_end|>" for p, s in zip(prompts, resps)],
+                "prompts": prompts,
+                "labels": [make_label(r) for r in recs],
+            }
+        )
         expected.append([router.score(r, s).score for r, s in zip(recs, resps)])
     return bodies, expected
 
@@ -70,8 +79,22 @@ def main() -> int:
     args = ap.parse_args()
 
     bodies, expected = make_requests(args.requests, args.batch, tuple(args.tasks.split(",")))
-    server = subprocess.Popen([sys.executable, "-m", "datarl", "serve", "--port", "0", "--workers", str(args.workers),
-                               "--max-wait-ms", str(args.max_wait_ms)], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "datarl",
+            "serve",
+            "--port",
+            "0",
+            "--workers",
+            str(args.workers),
+            "--max-wait-ms",
+            str(args.max_wait_ms),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         base = server.stdout.readline().strip()
         if not base.startswith("http://127.0.0.1:"):
@@ -112,16 +135,23 @@ def main() -> int:
     lat = sorted(x for x in latencies if x is not None)
     items = args.requests * args.batch
     summary = {
-        "requests": args.requests, "samples_per_request": args.batch, "workers": args.workers,
-        "wall_s": round(wall, 3), "requests_per_s": round(args.requests / wall, 1),
+        "requests": args.requests,
+        "samples_per_request": args.batch,
+        "workers": args.workers,
+        "wall_s": round(wall, 3),
+        "requests_per_s": round(args.requests / wall, 1),
         "items_per_s": round(items / wall, 1),
         "latency_p50_ms": round(1000 * lat[len(lat) // 2], 1) if lat else None,
         "latency_p99_ms": round(1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], 1) if lat else None,
         "latency_max_ms": round(1000 * lat[-1], 1) if lat else None,
-        "lost": len(lost), "mismatched": len(wrong), "flagged_errors": int(flagged),
-        "server_batches": stats["batches"] - 1, "server_max_batch_items": stats["max_batch_items"],
+        "lost": len(lost),
+        "mismatched": len(wrong),
+        "flagged_errors": int(flagged),
+        "server_batches": stats["batches"] - 1,
+        "server_max_batch_items": stats["max_batch_items"],
         "server_multi_request_batches": stats["multi_request_batches"],
-        "server_scoring_s": stats["scoring_s"], "server_exit_code": code,
+        "server_scoring_s": stats["scoring_s"],
+        "server_exit_code": code,
     }
     print(json.dumps(summary, indent=2))
     for k in lost[:5]:

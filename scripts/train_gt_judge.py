@@ -47,14 +47,23 @@ def main() -> int:
     items = []
     for r in records:
         base = {"prompt": r["prompt"], "ground_truth": r["ground_truth"]}
-        items += [{**base, "response": r["reference"], "correct": True},
-                  {**base, "response": wrong_response(r, rng), "correct": False}]
+        items += [
+            {**base, "response": r["reference"], "correct": True},
+            {**base, "response": wrong_response(r, rng), "correct": False},
+        ]
     print(f"{len(items)} judge items from {len(records)} prompts", flush=True)
     start = time.time()
-    cfg = GenRMTrainConfig(steps=args.steps, lr=args.lr, warmup_steps=args.warmup, batch_size=32,
-                           max_answer_chars=400, eval_fraction=0.05)
-    meta = train_genrm([], args.base or build_sft_policy(log=lambda m: None), args.out, cfg, gt_records=items,
-                       log=lambda m: print(m, flush=True))
+    cfg = GenRMTrainConfig(
+        steps=args.steps, lr=args.lr, warmup_steps=args.warmup, batch_size=32, max_answer_chars=400, eval_fraction=0.05
+    )
+    meta = train_genrm(
+        [],
+        args.base or build_sft_policy(log=lambda m: None),
+        args.out,
+        cfg,
+        gt_records=items,
+        log=lambda m: print(m, flush=True),
+    )
     print(json.dumps({k: meta[k] for k in ("items", "train", "metrics", "metrics_before")}, indent=1))
     print(f"{time.time() - start:.0f} s")
     return 0

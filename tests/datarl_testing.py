@@ -29,11 +29,19 @@ def toy_pairs(n: int = 40, *, task: str | None = None) -> list[dict[str, Any]]:
     pairs = []
     for i in range(n):
         w = WORDS[i % len(WORDS)]
-        pairs.append({"id": f"p{i}", "prompt_id": f"q{i}", "task": task or ("general" if i % 2 else "math"),
-                      "prompt": f"Tell me about the {w} number {i}.",
-                      "chosen": f"The {w} is nice and calm. I like the {w} a lot.",
-                      "rejected": "no no no no no no",
-                      "chosen_gold": 0.9, "rejected_gold": 0.1, "flipped": False})
+        pairs.append(
+            {
+                "id": f"p{i}",
+                "prompt_id": f"q{i}",
+                "task": task or ("general" if i % 2 else "math"),
+                "prompt": f"Tell me about the {w} number {i}.",
+                "chosen": f"The {w} is nice and calm. I like the {w} a lot.",
+                "rejected": "no no no no no no",
+                "chosen_gold": 0.9,
+                "rejected_gold": 0.1,
+                "flipped": False,
+            }
+        )
     return pairs
 
 

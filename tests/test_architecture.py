@@ -56,9 +56,11 @@ PACKAGE = "datarl"
 
 # (importing module, module whose private names it uses) -> why the two files are one program
 ALLOWED_PRIVATE: dict[tuple[str, str], str] = {
-    ("datarl.sandbox.zygote", "datarl.sandbox.namespaces"):
-        "pool.py sends namespaces.py + zygote.py to the child interpreter as ONE source text; the import is "
-        "only for linters and tests",
+    (
+        "datarl.sandbox.zygote",
+        "datarl.sandbox.namespaces",
+    ): "pool.py sends namespaces.py + zygote.py to the child interpreter as ONE source text; the import is "
+    "only for linters and tests",
 }
 
 
@@ -119,7 +121,8 @@ def find_modules(src: Path, package: str) -> dict[str, Path]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 class _ModuleReader(ast.NodeVisitor):
@@ -221,9 +224,17 @@ class _ModuleReader(ast.NodeVisitor):
 
     def _edge(self, node: ast.stmt, target: str) -> None:
         if target != self.module:
-            self.edges.append(ImportEdge(self.module, target, self.path, node.lineno,
-                                         ".".join(self.scope) or "<module>", ast.unparse(node),
-                                         self.type_checking > 0))
+            self.edges.append(
+                ImportEdge(
+                    self.module,
+                    target,
+                    self.path,
+                    node.lineno,
+                    ".".join(self.scope) or "<module>",
+                    ast.unparse(node),
+                    self.type_checking > 0,
+                )
+            )
 
     def _private_module(self, node: ast.stmt, dotted: str) -> None:
         """A private module (``datarl.a._b``) is private to its package ``datarl.a``: flagged when imported
@@ -260,8 +271,11 @@ class _ModuleReader(ast.NodeVisitor):
                 targets.append(owner)
             self._private_module(node, base)
             if is_private(a.name) and owner != self.module:
-                self.private.append(PrivateUse(self.module, owner or base, a.name, self.path, node.lineno,
-                                               "from-import", ast.unparse(node)))
+                self.private.append(
+                    PrivateUse(
+                        self.module, owner or base, a.name, self.path, node.lineno, "from-import", ast.unparse(node)
+                    )
+                )
         for target in dict.fromkeys(targets):
             self._edge(node, target)
 
@@ -284,8 +298,11 @@ class _ModuleReader(ast.NodeVisitor):
             for attr in chain:
                 if is_private(attr):
                     if module != self.module:
-                        self.private.append(PrivateUse(self.module, module, attr, self.path, node.lineno,
-                                                       "attribute", ast.unparse(node)))
+                        self.private.append(
+                            PrivateUse(
+                                self.module, module, attr, self.path, node.lineno, "attribute", ast.unparse(node)
+                            )
+                        )
                     break
                 if f"{module}.{attr}" not in self.modules:
                     break
@@ -377,8 +394,9 @@ def strongly_connected(graph: dict[str, dict[str, list[ImportEdge]]]) -> list[li
     return sorted(out)
 
 
-def simple_cycles(graph: dict[str, dict[str, list[ImportEdge]]], component: list[str],
-                  limit: int = 100) -> list[list[str]]:
+def simple_cycles(
+    graph: dict[str, dict[str, list[ImportEdge]]], component: list[str], limit: int = 100
+) -> list[list[str]]:
     """Every simple cycle inside one component (at most ``limit``), each starting at its smallest module."""
     members = set(component)
     cycles: list[list[str]] = []
@@ -403,8 +421,10 @@ def describe_cycles(graph: dict[str, dict[str, list[ImportEdge]]], root: Path, l
     blocks = []
     for n, component in enumerate(strongly_connected(graph), 1):
         cycles = simple_cycles(graph, component, limit)
-        lines = [f"component {n}: {len(component)} modules, {len(cycles)}"
-                 f"{'+' if len(cycles) >= limit else ''} simple cycle(s): {', '.join(component)}"]
+        lines = [
+            f"component {n}: {len(component)} modules, {len(cycles)}"
+            f"{'+' if len(cycles) >= limit else ''} simple cycle(s): {', '.join(component)}"
+        ]
         for cycle in cycles:
             lines.append("  cycle: " + " -> ".join(cycle + [cycle[0]]))
             for a, b in zip(cycle, cycle[1:] + cycle[:1], strict=True):
@@ -417,8 +437,9 @@ def describe_cycles(graph: dict[str, dict[str, list[ImportEdge]]], root: Path, l
 # ------------------------------------------------------------------------------------------ private names
 
 
-def private_violations(uses: list[PrivateUse], allowed: dict[tuple[str, str], str],
-                       root: Path) -> tuple[list[str], list[str]]:
+def private_violations(
+    uses: list[PrivateUse], allowed: dict[tuple[str, str], str], root: Path
+) -> tuple[list[str], list[str]]:
     """(one line per statement or expression that uses another module's private names without an allow-list
     entry, one line per allow-list entry that matches nothing)."""
     used: set[tuple[str, str]] = set()
@@ -429,10 +450,15 @@ def private_violations(uses: list[PrivateUse], allowed: dict[tuple[str, str], st
             continue
         key = (u.where(root), u.line, u.importer, u.owner, u.kind, u.text if u.kind != "from-import" else "")
         grouped.setdefault(key, []).append(u.name)
-    bad = [f"{where}: {importer} uses {owner}: {', '.join(names)} ({kind}){'  ' + text if text else ''}"
-           for (where, _, importer, owner, kind, text), names in sorted(grouped.items(), key=lambda kv: kv[0][:2])]
-    stale = [f"{importer} -> {owner}: allow-list entry matches nothing ({reason})"
-             for (importer, owner), reason in sorted(allowed.items()) if (importer, owner) not in used]
+    bad = [
+        f"{where}: {importer} uses {owner}: {', '.join(names)} ({kind}){'  ' + text if text else ''}"
+        for (where, _, importer, owner, kind, text), names in sorted(grouped.items(), key=lambda kv: kv[0][:2])
+    ]
+    stale = [
+        f"{importer} -> {owner}: allow-list entry matches nothing ({reason})"
+        for (importer, owner), reason in sorted(allowed.items())
+        if (importer, owner) not in used
+    ]
     return bad, stale
 
 
@@ -447,8 +473,10 @@ def _real_tree() -> tuple[list[ImportEdge], list[PrivateUse]]:
 def test_no_import_cycles() -> None:
     edges, _ = _real_tree()
     blocks = describe_cycles(import_graph(edges), SRC)
-    assert not blocks, (f"{len(blocks)} import cycle component(s) in src/{PACKAGE} (an import inside a function "
-                        "is still a circle; move the shared code down a layer):\n" + "\n".join(blocks))
+    assert not blocks, (
+        f"{len(blocks)} import cycle component(s) in src/{PACKAGE} (an import inside a function "
+        "is still a circle; move the shared code down a layer):\n" + "\n".join(blocks)
+    )
 
 
 def test_no_private_names_across_modules() -> None:
@@ -457,8 +485,10 @@ def test_no_private_names_across_modules() -> None:
     message = []
     if bad:
         names = sum((u.importer, u.owner) not in ALLOWED_PRIVATE for u in uses)
-        message.append(f"{len(bad)} statement(s) using {names} private name(s) of another module in src/{PACKAGE} "
-                       "(make them public, or move them where both can import them):\n  " + "\n  ".join(bad))
+        message.append(
+            f"{len(bad)} statement(s) using {names} private name(s) of another module in src/{PACKAGE} "
+            "(make them public, or move them where both can import them):\n  " + "\n  ".join(bad)
+        )
     if stale:
         message.append("stale ALLOWED_PRIVATE entries (remove them):\n  " + "\n  ".join(stale))
     assert not message, "\n".join(message)
@@ -496,8 +526,10 @@ SYNTHETIC = {
     "pkg/sub/y.py": "from .z import Z\n",
     "pkg/sub/z.py": "Z = 1\n\n\nclass K:\n    def m(self):\n        from ..sub import x\n        return x\n",
     # TYPE_CHECKING imports do not count (typing.TYPE_CHECKING either); the else branch does
-    "pkg/c.py": ("import typing\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.d import D\n"
-                 "if typing.TYPE_CHECKING:\n    import pkg.d\nelse:\n    import pkg.e\nC = 1\n"),
+    "pkg/c.py": (
+        "import typing\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.d import D\n"
+        "if typing.TYPE_CHECKING:\n    import pkg.d\nelse:\n    import pkg.e\nC = 1\n"
+    ),
     "pkg/d.py": "from pkg.c import C\nD = 1\n",
     "pkg/e.py": "",
     # a submodule naming its own package whose __init__ imports it: counted
@@ -507,9 +539,11 @@ SYNTHETIC = {
     "pkg/ns/mod.py": "",
     "pkg/uses_ns.py": "import pkg.ns.mod\nfrom pkg.ns import mod as m2\n",
     # private names: from-import, aliased module attribute, dotted attribute, read and write; dunder is fine
-    "pkg/p.py": ("from pkg.a import _hidden, A\nfrom pkg import __version__\nimport pkg.sub.x as xm\n"
-                 "import pkg.sub.x\n\n\ndef g():\n    from pkg import a\n    a._hidden = xm._y\n"
-                 "    return pkg.sub.x._y, a.A, a.__name__\n\n\ndef unrelated(a):\n    return a._hidden\n"),
+    "pkg/p.py": (
+        "from pkg.a import _hidden, A\nfrom pkg import __version__\nimport pkg.sub.x as xm\n"
+        "import pkg.sub.x\n\n\ndef g():\n    from pkg import a\n    a._hidden = xm._y\n"
+        "    return pkg.sub.x._y, a.A, a.__name__\n\n\ndef unrelated(a):\n    return a._hidden\n"
+    ),
     # a parameter shadows a module-level alias
     "pkg/s.py": "from pkg import a\n\n\ndef f(a):\n    return a._hidden\n\n\ndef g():\n    return a._hidden\n",
     # allow-listed pair
@@ -537,10 +571,12 @@ def test_checker_finds_each_kind_of_cycle(synthetic: Path) -> None:
     components = strongly_connected(graph)
     assert components == [["pkg.a", "pkg.b"], ["pkg.h", "pkg.h.i"], ["pkg.sub.x", "pkg.sub.y", "pkg.sub.z"]]
     assert [simple_cycles(graph, c) for c in components] == [
-        [["pkg.a", "pkg.b"]], [["pkg.h", "pkg.h.i"]], [["pkg.sub.x", "pkg.sub.y", "pkg.sub.z"]]]
+        [["pkg.a", "pkg.b"]],
+        [["pkg.h", "pkg.h.i"]],
+        [["pkg.sub.x", "pkg.sub.y", "pkg.sub.z"]],
+    ]
     # TYPE_CHECKING imports are read but left out of the graph; the else branch is an edge
-    assert {(e.target, e.type_checking) for e in edges if e.importer == "pkg.c"} == {
-        ("pkg.d", True), ("pkg.e", False)}
+    assert {(e.target, e.type_checking) for e in edges if e.importer == "pkg.c"} == {("pkg.d", True), ("pkg.e", False)}
     assert "pkg.d" not in graph.get("pkg.c", {})
     assert {(e.target, e.line) for e in edges if e.importer == "pkg.uses_ns"} == {("pkg.ns.mod", 1), ("pkg.ns.mod", 2)}
     assert {e.target for e in edges if e.importer == "pkg"} == {"pkg.a"}  # the re-export, no cycle
@@ -579,6 +615,8 @@ def test_checker_finds_private_names(synthetic: Path) -> None:
     assert len(bad) == 6 and not any("pkg.q" in line for line in bad)
     assert any(line.endswith("/pkg/p.py:1: pkg.p uses pkg.a: _hidden (from-import)") for line in bad)
     assert any(line.endswith("/pkg/p.py:10: pkg.p uses pkg.sub.x: _y (attribute)  pkg.sub.x._y") for line in bad)
-    assert any(line.endswith("/pkg/outside.py:1: pkg.outside uses pkg.sub: _impl (module)  from pkg.sub import _impl")
-               for line in bad)
+    assert any(
+        line.endswith("/pkg/outside.py:1: pkg.outside uses pkg.sub: _impl (module)  from pkg.sub import _impl")
+        for line in bad
+    )
     assert stale == ["pkg.gone -> pkg.r: allow-list entry matches nothing (was one program)"]

@@ -27,10 +27,13 @@ def test_help_lists_commands():
     assert "--timeout" in res.stdout and "--strict" in res.stdout and "--workers" in res.stdout
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (("score", "/nonexistent/in.jsonl", "-o", "/tmp/x.jsonl"), "no such file"),
-    (("validate", "/nonexistent/in.jsonl"), "no such file"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (("score", "/nonexistent/in.jsonl", "-o", "/tmp/x.jsonl"), "no such file"),
+        (("validate", "/nonexistent/in.jsonl"), "no such file"),
+    ],
+)
 def test_user_mistakes_give_one_line_errors_not_tracebacks(args, fragment):
     res = run(*args)
     assert res.returncode == 2
@@ -48,8 +51,12 @@ def test_bad_config_is_reported_with_file(tmp_path):
 
 def test_validate_reports_bad_lines_and_exit_code(tmp_path):
     inp = tmp_path / "in.jsonl"
-    inp.write_text(json.dumps({"task": "math", "prompt": "p", "ground_truth": "1"}) + "\n"
-                   + json.dumps({"task": "math", "prompt": "p"}) + "\n")
+    inp.write_text(
+        json.dumps({"task": "math", "prompt": "p", "ground_truth": "1"})
+        + "\n"
+        + json.dumps({"task": "math", "prompt": "p"})
+        + "\n"
+    )
     res = run("validate", str(inp))
     assert res.returncode == 1
     assert f"{inp}:2: ground_truth: missing" in res.stderr
@@ -86,9 +93,14 @@ def test_ctrl_c_leaves_no_output_no_temp_file_and_no_processes(tmp_path):
     # As from a terminal: SIGINT at its default. A test run started in the background by a non-interactive
     # shell inherits SIGINT ignored, and datarl (like any process) rightly keeps ignoring it: the run then
     # finished with exit 0 and this test failed, twice, until the child's disposition was set here.
-    proc = subprocess.Popen([*DATARL, "score", str(inp), "-o", str(out), "--workers", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [*DATARL, "score", str(inp), "-o", str(out), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".o.jsonl.*.tmp")) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -110,8 +122,12 @@ def test_sandbox_check_passes_here():
 
 
 def test_partial_credit_flag_reaches_the_code_verifier(tmp_path):
-    rec = {"task": "code", "prompt": "is_even", "response": "```python\ndef is_even(n):\n    return n == 2\n```",
-           "tests": {"type": "assert", "code": "assert is_even(2)\nassert is_even(4)"}}
+    rec = {
+        "task": "code",
+        "prompt": "is_even",
+        "response": "```python\ndef is_even(n):\n    return n == 2\n```",
+        "tests": {"type": "assert", "code": "assert is_even(2)\nassert is_even(4)"},
+    }
     inp = tmp_path / "in.jsonl"
     inp.write_text(json.dumps(rec) + "\n")
     for flags, expected in (([], 0.0), (["--partial-credit"], 0.5)):

@@ -18,8 +18,23 @@ from datarl.records import load_records  # noqa: E402
 @pytest.fixture(scope="module")
 def suite_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("suite")
-    assert main(["synth", str(out), "--train-per-task", "20", "--pool-per-task", "10", "--eval-per-task", "5",
-                 "--eval-by-task", "math=5"]) == 0  # math would get 7x eval_per_task by default
+    assert (
+        main(
+            [
+                "synth",
+                str(out),
+                "--train-per-task",
+                "20",
+                "--pool-per-task",
+                "10",
+                "--eval-per-task",
+                "5",
+                "--eval-by-task",
+                "math=5",
+            ]
+        )
+        == 0
+    )  # math would get 7x eval_per_task by default
     return out
 
 
@@ -44,8 +59,25 @@ def test_synth_writes_valid_splits(suite_dir):
 
 def test_generate_then_score(suite_dir, micro_dir, tmp_path, capsys):
     out = tmp_path / "gen.jsonl"
-    assert main(["generate", str(suite_dir / "eval.jsonl"), "-o", str(out), "--policy", str(micro_dir),
-                 "--n", "2", "--max-new-tokens", "8", "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                str(suite_dir / "eval.jsonl"),
+                "-o",
+                str(out),
+                "--policy",
+                str(micro_dir),
+                "--n",
+                "2",
+                "--max-new-tokens",
+                "8",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 40 and rows[0]["id"].endswith("#0") and rows[1]["id"].endswith("#1")
     assert all(isinstance(r["response"], str) for r in rows)
@@ -60,8 +92,23 @@ def test_generate_then_score(suite_dir, micro_dir, tmp_path, capsys):
 
 def test_eval_prints_table_and_writes_summary(suite_dir, micro_dir, tmp_path, capsys):
     summary = tmp_path / "s.json"
-    assert main(["eval", str(suite_dir / "eval.jsonl"), "--policy", str(micro_dir), "--max-new-tokens", "8",
-                 "--summary", str(summary), "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(suite_dir / "eval.jsonl"),
+                "--policy",
+                str(micro_dir),
+                "--max-new-tokens",
+                "8",
+                "--summary",
+                str(summary),
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert "95% CI" in table and "math" in table
     data = json.loads(summary.read_text())
@@ -69,11 +116,14 @@ def test_eval_prints_table_and_writes_summary(suite_dir, micro_dir, tmp_path, ca
     assert all(s["n"] == 5 for s in data["by_task"].values())
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["generate", "{suite}/eval.jsonl", "-o", "{tmp}/o.jsonl", "--policy", "/nonexistent/model"], "no such model"),
-    (["generate", "{tmp}/empty.jsonl", "-o", "{tmp}/o.jsonl", "--policy", "{micro}"], "no records"),
-    (["generate", "{tmp}/long.jsonl", "-o", "{tmp}/o.jsonl", "--policy", "{micro}"], "exceeds the model's context"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["generate", "{suite}/eval.jsonl", "-o", "{tmp}/o.jsonl", "--policy", "/nonexistent/model"], "no such model"),
+        (["generate", "{tmp}/empty.jsonl", "-o", "{tmp}/o.jsonl", "--policy", "{micro}"], "no records"),
+        (["generate", "{tmp}/long.jsonl", "-o", "{tmp}/o.jsonl", "--policy", "{micro}"], "exceeds the model's context"),
+    ],
+)
 def test_bad_generate_input_is_a_one_line_error(argv, fragment, suite_dir, micro_dir, tmp_path, capsys):
     (tmp_path / "empty.jsonl").write_text("")
     (tmp_path / "long.jsonl").write_text(json.dumps({"task": "general", "prompt": "word " * 600}) + "\n")
@@ -111,16 +161,50 @@ def test_paired_difference_counts_only_items_that_changed():
 
 def test_pairs_bt_and_references_chain_through_the_cli(suite_dir, micro_dir, tmp_path, capsys):
     pairs = tmp_path / "pairs.jsonl"
-    assert main(["make-pairs", str(suite_dir / "train.jsonl"), "-o", str(pairs), "--policy", str(micro_dir),
-                 "--n", "2", "--max-new-tokens", "8", "--limit", "12"]) == 0
+    assert (
+        main(
+            [
+                "make-pairs",
+                str(suite_dir / "train.jsonl"),
+                "-o",
+                str(pairs),
+                "--policy",
+                str(micro_dir),
+                "--n",
+                "2",
+                "--max-new-tokens",
+                "8",
+                "--limit",
+                "12",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in pairs.read_text().splitlines()]
     assert rows and all(r["chosen"] != r["rejected"] for r in rows)
     bt = tmp_path / "bt"
     assert main(["train-bt", str(pairs), "-o", str(bt), "--base", str(micro_dir), "--steps", "3"]) == 0
     assert (bt / "datarl_bt.json").exists()
     refs = tmp_path / "refs.jsonl"
-    assert main(["build-references", str(suite_dir / "eval.jsonl"), "-o", str(refs), "--policy", str(micro_dir),
-                 "--bt", str(bt), "--n", "2", "--max-new-tokens", "8"]) == 0
+    assert (
+        main(
+            [
+                "build-references",
+                str(suite_dir / "eval.jsonl"),
+                "-o",
+                str(refs),
+                "--policy",
+                str(micro_dir),
+                "--bt",
+                str(bt),
+                "--n",
+                "2",
+                "--max-new-tokens",
+                "8",
+            ]
+        )
+        == 0
+    )
     out = [json.loads(line) for line in refs.read_text().splitlines()]
     general = [r for r in out if r["task"] == "general"]
     assert general and all(r["reference_info"]["n"] == 2 for r in general)
@@ -130,15 +214,21 @@ def test_pairs_bt_and_references_chain_through_the_cli(suite_dir, micro_dir, tmp
     gen = tmp_path / "gen.jsonl"
     assert main(["generate", str(refs), "-o", str(gen), "--policy", str(micro_dir), "--max-new-tokens", "8"]) == 0
     # The default router: general -> genrm.bon against the best-of-N references; only the judge is configured.
-    for name, text, general_source in (("default", f"sources:\n  genrm.bon: {{judge: {judge}}}\n", "genrm.bon"),
-                                       ("bt", f"router:\n  general: bt\nsources:\n  bt: {{model: {bt}}}\n", "bt")):
+    for name, text, general_source in (
+        ("default", f"sources:\n  genrm.bon: {{judge: {judge}}}\n", "genrm.bon"),
+        ("bt", f"router:\n  general: bt\nsources:\n  bt: {{model: {bt}}}\n", "bt"),
+    ):
         cfg, scored = tmp_path / f"{name}.yaml", tmp_path / f"scored_{name}.jsonl"
         cfg.write_text(text)
         assert main(["score", str(gen), "-o", str(scored), "--config", str(cfg), "--workers", "1"]) == 0
         got = [json.loads(line) for line in scored.read_text().splitlines()]
         assert len(got) == len(out) and not (tmp_path / f"scored_{name}.jsonl.errors.jsonl").exists()
         assert {r["task"]: r["reward_source"] for r in got} == {
-            "math": "rtv.math", "code": "rtv.code", "ifeval": "rtv.ifeval", "general": general_source}
+            "math": "rtv.math",
+            "code": "rtv.code",
+            "ifeval": "rtv.ifeval",
+            "general": general_source,
+        }
         assert all(0.0 <= r["reward"] <= 1.0 and "routed_by" in r["reward_info"] for r in got)
         general_info = [r["reward_info"] for r in got if r["task"] == "general"]
         assert all(i.get("failure") not in ("judge_error", "no_reference", "model_unavailable") for i in general_info)
@@ -146,18 +236,22 @@ def test_pairs_bt_and_references_chain_through_the_cli(suite_dir, micro_dir, tmp
 
 def test_train_bt_refuses_identical_pairs(tmp_path, micro_dir, capsys):
     pairs = tmp_path / "p.jsonl"
-    pairs.write_text(json.dumps({"id": "p1", "task": "general", "prompt": "x", "chosen": "same",
-                                 "rejected": "same"}) + "\n")
+    pairs.write_text(
+        json.dumps({"id": "p1", "task": "general", "prompt": "x", "chosen": "same", "rejected": "same"}) + "\n"
+    )
     assert main(["train-bt", str(pairs), "-o", str(tmp_path / "bt"), "--base", str(micro_dir)]) == 2
     err = capsys.readouterr().err
     assert "identical" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["--eval-by-task", "math=x"], "expected TASK=N"),
-    (["--eval-by-task", "poetry=3"], "unknown task 'poetry'"),
-    (["--eval-per-task", "-1"], "eval_per_task must be an integer >= 0"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--eval-by-task", "math=x"], "expected TASK=N"),
+        (["--eval-by-task", "poetry=3"], "unknown task 'poetry'"),
+        (["--eval-per-task", "-1"], "eval_per_task must be an integer >= 0"),
+    ],
+)
 def test_bad_synth_counts_are_a_one_line_error(argv, fragment, tmp_path, capsys):
     assert main(["synth", str(tmp_path / "s"), *argv]) == 2
     err = capsys.readouterr().err

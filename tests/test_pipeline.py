@@ -29,16 +29,28 @@ def micro_policy(tmp_path_factory):
 
 
 def config(micro_policy, run_dir, **changes):
-    data = {"run_dir": str(run_dir), "policy": micro_policy, "synth": dict(SYNTH), "workers": 1,
-            "pairs": {"per_task": 3, "samples_per_prompt": 2, "max_new_tokens": 12, "min_gold_gap": 0.0},
-            "bt": {"steps": 2, "pairs_per_step": 2}, "genrm": {"steps": 2, "batch_size": 2},
-            "references": {"n": 2, "max_new_tokens": 12},
-            "select": {"fraction": 0.5, "samples_per_prompt": 2, "max_new_tokens": 12},
-            "train": {"ppo": {"steps": 2, "prompts_per_step": 4, "samples_per_prompt": 2, "minibatch_size": 4,
-                              "max_new_tokens": 12},
-                      "eval": {"every": 1, "per_task": 1, "diversity_prompts": 1, "diversity_samples": 2,
-                               "max_new_tokens": 12},
-                      "threads": 1}}
+    data = {
+        "run_dir": str(run_dir),
+        "policy": micro_policy,
+        "synth": dict(SYNTH),
+        "workers": 1,
+        "pairs": {"per_task": 3, "samples_per_prompt": 2, "max_new_tokens": 12, "min_gold_gap": 0.0},
+        "bt": {"steps": 2, "pairs_per_step": 2},
+        "genrm": {"steps": 2, "batch_size": 2},
+        "references": {"n": 2, "max_new_tokens": 12},
+        "select": {"fraction": 0.5, "samples_per_prompt": 2, "max_new_tokens": 12},
+        "train": {
+            "ppo": {
+                "steps": 2,
+                "prompts_per_step": 4,
+                "samples_per_prompt": 2,
+                "minibatch_size": 4,
+                "max_new_tokens": 12,
+            },
+            "eval": {"every": 1, "per_task": 1, "diversity_prompts": 1, "diversity_samples": 2, "max_new_tokens": 12},
+            "threads": 1,
+        },
+    }
     data.update(changes)
     return PipelineConfig(**data)
 
@@ -48,12 +60,24 @@ def test_all_stages_then_a_rerun_skips_them_all(micro_policy, tmp_path):
     cfg = config(micro_policy, tmp_path / "run")
     ledger = run_pipeline(cfg, log=logs.append)
     assert set(ledger) == set(STAGES) - {"sft"}  # a given policy: no SFT stage
-    for path in ("suite/pool.jsonl", "pairs.jsonl", "bt/datarl_bt.json", "judge/datarl_genrm.json",
-                 "data/selected.jsonl", "train/summary.json", "train/final_eval.json", "train/report.html",
-                 "train/report.png", "train/selection/report.json"):
+    for path in (
+        "suite/pool.jsonl",
+        "pairs.jsonl",
+        "bt/datarl_bt.json",
+        "judge/datarl_genrm.json",
+        "data/selected.jsonl",
+        "train/summary.json",
+        "train/final_eval.json",
+        "train/report.html",
+        "train/report.png",
+        "train/selection/report.json",
+    ):
         assert (tmp_path / "run" / path).exists(), path
-    general_refs = [json.loads(line) for line in open(tmp_path / "run" / "data" / "eval.jsonl")
-                    if json.loads(line)["task"] == "general"]
+    general_refs = [
+        json.loads(line)
+        for line in open(tmp_path / "run" / "data" / "eval.jsonl")
+        if json.loads(line)["task"] == "general"
+    ]
     assert general_refs and all("reference_info" in r for r in general_refs)
     selected = [json.loads(line) for line in open(tmp_path / "run" / "data" / "selected.jsonl")]
     assert sum("prepo" in r for r in selected) > 0 and len(selected) > sum("prepo" in r for r in selected)
@@ -93,23 +117,29 @@ def test_changing_a_stage_config_redoes_it_and_what_follows(micro_policy, tmp_pa
     cfg = config(micro_policy, tmp_path / "run")
     run_pipeline(cfg, log=lambda m: None, stop_before="train")
     logs: list[str] = []
-    changed = config(micro_policy, tmp_path / "run", select={"fraction": 1.0, "samples_per_prompt": 2,
-                                                             "max_new_tokens": 12})
+    changed = config(
+        micro_policy, tmp_path / "run", select={"fraction": 1.0, "samples_per_prompt": 2, "max_new_tokens": 12}
+    )
     run_pipeline(changed, log=logs.append, stop_before="eval")
     ran = [m.split("]")[0][1:] for m in logs if m.endswith("running")]
     assert ran == ["select", "train"]
 
 
-@pytest.mark.parametrize("changes, fragment", [
-    ({"select": {"domains": ["poetry"]}}, "no prompts of domain 'poetry'"),
-    ({"select": {"fraction": 0.01}}, "the selection is empty"),
-    ({"policy": "/no/such/model"}, "no such model directory"),
-    ({"select": {"strategy": "best"}}, "strategy"),
-    ({"train": {"ppo": {"minibatch_size": 3, "prompts_per_step": 4, "samples_per_prompt": 2}}},
-     "not divisible by minibatch_size"),
-    ({"pairs": {"per_prompt": 3}}, "unknown option"),
-    ({"reward": {"router": {"math": "nope"}}}, "unknown source"),
-])
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        ({"select": {"domains": ["poetry"]}}, "no prompts of domain 'poetry'"),
+        ({"select": {"fraction": 0.01}}, "the selection is empty"),
+        ({"policy": "/no/such/model"}, "no such model directory"),
+        ({"select": {"strategy": "best"}}, "strategy"),
+        (
+            {"train": {"ppo": {"minibatch_size": 3, "prompts_per_step": 4, "samples_per_prompt": 2}}},
+            "not divisible by minibatch_size",
+        ),
+        ({"pairs": {"per_prompt": 3}}, "unknown option"),
+        ({"reward": {"router": {"math": "nope"}}}, "unknown source"),
+    ],
+)
 def test_bad_configs_fail_before_any_stage(micro_policy, tmp_path, changes, fragment):
     with pytest.raises(ConfigError, match=fragment):
         run_pipeline(config(micro_policy, tmp_path / "run", **changes), log=lambda m: None)

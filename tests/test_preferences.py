@@ -24,9 +24,14 @@ def records():
 
 def stub_generate(texts_for):
     """A ``generate`` that returns ``texts_for(record_index, k)`` for each sample (no model)."""
+
     def fake(policy, prompts, cfg, progress=False):
-        return [Generation(p, k, texts_for(p, k), [], [], [], True)
-                for p in range(len(prompts)) for k in range(cfg.samples_per_prompt)]
+        return [
+            Generation(p, k, texts_for(p, k), [], [], [], True)
+            for p in range(len(prompts))
+            for k in range(cfg.samples_per_prompt)
+        ]
+
     return fake
 
 
@@ -52,8 +57,7 @@ def test_pairs_prefer_the_higher_gold_score(monkeypatch, records):
 def test_label_noise_flips_the_recorded_fraction(monkeypatch, records):
     texts = lambda p, k: records[p % len(records)]["reference"] if k == 0 else f"{k} " * k  # noqa: E731
     monkeypatch.setattr(gen_mod, "generate", stub_generate(texts))
-    pairs = make_pairs(records * 10, policy=None, samples_per_prompt=3, label_noise=0.3, seed=1,
-                       min_pairs_per_prompt=0)
+    pairs = make_pairs(records * 10, policy=None, samples_per_prompt=3, label_noise=0.3, seed=1, min_pairs_per_prompt=0)
     flipped = [p for p in pairs if p["flipped"]]
     assert 0.15 < len(flipped) / len(pairs) < 0.45
     assert all(p["chosen_gold"] < p["rejected_gold"] for p in flipped)
@@ -88,18 +92,31 @@ def test_bad_arguments(kwargs):
 
 def test_load_pairs_reports_every_bad_line_with_file_line_and_field(tmp_path):
     good = {"prompt": "Describe a dog.", "chosen": "A dog has fur.", "rejected": "no"}
-    lines = [json.dumps(good), "{not json", json.dumps({"prompt": "p", "chosen": "x"}),
-             json.dumps(dict(good, rejected=good["chosen"])), json.dumps(dict(good, task="poetry")),
-             json.dumps(dict(good, prompt=[{"role": "user"}])), "", json.dumps([1, 2]),
-             json.dumps(dict(good, chosen=3))]
+    lines = [
+        json.dumps(good),
+        "{not json",
+        json.dumps({"prompt": "p", "chosen": "x"}),
+        json.dumps(dict(good, rejected=good["chosen"])),
+        json.dumps(dict(good, task="poetry")),
+        json.dumps(dict(good, prompt=[{"role": "user"}])),
+        "",
+        json.dumps([1, 2]),
+        json.dumps(dict(good, chosen=3)),
+    ]
     path = tmp_path / "pairs.jsonl"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(PairsError) as err:
         load_pairs(str(path))
     msg = str(err.value)
-    for expected in [":2: (line): invalid JSON", ":3: rejected: missing", ":4: rejected: identical to chosen",
-                     ":5: task: unknown task 'poetry'", ":6: prompt: chat messages", ":8: (line): expected a JSON",
-                     ":9: chosen: must be a string"]:
+    for expected in [
+        ":2: (line): invalid JSON",
+        ":3: rejected: missing",
+        ":4: rejected: identical to chosen",
+        ":5: task: unknown task 'poetry'",
+        ":6: prompt: chat messages",
+        ":8: (line): expected a JSON",
+        ":9: chosen: must be a string",
+    ]:
         assert f"{path}{expected}" in msg
     assert f"{path}:1:" not in msg and "7 problem(s)" in msg
 

@@ -82,15 +82,29 @@ def test_chat_prompt_is_valid(tmp_path):
 
 
 def test_ifeval_kwargs_of_wrong_shape_is_reported(tmp_path):
-    bad = json.dumps({"task": "ifeval", "prompt": "p", "response": "r",
-                      "instruction_id_list": ["punctuation:no_comma"], "kwargs": {"a": 1}})
+    bad = json.dumps(
+        {
+            "task": "ifeval",
+            "prompt": "p",
+            "response": "r",
+            "instruction_id_list": ["punctuation:no_comma"],
+            "kwargs": {"a": 1},
+        }
+    )
     err = load_records(_write(tmp_path, [bad])).errors[0]
     assert err.field == "kwargs"
 
 
 def test_unknown_ifeval_instruction_is_reported(tmp_path):
-    bad = json.dumps({"task": "ifeval", "prompt": "p", "response": "r",
-                      "instruction_id_list": ["punctuation:no_commas"], "kwargs": [{}]})
+    bad = json.dumps(
+        {
+            "task": "ifeval",
+            "prompt": "p",
+            "response": "r",
+            "instruction_id_list": ["punctuation:no_commas"],
+            "kwargs": [{}],
+        }
+    )
     err = load_records(_write(tmp_path, [bad])).errors[0]
     assert err.field == "instruction_id_list" and "no_comma" in err.message
 
@@ -103,8 +117,9 @@ def test_parquet_round_trip(tmp_path):
     assert len(result.records) == 1 and result.errors[0].line == 2
 
 
-@pytest.mark.parametrize("name", ["math_gsm8k_solutions.jsonl", "math_qwen_math_cot.jsonl",
-                                  "ifeval_gpt4_responses.jsonl"])
+@pytest.mark.parametrize(
+    "name", ["math_gsm8k_solutions.jsonl", "math_qwen_math_cot.jsonl", "ifeval_gpt4_responses.jsonl"]
+)
 def test_shared_real_data_loads_without_errors(name):
     result = load_records(f"{SHARED}/{name}")
     assert result.errors == [] and len(result.records) == result.total_lines > 0

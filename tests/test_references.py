@@ -28,8 +28,10 @@ def setup(tmp_path_factory):
     policy.model.save_pretrained(base)
     policy.tokenizer.save_pretrained(base)
     general = [r for r in records if r["task"] == "general"]
-    pairs = [{"id": f"p{i}", "prompt": r["prompt"], "chosen": r["reference"], "rejected": "no no no"}
-             for i, r in enumerate(general)]
+    pairs = [
+        {"id": f"p{i}", "prompt": r["prompt"], "chosen": r["reference"], "rejected": "no no no"}
+        for i, r in enumerate(general)
+    ]
     bt_dir = str(root / "bt")
     train_bt(pairs, base, bt_dir, BTTrainConfig(steps=3, pairs_per_step=2, eval_fraction=0.0))
     return records, policy, bt_dir
@@ -42,8 +44,11 @@ def test_reference_is_the_argmax_of_bt_scores_over_the_samples(setup):
     assert records == before  # inputs are not mutated
     general = [(i, r) for i, r in enumerate(out) if r["task"] == "general"]
     assert len(general) == 4
-    samples = generate(policy, [r["prompt"] for _, r in general], SamplingConfig(
-        max_new_tokens=10, temperature=1.0, samples_per_prompt=4, seed=7))
+    samples = generate(
+        policy,
+        [r["prompt"] for _, r in general],
+        SamplingConfig(max_new_tokens=10, temperature=1.0, samples_per_prompt=4, seed=7),
+    )
     for j, (i, rec) in enumerate(general):
         info = rec["reference_info"]
         texts = [g.text for g in samples if g.prompt_index == j]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from datarl.rewards.router import RouterConfig
 from datarl.errors import InputError
 from datarl.executors import engine as engine_module
+from datarl.rewards.router import RouterConfig
 from datarl.scoring import ScoreOptions, score_file
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -45,8 +45,13 @@ def test_scores_in_input_order_and_keeps_user_fields(tmp_path):
 
 
 def test_bad_lines_go_to_side_file_and_the_rest_is_scored(tmp_path):
-    rows = [_math(0, "4"), '{"task": "math", "prompt": "x", "ground', _math(2, "4", gt=None),
-            {"task": "poetry", "prompt": "x", "response": "y"}, _math(4, "The answer is 4.")]
+    rows = [
+        _math(0, "4"),
+        '{"task": "math", "prompt": "x", "ground',
+        _math(2, "4", gt=None),
+        {"task": "poetry", "prompt": "x", "response": "y"},
+        _math(4, "The answer is 4."),
+    ]
     rows[2].pop("ground_truth")
     out = tmp_path / "out.jsonl"
     summary = score_file(_write(tmp_path / "in.jsonl", rows), str(out), ScoreOptions(workers=1, progress=False))
@@ -84,15 +89,21 @@ def test_task_without_a_source_is_an_error_not_zero(tmp_path):
     assert err["field"] == "task" and "no reward source is configured for task 'general'" in err["error"]
 
 
-@pytest.mark.parametrize("router, field, fragment", [
-    ({}, "task", "routed to genrm.bon, which needs a model: set sources.genrm.bon.judge"),
-    ({"sources": {"genrm.bon": {"judge": "judge/"}}}, "reference", "missing; genrm.bon compares"),
-])
+@pytest.mark.parametrize(
+    "router, field, fragment",
+    [
+        ({}, "task", "routed to genrm.bon, which needs a model: set sources.genrm.bon.judge"),
+        ({"sources": {"genrm.bon": {"judge": "judge/"}}}, "reference", "missing; genrm.bon compares"),
+    ],
+)
 def test_general_records_the_judge_cannot_score_are_bad_lines_not_zeros(tmp_path, router, field, fragment):
     rows = [{"task": "general", "prompt": "Describe rain.", "response": "It rains."}, _math(1, "4")]
     out = tmp_path / "out.jsonl"
-    score_file(_write(tmp_path / "in.jsonl", rows), str(out),
-               ScoreOptions(workers=1, progress=False, router=RouterConfig.from_mapping(router)))
+    score_file(
+        _write(tmp_path / "in.jsonl", rows),
+        str(out),
+        ScoreOptions(workers=1, progress=False, router=RouterConfig.from_mapping(router)),
+    )
     assert [r["id"] for r in _read(out)] == ["m1"]
     (err,) = _read(str(out) + ".errors.jsonl")
     assert err["field"] == field and fragment in err["error"]
@@ -109,8 +120,9 @@ def test_an_item_past_the_timeout_scores_zero_with_failure_timeout(tmp_path, mon
     rows = [_math(0, "4"), _math(1, "HANG"), _math(2, "4")]
     out = tmp_path / "out.jsonl"
     start = time.monotonic()
-    summary = score_file(_write(tmp_path / "in.jsonl", rows), str(out),
-                         ScoreOptions(workers=2, timeout_s=1.0, progress=False))
+    summary = score_file(
+        _write(tmp_path / "in.jsonl", rows), str(out), ScoreOptions(workers=2, timeout_s=1.0, progress=False)
+    )
     assert time.monotonic() - start < 20
     got = _read(out)
     assert [r["reward"] for r in got] == [1.0, 0.0, 1.0]
@@ -119,10 +131,12 @@ def test_an_item_past_the_timeout_scores_zero_with_failure_timeout(tmp_path, mon
 
 
 def test_huge_and_pathological_responses_are_scored_without_crashing(tmp_path):
-    rows = [_math(0, "x " * 2_500_000 + "#### 4"),              # 5 MB
-            _math(1, "\\boxed{9^{9^{9^{9^{9}}}}}"),               # sympy would try to evaluate this
-            _math(2, "\\boxed{" + "\\frac{" * 300 + "1" + "}{2}" * 300 + "}"),
-            _math(3, "\x00\xff\ud7ff garbage")]
+    rows = [
+        _math(0, "x " * 2_500_000 + "#### 4"),  # 5 MB
+        _math(1, "\\boxed{9^{9^{9^{9^{9}}}}}"),  # sympy would try to evaluate this
+        _math(2, "\\boxed{" + "\\frac{" * 300 + "1" + "}{2}" * 300 + "}"),
+        _math(3, "\x00\xff\ud7ff garbage"),
+    ]
     out = tmp_path / "out.jsonl"
     score_file(_write(tmp_path / "in.jsonl", rows), str(out), ScoreOptions(workers=2, timeout_s=10, progress=False))
     got = _read(out)
@@ -135,8 +149,9 @@ def test_parquet_output(tmp_path):
     import pyarrow.parquet as pq
 
     out = tmp_path / "out.parquet"
-    score_file(_write(tmp_path / "in.jsonl", [_math(0, "4"), _math(1, "5")]), str(out),
-               ScoreOptions(workers=1, progress=False))
+    score_file(
+        _write(tmp_path / "in.jsonl", [_math(0, "4"), _math(1, "5")]), str(out), ScoreOptions(workers=1, progress=False)
+    )
     rows = pq.read_table(out).to_pylist()
     assert [r["reward"] for r in rows] == [1.0, 0.0]
     assert json.loads(rows[1]["reward_info"])["failure"] == "wrong_answer"

@@ -23,13 +23,16 @@ import pytest
 
 import datarl.integrations.openrlhf_reward as hook_module
 from datarl.cli import main
-from datarl.rewards.router import Router
 from datarl.integrations.openrlhf import make_label, openrlhf_rows, parse_label, split_response
+from datarl.rewards.router import Router
 from datarl.server import RewardHTTPServer, RewardService, ServeConfig
 from datarl.synth import SynthConfig, build_suite
 
-WRONG = {"math": "I think it is 123456789.\n#### 123456789", "code": "```python\ndef nothing():\n    return None\n```",
-         "ifeval": "no"}
+WRONG = {
+    "math": "I think it is 123456789.\n#### 123456789",
+    "code": "```python\ndef nothing():\n    return None\n```",
+    "ifeval": "no",
+}
 
 
 def chat(prompt: str) -> str:
@@ -47,8 +50,11 @@ def records() -> list[dict]:
 
 def batch(records: list[dict], responses: list[str]) -> dict:
     prompts = [chat(r["prompt"]) for r in records]
-    return {"query": [p + resp + "<|im_end|>" for p, resp in zip(prompts, responses)], "prompts": prompts,
-            "labels": [make_label(r) for r in records]}
+    return {
+        "query": [p + resp + "<|im_end|>" for p, resp in zip(prompts, responses)],
+        "prompts": prompts,
+        "labels": [make_label(r) for r in records],
+    }
 
 
 def post(url: str, body, raw: bool = False) -> tuple[int, dict]:
@@ -92,10 +98,10 @@ def test_mixed_task_batch_matches_router(server, records):
     assert set(reply["extra_logs"]) == {"error", "failure"} and all(len(v) == n for v in reply["extra_logs"].values())
     expected = [router.score(rec, resp).score for rec, resp in zip(records + records, responses)]
     assert reply["rewards"] == expected == reply["scores"]
-    assert expected[:len(records)] == [1.0] * len(records) and max(expected[len(records):]) < 1.0
+    assert expected[: len(records)] == [1.0] * len(records) and max(expected[len(records) :]) < 1.0
     assert reply["reward_source"] == [f"rtv.{r['task']}" for r in records + records]
     assert reply["extra_logs"]["error"] == [0.0] * n and reply["error"] == [None] * n
-    assert reply["extra_logs"]["failure"][len(records):] == [1.0] * len(records)  # wrong answers carry a class
+    assert reply["extra_logs"]["failure"][len(records) :] == [1.0] * len(records)  # wrong answers carry a class
     assert {i["response_from"] for i in reply["reward_info"]} == {"prefix"}
     assert reply["request_error"] is None
 
@@ -121,8 +127,11 @@ def test_malformed_samples_come_back_200_flagged_with_reward_0(server, records):
         (good, 42, "must be a JSON object string"),
         (["not", "a string"], make_label(math), "query[6] must be a string"),
     ]
-    body = {"query": [c[0] for c in cases] + [good, good], "prompts": [q] * (len(cases) + 2),
-            "labels": [c[1] for c in cases] + [make_label(math)]}  # the last sample has no label at all
+    body = {
+        "query": [c[0] for c in cases] + [good, good],
+        "prompts": [q] * (len(cases) + 2),
+        "labels": [c[1] for c in cases] + [make_label(math)],
+    }  # the last sample has no label at all
     status, reply = post(server.url, body)
     assert status == 200 and len(reply["rewards"]) == len(cases) + 2
     for i, (_, _, words) in enumerate(cases):
@@ -132,8 +141,7 @@ def test_malformed_samples_come_back_200_flagged_with_reward_0(server, records):
     assert reply["extra_logs"]["error"][-1] == 1.0 and "labels[8] is missing" in reply["error"][-1]
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"query": "one string"}', b'{"prompts": []}',
-                                  b"\xff\xfe"])
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"query": "one string"}', b'{"prompts": []}', b"\xff\xfe"])
 def test_malformed_body_comes_back_200_with_request_error(server, body):
     status, reply = post(server.url, body, raw=True)
     assert status == 200 and reply["rewards"] == [] and reply["request_error"].startswith("bad_request:")
@@ -166,11 +174,13 @@ def test_concurrent_requests_are_answered_and_batched_together(server, records):
     out: dict[int, tuple[list, list]] = {}
 
     def client(k: int) -> None:
-        recs = records[k % 3::3][:3]  # a mixed batch of 3, different for each thread
+        recs = records[k % 3 :: 3][:3]  # a mixed batch of 3, different for each thread
         responses = [r["reference"] if (j + k) % 2 else WRONG[r["task"]] for j, r in enumerate(recs)]
         gate.wait()
-        out[k] = (post(server.url, batch(recs, responses))[1]["rewards"],
-                  [router.score(r, s).score for r, s in zip(recs, responses)])
+        out[k] = (
+            post(server.url, batch(recs, responses))[1]["rewards"],
+            [router.score(r, s).score for r, s in zip(recs, responses)],
+        )
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(n_threads)]
     for t in threads:
@@ -264,9 +274,13 @@ def test_cli_rejects_bad_options_and_busy_port(capsys):
 
 def test_sigterm_finishes_in_flight_request_and_exits_0(records):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "datarl", "serve", "--port", "0", "--workers", "1",
-                             "--max-wait-ms", "2000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "datarl", "serve", "--port", "0", "--workers", "1", "--max-wait-ms", "2000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         url = proc.stdout.readline().strip()
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url), (url, proc.stderr.read() if proc.poll() else "")

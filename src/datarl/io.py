@@ -22,12 +22,24 @@ from datarl.errors import InputError
 TMP_SUFFIX = ".tmp"
 """Temporary paths are ``.NAME.<random or pid>.tmp`` beside their target: hidden, and easy to sweep."""
 
-__all__ = ["TMP_SUFFIX", "atomic_path", "write_text", "write_bytes", "write_json", "write_records", "remove_stale", "progress_bar"]
+__all__ = [
+    "TMP_SUFFIX",
+    "atomic_path",
+    "write_text",
+    "write_bytes",
+    "write_json",
+    "write_records",
+    "remove_stale",
+    "progress_bar",
+]
 
 
 def _fsync_tree(path: str) -> None:
-    paths = [path] if os.path.isfile(path) else [
-        os.path.join(root, name) for root, _, files in os.walk(path) for name in files]
+    paths = (
+        [path]
+        if os.path.isfile(path)
+        else [os.path.join(root, name) for root, _, files in os.walk(path) for name in files]
+    )
     for p in paths:
         fd = os.open(p, os.O_RDONLY)
         try:
@@ -49,8 +61,11 @@ def atomic_path(path: str, *, directory: bool = False, replace_existing: bool = 
     if not os.path.isdir(parent):
         raise InputError(f"{path}: output directory {parent} does not exist")
     name = os.path.basename(os.path.normpath(path))
-    tmp = (tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=TMP_SUFFIX) if directory
-           else os.path.join(parent, f".{name}.{os.getpid()}{TMP_SUFFIX}"))
+    tmp = (
+        tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=TMP_SUFFIX)
+        if directory
+        else os.path.join(parent, f".{name}.{os.getpid()}{TMP_SUFFIX}")
+    )
     try:
         yield tmp
         _fsync_tree(tmp)
@@ -100,8 +115,7 @@ def write_records(path: str, rows: Iterable[Mapping[str, Any]]) -> None:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            flat = [{**r, "reward_info": json.dumps(r["reward_info"])} if "reward_info" in r else dict(r)
-                    for r in rows]
+            flat = [{**r, "reward_info": json.dumps(r["reward_info"])} if "reward_info" in r else dict(r) for r in rows]
             pq.write_table(pa.Table.from_pylist(flat), tmp)
         else:
             with open(tmp, "w", encoding="utf-8") as fh:
@@ -115,8 +129,9 @@ def remove_stale(path: str) -> None:
         os.unlink(path)
 
 
-def progress_bar(total: int, enabled: bool | None, *, initial: int = 0, unit: str = "item",
-                 desc: str | None = None) -> Any:
+def progress_bar(
+    total: int, enabled: bool | None, *, initial: int = 0, unit: str = "item", desc: str | None = None
+) -> Any:
     """A tqdm bar on stderr, or None when ``enabled`` is False (None: only when stderr is a terminal)."""
     if enabled is None:
         enabled = sys.stderr.isatty()

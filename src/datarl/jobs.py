@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from datarl.io import write_records
 from datarl.metrics.stats import mean_interval, wilson_interval
@@ -24,8 +25,10 @@ class GenerateSummary:
     seconds: float
 
     def format(self) -> str:
-        return (f"generated {self.responses} responses for {self.prompts} prompts in {self.seconds:.1f} s "
-                f"({self.responses / max(self.seconds, 1e-9):.1f}/s); cut off without EOS: {self.cut_off}")
+        return (
+            f"generated {self.responses} responses for {self.prompts} prompts in {self.seconds:.1f} s "
+            f"({self.responses / max(self.seconds, 1e-9):.1f}/s); cut off without EOS: {self.cut_off}"
+        )
 
 
 def response_rows(records: Sequence[Record], generations: Sequence[Any], samples_per_prompt: int) -> list[dict]:
@@ -46,8 +49,9 @@ def response_rows(records: Sequence[Record], generations: Sequence[Any], samples
     return rows
 
 
-def generate_file(input_path: str, output_path: str, policy: Any, sampling: Any, *,
-                  progress: bool = False) -> GenerateSummary:
+def generate_file(
+    input_path: str, output_path: str, policy: Any, sampling: Any, *, progress: bool = False
+) -> GenerateSummary:
     """Sample ``policy`` on every record of ``input_path``; write records with ``response``."""
     from datarl.models.generate import generate
 
@@ -55,8 +59,7 @@ def generate_file(input_path: str, output_path: str, policy: Any, sampling: Any,
     start = time.perf_counter()
     gens = generate(policy, [r.prompt for r in records], sampling, progress=progress)
     write_records(output_path, response_rows(records, gens, sampling.samples_per_prompt))
-    return GenerateSummary(len(records), len(gens), sum(not g.finished for g in gens),
-                           time.perf_counter() - start)
+    return GenerateSummary(len(records), len(gens), sum(not g.finished for g in gens), time.perf_counter() - start)
 
 
 def summarise_scores(tasks: Sequence[str], scores: Sequence[float]) -> dict[str, dict[str, float]]:
@@ -80,9 +83,15 @@ def format_eval_table(summary: Mapping[str, Mapping[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def eval_records(records: Sequence[Record], policy: Any, sampling: Any,
-                 gold: Callable[[Mapping[str, Any], str], Any], *, workers: int = 1,
-                 progress: bool = False) -> tuple[dict[str, Any], list[dict]]:
+def eval_records(
+    records: Sequence[Record],
+    policy: Any,
+    sampling: Any,
+    gold: Callable[[Mapping[str, Any], str], Any],
+    *,
+    workers: int = 1,
+    progress: bool = False,
+) -> tuple[dict[str, Any], list[dict]]:
     """Generate on ``records`` and score each response with ``gold``; returns (summary, rows)."""
     from datarl.executors import map_ordered
     from datarl.models.generate import generate
@@ -95,10 +104,18 @@ def eval_records(records: Sequence[Record], policy: Any, sampling: Any,
     for row, outcome in zip(rows, outcomes):
         result = outcome.value if outcome.ok else None
         score = float(result.score) if result is not None else 0.0
-        row.update({"gold": score, "gold_source": getattr(result, "source", "none"),
-                    "gold_info": getattr(result, "info", {"failure": outcome.failure, "error": outcome.error})})
+        row.update(
+            {
+                "gold": score,
+                "gold_source": getattr(result, "source", "none"),
+                "gold_info": getattr(result, "info", {"failure": outcome.failure, "error": outcome.error}),
+            }
+        )
         scores.append(score)
-    summary = {"by_task": summarise_scores([r["task"] for r in rows], scores),
-               "responses": len(rows), "cut_off": sum(not g.finished for g in gens),
-               "seconds": time.perf_counter() - start}
+    summary = {
+        "by_task": summarise_scores([r["task"] for r in rows], scores),
+        "responses": len(rows),
+        "cut_off": sum(not g.finished for g in gens),
+        "seconds": time.perf_counter() - start,
+    }
     return summary, rows

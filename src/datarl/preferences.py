@@ -29,7 +29,8 @@ import dataclasses
 import json
 import os
 import random
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from datarl.errors import UserError
 from datarl.records import TASKS, as_dict
@@ -43,10 +44,19 @@ class PairsError(UserError, ValueError):
     """A pairs file (or list) that cannot be used; the message lists ``file:line: field: problem``."""
 
 
-
-def make_pairs(records: Sequence[Any], policy: Any, *, samples_per_prompt: int = 4, label_noise: float = 0.1,
-               seed: int = 0, sampling: Any = None, min_gold_gap: float = 0.0, min_pairs_per_prompt: int = 1,
-               max_pairs_per_prompt: int | None = None, progress: bool = False) -> list[dict[str, Any]]:
+def make_pairs(
+    records: Sequence[Any],
+    policy: Any,
+    *,
+    samples_per_prompt: int = 4,
+    label_noise: float = 0.1,
+    seed: int = 0,
+    sampling: Any = None,
+    min_gold_gap: float = 0.0,
+    min_pairs_per_prompt: int = 1,
+    max_pairs_per_prompt: int | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
     """Gold-labelled preference pairs from ``policy``'s samples on ``records``.
 
     records: synth records (dicts or ``records.Record``) with a gold check.
@@ -81,9 +91,12 @@ def make_pairs(records: Sequence[Any], policy: Any, *, samples_per_prompt: int =
         rec_id = str(rec.get("id") or f"record-{index}")
         distinct = list(dict.fromkeys(samples))  # identical samples carry no preference
         golds = [float(gold_check(rec, s).score) for s in distinct]
-        cands = [(golds[i] - golds[j], i, j) if golds[i] > golds[j] else (golds[j] - golds[i], j, i)
-                 for i in range(len(distinct)) for j in range(i + 1, len(distinct))
-                 if abs(golds[i] - golds[j]) > min_gold_gap]
+        cands = [
+            (golds[i] - golds[j], i, j) if golds[i] > golds[j] else (golds[j] - golds[i], j, i)
+            for i in range(len(distinct))
+            for j in range(i + 1, len(distinct))
+            if abs(golds[i] - golds[j]) > min_gold_gap
+        ]
         cands.sort(key=lambda c: -c[0])
         if max_pairs_per_prompt is not None:
             cands = cands[:max_pairs_per_prompt]
@@ -97,10 +110,19 @@ def make_pairs(records: Sequence[Any], policy: Any, *, samples_per_prompt: int =
             flipped = rng.random() < label_noise
             if flipped:
                 chosen, rejected, g_c, g_r = rejected, chosen, g_r, g_c
-            pair = {"id": f"{rec_id}:{k}", "prompt_id": rec_id, "task": rec.get("task"),
-                    "domain": rec.get("domain") or rec.get("task"), "prompt": rec["prompt"],
-                    "chosen": chosen, "rejected": rejected, "chosen_gold": g_c, "rejected_gold": g_r,
-                    "origin": origin, "flipped": flipped}
+            pair = {
+                "id": f"{rec_id}:{k}",
+                "prompt_id": rec_id,
+                "task": rec.get("task"),
+                "domain": rec.get("domain") or rec.get("task"),
+                "prompt": rec["prompt"],
+                "chosen": chosen,
+                "rejected": rejected,
+                "chosen_gold": g_c,
+                "rejected_gold": g_r,
+                "origin": origin,
+                "flipped": flipped,
+            }
             if rec.get("ground_truth") is not None:
                 pair["ground_truth"] = rec["ground_truth"]
             pairs.append(pair)
@@ -112,7 +134,11 @@ def _prompt_problem(prompt: Any) -> str | None:
         return None if prompt.strip() else "is empty"
     if isinstance(prompt, list) and prompt:
         for m in prompt:
-            if not isinstance(m, Mapping) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            if (
+                not isinstance(m, Mapping)
+                or not isinstance(m.get("role"), str)
+                or not isinstance(m.get("content"), str)
+            ):
                 return "chat messages must be objects with string 'role' and 'content'"
         return None
     return "must be a non-empty string or a list of chat messages {role, content}"

@@ -16,8 +16,9 @@ from __future__ import annotations
 import difflib
 import json
 import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from datarl.errors import InputError, UserError
 from datarl.io import remove_stale, write_records
@@ -26,8 +27,16 @@ TASKS = ("math", "code", "ifeval", "general")
 CHAT_ROLES = ("system", "user", "assistant", "tool")
 # Fields the records layer itself understands; anything else is carried through.
 KNOWN_FIELDS = (
-    "id", "task", "domain", "prompt", "ground_truth", "tests",
-    "instruction_id_list", "kwargs", "reference", "response",
+    "id",
+    "task",
+    "domain",
+    "prompt",
+    "ground_truth",
+    "tests",
+    "instruction_id_list",
+    "kwargs",
+    "reference",
+    "response",
 )
 
 
@@ -77,8 +86,7 @@ class RecordError:
         return f"{self.path}:{self.line}: {self.field}: {self.message}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.path, "line": self.line, "field": self.field,
-                "error": self.message, "text": self.text}
+        return {"file": self.path, "line": self.line, "field": self.field, "error": self.message, "text": self.text}
 
 
 @dataclass
@@ -89,6 +97,7 @@ class LoadResult:
 
 
 # --- reading --------------------------------------------------------------------
+
 
 def iter_raw(path: str) -> Iterator[tuple[int, Any, str]]:
     """Yield ``(line_number, parsed_object_or_exception, line_text)`` for JSONL or Parquet.
@@ -139,8 +148,14 @@ def load_records(
         raise InputError(f"{path}: cannot read Parquet ({exc})") from None
 
 
-def read_all_records(path: str, *, what: str | None = None, error: type[UserError] = InputError,
-                     limit: int = 10, allow_empty: bool = False) -> list[Record]:
+def read_all_records(
+    path: str,
+    *,
+    what: str | None = None,
+    error: type[UserError] = InputError,
+    limit: int = 10,
+    allow_empty: bool = False,
+) -> list[Record]:
     """The records of an input every line of which must be valid (prompts to sample, a training set).
 
     A missing or unreadable file, any bad line (the first ``limit`` listed with file, line and field) or a
@@ -153,8 +168,10 @@ def read_all_records(path: str, *, what: str | None = None, error: type[UserErro
     except InputError as exc:
         raise error(f"{where}{exc}") from None
     if loaded.errors:
-        raise error(f"{where}{len(loaded.errors)} bad line(s) in {path}; fix them (`datarl validate {path}` "
-                    f"lists them all):\n{format_errors(loaded.errors, limit)}")
+        raise error(
+            f"{where}{len(loaded.errors)} bad line(s) in {path}; fix them (`datarl validate {path}` "
+            f"lists them all):\n{format_errors(loaded.errors, limit)}"
+        )
     if not loaded.records and not allow_empty:
         raise error(f"{where}{path}: no records (the file is empty)")
     return loaded.records
@@ -169,9 +186,15 @@ def _load(path: str, extra_check: Callable[[Record], tuple[str, str] | None] | N
         total += 1
         snippet = text[:500]
         if isinstance(obj, ValueError):
-            errors.append(RecordError(path, number, "(line)",
-                                      f"not valid JSON ({obj}); each line must be one complete JSON object",
-                                      snippet))
+            errors.append(
+                RecordError(
+                    path,
+                    number,
+                    "(line)",
+                    f"not valid JSON ({obj}); each line must be one complete JSON object",
+                    snippet,
+                )
+            )
             continue
         result = parse_record(obj, path=path, line=number, default_id=f"{name}:{number}")
         if isinstance(result, RecordError):
@@ -187,6 +210,7 @@ def _load(path: str, extra_check: Callable[[Record], tuple[str, str] | None] | N
 
 
 # --- validation -----------------------------------------------------------------
+
 
 def parse_record(obj: Any, *, path: str, line: int, default_id: str) -> Record | RecordError:
     """Validate one parsed JSON object and build a ``Record``; never raises."""
@@ -227,10 +251,16 @@ def parse_record(obj: Any, *, path: str, line: int, default_id: str) -> Record |
         return bad(*problem_field)
 
     return Record(
-        id=rid, task=task, domain=domain, prompt=obj["prompt"],
-        source=f"{path}:{line}", line=line,
-        reference=obj.get("reference"), response=obj.get("response"),
-        raw=obj, **fields,
+        id=rid,
+        task=task,
+        domain=domain,
+        prompt=obj["prompt"],
+        source=f"{path}:{line}",
+        line=line,
+        reference=obj.get("reference"),
+        response=obj.get("response"),
+        raw=obj,
+        **fields,
     )
 
 
@@ -252,7 +282,7 @@ def _check_prompt(prompt: Any) -> str | None:
 def _check_math(obj: Mapping[str, Any], fields: dict[str, Any]) -> tuple[str, str] | None:
     gt = obj.get("ground_truth")
     if gt is None:
-        return ("ground_truth", "missing; math records need the final answer, e.g. \"18\" or \"\\\\frac{1}{2}\"")
+        return ("ground_truth", 'missing; math records need the final answer, e.g. "18" or "\\\\frac{1}{2}"')
     if isinstance(gt, bool) or not isinstance(gt, (str, int, float)):
         return ("ground_truth", f"must be a string (the final answer), got {type(gt).__name__}")
     gt = gt if isinstance(gt, str) else repr(gt) if isinstance(gt, float) else str(gt)
@@ -265,8 +295,11 @@ def _check_math(obj: Mapping[str, Any], fields: dict[str, Any]) -> tuple[str, st
 def _check_code(obj: Mapping[str, Any], fields: dict[str, Any]) -> tuple[str, str] | None:
     tests = obj.get("tests")
     if tests is None:
-        return ("tests", "missing; code records need {\"type\": \"assert\", \"code\": ...} "
-                         "or {\"type\": \"stdio\", \"cases\": [{\"input\", \"output\"}]}")
+        return (
+            "tests",
+            'missing; code records need {"type": "assert", "code": ...} '
+            'or {"type": "stdio", "cases": [{"input", "output"}]}',
+        )
     problems = _validate_code_tests(tests)
     if problems:
         return ("tests", "; ".join(problems))
@@ -278,7 +311,7 @@ def _check_ifeval(obj: Mapping[str, Any], fields: dict[str, Any]) -> tuple[str, 
     ids = obj.get("instruction_id_list")
     kwargs = obj.get("kwargs")
     if ids is None:
-        return ("instruction_id_list", "missing; list IFEval instruction ids, e.g. [\"punctuation:no_comma\"]")
+        return ("instruction_id_list", 'missing; list IFEval instruction ids, e.g. ["punctuation:no_comma"]')
     if kwargs is None:
         kwargs = [{} for _ in ids] if isinstance(ids, list) else None
     from datarl.rewards.ifeval import validate_instructions

@@ -14,15 +14,26 @@ paper's setting: the judge's reference is the SFT model's best-of-N, not a gold 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from datarl.records import as_dict
 
 __all__ = ["build_references"]
 
-def build_references(records: Sequence[Any], policy: Any, bt_model_dir: str, *, n: int = 8, seed: int = 0,
-                     sampling: Any = None, batch_size: int = 16, keep_existing: bool = False,
-                     progress: bool = False) -> list[dict[str, Any]]:
+
+def build_references(
+    records: Sequence[Any],
+    policy: Any,
+    bt_model_dir: str,
+    *,
+    n: int = 8,
+    seed: int = 0,
+    sampling: Any = None,
+    batch_size: int = 16,
+    keep_existing: bool = False,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
     """``records`` as dicts, in order, with best-of-``n`` references on the general ones.
 
     policy: the SFT ``models.Policy`` to sample.
@@ -41,8 +52,7 @@ def build_references(records: Sequence[Any], policy: Any, bt_model_dir: str, *, 
         raise ValueError("n must be >= 1")
     load_bt(bt_model_dir)  # fail before spending time on sampling
     out = [as_dict(r) for r in records]
-    todo = [i for i, r in enumerate(out)
-            if r.get("task") == "general" and not (keep_existing and r.get("reference"))]
+    todo = [i for i, r in enumerate(out) if r.get("task") == "general" and not (keep_existing and r.get("reference"))]
     if not todo:
         return out
     cfg = dataclasses.replace(sampling or SamplingConfig(), samples_per_prompt=n, seed=seed)
@@ -54,11 +64,16 @@ def build_references(records: Sequence[Any], policy: Any, bt_model_dir: str, *, 
     flat_scores = bt_scores(bt_model_dir, flat_prompts, [t for ts in texts for t in ts], batch_size)
     pos = 0
     for i, ts in zip(todo, texts):
-        scores = flat_scores[pos:pos + len(ts)]
+        scores = flat_scores[pos : pos + len(ts)]
         pos += len(ts)
         best = max(range(len(ts)), key=lambda k: (scores[k], -k))  # first index wins a tie
         rec = out[i]
-        rec["reference_info"] = {"n": len(ts), "bt_scores": scores, "chosen_index": best,
-                                 "bt_model": bt_model_dir, "replaced_existing": bool(rec.get("reference"))}
+        rec["reference_info"] = {
+            "n": len(ts),
+            "bt_scores": scores,
+            "chosen_index": best,
+            "bt_model": bt_model_dir,
+            "replaced_existing": bool(rec.get("reference")),
+        }
         rec["reference"] = ts[best]
     return out

@@ -17,8 +17,9 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from datarl.errors import InputError
 from datarl.executors.engine import LocalEngine
@@ -84,8 +85,10 @@ class ScoreSummary:
 
     def format(self) -> str:
         rate = self.scored / self.seconds if self.seconds > 0 else 0.0
-        out = [f"scored {self.scored} of {self.lines} lines from {self.input} -> {self.output} "
-               f"in {self.seconds:.1f} s ({rate:.1f} items/s)"]
+        out = [
+            f"scored {self.scored} of {self.lines} lines from {self.input} -> {self.output} "
+            f"in {self.seconds:.1f} s ({rate:.1f} items/s)"
+        ]
         if self.unscored:
             out.append(f"passed through unscored (no response): {self.unscored}")
         if self.bad_lines:
@@ -122,18 +125,28 @@ def score_file(input_path: str, output_path: str, options: ScoreOptions | None =
     loaded = load_for_scoring(input_path, options.router)
     errors_path = output_path + ".errors.jsonl"
     if loaded.errors and options.strict:
-        raise InputError(f"{len(loaded.errors)} bad line(s) in {input_path}; nothing was scored (--strict):\n"
-                         + format_errors(loaded.errors))
-    summary = ScoreSummary(input_path, output_path, errors_path if loaded.errors else None,
-                           lines=loaded.total_lines, bad_lines=len(loaded.errors))
+        raise InputError(
+            f"{len(loaded.errors)} bad line(s) in {input_path}; nothing was scored (--strict):\n"
+            + format_errors(loaded.errors)
+        )
+    summary = ScoreSummary(
+        input_path,
+        output_path,
+        errors_path if loaded.errors else None,
+        lines=loaded.total_lines,
+        bad_lines=len(loaded.errors),
+    )
     to_score = [r.to_dict() for r in loaded.records if r.response is not None]
     summary.unscored = len(loaded.records) - len(to_score)
     start = time.perf_counter()
     engine = _engine(options, len(to_score))
     bar = progress_bar(len(to_score), options.progress)
     try:
-        results = (engine.stream(to_score, [r["response"] for r in to_score]) if isinstance(engine, LocalEngine)
-                   else iter(engine.score(to_score, [r["response"] for r in to_score])))
+        results = (
+            engine.stream(to_score, [r["response"] for r in to_score])
+            if isinstance(engine, LocalEngine)
+            else iter(engine.score(to_score, [r["response"] for r in to_score]))
+        )
         write_records(output_path, _merge(loaded.records, results, summary, bar))
         write_errors(errors_path, loaded.errors)
     finally:
@@ -150,12 +163,12 @@ def _engine(options: ScoreOptions, items: int) -> Any:
         from datarl.executors.ray_engine import RayScoringEngine
 
         return RayScoringEngine(options.router, timeout_s=options.timeout_s, options=options.ray)
-    return LocalEngine(Router(options.router), workers=min(options.workers, max(1, items)),
-                       timeout_s=options.timeout_s)
+    return LocalEngine(Router(options.router), workers=min(options.workers, max(1, items)), timeout_s=options.timeout_s)
 
 
-def _merge(records: list[Record], results: Iterator[RewardResult], summary: ScoreSummary,
-           bar: Any) -> Iterator[dict[str, Any]]:
+def _merge(
+    records: list[Record], results: Iterator[RewardResult], summary: ScoreSummary, bar: Any
+) -> Iterator[dict[str, Any]]:
     for rec in records:
         row = dict(rec.raw)
         row.setdefault("id", rec.id)

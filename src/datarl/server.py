@@ -22,18 +22,33 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from datarl.executors.engine import LocalEngine
-from datarl.integrations.openrlhf import (DEFAULT_STRIP_PATTERN, bad_request_reply, build_reply, make_label,
-                                         openrlhf_rows, parse_label, split_response)
+from datarl.integrations.openrlhf import (
+    DEFAULT_STRIP_PATTERN,
+    bad_request_reply,
+    build_reply,
+    make_label,
+    openrlhf_rows,
+    parse_label,
+    split_response,
+)
 from datarl.rewards.base import RewardResult
 from datarl.rewards.router import Router, RouterConfig
 
-__all__ = ["ServeConfig", "RewardBatcher", "RewardService", "RewardHTTPServer", "serve",
-           "make_label", "openrlhf_rows"]  # the label helpers are re-exported: users build labels here
+__all__ = [
+    "ServeConfig",
+    "RewardBatcher",
+    "RewardService",
+    "RewardHTTPServer",
+    "serve",
+    "make_label",
+    "openrlhf_rows",
+]  # the label helpers are re-exported: users build labels here
 
 
 @dataclass(frozen=True)
@@ -64,13 +79,15 @@ class ServeConfig:
     router: RouterConfig = field(default_factory=RouterConfig)
 
     def __post_init__(self) -> None:
-        checks = [(0 <= self.port <= 65535, "--port must be in 0..65535 (0: any free port)"),
-                  (self.workers >= 1, "--workers must be at least 1"),
-                  (self.max_batch >= 1, "--max-batch must be at least 1"),
-                  (self.max_wait_ms >= 0, "--max-wait-ms must be >= 0"),
-                  (self.max_queue >= 1, "--max-queue must be at least 1"),
-                  (self.timeout_s > 0, "--timeout must be positive"),
-                  (self.max_body_mb > 0, "max_body_mb must be positive")]
+        checks = [
+            (0 <= self.port <= 65535, "--port must be in 0..65535 (0: any free port)"),
+            (self.workers >= 1, "--workers must be at least 1"),
+            (self.max_batch >= 1, "--max-batch must be at least 1"),
+            (self.max_wait_ms >= 0, "--max-wait-ms must be >= 0"),
+            (self.max_queue >= 1, "--max-queue must be at least 1"),
+            (self.timeout_s > 0, "--timeout must be positive"),
+            (self.max_body_mb > 0, "max_body_mb must be positive"),
+        ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
@@ -102,8 +119,15 @@ class RewardBatcher:
         self._thread: threading.Thread | None = None
         # Counters (read by /health and the tests): multi_request_batches counts batches whose samples
         # came from two or more requests, i.e. batching across requests happened.
-        self.stats = {"scored_requests": 0, "batches": 0, "items": 0, "multi_request_batches": 0,
-                      "max_batch_items": 0, "rejected_items": 0, "scoring_s": 0.0}
+        self.stats = {
+            "scored_requests": 0,
+            "batches": 0,
+            "items": 0,
+            "multi_request_batches": 0,
+            "max_batch_items": 0,
+            "rejected_items": 0,
+            "scoring_s": 0.0,
+        }
         # Workers fork once (on the first batch) and serve every later batch: no per-batch fork and warm-up.
         self._engine = LocalEngine(router, workers=config.workers, timeout_s=config.timeout_s)
 
@@ -123,8 +147,10 @@ class RewardBatcher:
                 return "shutting_down: the server is stopping; retry against another replica"
             if len(self._pending) + len(records) > self.config.max_queue:
                 self.stats["rejected_items"] += len(records)
-                return (f"overloaded: {len(self._pending)} samples queued + {len(records)} > max_queue "
-                        f"{self.config.max_queue}; retry later, add replicas or raise --max-queue")
+                return (
+                    f"overloaded: {len(self._pending)} samples queued + {len(records)} > max_queue "
+                    f"{self.config.max_queue}; retry later, add replicas or raise --max-queue"
+                )
             self.stats["scored_requests"] += 1
             for i, (rec, resp) in enumerate(zip(records, responses)):
                 self._pending.append((ticket, i, rec, resp))
@@ -165,9 +191,14 @@ class RewardBatcher:
             try:
                 results = self._engine.score(records, responses)
             except Exception as exc:  # the scorer thread must survive anything; report it per sample
-                results = [RewardResult(0.0, self.router.config.source_for(str(r.get("task"))) or "none",
-                                        {"failure": "internal_error", "error": f"{type(exc).__name__}: {exc}"})
-                           for r in records]
+                results = [
+                    RewardResult(
+                        0.0,
+                        self.router.config.source_for(str(r.get("task"))) or "none",
+                        {"failure": "internal_error", "error": f"{type(exc).__name__}: {exc}"},
+                    )
+                    for r in records
+                ]
             tickets = {id(b[0]) for b in batch}
             self.stats["batches"] += 1
             self.stats["items"] += len(batch)
@@ -209,19 +240,26 @@ class RewardService:
         self.batcher.close()
 
     def health(self) -> dict[str, Any]:
-        return {"status": "draining" if self.draining else "ok", "in_flight": self.in_flight,
-                "queued": self.batcher.queued(), "workers": self.config.workers,
-                "max_batch": self.config.max_batch, "max_queue": self.config.max_queue,
-                "router": dict(self.config.router.table),
-                "stats": {"requests": self.requests, **self.batcher.stats}}
+        return {
+            "status": "draining" if self.draining else "ok",
+            "in_flight": self.in_flight,
+            "queued": self.batcher.queued(),
+            "workers": self.config.workers,
+            "max_batch": self.config.max_batch,
+            "max_queue": self.config.max_queue,
+            "router": dict(self.config.router.table),
+            "stats": {"requests": self.requests, **self.batcher.stats},
+        }
 
     def handle(self, payload: Any) -> dict[str, Any]:
         """Score one request body; never raises (problems are flagged in the reply)."""
         with self._lock:
             self.requests += 1
         if not isinstance(payload, dict) or not isinstance(payload.get("query"), list):
-            return bad_request_reply("the body must be a JSON object with a 'query' list "
-                                     "(and 'prompts' and 'labels' lists of the same length)")
+            return bad_request_reply(
+                "the body must be a JSON object with a 'query' list "
+                "(and 'prompts' and 'labels' lists of the same length)"
+            )
         queries = payload["query"]
         prompts, labels = payload.get("prompts"), payload.get("labels")
         prompts = prompts if isinstance(prompts, list) else []
@@ -233,8 +271,9 @@ class RewardService:
         for i, query in enumerate(queries):
             prompt = prompts[i] if i < len(prompts) else None
             if i >= len(labels):
-                results[i] = _failed(f"bad_label: labels[{i}] is missing ({len(labels)} labels for "
-                                     f"{len(queries)} queries)")
+                results[i] = _failed(
+                    f"bad_label: labels[{i}] is missing ({len(labels)} labels for {len(queries)} queries)"
+                )
                 continue
             record, problem = parse_label(labels[i], prompt, i)
             if record is None:
@@ -256,8 +295,9 @@ class RewardService:
                 self.in_flight -= 1
         return build_reply([r for r in results if r is not None], hows)
 
-    def _score(self, todo: list[int], records: list[dict[str, Any]], responses: list[str],
-               results: list[RewardResult | None]) -> None:
+    def _score(
+        self, todo: list[int], records: list[dict[str, Any]], responses: list[str], results: list[RewardResult | None]
+    ) -> None:
         if not todo:
             return
         ticket = self.batcher.submit(records, responses)
@@ -291,8 +331,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, bad_request_reply("a Content-Length header is required"))
         if length > service.config.max_body_mb * 2**20:
             self.close_connection = True
-            return self._send(200, bad_request_reply(f"body of {length} bytes is over the "
-                                                     f"{service.config.max_body_mb:g} MB limit; send smaller batches"))
+            return self._send(
+                200,
+                bad_request_reply(
+                    f"body of {length} bytes is over the {service.config.max_body_mb:g} MB limit; send smaller batches"
+                ),
+            )
         try:
             payload = json.loads(self.rfile.read(length))
         except (ValueError, UnicodeDecodeError) as exc:
@@ -345,8 +389,10 @@ def serve(config: ServeConfig, *, on_ready: Callable[[str], None] | None = None,
         httpd = RewardHTTPServer(service, config.host, config.port, verbose)
     except OSError as exc:
         service.close()
-        raise OSError(f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc}); "
-                      "pick another --port (0: any free port) or --host") from None
+        raise OSError(
+            f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc}); "
+            "pick another --port (0: any free port) or --host"
+        ) from None
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda s, f: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     loop = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="datarl-http")

@@ -14,16 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from datarl.executors.engine import LocalEngine
 from datarl.executors.ray_engine import RayEngine, RayEngineError, RayOptions, plan_blocks
 from datarl.rewards.router import Router, RouterConfig
-from datarl.executors.engine import LocalEngine
 from datarl.synth import SynthConfig, build_suite, wrong_response
 from datarl_testing import read_jsonl, write_jsonl
 
 DATARL = [sys.executable, "-m", "datarl.cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 HANG = "```python\nimport time\ntime.sleep(60)\n```"  # the sandbox allows 10 s; the item timeout is less
-
 
 
 def comparable(info: dict) -> dict:
@@ -33,8 +32,9 @@ def comparable(info: dict) -> dict:
 
 def mixed_batch(per_task: int = 8) -> tuple[list[dict], list[str]]:
     """Synth math/code/ifeval records; even positions get the reference, odd ones a wrong answer."""
-    suite = build_suite(SynthConfig(train_per_task=per_task, pool_per_task=0, eval_per_task=0,
-                                    tasks=("math", "code", "ifeval")))
+    suite = build_suite(
+        SynthConfig(train_per_task=per_task, pool_per_task=0, eval_per_task=0, tasks=("math", "code", "ifeval"))
+    )
     rng = random.Random(0)
     records = suite["train"]
     return records, [r["reference"] if i % 2 == 0 else wrong_response(r, rng) for i, r in enumerate(records)]
@@ -82,7 +82,8 @@ def test_a_hanging_item_times_out_without_stalling_its_batch(ray_session):
     responses[code] = HANG
     start = time.monotonic()
     remote = RayEngine(RayOptions(actors=1, batch_size=len(records))).score_responses(  # one batch holds it all
-        RouterConfig(), records, responses, 2.0)
+        RouterConfig(), records, responses, 2.0
+    )
     assert time.monotonic() - start < 40  # the sleep alone is 60 s
     assert remote[code].score == 0.0 and remote[code].info["failure"] == "timeout"
     assert "2 s timeout" in remote[code].info["error"]
@@ -93,8 +94,9 @@ def test_a_hanging_item_times_out_without_stalling_its_batch(ray_session):
 
 @pytest.mark.integration
 def test_a_gpu_stage_on_a_cluster_without_gpus_fails_at_once(ray_session):
-    cfg = RouterConfig.from_mapping({"router": {"general": "genrm.gt"},
-                                     "sources": {"genrm.gt": {"judge": "/no/judge/needed/for/the/check"}}})
+    cfg = RouterConfig.from_mapping(
+        {"router": {"general": "genrm.gt"}, "sources": {"genrm.gt": {"judge": "/no/judge/needed/for/the/check"}}}
+    )
     records = [{"id": "g0", "task": "general", "prompt": "Say hi.", "ground_truth": "hi"}]
     engine = RayEngine(RayOptions(judge_gpus=1))
     start = time.monotonic()
@@ -116,10 +118,13 @@ def test_model_sources_go_to_the_judge_stage_with_the_local_scores(ray_session, 
     policy = build_tiny_policy([str(r["prompt"]) + " " + str(r["reference"]) for r in general], MICRO)
     policy.model.save_pretrained(str(tmp_path / "base"))
     policy.tokenizer.save_pretrained(str(tmp_path / "base"))
-    pairs = [{"id": f"p{i}", "prompt": r["prompt"], "chosen": r["reference"], "rejected": "no"}
-             for i, r in enumerate(general)]
-    train_bt(pairs, str(tmp_path / "base"), str(tmp_path / "bt"), BTTrainConfig(steps=2, pairs_per_step=2,
-                                                                                 eval_fraction=0.0))
+    pairs = [
+        {"id": f"p{i}", "prompt": r["prompt"], "chosen": r["reference"], "rejected": "no"}
+        for i, r in enumerate(general)
+    ]
+    train_bt(
+        pairs, str(tmp_path / "base"), str(tmp_path / "bt"), BTTrainConfig(steps=2, pairs_per_step=2, eval_fraction=0.0)
+    )
     cfg = RouterConfig.from_mapping({"router": {"general": "bt"}, "sources": {"bt": {"model": str(tmp_path / "bt")}}})
     math_records, math_responses = mixed_batch(per_task=2)
     records = general + math_records
@@ -130,20 +135,26 @@ def test_model_sources_go_to_the_judge_stage_with_the_local_scores(ray_session, 
     assert [x.source for x in remote] == [x.source for x in local] and remote[0].source == "bt"
     # the same model on the same rows; batches may be cut differently, hence approx
     assert [x.score for x in remote] == pytest.approx([x.score for x in local], abs=1e-5)
-    assert len({round(x.score, 6) for x in remote[:len(general)]}) > 1  # real model scores, not a constant
+    assert len({round(x.score, 6) for x in remote[: len(general)]}) > 1  # real model scores, not a constant
 
 
 def _score_cli(inp: str, out: str, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*DATARL, "score", inp, "-o", out, "--no-progress", "--timeout", "20", *extra],
-                          capture_output=True, text=True, timeout=300, env=ENV)
+    return subprocess.run(
+        [*DATARL, "score", inp, "-o", out, "--no-progress", "--timeout", "20", *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
 
 
 @pytest.mark.integration
 def test_datarl_score_engine_ray_end_to_end(tmp_path):
     pytest.importorskip("ray")
     records, responses = mixed_batch(per_task=4)
-    rows = [{**r, "response": x} for r, x in zip(records, responses)] + [{"id": "unscored", "task": "math",
-                                                                            "prompt": "1+1?", "ground_truth": "2"}]
+    rows = [{**r, "response": x} for r, x in zip(records, responses)] + [
+        {"id": "unscored", "task": "math", "prompt": "1+1?", "ground_truth": "2"}
+    ]
     inp = write_jsonl(tmp_path / "in.jsonl", rows[::-1])
     ray_run = _score_cli(inp, str(tmp_path / "ray.jsonl"), "--engine", "ray", "--ray-address", "local")
     assert ray_run.returncode == 0, ray_run.stderr
@@ -164,19 +175,46 @@ def select_world(tmp_path_factory):
     from datarl.models.tiny import MICRO, build_tiny_policy
 
     root = tmp_path_factory.mktemp("ray_select")
-    suite = build_suite(SynthConfig(train_per_task=8, pool_per_task=10, eval_per_task=0,
-                                    tasks=("math", "code", "ifeval")))
+    suite = build_suite(
+        SynthConfig(train_per_task=8, pool_per_task=10, eval_per_task=0, tasks=("math", "code", "ifeval"))
+    )
     policy = build_tiny_policy([str(r["prompt"]) + " " + str(r["reference"]) for r in suite["train"]], MICRO)
     policy.model.save_pretrained(str(root / "policy"))
     policy.tokenizer.save_pretrained(str(root / "policy"))
-    return {"root": root, "pool": write_jsonl(root / "pool.jsonl", suite["pool"]),
-            "train": write_jsonl(root / "train.jsonl", suite["train"]), "policy": str(root / "policy")}
+    return {
+        "root": root,
+        "pool": write_jsonl(root / "pool.jsonl", suite["pool"]),
+        "train": write_jsonl(root / "train.jsonl", suite["train"]),
+        "policy": str(root / "policy"),
+    }
 
 
 def _select_cli(world: dict, out: Path, *extra: str) -> tuple[list[dict], dict[str, list[float]]]:
-    proc = subprocess.run([*DATARL, "select", world["pool"], "-o", str(out), "--train", world["train"],
-                           "--policy", world["policy"], "--n", "2", "--max-new-tokens", "12", "--fraction", "0.3",
-                           "--no-progress", *extra], capture_output=True, text=True, timeout=600, env=ENV)
+    proc = subprocess.run(
+        [
+            *DATARL,
+            "select",
+            world["pool"],
+            "-o",
+            str(out),
+            "--train",
+            world["train"],
+            "--policy",
+            world["policy"],
+            "--n",
+            "2",
+            "--max-new-tokens",
+            "12",
+            "--fraction",
+            "0.3",
+            "--no-progress",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
+    )
     assert proc.returncode == 0, proc.stderr
     scores = {e["id"]: e["rewards"] for e in read_jsonl(str(out) + ".scores.jsonl")[1:]}
     return read_jsonl(out), scores
@@ -222,11 +260,18 @@ NO_RAY = "import sys; sys.modules['ray'] = None; from datarl.cli import main; sy
 
 @pytest.mark.parametrize("command", ["score", "select"])
 def test_engine_ray_without_ray_installed_is_a_one_line_error(tmp_path, command):
-    inp = write_jsonl(tmp_path / "in.jsonl", [{"id": "m0", "task": "math", "prompt": "2+2?", "ground_truth": "4",
-                                               "response": "#### 4"}])
+    inp = write_jsonl(
+        tmp_path / "in.jsonl",
+        [{"id": "m0", "task": "math", "prompt": "2+2?", "ground_truth": "4", "response": "#### 4"}],
+    )
     out = tmp_path / "out.jsonl"
-    proc = subprocess.run([sys.executable, "-c", NO_RAY, command, inp, "-o", str(out), "--engine", "ray"],
-                          capture_output=True, text=True, timeout=120, env=ENV)
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_RAY, command, inp, "-o", str(out), "--engine", "ray"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("datarl: error: ") and "pip install 'datarl[ray]'" in lines[0]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -29,9 +30,13 @@ def run_framework_check(tmp_path: Path) -> Callable[..., dict[str, Any]]:
 
     def run(name: str, script: str, **env: str) -> dict[str, Any]:
         out = tmp_path / f"{name}_result.json"
-        proc = subprocess.run([str(_framework_python(name)), str(HERE / script), str(tmp_path), str(out)],
-                              env={**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **env},
-                              capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            [str(_framework_python(name)), str(HERE / script), str(tmp_path), str(out)],
+            env={**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **env},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
         return json.loads(out.read_text())
 

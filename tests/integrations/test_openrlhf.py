@@ -42,8 +42,11 @@ OPENRLHF = "openrlhf==0.11.2"
 RUNTIME = ["torch==2.13.0", "transformers==5.15.0", "aiohttp", "pylatexenc", "sympy", "datasets"]
 STAMP = VENV / f".datarl-{hashlib.sha1(' '.join([OPENRLHF, *RUNTIME]).encode()).hexdigest()[:12]}"
 
-WRONG = {"math": "It is 123456789.\n#### 123456789", "code": "```python\ndef nothing():\n    return None\n```",
-         "ifeval": "no"}
+WRONG = {
+    "math": "It is 123456789.\n#### 123456789",
+    "code": "```python\ndef nothing():\n    return None\n```",
+    "ifeval": "no",
+}
 
 
 def build_venv() -> Path:
@@ -52,8 +55,16 @@ def build_venv() -> Path:
         return VENV_PY
     if not VENV_PY.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    pip = [str(VENV_PY), "-m", "pip", "install", "--disable-pip-version-check", "-q",
-           "-c", str(REPO / "constraints.txt")]
+    pip = [
+        str(VENV_PY),
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "-q",
+        "-c",
+        str(REPO / "constraints.txt"),
+    ]
     log = VENV / "install.log"
     with open(log, "w") as fh:
         for cmd in (pip + RUNTIME + ["-e", str(REPO)], pip + ["--no-deps", OPENRLHF]):
@@ -136,8 +147,12 @@ print(json.dumps({"http": asyncio.run(run(cfg["urls"])), "hook": asyncio.run(run
 
 
 def _start_server() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "datarl", "serve", "--port", "0", "--workers", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "datarl", "serve", "--port", "0", "--workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = proc.stdout.readline().strip()
     if not url.startswith("http://127.0.0.1:"):
         proc.kill()
@@ -154,11 +169,11 @@ def _health(url: str) -> dict:
 
 @pytest.mark.integration
 def test_openrlhf_remote_reward_client_against_datarl_serve(tmp_path):
+    import datarl.integrations.openrlhf_reward as hook
+    from datarl.integrations.openrlhf import openrlhf_rows
     from datarl.models.tokenizer import train_tokenizer
     from datarl.rewards.router import Router
-    from datarl.integrations.openrlhf import openrlhf_rows
     from datarl.synth import SynthConfig, build_suite
-    import datarl.integrations.openrlhf_reward as hook
 
     python = build_venv()
     suite = build_suite(SynthConfig(train_per_task=3, pool_per_task=0, eval_per_task=0))["train"]
@@ -173,13 +188,23 @@ def test_openrlhf_remote_reward_client_against_datarl_serve(tmp_path):
     responses = [resp for _, resp in cases] + [records[0]["reference"], "A cat."]
     servers = [_start_server(), _start_server()]
     try:
-        cfg = {"tokenizer": str(tmp_path / "tok"), "rows": rows, "responses": responses,
-               "urls": ",".join(url + "/get_reward" for _, url in servers), "hook": hook.__file__}
+        cfg = {
+            "tokenizer": str(tmp_path / "tok"),
+            "rows": rows,
+            "responses": responses,
+            "urls": ",".join(url + "/get_reward" for _, url in servers),
+            "hook": hook.__file__,
+        }
         (tmp_path / "cfg.json").write_text(json.dumps(cfg))
         (tmp_path / "driver.py").write_text(DRIVER)
-        run = subprocess.run([str(python), str(tmp_path / "driver.py"), str(tmp_path / "cfg.json")],
-                             capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                             env={**os.environ, "DATARL_WORKERS": "1"})
+        run = subprocess.run(
+            [str(python), str(tmp_path / "driver.py"), str(tmp_path / "cfg.json")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+            env={**os.environ, "DATARL_WORKERS": "1"},
+        )
         assert run.returncode == 0, run.stderr[-4000:]
         got = json.loads(run.stdout.strip().splitlines()[-1])
         requests = [_health(url)["stats"]["requests"] for _, url in servers]
@@ -191,7 +216,7 @@ def test_openrlhf_remote_reward_client_against_datarl_serve(tmp_path):
 
     router = Router()
     expected = [router.score(r, resp).score for r, resp in cases]
-    assert expected[:len(records)] == [1.0] * len(records) and max(expected[len(records):]) < 1.0
+    assert expected[: len(records)] == [1.0] * len(records) and max(expected[len(records) :]) < 1.0
     n = len(cases)
     for mode in ("http", "hook"):
         results = got[mode]["results"]

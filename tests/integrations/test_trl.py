@@ -37,9 +37,14 @@ def batch(suite):
     return rows, texts, suite * 2
 
 
-@pytest.mark.parametrize("fn, source, task", [
-    (dt.rtv_math, "rtv.math", "math"), (dt.rtv_code, "rtv.code", "code"), (dt.rtv_ifeval, "rtv.ifeval", "ifeval"),
-])
+@pytest.mark.parametrize(
+    "fn, source, task",
+    [
+        (dt.rtv_math, "rtv.math", "math"),
+        (dt.rtv_code, "rtv.code", "code"),
+        (dt.rtv_ifeval, "rtv.ifeval", "ifeval"),
+    ],
+)
 def test_verifier_callables_score_their_task_and_skip_the_rest(batch, fn, source, task):
     rows, texts, recs = batch
     assert fn.__name__ == source.replace(".", "_")
@@ -74,8 +79,11 @@ def test_a_learned_source_without_its_model_is_a_config_error_not_a_silent_zero(
     rows, texts, recs = batch
     # ...and without one, a general row stops the call with how to fix it, instead of training on zeros
     for fn in (dt.datarl_reward, dt.genrm_bon):
-        with pytest.raises(ValueError, match=r"row \d+: task 'general' is routed to genrm.bon, which needs a "
-                                             r"model: set sources.genrm.bon.judge"):
+        with pytest.raises(
+            ValueError,
+            match=r"row \d+: task 'general' is routed to genrm.bon, which needs a "
+            r"model: set sources.genrm.bon.judge",
+        ):
             trl_call(fn, rows, texts)
     assert inspect.iscoroutinefunction(dt.genrm_bon_async.__call__)
     with pytest.raises(ValueError, match="sources.genrm.bon.judge"):
@@ -103,12 +111,18 @@ def test_plain_dataset_columns_work_without_the_record_column(suite):
 
 def test_broken_records_score_zero_and_never_raise(suite):
     rec = next(r for r in suite if r["task"] == "math")
-    rows = [{"prompt": "p", dt.RECORD_COLUMN: "{not json"},
-            {"prompt": "p", dt.RECORD_COLUMN: json.dumps({"task": "math", "prompt": "p"})},
-            {"prompt": "p", dt.RECORD_COLUMN: json.dumps({"task": "chess", "prompt": "p"})},
-            {"prompt": "p", dt.RECORD_COLUMN: json.dumps(rec)}]
-    completions = [None, 17, [{"role": "assistant", "content": [{"type": "text", "text": rec["reference"]}]}],
-                   [{"role": "assistant", "content": rec["reference"]}]]
+    rows = [
+        {"prompt": "p", dt.RECORD_COLUMN: "{not json"},
+        {"prompt": "p", dt.RECORD_COLUMN: json.dumps({"task": "math", "prompt": "p"})},
+        {"prompt": "p", dt.RECORD_COLUMN: json.dumps({"task": "chess", "prompt": "p"})},
+        {"prompt": "p", dt.RECORD_COLUMN: json.dumps(rec)},
+    ]
+    completions = [
+        None,
+        17,
+        [{"role": "assistant", "content": [{"type": "text", "text": rec["reference"]}]}],
+        [{"role": "assistant", "content": rec["reference"]}],
+    ]
     assert trl_call(dt.datarl_reward, rows, completions) == [0.0, 0.0, 0.0, 1.0]
     weird = ["\\boxed{" * 300, "x" * 100_000, "", b"\xff"]
     assert all(v in (0.0, 1.0) for v in trl_call(dt.rtv_math, [rows[3]] * 4, weird))
@@ -116,10 +130,22 @@ def test_broken_records_score_zero_and_never_raise(suite):
 
 def test_completion_text():
     assert dt.completion_text("abc") == "abc"
-    assert dt.completion_text([{"role": "assistant", "content": "a"}, {"role": "tool", "content": "t"},
-                               {"role": "assistant", "content": "final"}]) == "final"
-    assert dt.completion_text([{"role": "assistant", "content": [{"type": "text", "text": "x"},
-                                                                 {"type": "text", "text": "y"}]}]) == "xy"
+    assert (
+        dt.completion_text(
+            [
+                {"role": "assistant", "content": "a"},
+                {"role": "tool", "content": "t"},
+                {"role": "assistant", "content": "final"},
+            ]
+        )
+        == "final"
+    )
+    assert (
+        dt.completion_text(
+            [{"role": "assistant", "content": [{"type": "text", "text": "x"}, {"type": "text", "text": "y"}]}]
+        )
+        == "xy"
+    )
     assert dt.completion_text(None) == "" and dt.completion_text([]) == ""
 
 
@@ -175,6 +201,7 @@ def test_callables_pickle_and_validate_arguments(batch):
 
 # --- against TRL's own GRPOTrainer (its own venv) --------------------------------------------------
 
+
 @pytest.mark.integration
 def test_grpo_trainer_two_steps_with_datarl_rewards(tmp_path, run_framework_check):
     res = run_framework_check("trl", "trl_check.py", CUDA_VISIBLE_DEVICES="")
@@ -185,9 +212,23 @@ def test_grpo_trainer_two_steps_with_datarl_rewards(tmp_path, run_framework_chec
         assert f"rewards/{name}/mean" in res["logged_keys"]
     assert {c["name"] for c in res["calls"] if c["async"]} == {"genrm_bon"}
     # `datarl score` (this venv's CLI) on the completions TRL generated, row by row
-    score = subprocess.run([sys.executable, "-m", "datarl.cli", "score", str(tmp_path / "completions.jsonl"), "-o",
-                            str(tmp_path / "scored.jsonl"), "--workers", "2", "--no-progress"],
-                           capture_output=True, text=True, timeout=300)
+    score = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "datarl.cli",
+            "score",
+            str(tmp_path / "completions.jsonl"),
+            "-o",
+            str(tmp_path / "scored.jsonl"),
+            "--workers",
+            "2",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert score.returncode == 0 and not (tmp_path / "scored.jsonl.errors.jsonl").exists(), score.stderr
     scored = [json.loads(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
     by_key = {(s["call"], s["row"]): s for s in scored}
@@ -196,8 +237,13 @@ def test_grpo_trainer_two_steps_with_datarl_rewards(tmp_path, run_framework_chec
         assert {"task", "id", dt.RECORD_COLUMN, "trainer_state", "log_extra", "log_metric"} <= set(call["columns"])
         assert "prompt" not in call["columns"] and call["chat_completions"]
         for row, (value, task) in enumerate(zip(call["values"], call["tasks"])):
-            applies = {"rtv_math": task == "math", "rtv_code": task == "code", "rtv_ifeval": task == "ifeval",
-                       "datarl_reward": True, "genrm_bon": task == "general"}[call["name"]]
+            applies = {
+                "rtv_math": task == "math",
+                "rtv_code": task == "code",
+                "rtv_ifeval": task == "ifeval",
+                "datarl_reward": True,
+                "genrm_bon": task == "general",
+            }[call["name"]]
             if not applies:
                 assert value is None, (call["name"], task)
             elif task == "general":  # genrm_bon, and datarl_reward's general rows (routed to genrm.bon)

@@ -35,9 +35,11 @@ def test_parquet_columns_and_types(exported, suite):
     assert table.schema.field("prompt").type == pa.list_(pa.struct([("role", s), ("content", s)]))
     assert table.schema.field("reward_model").type == pa.struct([("style", s), ("ground_truth", s)])
     assert table.schema.field("extra_info").type == pa.struct(
-        [("id", s), ("task", s), ("domain", s), ("index", pa.int64()), ("record", s)])
-    assert summary.rows == len(suite) == table.num_rows and summary.by_task == {t: 5 for t in
-                                                                                 ("code", "general", "ifeval", "math")}
+        [("id", s), ("task", s), ("domain", s), ("index", pa.int64()), ("record", s)]
+    )
+    assert summary.rows == len(suite) == table.num_rows and summary.by_task == {
+        t: 5 for t in ("code", "general", "ifeval", "math")
+    }
     assert not any(p.name.endswith(".tmp") for p in Path(path).parent.iterdir())
 
 
@@ -51,17 +53,27 @@ def test_rows_carry_the_records(exported, suite):
         assert json.loads(row["extra_info"]["record"]) == rec
         gt = row["reward_model"]["ground_truth"]
         assert isinstance(gt, str)
-        expected = {"math": lambda r: r["ground_truth"], "general": lambda r: r["reference"],
-                    "code": lambda r: json.dumps({"tests": r["tests"]}, sort_keys=True),
-                    "ifeval": lambda r: json.dumps({"instruction_id_list": r["instruction_id_list"],
-                                                    "kwargs": r["kwargs"]}, sort_keys=True)}[rec["task"]](rec)
+        expected = {
+            "math": lambda r: r["ground_truth"],
+            "general": lambda r: r["reference"],
+            "code": lambda r: json.dumps({"tests": r["tests"]}, sort_keys=True),
+            "ifeval": lambda r: json.dumps(
+                {"instruction_id_list": r["instruction_id_list"], "kwargs": r["kwargs"]}, sort_keys=True
+            ),
+        }[rec["task"]](rec)
         assert gt == expected
         assert row["reward_model"]["style"] == ("model" if rec["task"] == "general" else "rule")
 
 
 def test_chat_prompts_are_kept_and_response_fields_dropped():
-    rec = {"id": "c1", "task": "math", "ground_truth": "2", "response": "old", "reward": 1.0,
-           "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "1+1?"}]}
+    rec = {
+        "id": "c1",
+        "task": "math",
+        "ground_truth": "2",
+        "response": "old",
+        "reward": 1.0,
+        "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "1+1?"}],
+    }
     row = dv.verl_rows([rec])[0]
     assert row["prompt"] == rec["prompt"]
     assert set(json.loads(row["extra_info"]["record"])) == {"id", "task", "domain", "ground_truth", "prompt"}
@@ -85,10 +97,13 @@ def test_curriculum_row_order_is_the_samplers(suite, tmp_path):
     assert {r["ability"] for r in rows[:k]} == {"code"}  # the paper's first phase: code only
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"steps": 3}, "only apply with a curriculum"),
-    ({"curriculum": CurriculumConfig(), "steps": 3}, "prompts_per_step"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"steps": 3}, "only apply with a curriculum"),
+        ({"curriculum": CurriculumConfig(), "steps": 3}, "prompts_per_step"),
+    ],
+)
 def test_export_option_errors(suite, kwargs, fragment):
     with pytest.raises(dv.VerlExportError, match=fragment):
         dv.verl_rows(suite, **kwargs)
@@ -97,8 +112,9 @@ def test_export_option_errors(suite, kwargs, fragment):
 
 
 def _score(row, response, **kw):
-    return dv.compute_score(row["data_source"], response, row["reward_model"]["ground_truth"],
-                            dict(row["extra_info"]), **kw)
+    return dv.compute_score(
+        row["data_source"], response, row["reward_model"]["ground_truth"], dict(row["extra_info"]), **kw
+    )
 
 
 def _stable(info):
@@ -109,15 +125,19 @@ def test_compute_score_equals_the_router_for_every_task(exported, suite):
     router = Router()
     for row, rec in zip(exported[2].to_pylist(), suite):
         if rec["task"] == "general":  # the default table sends it to genrm.bon, which has no judge here
-            with pytest.raises(ValueError, match="routed to genrm.bon, which needs a model: set "
-                                                 "sources.genrm.bon.judge"):
+            with pytest.raises(
+                ValueError, match="routed to genrm.bon, which needs a model: set sources.genrm.bon.judge"
+            ):
                 _score(row, rec["reference"])
             continue
         for response in (rec["reference"], WRONG):
             got, want = _score(row, response), router.score(rec, response)
             assert tuple(got) == dv.SCORE_KEYS
-            assert (got["score"], got["reward_source"], got["failure"]) == \
-                   (want.score, want.source, str(want.info.get("failure") or ""))
+            assert (got["score"], got["reward_source"], got["failure"]) == (
+                want.score,
+                want.source,
+                str(want.info.get("failure") or ""),
+            )
             assert _stable(json.loads(got["reward_info"])) == _stable(json.loads(json.dumps(want.info, default=str)))
             assert got["record_id"] == rec["id"] and got["task"] == rec["task"]
         assert _score(row, rec["reference"])["score"] == 1.0  # the suite's references pass their checks
@@ -126,13 +146,17 @@ def test_compute_score_equals_the_router_for_every_task(exported, suite):
 def test_compute_score_reads_the_router_config(exported, suite, tmp_path, monkeypatch):
     cfg = tmp_path / "run.yaml"
     cfg.write_text("reward:\n  router: {math: none}\n  sources:\n    rtv.ifeval: {mode: loose}\n")
-    router = Router(RouterConfig.from_mapping({"router": {"math": "none"},
-                                               "sources": {"rtv.ifeval": {"mode": "loose"}}}))
+    router = Router(
+        RouterConfig.from_mapping({"router": {"math": "none"}, "sources": {"rtv.ifeval": {"mode": "loose"}}})
+    )
     row, rec = next((r, s) for r, s in zip(exported[2].to_pylist(), suite) if s["task"] == "math")
     assert _score(row, rec["reference"])["score"] == 1.0
     got = _score(row, rec["reference"], datarl_config=str(cfg))
-    assert (got["score"], got["failure"]) == (0.0, "no_source") == \
-           (router.score(rec, rec["reference"]).score, router.score(rec, rec["reference"]).failure)
+    assert (
+        (got["score"], got["failure"])
+        == (0.0, "no_source")
+        == (router.score(rec, rec["reference"]).score, router.score(rec, rec["reference"]).failure)
+    )
     for r, s in zip(exported[2].to_pylist(), suite):
         if s["task"] == "ifeval":
             loose = _score(r, s["reference"], datarl_config=str(cfg))
@@ -144,14 +168,17 @@ def test_compute_score_reads_the_router_config(exported, suite, tmp_path, monkey
         _score(row, rec["reference"])
 
 
-@pytest.mark.parametrize("data_source, ground_truth, extra_info, fragment", [
-    ("openai/gsm8k", "18", {"index": 0}, "not 'datarl/<task>'"),
-    ("datarl/math", "18", {"record": "{not json"}, "not valid JSON"),
-    ("datarl/math", "18", {"record": json.dumps({"task": "math", "prompt": "p"})}, "ground_truth"),
-    ("datarl/code", "not json", None, "JSON text"),
-    ("datarl/chess", "1", "not a dict", "unknown task"),
-    (None, None, None, "data_source"),
-])
+@pytest.mark.parametrize(
+    "data_source, ground_truth, extra_info, fragment",
+    [
+        ("openai/gsm8k", "18", {"index": 0}, "not 'datarl/<task>'"),
+        ("datarl/math", "18", {"record": "{not json"}, "not valid JSON"),
+        ("datarl/math", "18", {"record": json.dumps({"task": "math", "prompt": "p"})}, "ground_truth"),
+        ("datarl/code", "not json", None, "JSON text"),
+        ("datarl/chess", "1", "not a dict", "unknown task"),
+        (None, None, None, "data_source"),
+    ],
+)
 def test_bad_rows_score_zero_with_an_error(data_source, ground_truth, extra_info, fragment):
     got = dv.compute_score(data_source, "#### 18", ground_truth, extra_info)
     assert tuple(got) == dv.SCORE_KEYS
@@ -182,16 +209,22 @@ def test_loaded_by_file_path_as_verl_does(exported, suite):
     spec.loader.exec_module(module)
     assert "custom_module_123" not in sys.modules
     row, rec = exported[2].to_pylist()[2], suite[2]
-    assert module.compute_score(row["data_source"], rec["reference"], row["reward_model"]["ground_truth"],
-                                row["extra_info"])["score"] == 1.0
+    assert (
+        module.compute_score(
+            row["data_source"], rec["reference"], row["reward_model"]["ground_truth"], row["extra_info"]
+        )["score"]
+        == 1.0
+    )
 
 
 def test_cli_export_with_run_config(suite, tmp_path, capsys):
     src = tmp_path / "train.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in suite))
     cfg = tmp_path / "run.yaml"
-    cfg.write_text("curriculum: {phases: [{until_step: 2, tasks: {math: 1}}, {tasks: natural}]}\n"
-                   "ppo: {steps: 4, prompts_per_step: 3}\nseed: 5\n")
+    cfg.write_text(
+        "curriculum: {phases: [{until_step: 2, tasks: {math: 1}}, {tasks: natural}]}\n"
+        "ppo: {steps: 4, prompts_per_step: 3}\nseed: 5\n"
+    )
     out = tmp_path / "out.parquet"
     assert cli_main(["export-verl", str(src), "-o", str(out), "--config", str(cfg)]) == 0
     printed = capsys.readouterr().out
@@ -205,10 +238,13 @@ def test_cli_export_with_run_config(suite, tmp_path, capsys):
     assert cli_main(["export-verl", str(src), "-o", str(out)]) == 0 and pq.read_table(out).num_rows == len(suite)
 
 
-@pytest.mark.parametrize("extra, fragment", [
-    (["--steps", "4"], "give both --steps and --prompts-per-step"),
-    (["--steps", "4", "--prompts-per-step", "2", "--config", "BAD"], "unknown task"),
-])
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--steps", "4"], "give both --steps and --prompts-per-step"),
+        (["--steps", "4", "--prompts-per-step", "2", "--config", "BAD"], "unknown task"),
+    ],
+)
 def test_cli_errors_are_one_line(suite, tmp_path, capsys, extra, fragment):
     src = tmp_path / "train.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in suite) + '{"task": "math", "prompt": "p"}\n')
@@ -224,6 +260,7 @@ def test_cli_errors_are_one_line(suite, tmp_path, capsys, extra, fragment):
 
 
 # --- against verl's own code (its own venv) --------------------------------------------------------
+
 
 @pytest.mark.integration
 def test_verl_dataset_sampler_config_and_reward_loop(tmp_path, run_framework_check):

@@ -30,21 +30,33 @@ def recording(fn, calls: list):
     from datarl.integrations.trl import RECORD_COLUMN, completion_text
 
     def note(completions, columns, values, is_async):
-        calls.append({"index": len(calls), "name": fn.__name__, "async": is_async, "columns": sorted(columns),
-                      "tasks": list(columns["task"]), "values": list(values),
-                      "chat_completions": all(isinstance(c, list) for c in completions),
-                      "texts": [completion_text(c) for c in completions], "records": list(columns[RECORD_COLUMN])})
+        calls.append(
+            {
+                "index": len(calls),
+                "name": fn.__name__,
+                "async": is_async,
+                "columns": sorted(columns),
+                "tasks": list(columns["task"]),
+                "values": list(values),
+                "chat_completions": all(isinstance(c, list) for c in completions),
+                "texts": [completion_text(c) for c in completions],
+                "records": list(columns[RECORD_COLUMN]),
+            }
+        )
 
     if inspect.iscoroutinefunction(fn.__call__):
+
         async def wrapped(prompts, completions, completion_ids=None, **columns):
             values = await fn(prompts, completions, completion_ids, **columns)
             note(completions, columns, values, True)
             return values
     else:
+
         def wrapped(prompts, completions, completion_ids=None, **columns):
             values = fn(prompts, completions, completion_ids, **columns)
             note(completions, columns, values, False)
             return values
+
     wrapped.__name__ = fn.__name__  # TRL logs rewards/<name>/mean
     return wrapped
 
@@ -75,13 +87,34 @@ def main() -> None:
     calls: list[dict] = []
     # the routed table (default: general -> genrm.bon) with the judge given in the config
     routed = dt.reward_func(None, config={"sources": {"genrm.bon": {"judge": judge}}}, name="datarl_reward")
-    funcs = [dt.rtv_math, dt.rtv_code, dt.rtv_ifeval, routed,
-             dt.reward_func("genrm.bon", options={"judge": judge}, asynchronous=True)]
-    args = GRPOConfig(output_dir=str(work / "out"), max_steps=2, per_device_train_batch_size=16, num_generations=4,
-                      max_completion_length=48, learning_rate=5e-3, logging_steps=1, report_to="none",
-                      save_strategy="no", use_cpu=True, bf16=False, seed=0, dataloader_num_workers=0)
-    trainer = GRPOTrainer(model=str(model_dir), reward_funcs=[recording(f, calls) for f in funcs],
-                          train_dataset=Dataset.from_list(dt.trl_rows(suite)), args=args)
+    funcs = [
+        dt.rtv_math,
+        dt.rtv_code,
+        dt.rtv_ifeval,
+        routed,
+        dt.reward_func("genrm.bon", options={"judge": judge}, asynchronous=True),
+    ]
+    args = GRPOConfig(
+        output_dir=str(work / "out"),
+        max_steps=2,
+        per_device_train_batch_size=16,
+        num_generations=4,
+        max_completion_length=48,
+        learning_rate=5e-3,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        bf16=False,
+        seed=0,
+        dataloader_num_workers=0,
+    )
+    trainer = GRPOTrainer(
+        model=str(model_dir),
+        reward_funcs=[recording(f, calls) for f in funcs],
+        train_dataset=Dataset.from_list(dt.trl_rows(suite)),
+        args=args,
+    )
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
     changed = any(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
@@ -99,9 +132,18 @@ def main() -> None:
                 if rec["task"] != "general":
                     fh.write(json.dumps({**rec, "response": call["texts"][i], "call": call["index"], "row": i}) + "\n")
     logged = sorted({k for entry in trainer.state.log_history for k in entry})
-    result_path.write_text(json.dumps({"trl_version": trl.__version__, "global_step": trainer.state.global_step,
-                                       "params_changed": changed, "calls": calls, "judge": expected_judge,
-                                       "logged_keys": logged}))
+    result_path.write_text(
+        json.dumps(
+            {
+                "trl_version": trl.__version__,
+                "global_step": trainer.state.global_step,
+                "params_changed": changed,
+                "calls": calls,
+                "judge": expected_judge,
+                "logged_keys": logged,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

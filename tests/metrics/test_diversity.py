@@ -28,17 +28,20 @@ def _dp(a, b) -> int:
     return prev[-1]
 
 
-@pytest.mark.parametrize("a, b, expected", [
-    ("", "", 0),
-    ("", "abc", 3),
-    ("abc", "", 3),
-    ("kitten", "sitting", 3),
-    ("flaw", "lawn", 2),
-    ("abc", "abc", 0),
-    ("abc", "cba", 2),
-    ("a" * 70, "b" * 70, 70),          # crosses a 64-bit word
-    ("ab" * 40, "ba" * 40, 2),
-])
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        ("", "", 0),
+        ("", "abc", 3),
+        ("abc", "", 3),
+        ("kitten", "sitting", 3),
+        ("flaw", "lawn", 2),
+        ("abc", "abc", 0),
+        ("abc", "cba", 2),
+        ("a" * 70, "b" * 70, 70),  # crosses a 64-bit word
+        ("ab" * 40, "ba" * 40, 2),
+    ],
+)
 def test_edit_distance_table(a, b, expected):
     assert edit_distance(a, b) == expected
     assert edit_distance(list(a), list(b)) == expected
@@ -85,17 +88,20 @@ def test_normalised_and_max_pairwise():
     assert max_pairwise_edit([[1, 2, 3, 4]] * 4 + [[1, 2, 9, 9]]) == 0.5
 
 
-@pytest.mark.parametrize("texts, n, expected", [
-    ([], 1, 0.0),
-    ([""], 1, 0.0),
-    (["a"], 2, 0.0),                          # no bigram in a one-word text
-    (["a b c"], 1, 1.0),
-    (["A a a"], 1, 1 / 3),                    # lowercased
-    (["a b", "a b"], 1, 2 / 4),
-    (["a b", "a b"], 2, 1 / 2),
-    (["x y", "z"], 2, 1.0),                   # "y z" is not a bigram: n-grams never span texts
-    (["the cat sat", "the cat ran"], 2, 3 / 4),
-])
+@pytest.mark.parametrize(
+    "texts, n, expected",
+    [
+        ([], 1, 0.0),
+        ([""], 1, 0.0),
+        (["a"], 2, 0.0),  # no bigram in a one-word text
+        (["a b c"], 1, 1.0),
+        (["A a a"], 1, 1 / 3),  # lowercased
+        (["a b", "a b"], 1, 2 / 4),
+        (["a b", "a b"], 2, 1 / 2),
+        (["x y", "z"], 2, 1.0),  # "y z" is not a bigram: n-grams never span texts
+        (["the cat sat", "the cat ran"], 2, 3 / 4),
+    ],
+)
 def test_distinct_n_table(texts, n, expected):
     assert distinct_n(texts, n) == pytest.approx(expected)
 
@@ -105,18 +111,21 @@ def test_distinct_n_rejects_n_below_1():
         distinct_n(["a"], 0)
 
 
-@pytest.mark.parametrize("task, response, expected", [
-    ("math", "So the total is 12. The answer is 12.", "12"),
-    ("math", "The answer is \\boxed{\\frac{1}{2}}", "1/2"),
-    ("math", "Answer: 0.5", "1/2"),                    # same value as above
-    ("math", "#### 1,000", "1000"),
-    ("math", "I am not sure.", ""),
-    ("math", "", ""),
-    ("code", "```python\ndef f(x):\n    return x\n\n```", "def f(x):\nreturn x"),
-    ("code", "```python\ndef f(x):\n  return x\n```", "def f(x):\nreturn x"),   # indentation does not count
-    ("ifeval", "  Hello\n  WORLD ", "hello world"),
-    ("general", "A  Poem", "a poem"),
-])
+@pytest.mark.parametrize(
+    "task, response, expected",
+    [
+        ("math", "So the total is 12. The answer is 12.", "12"),
+        ("math", "The answer is \\boxed{\\frac{1}{2}}", "1/2"),
+        ("math", "Answer: 0.5", "1/2"),  # same value as above
+        ("math", "#### 1,000", "1000"),
+        ("math", "I am not sure.", ""),
+        ("math", "", ""),
+        ("code", "```python\ndef f(x):\n    return x\n\n```", "def f(x):\nreturn x"),
+        ("code", "```python\ndef f(x):\n  return x\n```", "def f(x):\nreturn x"),  # indentation does not count
+        ("ifeval", "  Hello\n  WORLD ", "hello world"),
+        ("general", "A  Poem", "a poem"),
+    ],
+)
 def test_final_answer_table(task, response, expected):
     assert final_answer({"task": task}, response) == expected
 
@@ -129,8 +138,7 @@ def test_final_answer_never_raises_on_odd_input():
 
 def test_diversity_summary_means_over_prompts():
     collapsed = ({"task": "math"}, ["The answer is 4"] * 5, [[1, 2, 3, 4]] * 5)
-    varied = ({"task": "math"}, ["The answer is 4", "Answer: 5", "so 6", "The answer is 4.0", "no idea"],
-              None)
+    varied = ({"task": "math"}, ["The answer is 4", "Answer: 5", "so 6", "The answer is 4.0", "no idea"], None)
     out = diversity_summary([collapsed, varied])
     assert set(out) == {"max_edit", "distinct_1", "distinct_2", "answers"}
     # collapsed: 1 answer; varied: 4, 5, 6 and "" (4.0 is 4) = 4 answers

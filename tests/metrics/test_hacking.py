@@ -11,16 +11,19 @@ from datarl.metrics import HackingConfig, HackingMonitor
 STEPS = [0, 10, 20, 30]  # window 3 -> the rule reads 4 evaluations
 
 
-@pytest.mark.parametrize("name, proxy, gold, alarm", [
-    ("proxy up, gold down", [0.50, 0.60, 0.70, 0.80], [0.50, 0.45, 0.40, 0.35], True),
-    ("both rising", [0.50, 0.60, 0.70, 0.80], [0.40, 0.45, 0.50, 0.55], False),
-    ("proxy flat, gold down", [0.60, 0.60, 0.60, 0.60], [0.50, 0.45, 0.40, 0.35], False),
-    ("proxy up, gold flat", [0.50, 0.60, 0.70, 0.80], [0.50, 0.50, 0.50, 0.50], False),
-    ("noise within tolerance", [0.500, 0.505, 0.498, 0.508], [0.500, 0.495, 0.502, 0.494], False),
-    ("one bad eval is not a trend", [0.50, 0.50, 0.50, 0.50], [0.50, 0.50, 0.50, 0.40], False),
-    ("gold peaked then fell", [0.40, 0.55, 0.70, 0.85], [0.50, 0.60, 0.45, 0.30], True),
-    ("proxy dipped last, still rising", [0.50, 0.70, 0.90, 0.85], [0.50, 0.45, 0.40, 0.35], True),
-])
+@pytest.mark.parametrize(
+    "name, proxy, gold, alarm",
+    [
+        ("proxy up, gold down", [0.50, 0.60, 0.70, 0.80], [0.50, 0.45, 0.40, 0.35], True),
+        ("both rising", [0.50, 0.60, 0.70, 0.80], [0.40, 0.45, 0.50, 0.55], False),
+        ("proxy flat, gold down", [0.60, 0.60, 0.60, 0.60], [0.50, 0.45, 0.40, 0.35], False),
+        ("proxy up, gold flat", [0.50, 0.60, 0.70, 0.80], [0.50, 0.50, 0.50, 0.50], False),
+        ("noise within tolerance", [0.500, 0.505, 0.498, 0.508], [0.500, 0.495, 0.502, 0.494], False),
+        ("one bad eval is not a trend", [0.50, 0.50, 0.50, 0.50], [0.50, 0.50, 0.50, 0.40], False),
+        ("gold peaked then fell", [0.40, 0.55, 0.70, 0.85], [0.50, 0.60, 0.45, 0.30], True),
+        ("proxy dipped last, still rising", [0.50, 0.70, 0.90, 0.85], [0.50, 0.45, 0.40, 0.35], True),
+    ],
+)
 def test_alarm_rule(name, proxy, gold, alarm):
     mon = HackingMonitor(HackingConfig())
     outs = [mon.update(s, "general", p, g) for s, p, g in zip(STEPS, proxy, gold)]
@@ -102,12 +105,15 @@ def test_non_finite_values_are_not_recorded():
     assert len(mon.state_dict()["history"]["g"]) == 1
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"window": 0}, "window"),
-    ({"window": 2.5}, "window"),
-    ({"min_rise": -0.1}, "min_rise"),
-    ({"min_fall": float("inf")}, "min_fall"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"window": 0}, "window"),
+        ({"window": 2.5}, "window"),
+        ({"min_rise": -0.1}, "min_rise"),
+        ({"min_fall": float("inf")}, "min_fall"),
+    ],
+)
 def test_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         HackingConfig(**kwargs)

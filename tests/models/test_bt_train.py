@@ -13,7 +13,6 @@ from datarl.models.bt_train import BTDataError, BTTrainConfig, pair_metrics, spl
 from datarl.rewards.bt import META_FILE, bt_scores  # noqa: E402
 from datarl_testing import micro_backbone, toy_pairs  # noqa: E402
 
-
 FAST = BTTrainConfig(steps=40, pairs_per_step=8, lr=3e-3, head_lr=1e-2, warmup_steps=4, eval_fraction=0.25)
 
 
@@ -49,8 +48,11 @@ def test_backbone_parameters_changed_and_directory_is_usable(trained):
     assert meta["config"]["steps"] == 40 and meta["metrics"]["eval/accuracy"] == metrics["eval/accuracy"]
     # the fitted shift/scale are the mean/std of the training responses' raw rewards
     train_pairs, _ = split_by_prompt(toy_pairs(), FAST.eval_fraction, FAST.seed)
-    raws = bt_scores(out, [p["prompt"] for p in train_pairs] * 2,
-                     [p["chosen"] for p in train_pairs] + [p["rejected"] for p in train_pairs])
+    raws = bt_scores(
+        out,
+        [p["prompt"] for p in train_pairs] * 2,
+        [p["chosen"] for p in train_pairs] + [p["rejected"] for p in train_pairs],
+    )
     assert sum(raws) / len(raws) == pytest.approx(meta["mapping"]["shift"], abs=1e-4)
 
 
@@ -69,8 +71,10 @@ def test_bad_backbone_and_empty_pairs(tmp_path):
         train_bt(toy_pairs(4), str(tmp_path), str(tmp_path / "out"))
 
 
-@pytest.mark.parametrize("kwargs", [{"steps": -1}, {"pairs_per_step": 0}, {"lr": 0}, {"eval_fraction": 1.0},
-                                    {"dtype": "int8"}, {"center_coef": -1}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"steps": -1}, {"pairs_per_step": 0}, {"lr": 0}, {"eval_fraction": 1.0}, {"dtype": "int8"}, {"center_coef": -1}],
+)
 def test_config_is_validated(kwargs):
     with pytest.raises(ValueError):
         BTTrainConfig(**kwargs)
@@ -84,9 +88,11 @@ def test_split_holds_out_whole_prompts():
 
 
 def test_pair_metrics_split_clean_flipped_and_gold():
-    pairs = [{"task": "general", "flipped": False, "chosen_gold": 1, "rejected_gold": 0},
-             {"task": "general", "flipped": True, "chosen_gold": 0, "rejected_gold": 1},
-             {"task": "math", "flipped": False, "chosen_gold": 1, "rejected_gold": 0}]
+    pairs = [
+        {"task": "general", "flipped": False, "chosen_gold": 1, "rejected_gold": 0},
+        {"task": "general", "flipped": True, "chosen_gold": 0, "rejected_gold": 1},
+        {"task": "math", "flipped": False, "chosen_gold": 1, "rejected_gold": 0},
+    ]
     m = pair_metrics(pairs, [(1.0, 0.0), (0.0, 1.0), (0.5, 0.5)], "eval")
     assert m["eval/accuracy/clean"] == 0.75 and m["eval/accuracy/flipped"] == 0.0
     assert m["eval/gold_accuracy/general"] == 1.0 and m["eval/accuracy/math"] == 0.5

@@ -17,8 +17,10 @@ from datarl.synth import SynthConfig, build_suite
 
 
 def _math_records(n):
-    return [r for r in build_suite(SynthConfig(tasks=("math",), train_per_task=n, pool_per_task=0,
-                                               eval_per_task=0))["train"]]
+    return [
+        r
+        for r in build_suite(SynthConfig(tasks=("math",), train_per_task=n, pool_per_task=0, eval_per_task=0))["train"]
+    ]
 
 
 def _load(path):
@@ -53,12 +55,19 @@ def test_config_validation():
 def test_label_scheme():
     rec = {"prompt": "Ann has 3 pens. Ann gets 4 more.", "ground_truth": "7"}
     pairs = [{**rec, "chosen": "3 + 4 = 7\n#### 7", "rejected": "3 + 4 = 8\n#### 8"}]
-    items = judge_items(pairs, [{**rec, "response": "#### 7.0"}, {**rec, "response": "x", "correct": False}],
-                        GenRMTrainConfig(gt_tie_target=0.75))
+    items = judge_items(
+        pairs,
+        [{**rec, "response": "#### 7.0"}, {**rec, "response": "x", "correct": False}],
+        GenRMTrainConfig(gt_tie_target=0.75),
+    )
     assert ("pairs", rec["prompt"], "3 + 4 = 7\n#### 7", "3 + 4 = 8\n#### 8", 1.0) in items
     gt = {(it[2], it[3], it[4]) for it in items if it[0] == "gt"}
-    assert gt == {("3 + 4 = 7\n#### 7", "#### 7", 0.75), ("3 + 4 = 8\n#### 8", "#### 7", 0.0),
-                  ("#### 7.0", "#### 7", 0.75), ("x", "#### 7", 0.0)}
+    assert gt == {
+        ("3 + 4 = 7\n#### 7", "#### 7", 0.75),
+        ("3 + 4 = 8\n#### 8", "#### 7", 0.0),
+        ("#### 7.0", "#### 7", 0.75),
+        ("x", "#### 7", 0.0),
+    }
     with pytest.raises(ValueError, match="identical"):
         judge_items([{**rec, "chosen": "a", "rejected": "a"}], None, GenRMTrainConfig())
 
@@ -95,6 +104,7 @@ def test_training_beats_chance_and_saves_a_judge(base_dir, tmp_path):
     json.dump(saved, open(os.path.join(out, GENRM_META), "w"))
     genrm.clear_judge_cache()
     from datarl.rewards.genrm_backends import HFJudge
+
     with pytest.raises(JudgeError, match="do not match"):
         HFJudge.load(out)
     assert score_genrm_gt(rec, rec["reference"], judge=out).failure == "judge_error"
@@ -128,11 +138,18 @@ def test_calibrate_judge_stores_a_threshold_that_scoring_applies(base_dir, tmp_p
     from datarl.rewards.genrm import score_genrm_gt_batch
 
     out = str(tmp_path / "judge")
-    train_genrm([], base_dir, out, GenRMTrainConfig(steps=0), gt_records=[
-        {"prompt": "p", "ground_truth": "1", "response": "#### 2", "correct": False}], log=None)
+    train_genrm(
+        [],
+        base_dir,
+        out,
+        GenRMTrainConfig(steps=0),
+        gt_records=[{"prompt": "p", "ground_truth": "1", "response": "#### 2", "correct": False}],
+        log=None,
+    )
     recs = _math_records(30)
-    rows = ([{**r, "response": r["reference"], "correct": True} for r in recs[:20]]
-            + [{**r, "response": r["reference"] + "0", "correct": False} for r in recs[10:30]])
+    rows = [{**r, "response": r["reference"], "correct": True} for r in recs[:20]] + [
+        {**r, "response": r["reference"] + "0", "correct": False} for r in recs[10:30]
+    ]
     genrm.clear_judge_cache()
     entry = calibrate_judge(out, rows, log=None)
     assert 0 < entry["threshold"] < 1 and entry["n"] == 40 and entry["correct"] == 20

@@ -31,8 +31,9 @@ def test_training_changes_parameters_and_lowers_loss(micro):
 
 def test_chat_template_wraps_prompts(micro):
     policy, _, _ = micro
-    text = policy.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
-                                                tokenize=False)
+    text = policy.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False
+    )
     assert text == "<|bos|><|user|>hi<|eos|><|assistant|>"
 
 
@@ -51,8 +52,10 @@ def test_generate_logprobs_match_a_fresh_forward_pass(micro, use_cache):
 
 def test_cache_and_no_cache_sample_the_same_tokens(micro):
     policy, _, _ = micro
-    runs = [generate(policy, ["what is 5 plus 5?"] * 4, SamplingConfig(max_new_tokens=12, seed=3, use_cache=c))
-            for c in (True, False)]
+    runs = [
+        generate(policy, ["what is 5 plus 5?"] * 4, SamplingConfig(max_new_tokens=12, seed=3, use_cache=c))
+        for c in (True, False)
+    ]
     assert [g.token_ids for g in runs[0]] == [g.token_ids for g in runs[1]]
 
 
@@ -79,14 +82,20 @@ def test_save_and_reload_as_an_ordinary_hf_directory(micro, tmp_path):
     policy.tokenizer.save_pretrained(tmp_path)
     again = load_policy(str(tmp_path))
     cfg = SamplingConfig(temperature=0, max_new_tokens=10)
-    assert generate(again, ["what is 1 plus 1?"], cfg)[0].token_ids == generate(policy, ["what is 1 plus 1?"], cfg)[0].token_ids
+    assert (
+        generate(again, ["what is 1 plus 1?"], cfg)[0].token_ids
+        == generate(policy, ["what is 1 plus 1?"], cfg)[0].token_ids
+    )
 
 
-@pytest.mark.parametrize("spec, fragment", [
-    ("/nonexistent/model", "no such model directory"),
-    ("/nonexistent/m.gguf", "GGUF file not found"),
-    ("someone/not-cached-model", "not in the local Hugging Face cache"),
-])
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        ("/nonexistent/model", "no such model directory"),
+        ("/nonexistent/m.gguf", "GGUF file not found"),
+        ("someone/not-cached-model", "not in the local Hugging Face cache"),
+    ],
+)
 def test_bad_policy_specs_are_clear_errors(spec, fragment):
     with pytest.raises(PolicyLoadError, match=fragment):
         load_policy(spec)

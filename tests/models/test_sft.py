@@ -56,8 +56,10 @@ def test_default_sft_policy_leaves_headroom_on_every_task(tmp_path):
 
     cfg = SFTConfig()
     policy = load_policy(build_sft_policy(cfg))
-    records = [parse_record(r, path="eval", line=i + 1, default_id=str(i))
-               for i, r in enumerate(build_suite(cfg.synth)["eval"])]
+    records = [
+        parse_record(r, path="eval", line=i + 1, default_id=str(i))
+        for i, r in enumerate(build_suite(cfg.synth)["eval"])
+    ]
     sampling = SamplingConfig(temperature=0, max_new_tokens=96, batch_size=64)
     trained, _ = eval_records(records, policy, sampling, gold_check, workers=2)
     for task in ("math", "code", "ifeval"):

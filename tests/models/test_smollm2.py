@@ -31,8 +31,11 @@ def test_answers_a_chat_prompt_coherently(smol, monkeypatch):
 def test_sampled_logprobs_match_a_fresh_forward_pass(smol):
     from datarl.models.generate import SamplingConfig, generate, sequence_logprobs
 
-    gens = generate(smol, ["Name three fruits.", "Count to five."],
-                    SamplingConfig(temperature=0.7, max_new_tokens=24, samples_per_prompt=2, seed=3))
+    gens = generate(
+        smol,
+        ["Name three fruits.", "Count to five."],
+        SamplingConfig(temperature=0.7, max_new_tokens=24, samples_per_prompt=2, seed=3),
+    )
     for g in gens:
         fresh = sequence_logprobs(smol, g.prompt_ids, g.token_ids, temperature=0.7)
         assert max(abs(a - b) for a, b in zip(fresh, g.logprobs)) < 1e-4

@@ -23,8 +23,14 @@ torch = pytest.importorskip("torch")
 
 from datarl.models.generate import GenerationError, SamplingConfig, _eos_ids, generate  # noqa: E402
 from datarl.models.tiny import MICRO, build_tiny_policy  # noqa: E402
-from datarl.models.vllm_backend import (INSTALL_HINT, eos_token_ids, generate_vllm, require_cuda,  # noqa: E402
-                                        require_vllm, to_generations)
+from datarl.models.vllm_backend import (  # noqa: E402
+    INSTALL_HINT,
+    eos_token_ids,
+    generate_vllm,
+    require_cuda,
+    require_vllm,
+    to_generations,
+)
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 HAS_CUDA = torch.cuda.is_available()
@@ -35,13 +41,26 @@ if HAS_VLLM:
     from vllm.outputs import CompletionOutput, RequestOutput
 
     def completion(index, token_ids, logprobs, finish_reason):
-        return CompletionOutput(index=index, text="", token_ids=token_ids, cumulative_logprob=None,
-                                logprobs=logprobs, finish_reason=finish_reason)
+        return CompletionOutput(
+            index=index,
+            text="",
+            token_ids=token_ids,
+            cumulative_logprob=None,
+            logprobs=logprobs,
+            finish_reason=finish_reason,
+        )
 
     def request(prompt_ids, outputs):
-        return RequestOutput(request_id="r", prompt=None, prompt_token_ids=prompt_ids, prompt_logprobs=None,
-                             outputs=outputs, finished=True)
+        return RequestOutput(
+            request_id="r",
+            prompt=None,
+            prompt_token_ids=prompt_ids,
+            prompt_logprobs=None,
+            outputs=outputs,
+            finished=True,
+        )
 else:
+
     @dataclass
     class Logprob:  # type: ignore[no-redef]  # vllm.logprobs.Logprob's fields
         logprob: float
@@ -78,13 +97,17 @@ def _as_vllm(gens, n, decoy_token):
     more likely decoy (as vLLM adds top-k entries), samples listed in reverse index order."""
     outputs = []
     for p in range(len(gens) // n):
-        samples = gens[p * n:(p + 1) * n]
+        samples = gens[p * n : (p + 1) * n]
         comps = []
         for g in reversed(samples):
-            positions = [{tok: Logprob(lp, rank=3), (decoy_token if decoy_token != tok else decoy_token + 1):
-                          Logprob(-0.01, rank=1)} for tok, lp in zip(g.token_ids, g.logprobs)]
-            comps.append(completion(g.sample_index, list(g.token_ids), positions,
-                                    "stop" if g.finished else "length"))
+            positions = [
+                {
+                    tok: Logprob(lp, rank=3),
+                    (decoy_token if decoy_token != tok else decoy_token + 1): Logprob(-0.01, rank=1),
+                }
+                for tok, lp in zip(g.token_ids, g.logprobs)
+            ]
+            comps.append(completion(g.sample_index, list(g.token_ids), positions, "stop" if g.finished else "length"))
         outputs.append(request(list(samples[0].prompt_ids), comps))
     return outputs
 
@@ -96,8 +119,9 @@ def test_conversion_reproduces_hf_generations_exactly(policy, max_new_tokens):
     cfg = SamplingConfig(max_new_tokens=max_new_tokens, samples_per_prompt=2, seed=1, batch_size=8)
     gens = generate(policy, prompts, cfg)
     eos = set(_eos_ids(policy).tolist())  # the ids generate() stops on
-    converted = to_generations(_as_vllm(gens, 2, decoy_token=5), [g.prompt_ids for g in gens[::2]],
-                               policy.tokenizer, eos, samples_per_prompt=2)
+    converted = to_generations(
+        _as_vllm(gens, 2, decoy_token=5), [g.prompt_ids for g in gens[::2]], policy.tokenizer, eos, samples_per_prompt=2
+    )
     assert converted == gens  # text, token ids (EOS kept), log-probs of the sampled tokens, order, finished
     if max_new_tokens == 40:
         assert any(g.finished for g in gens) and all(g.token_ids[-1] in eos for g in gens if g.finished)
@@ -108,9 +132,16 @@ def test_finished_only_for_eos_and_eos_kept(policy):
     eos = tok.eos_token_id
     a, b = tok("what is", add_special_tokens=False)["input_ids"][:2]
     lp = [{a: Logprob(-0.5)}, {b: Logprob(-1.25), a: Logprob(-0.1)}, {eos: Logprob(-2.0)}]
-    out = [request([a], [completion(0, [a, b, eos], lp, "stop"),   # ended with EOS
-                         completion(1, [a, b, eos], lp, "length"),  # EOS as the very last allowed token
-                         completion(2, [a, b], lp[:2], "stop")])]   # stopped by something else (a stop string)
+    out = [
+        request(
+            [a],
+            [
+                completion(0, [a, b, eos], lp, "stop"),  # ended with EOS
+                completion(1, [a, b, eos], lp, "length"),  # EOS as the very last allowed token
+                completion(2, [a, b], lp[:2], "stop"),
+            ],
+        )
+    ]  # stopped by something else (a stop string)
     g0, g1, g2 = to_generations(out, [[a]], tok, {eos}, samples_per_prompt=3)
     assert (g0.token_ids, g0.logprobs, g0.finished) == ([a, b, eos], [-0.5, -1.25, -2.0], True)
     assert g0.text == tok.decode([a, b], skip_special_tokens=True)
@@ -129,8 +160,13 @@ def test_malformed_outputs_are_clear_errors(policy):
     with pytest.raises(GenerationError, match="sampled token 4"):
         to_generations(wrong_token, [[1]], tok, {2}, samples_per_prompt=1)
     with pytest.raises(GenerationError, match="2 samples, expected 1"):
-        to_generations([request([1], [completion(0, [4], [{4: Logprob(-1.0)}], "length")] * 2)], [[1]], tok, {2},
-                       samples_per_prompt=1)
+        to_generations(
+            [request([1], [completion(0, [4], [{4: Logprob(-1.0)}], "length")] * 2)],
+            [[1]],
+            tok,
+            {2},
+            samples_per_prompt=1,
+        )
 
 
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here")
@@ -152,11 +188,27 @@ def test_no_cuda_fails_before_any_engine(policy, tmp_path):
 @pytest.mark.skipif(HAS_CUDA and HAS_VLLM, reason="vLLM can run here")
 def test_cli_backend_vllm_is_a_one_line_error(tmp_path):
     prompts = tmp_path / "p.jsonl"
-    prompts.write_text(json.dumps({"id": "a", "task": "math", "prompt": "what is 2 plus 3?",
-                                   "ground_truth": "5"}) + "\n")
-    proc = subprocess.run([sys.executable, "-m", "datarl", "generate", str(prompts), "-o", str(tmp_path / "o.jsonl"),
-                           "--backend", "vllm", "--policy", str(tmp_path / "never-read")],
-                          capture_output=True, text=True, timeout=120)
+    prompts.write_text(
+        json.dumps({"id": "a", "task": "math", "prompt": "what is 2 plus 3?", "ground_truth": "5"}) + "\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "datarl",
+            "generate",
+            str(prompts),
+            "-o",
+            str(tmp_path / "o.jsonl"),
+            "--backend",
+            "vllm",
+            "--policy",
+            str(tmp_path / "never-read"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("datarl: error: ") and "Traceback" not in proc.stderr

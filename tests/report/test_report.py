@@ -19,11 +19,18 @@ from datarl.report import SECTIONS, ReportError, write_report
 
 TASKS = ("math", "code", "ifeval", "general")
 SOURCE = {"math": "rtv.math", "code": "rtv.code", "ifeval": "rtv.ifeval", "general": "bt"}
-PHASES = [(1, "code_only", {"code": 1.0}), (11, "code_math", {"code": 0.5, "math": 0.5}),
-          (21, "ramp", {"code": 0.35, "math": 0.35, "ifeval": 0.15, "general": 0.15}),
-          (31, "full", {"code": 0.25, "math": 0.25, "ifeval": 0.25, "general": 0.25})]
-GOLD = {"math": [0.20, 0.28, 0.36, 0.41, 0.45], "code": [0.30, 0.38, 0.45, 0.50, 0.52],
-        "ifeval": [0.40, 0.41, 0.43, 0.44, 0.46], "general": [0.50, 0.52, 0.45, 0.38, 0.33]}
+PHASES = [
+    (1, "code_only", {"code": 1.0}),
+    (11, "code_math", {"code": 0.5, "math": 0.5}),
+    (21, "ramp", {"code": 0.35, "math": 0.35, "ifeval": 0.15, "general": 0.15}),
+    (31, "full", {"code": 0.25, "math": 0.25, "ifeval": 0.25, "general": 0.25}),
+]
+GOLD = {
+    "math": [0.20, 0.28, 0.36, 0.41, 0.45],
+    "code": [0.30, 0.38, 0.45, 0.50, 0.52],
+    "ifeval": [0.40, 0.41, 0.43, 0.44, 0.46],
+    "general": [0.50, 0.52, 0.45, 0.38, 0.33],
+}
 PROXY_GENERAL = [0.50, 0.58, 0.66, 0.75, 0.85]  # bt keeps rising while gold falls: the alarm fires
 EVAL_STEPS = [0, 10, 20, 30, 40]
 
@@ -45,12 +52,21 @@ def _metrics_rows(steps: int = 40) -> list[dict]:
     rows = []
     for step in range(1, steps + 1):
         index, name, mix = _phase(step)
-        row = {"step": step, "time_s": 3.1 * step, "ppo/kl": 0.002 * step + rng.uniform(0, 0.01),
-               "ppo/entropy": 2.5 - 0.02 * step + rng.uniform(-0.05, 0.05), "ppo/clipfrac": rng.uniform(0.05, 0.2),
-               "ppo/value_loss": 0.3 / (1 + step / 10), "ppo/policy_loss": rng.uniform(-0.05, 0.05),
-               "ppo/kl_coef": 0.05, "response/length": 60 + step + rng.uniform(-5, 5),
-               "response/cut_off": rng.uniform(0, 0.1), "curriculum/phase": index, "curriculum/phase_name": name,
-               "perf/step_s": 3.1}
+        row = {
+            "step": step,
+            "time_s": 3.1 * step,
+            "ppo/kl": 0.002 * step + rng.uniform(0, 0.01),
+            "ppo/entropy": 2.5 - 0.02 * step + rng.uniform(-0.05, 0.05),
+            "ppo/clipfrac": rng.uniform(0.05, 0.2),
+            "ppo/value_loss": 0.3 / (1 + step / 10),
+            "ppo/policy_loss": rng.uniform(-0.05, 0.05),
+            "ppo/kl_coef": 0.05,
+            "response/length": 60 + step + rng.uniform(-5, 5),
+            "response/cut_off": rng.uniform(0, 0.1),
+            "curriculum/phase": index,
+            "curriculum/phase_name": name,
+            "perf/step_s": 3.1,
+        }
         rewards = []
         for task in TASKS:
             row[f"curriculum/realised/{task}"] = mix.get(task, 0.0)
@@ -70,14 +86,26 @@ def _eval_rows() -> list[dict]:
         for j, task in enumerate(TASKS):
             gold, n, spread = GOLD[task][i], 100, 0.1 * j  # general samples differ most, math least
             low, high = _wilson(gold, n)
-            row.update({f"gold/{task}": gold, f"gold/{task}/ci95_low": low, f"gold/{task}/ci95_high": high,
-                        f"gold/{task}/n": n, f"diversity/{task}/max_edit": 0.3 + spread - 0.04 * i,
-                        f"diversity/{task}/distinct_1": 0.3 + spread - 0.03 * i,
-                        f"diversity/{task}/distinct_2": 0.4 + spread - 0.04 * i,
-                        f"diversity/{task}/answers": 2.5 + 5 * spread - 0.3 * i})
+            row.update(
+                {
+                    f"gold/{task}": gold,
+                    f"gold/{task}/ci95_low": low,
+                    f"gold/{task}/ci95_high": high,
+                    f"gold/{task}/n": n,
+                    f"diversity/{task}/max_edit": 0.3 + spread - 0.04 * i,
+                    f"diversity/{task}/distinct_1": 0.3 + spread - 0.03 * i,
+                    f"diversity/{task}/distinct_2": 0.4 + spread - 0.04 * i,
+                    f"diversity/{task}/answers": 2.5 + 5 * spread - 0.3 * i,
+                }
+            )
         out = monitor.update(step, "general", PROXY_GENERAL[i], GOLD["general"][i])
-        row.update({"proxy/general": PROXY_GENERAL[i], "hacking/gap/general": out["gap"],
-                    "hacking/alarm/general": out["alarm"]})
+        row.update(
+            {
+                "proxy/general": PROXY_GENERAL[i],
+                "hacking/gap/general": out["gap"],
+                "hacking/alarm/general": out["alarm"],
+            }
+        )
         rows.append(row)
     assert monitor.alarms == {"general": [30, 40]}  # the fixture's premise
     return rows
@@ -88,32 +116,76 @@ def _selection_report() -> dict:
     domains = {}
     for d in TASKS:
         counts, kept = [30, 25, 20, 20, 20, 20, 20, 15, 15, 15], [20, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-        domains[d] = {"count": 200, "eligible": 200, "kept": 20, "dropped": 0, "dropped_by_reason": {},
-                      "mean": 0.41, "std": 0.3, "threshold": 0.05, "threshold_z": -1.2,
-                      "histogram": {"edges": [i / 10 for i in range(11)], "counts": counts, "kept_counts": kept}}
+        domains[d] = {
+            "count": 200,
+            "eligible": 200,
+            "kept": 20,
+            "dropped": 0,
+            "dropped_by_reason": {},
+            "mean": 0.41,
+            "std": 0.3,
+            "threshold": 0.05,
+            "threshold_z": -1.2,
+            "histogram": {"edges": [i / 10 for i in range(11)], "counts": counts, "kept_counts": kept},
+        }
     domains["general"]["dropped_by_reason"] = {"duplicate_of_train": 3}
-    return {"strategy": "lowest", "normalise": "zscore", "scope": "domain", "fraction": 0.1, "count": None,
-            "seed": 0, "samples_per_prompt": 4, "drop_unsolvable": False, "dedup": True, "kept": 80, "dropped": 3,
-            "domains": domains, "kept_ids": [f"pool:{i}" for i in range(80)], "drops": []}
+    return {
+        "strategy": "lowest",
+        "normalise": "zscore",
+        "scope": "domain",
+        "fraction": 0.1,
+        "count": None,
+        "seed": 0,
+        "samples_per_prompt": 4,
+        "drop_unsolvable": False,
+        "dedup": True,
+        "kept": 80,
+        "dropped": 3,
+        "domains": domains,
+        "kept_ids": [f"pool:{i}" for i in range(80)],
+        "drops": [],
+    }
 
 
 def make_run_dir(root: Path, *, selection: bool = True, summary: bool = True) -> Path:
     """A run directory as `datarl train` writes it (see src/datarl/report/load.py for the layout)."""
     run = root / "run"
     run.mkdir(parents=True)
-    config = {"policy": "tiny", "steps": 40, "seed": 0, "curriculum": "paper",
-              "reward": {"router": dict(SOURCE), "sources": {"bt": {"model": "/cache/bt"}}}}
+    config = {
+        "policy": "tiny",
+        "steps": 40,
+        "seed": 0,
+        "curriculum": "paper",
+        "reward": {"router": dict(SOURCE), "sources": {"bt": {"model": "/cache/bt"}}},
+    }
     (run / "config.json").write_text(json.dumps(config))
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _metrics_rows()))
     evals = _eval_rows()
     (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals))
     if summary:
-        block = lambda row: {t: {"n": row[f"gold/{t}/n"], "mean": row[f"gold/{t}"],  # noqa: E731
-                                 "ci95_low": row[f"gold/{t}/ci95_low"], "ci95_high": row[f"gold/{t}/ci95_high"]}
-                             for t in TASKS}
-        (run / "summary.json").write_text(json.dumps(
-            {"steps": 40, "best_step": 40, "before": block(evals[0]), "after": block(evals[-1]),
-             "best": block(evals[-1])}))
+
+        def block(row):
+            return {
+                t: {
+                    "n": row[f"gold/{t}/n"],
+                    "mean": row[f"gold/{t}"],
+                    "ci95_low": row[f"gold/{t}/ci95_low"],
+                    "ci95_high": row[f"gold/{t}/ci95_high"],
+                }
+                for t in TASKS
+            }
+
+        (run / "summary.json").write_text(
+            json.dumps(
+                {
+                    "steps": 40,
+                    "best_step": 40,
+                    "before": block(evals[0]),
+                    "after": block(evals[-1]),
+                    "best": block(evals[-1]),
+                }
+            )
+        )
     if selection:
         (run / "selection").mkdir()
         (run / "selection" / "report.json").write_text(json.dumps(_selection_report()))
@@ -219,8 +291,11 @@ def test_bad_lines_and_missing_keys_do_not_crash(tmp_path):
 
 
 def test_best_is_the_evaluation_with_the_highest_mean_gold(tmp_path):
-    rows = [{"step": 0, "gold/math": 0.2, "gold/code": 0.3}, {"step": 10, "gold/math": 0.5, "gold/code": 0.4},
-            {"step": 20, "gold/math": 0.3, "gold/code": 0.3}]
+    rows = [
+        {"step": 0, "gold/math": 0.2, "gold/code": 0.3},
+        {"step": 10, "gold/math": 0.5, "gold/code": 0.4},
+        {"step": 20, "gold/math": 0.3, "gold/code": 0.3},
+    ]
     (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     body = _section(write_report(tmp_path)[0].read_text(), "before-after")
     assert "final, step 20" in body and "best (step 10)" in body
@@ -228,11 +303,29 @@ def test_best_is_the_evaluation_with_the_highest_mean_gold(tmp_path):
 
 
 def test_paired_gains_replace_the_two_interval_approximation(tmp_path):
-    rows = [{"step": 0, "gold/math": 0.20, "gold/math/ci95_low": 0.16, "gold/math/ci95_high": 0.25,
-             "gold/code": 0.50, "gold/code/ci95_low": 0.44, "gold/code/ci95_high": 0.56},
-            {"step": 40, "gold/math": 0.25, "gold/math/ci95_low": 0.20, "gold/math/ci95_high": 0.30,
-             "gold/code": 0.52, "gold/code/ci95_low": 0.46, "gold/code/ci95_high": 0.58,
-             "gain/math": 0.05, "gain/math/ci95_low": 0.02, "gain/math/ci95_high": 0.08}]
+    rows = [
+        {
+            "step": 0,
+            "gold/math": 0.20,
+            "gold/math/ci95_low": 0.16,
+            "gold/math/ci95_high": 0.25,
+            "gold/code": 0.50,
+            "gold/code/ci95_low": 0.44,
+            "gold/code/ci95_high": 0.56,
+        },
+        {
+            "step": 40,
+            "gold/math": 0.25,
+            "gold/math/ci95_low": 0.20,
+            "gold/math/ci95_high": 0.30,
+            "gold/code": 0.52,
+            "gold/code/ci95_low": 0.46,
+            "gold/code/ci95_high": 0.58,
+            "gain/math": 0.05,
+            "gain/math/ci95_low": 0.02,
+            "gain/math/ci95_high": 0.08,
+        },
+    ]
     (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     body = _section(write_report(tmp_path)[0].read_text(), "before-after")
     math_row = re.search(r"<tr><td>math</td>(.*?)</tr>", body).group(1)
@@ -267,10 +360,21 @@ def test_headless_chromium_renders_the_page(full_report, tmp_path):
 
     html_path = full_report[1]
     shot = tmp_path / "shot.png"
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1400,5000",
-           html_path.resolve().as_uri()]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        "--window-size=1400,5000",
+        html_path.resolve().as_uri(),
+    ]
     subprocess.run(cmd, check=True, timeout=120, capture_output=True)
     assert shot.is_file() and shot.stat().st_size > 50_000
     with Image.open(shot) as im:

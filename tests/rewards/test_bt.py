@@ -13,10 +13,7 @@ pytest.importorskip("torch")
 
 from datarl.models.bt_train import BTTrainConfig, train_bt  # noqa: E402
 from datarl.rewards.bt import BTModelError, bt_scores, load_bt, score_bt  # noqa: E402
-
 from datarl_testing import micro_backbone, toy_pairs  # noqa: E402
-
-
 
 GOOD = "The river is nice and calm. I like the river a lot."
 BAD = "no no no no no no"
@@ -27,8 +24,12 @@ def bt_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("btsrc")
     base = micro_backbone(str(root / "base"))
     out = str(root / "bt")
-    train_bt(toy_pairs(task="general"), base, out, BTTrainConfig(steps=30, pairs_per_step=8, lr=3e-3, head_lr=1e-2,
-                                                   warmup_steps=3, eval_fraction=0.0))
+    train_bt(
+        toy_pairs(task="general"),
+        base,
+        out,
+        BTTrainConfig(steps=30, pairs_per_step=8, lr=3e-3, head_lr=1e-2, warmup_steps=3, eval_fraction=0.0),
+    )
     return out
 
 
@@ -66,8 +67,9 @@ def test_batched_scores_equal_one_at_a_time(bt_dir):
     batched = bt_scores(bt_dir, prompts, responses, batch_size=3)
     single = [bt_scores(bt_dir, [p], [r], batch_size=1)[0] for p, r in zip(prompts, responses)]
     assert batched == pytest.approx(single, abs=1e-4)
-    assert score_bt({"prompt": prompts[0]}, responses[0], model=bt_dir).info["raw"] == pytest.approx(batched[0],
-                                                                                                     abs=1e-4)
+    assert score_bt({"prompt": prompts[0]}, responses[0], model=bt_dir).info["raw"] == pytest.approx(
+        batched[0], abs=1e-4
+    )
 
 
 def test_unusable_model_dirs_are_reported_in_info(tmp_path, bt_dir):

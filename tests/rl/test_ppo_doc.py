@@ -50,10 +50,13 @@ def test_every_line_link_of_docs_ppo_points_at_what_it_names() -> None:
         lines = _lines(path)
         target = lines[int(line) - 1] if int(line) <= len(lines) else ""
         if not holds(text, target):
-            wrong.append(f"{text} -> {path}:{line}: {target.strip()!r} (nearest match: "
-                         f"{nearest(text, path, int(line))})")
-    assert not wrong, ("docs/ppo.md links to lines that moved; `python tests/rl/test_ppo_doc.py --fix` updates "
-                       "them:\n" + "\n".join(wrong))
+            wrong.append(
+                f"{text} -> {path}:{line}: {target.strip()!r} (nearest match: {nearest(text, path, int(line))})"
+            )
+    assert not wrong, (
+        "docs/ppo.md links to lines that moved; `python tests/rl/test_ppo_doc.py --fix` updates "
+        "them:\n" + "\n".join(wrong)
+    )
 
 
 def fix() -> int:

@@ -23,12 +23,28 @@ def test_two_ppo_steps_on_smollm2_change_it(tmp_path):
     suite = build_suite(SynthConfig(train_per_task=4, pool_per_task=0, eval_per_task=1, tasks=("math", "ifeval")))
     for split in ("train", "eval"):
         (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in suite[split]))
-    cfg = TrainConfig.from_mapping({
-        "policy": "smollm2-135m", "data": {"train": str(tmp_path / "train.jsonl"), "eval": str(tmp_path / "eval.jsonl")},
-        "curriculum": "none", "run_dir": str(tmp_path / "run"), "workers": 1, "save_every": 1,
-        "ppo": {"steps": 2, "prompts_per_step": 2, "samples_per_prompt": 2, "minibatch_size": 4, "micro_batch_size": 2,
-                "max_new_tokens": 24, "actor_lr": 1e-5, "critic_lr": 1e-5, "reward_shift": -0.5},
-        "eval": {"every": 0, "per_task": 1, "diversity_prompts": 1, "diversity_samples": 2, "max_new_tokens": 24}})
+    cfg = TrainConfig.from_mapping(
+        {
+            "policy": "smollm2-135m",
+            "data": {"train": str(tmp_path / "train.jsonl"), "eval": str(tmp_path / "eval.jsonl")},
+            "curriculum": "none",
+            "run_dir": str(tmp_path / "run"),
+            "workers": 1,
+            "save_every": 1,
+            "ppo": {
+                "steps": 2,
+                "prompts_per_step": 2,
+                "samples_per_prompt": 2,
+                "minibatch_size": 4,
+                "micro_batch_size": 2,
+                "max_new_tokens": 24,
+                "actor_lr": 1e-5,
+                "critic_lr": 1e-5,
+                "reward_shift": -0.5,
+            },
+            "eval": {"every": 0, "per_task": 1, "diversity_prompts": 1, "diversity_samples": 2, "max_new_tokens": 24},
+        }
+    )
     result = train(cfg, log=lambda m: None)
     assert result.steps == 2
     from safetensors.torch import load_file

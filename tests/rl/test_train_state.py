@@ -61,8 +61,7 @@ def test_an_old_trainer_state_reads_back_and_writes_back_unchanged():
     parts = objects()
     state = TrainState.from_json(json.loads(OLD), **parts)
     assert state == TrainState(step=2, best_gold=0.0, best_step=0)
-    assert parts["kl_ctl"].value == 0.02 and parts["sampler"].state_dict()["pos"] == {"code": 6, "ifeval": 0,
-                                                                                       "math": 2}
+    assert parts["kl_ctl"].value == 0.02 and parts["sampler"].state_dict()["pos"] == {"code": 6, "ifeval": 0, "math": 2}
     assert json.dumps(state.to_json(**parts), indent=1) == OLD
 
 

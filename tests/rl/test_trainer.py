@@ -22,16 +22,25 @@ from datarl.rl.trainer import train  # noqa: E402
 from datarl.synth import SynthConfig, build_suite  # noqa: E402
 from datarl_testing import read_jsonl  # noqa: E402
 
-PPO = {"steps": 3, "prompts_per_step": 4, "samples_per_prompt": 2, "minibatch_size": 4, "ppo_epochs": 2,
-       "max_new_tokens": 12, "actor_lr": 1e-3, "reward_shift": -0.5}  # a micro policy scores 0: shift for signal
+PPO = {
+    "steps": 3,
+    "prompts_per_step": 4,
+    "samples_per_prompt": 2,
+    "minibatch_size": 4,
+    "ppo_epochs": 2,
+    "max_new_tokens": 12,
+    "actor_lr": 1e-3,
+    "reward_shift": -0.5,
+}  # a micro policy scores 0: shift for signal
 EVAL = {"every": 2, "per_task": 2, "diversity_prompts": 1, "diversity_samples": 2, "max_new_tokens": 12}
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("ppo")
-    suite = build_suite(SynthConfig(train_per_task=6, pool_per_task=0, eval_per_task=2,
-                                    tasks=("math", "code", "ifeval")))
+    suite = build_suite(
+        SynthConfig(train_per_task=6, pool_per_task=0, eval_per_task=2, tasks=("math", "code", "ifeval"))
+    )
     for split in ("train", "eval"):
         with open(root / f"{split}.jsonl", "w") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in suite[split])
@@ -46,17 +55,23 @@ def world(tmp_path_factory):
 
 
 def config(world, run_dir, **changes):
-    data = {"policy": str(world / "policy"), "data": {"train": str(world / "train.jsonl"),
-                                                      "eval": str(world / "eval.jsonl")},
-            "ppo": dict(PPO), "eval": dict(EVAL), "run_dir": str(run_dir), "save_every": 1, "workers": 1,
-            "threads": 1, "curriculum": "paper"}
+    data = {
+        "policy": str(world / "policy"),
+        "data": {"train": str(world / "train.jsonl"), "eval": str(world / "eval.jsonl")},
+        "ppo": dict(PPO),
+        "eval": dict(EVAL),
+        "run_dir": str(run_dir),
+        "save_every": 1,
+        "workers": 1,
+        "threads": 1,
+        "curriculum": "paper",
+    }
     for key, value in changes.items():
         if isinstance(value, dict) and isinstance(data.get(key), dict):
             data[key] = {**data[key], **value}
         else:
             data[key] = value
     return data
-
 
 
 def params(directory):
@@ -75,9 +90,20 @@ def test_train_changes_the_policy_and_writes_the_run_directory(world, tmp_path):
     assert len(changed) > len(before) // 2, "PPO updated too few tensors"
     metrics = read_jsonl(run / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [0, 1, 2]
-    for key in ("reward/mean", "ppo/kl", "ppo/kl_coef", "ppo/entropy", "ppo/clipfrac", "ppo/value_loss",
-                "ppo/policy_loss", "response/length", "response/cut_off", "curriculum/phase", "perf/step_s",
-                "perf/tokens_per_s"):
+    for key in (
+        "reward/mean",
+        "ppo/kl",
+        "ppo/kl_coef",
+        "ppo/entropy",
+        "ppo/clipfrac",
+        "ppo/value_loss",
+        "ppo/policy_loss",
+        "response/length",
+        "response/cut_off",
+        "curriculum/phase",
+        "perf/step_s",
+        "perf/tokens_per_s",
+    ):
         assert all(key in m for m in metrics), key
     assert metrics[0]["curriculum/realised/code"] == 1.0  # the paper's curriculum starts with code only
     assert any(k.startswith("reward/source/rtv.code") for k in metrics[0])
@@ -105,14 +131,21 @@ def test_train_changes_the_policy_and_writes_the_run_directory(world, tmp_path):
 def test_general_on_a_learned_reward_logs_proxy_and_gap(world, tmp_path):
     from datarl.models.bt_train import BTTrainConfig, train_bt
 
-    pairs = [{"id": f"p{i}", "prompt": f"Describe topic {i}.", "chosen": "A calm answer. It is good.",
-              "rejected": "no"} for i in range(6)]
+    pairs = [
+        {"id": f"p{i}", "prompt": f"Describe topic {i}.", "chosen": "A calm answer. It is good.", "rejected": "no"}
+        for i in range(6)
+    ]
     bt_dir = tmp_path / "bt"
     train_bt(pairs, str(world / "policy"), str(bt_dir), BTTrainConfig(steps=2, pairs_per_step=2, eval_fraction=0))
-    cfg = config(world, tmp_path / "run", data={"train": str(world / "general.jsonl"),
-                                                "eval": str(world / "general.jsonl")},
-                 reward={"router": {"general": "bt"}, "sources": {"bt": {"model": str(bt_dir)}}},
-                 curriculum="none", ppo={"steps": 2}, eval={"every": 1, "per_task": 1})
+    cfg = config(
+        world,
+        tmp_path / "run",
+        data={"train": str(world / "general.jsonl"), "eval": str(world / "general.jsonl")},
+        reward={"router": {"general": "bt"}, "sources": {"bt": {"model": str(bt_dir)}}},
+        curriculum="none",
+        ppo={"steps": 2},
+        eval={"every": 1, "per_task": 1},
+    )
     train(TrainConfig.from_mapping(cfg), log=lambda m: None)
     evals = read_jsonl(tmp_path / "run" / "eval.jsonl")
     assert "hacking/gap/general" in evals[-1] and isinstance(evals[-1]["hacking/alarm/general"], bool)
@@ -122,36 +155,58 @@ def test_general_on_a_learned_reward_logs_proxy_and_gap(world, tmp_path):
     assert "reward/source/bt" in metrics[0]
 
 
-@pytest.mark.parametrize("changes, fragment", [
-    ({"curriculum": {"phases": [{"until_step": 2, "tasks": {"poetry": 1}}, {"tasks": "natural"}]}},
-     "unknown task 'poetry'"),
-    ({"curriculum": {"phases": [{"until_step": 4, "tasks": {"code": 1}}, {"until_step": 2, "tasks": {"math": 1}},
-                                {"tasks": "natural"}]}}, "must be greater than the previous"),
-    ({"curriculum": {"phases": [{"until_step": 2, "tasks": {"general": 1}}, {"tasks": "natural"}]}},
-     r"names task\(s\) \['general'\]"),
-    ({"ppo": {"minibatch_size": 3}}, "not divisible by minibatch_size 3"),
-    ({"ppo": {"micro_batch_size": 3}}, "must divide minibatch_size"),
-    ({"ppo": {"learning_rate": 1.0}}, "unknown option"),
-    ({"reward": {"router": {"math": "rtv.nope"}}}, "unknown source"),
-    ({"reward": {"router": {"math": "bt"}}}, "needs a model: set sources.bt.model"),
-    ({"reward": {"router": {"math": "genrm.gt"}, "sources": {"genrm.gt": {"judge": "/no/such/judge"}}}},
-     "no such model directory"),
-    ({"policy": "/no/such/policy"}, "no such model directory"),
-    ({"data": {"train": "/no/such/train.jsonl"}}, "no such file"),
-    ({"ppo": {"value_init": "/no/such/bt"}}, "no such BT model directory"),
-    ({"eval": {"gold": "vibes"}}, "gold must be"),
-])
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        (
+            {"curriculum": {"phases": [{"until_step": 2, "tasks": {"poetry": 1}}, {"tasks": "natural"}]}},
+            "unknown task 'poetry'",
+        ),
+        (
+            {
+                "curriculum": {
+                    "phases": [
+                        {"until_step": 4, "tasks": {"code": 1}},
+                        {"until_step": 2, "tasks": {"math": 1}},
+                        {"tasks": "natural"},
+                    ]
+                }
+            },
+            "must be greater than the previous",
+        ),
+        (
+            {"curriculum": {"phases": [{"until_step": 2, "tasks": {"general": 1}}, {"tasks": "natural"}]}},
+            r"names task\(s\) \['general'\]",
+        ),
+        ({"ppo": {"minibatch_size": 3}}, "not divisible by minibatch_size 3"),
+        ({"ppo": {"micro_batch_size": 3}}, "must divide minibatch_size"),
+        ({"ppo": {"learning_rate": 1.0}}, "unknown option"),
+        ({"reward": {"router": {"math": "rtv.nope"}}}, "unknown source"),
+        ({"reward": {"router": {"math": "bt"}}}, "needs a model: set sources.bt.model"),
+        (
+            {"reward": {"router": {"math": "genrm.gt"}, "sources": {"genrm.gt": {"judge": "/no/such/judge"}}}},
+            "no such model directory",
+        ),
+        ({"policy": "/no/such/policy"}, "no such model directory"),
+        ({"data": {"train": "/no/such/train.jsonl"}}, "no such file"),
+        ({"ppo": {"value_init": "/no/such/bt"}}, "no such BT model directory"),
+        ({"eval": {"gold": "vibes"}}, "gold must be"),
+    ],
+)
 def test_bad_configs_fail_before_training(world, tmp_path, changes, fragment):
     with pytest.raises(ConfigError, match=fragment):
         train(TrainConfig.from_mapping(config(world, tmp_path / "run", **changes)), log=lambda m: None)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-@pytest.mark.parametrize("reward, fragment", [
-    ({"router": {"general": None}}, "no reward source is configured for task 'general'"),
-    ({}, "routed to genrm.bon, which needs a model: set sources.genrm.bon.judge"),
-    ({"sources": {"genrm.bon": {"judge": "/tmp"}}}, r"reference: missing; genrm.bon compares"),
-])
+@pytest.mark.parametrize(
+    "reward, fragment",
+    [
+        ({"router": {"general": None}}, "no reward source is configured for task 'general'"),
+        ({}, "routed to genrm.bon, which needs a model: set sources.genrm.bon.judge"),
+        ({"sources": {"genrm.bon": {"judge": "/tmp"}}}, r"reference: missing; genrm.bon compares"),
+    ],
+)
 def test_records_the_router_cannot_score_fail_before_training(world, tmp_path, reward, fragment):
     rows = [{k: v for k, v in json.loads(line).items() if k != "reference"} for line in open(world / "general.jsonl")]
     (tmp_path / "noref.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -169,15 +224,21 @@ def test_a_finished_run_directory_is_not_overwritten(world, tmp_path):
 
 def _cli(config_path, *extra):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
-    return subprocess.Popen([sys.executable, "-m", "datarl", "train", str(config_path), *extra], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "datarl", "train", str(config_path), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(world, tmp_path):
     steps = 4
     for name in ("a", "b"):
-        (tmp_path / f"{name}.json").write_text(json.dumps(config(
-            world, tmp_path / name, ppo={"steps": steps}, eval={"every": 2})))
+        (tmp_path / f"{name}.json").write_text(
+            json.dumps(config(world, tmp_path / name, ppo={"steps": steps}, eval={"every": 2}))
+        )
     full = _cli(tmp_path / "a.json")
     assert full.wait(timeout=300) == 0, full.stderr.read()
     kill_after = random.Random().randint(1, steps - 1)  # a different step each run of the suite
@@ -214,14 +275,30 @@ def test_one_forward_critic_matches_gradient_accumulation(world, tmp_path, value
     micro-batches does (the unfused path: a no-grad pass for the values, then a forward per micro-batch).
     With a shared critic the one body pass also serves the policy loss."""
     (tmp_path / "short.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _short_answer_rows(8)))
-    ppo = {"steps": 1, "ppo_epochs": 1, "minibatch_size": 8, "critic_lr": 1e-2, "reward_shift": 0.0,
-           "max_new_tokens": 8, "value_init": value_init,
-           "adam_eps": 1e-5}  # with 1e-8 Adam blows the float noise of near-zero gradients up to step size
+    ppo = {
+        "steps": 1,
+        "ppo_epochs": 1,
+        "minibatch_size": 8,
+        "critic_lr": 1e-2,
+        "reward_shift": 0.0,
+        "max_new_tokens": 8,
+        "value_init": value_init,
+        "adam_eps": 1e-5,
+    }  # with 1e-8 Adam blows the float noise of near-zero gradients up to step size
     finals = {}
     for name, micro in (("fused", 8), ("accumulated", 4)):
-        train(TrainConfig.from_mapping(config(world, tmp_path / name, ppo={**ppo, "micro_batch_size": micro},
-                                              data={"train": str(tmp_path / "short.jsonl"), "eval": ""},
-                                              curriculum="none")), log=lambda m: None)
+        train(
+            TrainConfig.from_mapping(
+                config(
+                    world,
+                    tmp_path / name,
+                    ppo={**ppo, "micro_batch_size": micro},
+                    data={"train": str(tmp_path / "short.jsonl"), "eval": ""},
+                    curriculum="none",
+                )
+            ),
+            log=lambda m: None,
+        )
         rewards = read_jsonl(tmp_path / name / "metrics.jsonl")[0]
         assert 0 < rewards["reward/mean"] < 1  # rows differ, so a value matched to the wrong row would show
         step = tmp_path / name / "checkpoints" / "step-000001"
@@ -240,11 +317,28 @@ def test_one_forward_critic_matches_gradient_accumulation(world, tmp_path, value
 
 def test_a_shared_critic_warm_up_trains_the_head_and_leaves_the_policy(world, tmp_path):
     (tmp_path / "short.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _short_answer_rows(8)))
-    ppo = {"steps": 2, "ppo_epochs": 1, "minibatch_size": 8, "critic_lr": 1e-2, "max_new_tokens": 8,
-           "value_init": "shared", "critic_warmup_steps": 1, "reward_shift": 0.0}
-    train(TrainConfig.from_mapping(config(world, tmp_path / "run", ppo=ppo, curriculum="none",
-                                          data={"train": str(tmp_path / "short.jsonl"), "eval": ""})),
-          log=lambda m: None)
+    ppo = {
+        "steps": 2,
+        "ppo_epochs": 1,
+        "minibatch_size": 8,
+        "critic_lr": 1e-2,
+        "max_new_tokens": 8,
+        "value_init": "shared",
+        "critic_warmup_steps": 1,
+        "reward_shift": 0.0,
+    }
+    train(
+        TrainConfig.from_mapping(
+            config(
+                world,
+                tmp_path / "run",
+                ppo=ppo,
+                curriculum="none",
+                data={"train": str(tmp_path / "short.jsonl"), "eval": ""},
+            )
+        ),
+        log=lambda m: None,
+    )
     step = tmp_path / "run" / "checkpoints" / "step-000001"
     init, after = params(world / "policy"), params(step / "policy")
     assert all(torch.equal(init[k], after[k]) for k in init)  # warm-up: the policy (and its body) waits
@@ -266,16 +360,34 @@ def test_ppo_raises_a_reward_the_policy_can_reach(world, tmp_path):
     # "Answer in fewer than 3 words": a micro policy starts near a third and only has to shift
     # its token choices (fewer spaces, or an earlier EOS), so PPO must raise the reward in 20 steps.
     (tmp_path / "short.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _short_answer_rows(16)))
-    cfg = config(world, tmp_path / "run", data={"train": str(tmp_path / "short.jsonl"), "eval": ""},
-                 curriculum="none", ppo={"steps": 20, "prompts_per_step": 8, "samples_per_prompt": 4,
-                                         "minibatch_size": 16, "actor_lr": 3e-3, "reward_shift": 0.0,
-                                         "max_new_tokens": 8})
+    cfg = config(
+        world,
+        tmp_path / "run",
+        data={"train": str(tmp_path / "short.jsonl"), "eval": ""},
+        curriculum="none",
+        ppo={
+            "steps": 20,
+            "prompts_per_step": 8,
+            "samples_per_prompt": 4,
+            "minibatch_size": 16,
+            "actor_lr": 3e-3,
+            "reward_shift": 0.0,
+            "max_new_tokens": 8,
+        },
+    )
     train(TrainConfig.from_mapping(cfg), log=lambda m: None)
     rewards = [m["reward/mean"] for m in read_jsonl(tmp_path / "run" / "metrics.jsonl")]
     assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.15, rewards
 
 
 def _short_answer_rows(n):
-    return [{"id": f"short-{i}", "task": "ifeval", "prompt": f"Say something about item {i}.",
-             "instruction_id_list": ["length_constraints:number_words"],
-             "kwargs": [{"relation": "less than", "num_words": 3}]} for i in range(n)]
+    return [
+        {
+            "id": f"short-{i}",
+            "task": "ifeval",
+            "prompt": f"Say something about item {i}.",
+            "instruction_id_list": ["length_constraints:number_words"],
+            "kwargs": [{"relation": "less than", "num_words": 3}],
+        }
+        for i in range(n)
+    ]

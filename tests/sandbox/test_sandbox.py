@@ -22,10 +22,19 @@ from datarl.sandbox.testing import descendant_pids, temp_entries
 ECHO = {"runner": "run_exec", "payload": {"code": "print(input())"}, "stdin": "hi\n"}
 
 
-@pytest.mark.parametrize("field,value", [
-    ("cpu_seconds", 0), ("wall_seconds", -1), ("address_space_bytes", 1024), ("max_processes", 0),
-    ("open_files", 3), ("output_bytes", True), ("sandbox_uid", 0), ("runs_per_worker", 0),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("cpu_seconds", 0),
+        ("wall_seconds", -1),
+        ("address_space_bytes", 1024),
+        ("max_processes", 0),
+        ("open_files", 3),
+        ("output_bytes", True),
+        ("sandbox_uid", 0),
+        ("runs_per_worker", 0),
+    ],
+)
 def test_config_validation(field, value):
     with pytest.raises(ValueError, match=field):
         SandboxConfig(**{field: value})
@@ -43,14 +52,17 @@ def test_sandbox_check_all_ok():
     report = format_check(rows)
     assert all(ok for _, ok, _ in rows), report
     assert report.endswith("all checks passed")
-    assert {"no network (127.0.0.1 listener unreachable)", "host files hidden", "process limit"} <= \
-        {name for name, _, _ in rows}
+    assert {"no network (127.0.0.1 listener unreachable)", "host files hidden", "process limit"} <= {
+        name for name, _, _ in rows
+    }
 
 
 def test_runs_are_private_to_each_other():
     cfg = SandboxConfig()
-    write = {"runner": "run_exec", "payload": {"code": "open('/tmp/left', 'w').write('x')\n"
-                                                       "import os\nprint(os.getcwd(), os.listdir('.'))"}}
+    write = {
+        "runner": "run_exec",
+        "payload": {"code": "open('/tmp/left', 'w').write('x')\nimport os\nprint(os.getcwd(), os.listdir('.'))"},
+    }
     first = run_job(write, cfg)
     assert first["stdout"].strip() == "/tmp ['left']"
     second = run_job({"runner": "run_exec", "payload": {"code": "import os\nprint(os.listdir('/tmp'))"}}, cfg)
@@ -120,16 +132,20 @@ def test_sigkilled_caller_leaves_no_processes(started_by):
     alive = pids
     while alive and time.monotonic() < deadline:
         time.sleep(0.05)
-        alive = [p for p in pids if os.path.exists(f"/proc/{p}") and
-                 open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+        alive = [
+            p
+            for p in pids
+            if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+        ]
     assert not alive, f"left behind: {alive}"
 
 
 def _no_userns(code: str) -> subprocess.CompletedProcess:
     """Run python code where creating user namespaces is forbidden (max_user_namespaces=0)."""
-    script = f"echo 0 > /proc/sys/user/max_user_namespaces && exec {sys.executable} -c \"$0\""
-    return subprocess.run(["unshare", "--user", "--map-root-user", "sh", "-c", script, code],
-                          capture_output=True, text=True, timeout=60)
+    script = f'echo 0 > /proc/sys/user/max_user_namespaces && exec {sys.executable} -c "$0"'
+    return subprocess.run(
+        ["unshare", "--user", "--map-root-user", "sh", "-c", script, code], capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare to simulate")
@@ -157,23 +173,32 @@ def _load_worker(item):
     kind, i = item
     cfg = SandboxConfig(cpu_seconds=1, wall_seconds=1.5, runs_per_worker=150)
     tests = {"type": "assert", "code": f"assert f({i}) == {i * 3}\nassert f(0) == 0"}
-    code = {"pass": "def f(x):\n    return 3 * x",
-            "fail": "def f(x):\n    return 2 * x",
-            "error": "def f(x):\n    return x / 0",
-            "timeout": "def f(x):\n    while True: pass",
-            "sleep": "import time\ndef f(x):\n    time.sleep(10)",
-            "membomb": "x = [0] * (10 ** 10)",
-            "membomb_touch": "x = bytearray(1 << 30) + bytearray(1 << 30)",
-            "orphan": "import os, time\nif os.fork() == 0:\n    os.setsid(); time.sleep(30)\ndef f(x): return 3 * x",
-            }[kind]
+    code = {
+        "pass": "def f(x):\n    return 3 * x",
+        "fail": "def f(x):\n    return 2 * x",
+        "error": "def f(x):\n    return x / 0",
+        "timeout": "def f(x):\n    while True: pass",
+        "sleep": "import time\ndef f(x):\n    time.sleep(10)",
+        "membomb": "x = [0] * (10 ** 10)",
+        "membomb_touch": "x = bytearray(1 << 30) + bytearray(1 << 30)",
+        "orphan": "import os, time\nif os.fork() == 0:\n    os.setsid(); time.sleep(30)\ndef f(x): return 3 * x",
+    }[kind]
     r = score_code({"tests": tests}, code, config=cfg)
     return kind, r.score, r.failure, os.getpid()
 
 
 @pytest.mark.slow
 def test_load_2000_programs_no_leaks():
-    kinds = ["pass"] * 1150 + ["fail"] * 400 + ["error"] * 200 + ["timeout"] * 40 + ["sleep"] * 20 + \
-        ["membomb"] * 150 + ["membomb_touch"] * 10 + ["orphan"] * 30
+    kinds = (
+        ["pass"] * 1150
+        + ["fail"] * 400
+        + ["error"] * 200
+        + ["timeout"] * 40
+        + ["sleep"] * 20
+        + ["membomb"] * 150
+        + ["membomb_touch"] * 10
+        + ["orphan"] * 30
+    )
     items = [(k, i) for i, k in enumerate(kinds)]
     random.Random(0).shuffle(items)
     before_pids, before_tmp = descendant_pids(), temp_entries("datarl")
@@ -183,9 +208,15 @@ def test_load_2000_programs_no_leaks():
         results = pool.map(_load_worker, items, chunksize=8)
     wall = time.monotonic() - start
     assert len(results) == 2000
-    expected = {"pass": (1.0, None), "fail": (0.0, "wrong_answer"), "error": (0.0, "runtime_error"),
-                "timeout": (0.0, "timeout"), "sleep": (0.0, "timeout"), "membomb": (0.0, "memory"),
-                "orphan": (1.0, None)}
+    expected = {
+        "pass": (1.0, None),
+        "fail": (0.0, "wrong_answer"),
+        "error": (0.0, "runtime_error"),
+        "timeout": (0.0, "timeout"),
+        "sleep": (0.0, "timeout"),
+        "membomb": (0.0, "memory"),
+        "orphan": (1.0, None),
+    }
     for kind, score, failure, _ in results:
         if kind == "membomb_touch":
             assert score == 0.0 and failure in ("memory", "timeout")

@@ -6,8 +6,14 @@ from collections import Counter
 
 import pytest
 
-from datarl.select.curriculum import (CurriculumConfig, CurriculumError, CurriculumSampler, Phase,
-                                      natural_mixture, paper_default)
+from datarl.select.curriculum import (
+    CurriculumConfig,
+    CurriculumError,
+    CurriculumSampler,
+    Phase,
+    natural_mixture,
+    paper_default,
+)
 
 TASKS = ["code"] * 30 + ["math"] * 30 + ["ifeval"] * 20 + ["general"] * 20
 
@@ -66,18 +72,29 @@ def test_log_info_names_the_phase_and_the_realised_mixture():
     assert info["curriculum/realised/code"] == 1.0 and info["curriculum/realised/math"] == 0.0
 
 
-@pytest.mark.parametrize("value, fragment", [
-    ({"phases": [{"until_step": 5, "tasks": {"cooking": 1.0}}, {"tasks": "natural"}]}, "unknown task 'cooking'"),
-    ({"phases": [{"until_step": 10, "tasks": {"code": 1}}, {"until_step": 5, "tasks": {"math": 1}},
-                 {"tasks": "natural"}]}, "must be greater than the previous"),
-    ({"phases": [{"tasks": {"code": 1}}, {"tasks": "natural"}]}, "only the last phase may leave out until_step"),
-    ({"phases": [{"until_step": 3, "ramp": "natural"}]}, "needs a previous phase"),
-    ({"phases": [{"until_step": 3, "tasks": {"code": 0}}]}, "must not all be 0"),
-    ({"phases": [{"until_step": 3, "tasks": {"code": -1}}]}, "must be a number >= 0"),
-    ({"phases": [{"until": 3}]}, "a phase is a mapping"),
-    ({"phases": [{"until_step": 3, "ramp": "natural", "tasks": {"code": 1}}]}, "not both"),
-    ("sometimes", "must be 'paper', 'none'"),
-])
+@pytest.mark.parametrize(
+    "value, fragment",
+    [
+        ({"phases": [{"until_step": 5, "tasks": {"cooking": 1.0}}, {"tasks": "natural"}]}, "unknown task 'cooking'"),
+        (
+            {
+                "phases": [
+                    {"until_step": 10, "tasks": {"code": 1}},
+                    {"until_step": 5, "tasks": {"math": 1}},
+                    {"tasks": "natural"},
+                ]
+            },
+            "must be greater than the previous",
+        ),
+        ({"phases": [{"tasks": {"code": 1}}, {"tasks": "natural"}]}, "only the last phase may leave out until_step"),
+        ({"phases": [{"until_step": 3, "ramp": "natural"}]}, "needs a previous phase"),
+        ({"phases": [{"until_step": 3, "tasks": {"code": 0}}]}, "must not all be 0"),
+        ({"phases": [{"until_step": 3, "tasks": {"code": -1}}]}, "must be a number >= 0"),
+        ({"phases": [{"until": 3}]}, "a phase is a mapping"),
+        ({"phases": [{"until_step": 3, "ramp": "natural", "tasks": {"code": 1}}]}, "not both"),
+        ("sometimes", "must be 'paper', 'none'"),
+    ],
+)
 def test_bad_curricula_say_how_to_fix_them(value, fragment):
     with pytest.raises(CurriculumError, match=fragment):
         CurriculumConfig.from_value(value, 40)

@@ -8,7 +8,15 @@ import random
 import pytest
 
 from datarl.select.prepo import (
-    Drop, ScoredPrompt, SelectConfig, SelectError, allocate, find_duplicates, prompt_key, select_prompts)
+    Drop,
+    ScoredPrompt,
+    SelectConfig,
+    SelectError,
+    allocate,
+    find_duplicates,
+    prompt_key,
+    select_prompts,
+)
 from datarl.select.prepo_report import build_report, histogram
 
 
@@ -59,8 +67,11 @@ def test_domain_scope_keeps_the_fraction_of_every_domain_whatever_the_normalisat
 def test_domain_quotas_follow_the_largest_remainder_and_sum_to_the_target():
     assert allocate(2, {"a": 10, "b": 5, "c": 5}) == {"a": 1, "b": 1, "c": 0}  # b and c tie: by name
     assert allocate(7, {"a": 3, "b": 3, "c": 1}) == {"a": 3, "b": 3, "c": 1}
-    items = [sp(f"a{i}", "a", i / 10) for i in range(10)] + [sp(f"b{i}", "b", i / 5) for i in range(5)] \
+    items = (
+        [sp(f"a{i}", "a", i / 10) for i in range(10)]
+        + [sp(f"b{i}", "b", i / 5) for i in range(5)]
         + [sp(f"c{i}", "c", i / 5) for i in range(5)]
+    )
     r = select_prompts(items, SelectConfig(fraction=0.1))
     assert r.quotas == {"a": 1, "b": 1, "c": 0} and ids(r) == ["a0", "b0"]
     assert ids(select_prompts(items, SelectConfig(fraction=0.1, scope="global", normalise="none"))) == ["a0", "b0"]
@@ -99,8 +110,9 @@ def test_random_baseline_same_count_same_split_seeded():
     assert rand.target == lowest.target == 6 and rand.quotas == lowest.quotas == {"a": 4, "b": 2}
     assert ids(rand) != ids(lowest)
     assert ids(select_prompts(items, SelectConfig(fraction=0.2, strategy="random", seed=5))) == ids(rand)
-    others = {tuple(ids(select_prompts(items, SelectConfig(fraction=0.2, strategy="random", seed=s))))
-              for s in range(5)}
+    others = {
+        tuple(ids(select_prompts(items, SelectConfig(fraction=0.2, strategy="random", seed=s)))) for s in range(5)
+    }
     assert len(others) > 1
     glob = select_prompts(items, SelectConfig(count=6, strategy="random", scope="global", seed=5))
     assert len(glob.selected) == 6
@@ -113,38 +125,60 @@ def test_all_keeps_every_eligible_prompt():
 
 
 def test_dedup_against_train_and_within_the_pool_folds_case_and_whitespace():
-    train = [{"id": "t1", "prompt": "What is 2 + 2?"},
-             {"id": "t2", "prompt": [{"role": "user", "content": "Say  hi"}]}]
-    items = [sp("p1", "D", 0.0, prompt="  what IS 2 +\n 2?"), sp("p2", "D", 0.1, prompt="Hello world"),
-             sp("p3", "D", 0.2, prompt="hello   WORLD "), sp("p4", "D", 0.3, prompt="Something new"),
-             ScoredPrompt({"id": "p5", "prompt": [{"role": "user", "content": "say hi"}]}, "D", (0.0,))]
+    train = [{"id": "t1", "prompt": "What is 2 + 2?"}, {"id": "t2", "prompt": [{"role": "user", "content": "Say  hi"}]}]
+    items = [
+        sp("p1", "D", 0.0, prompt="  what IS 2 +\n 2?"),
+        sp("p2", "D", 0.1, prompt="Hello world"),
+        sp("p3", "D", 0.2, prompt="hello   WORLD "),
+        sp("p4", "D", 0.3, prompt="Something new"),
+        ScoredPrompt({"id": "p5", "prompt": [{"role": "user", "content": "say hi"}]}, "D", (0.0,)),
+    ]
     r = select_prompts(items, SelectConfig(strategy="all"), train=train)
     assert ids(r) == ["p2", "p4"]
     assert [(d.id, d.reason, d.detail) for d in r.drops] == [
-        ("p1", "duplicate_of_train", "t1"), ("p3", "duplicate_in_pool", "p2"), ("p5", "duplicate_of_train", "t2")]
-    assert ids(select_prompts(items, SelectConfig(strategy="all", dedup=False), train=train)) == \
-        ["p1", "p2", "p3", "p4", "p5"]
+        ("p1", "duplicate_of_train", "t1"),
+        ("p3", "duplicate_in_pool", "p2"),
+        ("p5", "duplicate_of_train", "t2"),
+    ]
+    assert ids(select_prompts(items, SelectConfig(strategy="all", dedup=False), train=train)) == [
+        "p1",
+        "p2",
+        "p3",
+        "p4",
+        "p5",
+    ]
     assert prompt_key("A\tB\n c ") == "a b c"
-    assert find_duplicates([{"id": "x", "prompt": "Q"}], [{"id": "t", "prompt": "q"}]) == {0: ("duplicate_of_train", "t")}
+    assert find_duplicates([{"id": "x", "prompt": "Q"}], [{"id": "t", "prompt": "q"}]) == {
+        0: ("duplicate_of_train", "t")
+    }
 
 
 def test_drop_unsolvable_is_optional_and_scoring_failures_never_count_as_hard():
-    items = [sp("never", "D", 0.0, 0.0, 0.0), sp("once", "D", 0.0, 0.0, 1.0), sp("easy", "D", 1.0, 1.0, 1.0),
-             sp("broken", "D", 0.0, 0.0, 0.0, failures=("sandbox_unavailable", None, None)),
-             sp("wrong", "D", 0.0, 0.0, 0.0, failures=("wrong_answer", "no_answer", "timeout"))]
+    items = [
+        sp("never", "D", 0.0, 0.0, 0.0),
+        sp("once", "D", 0.0, 0.0, 1.0),
+        sp("easy", "D", 1.0, 1.0, 1.0),
+        sp("broken", "D", 0.0, 0.0, 0.0, failures=("sandbox_unavailable", None, None)),
+        sp("wrong", "D", 0.0, 0.0, 0.0, failures=("wrong_answer", "no_answer", "timeout")),
+    ]
     kept = select_prompts(items, SelectConfig(count=2))
     assert set(ids(kept)) == {"never", "wrong"} and [d.id for d in kept.drops] == ["broken"]
     solvable = select_prompts(items, SelectConfig(count=1, drop_unsolvable=True))
     assert ids(solvable) == ["once"]
-    assert {d.id: d.reason for d in solvable.drops} == {"never": "unsolvable", "broken": "scoring_failed",
-                                                         "wrong": "unsolvable"}
+    assert {d.id: d.reason for d in solvable.drops} == {
+        "never": "unsolvable",
+        "broken": "scoring_failed",
+        "wrong": "unsolvable",
+    }
     with pytest.raises(SelectError, match="no eligible prompts"):
         select_prompts(items[:1], SelectConfig(count=1, drop_unsolvable=True))
 
 
 def test_annotated_records_and_prior_drops():
     rec = ScoredPrompt({"id": "p", "prompt": "x", "response": "old", "label": 7}, "D", (0.25, 0.75))
-    r = select_prompts([rec, sp("q", "D", 1.0)], SelectConfig(count=1), prior_drops=[Drop("z", "D", "duplicate_of_train")])
+    r = select_prompts(
+        [rec, sp("q", "D", 1.0)], SelectConfig(count=1), prior_drops=[Drop("z", "D", "duplicate_of_train")]
+    )
     (row,) = r.annotated()
     assert "response" not in row and row["label"] == 7 and row["id"] == "p"
     assert row["prepo"]["score"] == 0.5 and row["prepo"]["rewards"] == [0.25, 0.75]
@@ -153,8 +187,17 @@ def test_annotated_records_and_prior_drops():
 
 
 def test_config_validation_and_mapping_overrides():
-    for bad in ({"strategy": "highest"}, {"fraction": 0}, {"fraction": 1.5}, {"count": 0}, {"scope": "task"},
-                {"normalise": "minmax"}, {"samples_per_prompt": 0}, {"domains": []}, {"temperature": -1}):
+    for bad in (
+        {"strategy": "highest"},
+        {"fraction": 0},
+        {"fraction": 1.5},
+        {"count": 0},
+        {"scope": "task"},
+        {"normalise": "minmax"},
+        {"samples_per_prompt": 0},
+        {"domains": []},
+        {"temperature": -1},
+    ):
         with pytest.raises(SelectError):
             SelectConfig(**bad)
     with pytest.raises(SelectError, match="unknown option"):

@@ -14,10 +14,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from datarl.errors import InputError  # noqa: E402
 from datarl.models.loading import PolicyLoadError, load_policy  # noqa: E402
 from datarl.models.tiny import MICRO, build_tiny_policy  # noqa: E402
 from datarl.rewards.router import RouterConfig  # noqa: E402
-from datarl.errors import InputError  # noqa: E402
 from datarl.select.prepo import SelectConfig, SelectError, allocate, prompt_key  # noqa: E402
 from datarl.select.prepo_engine import run_select  # noqa: E402
 from datarl.synth import SynthConfig, build_suite  # noqa: E402
@@ -26,19 +26,22 @@ from datarl_testing import read_jsonl, write_jsonl  # noqa: E402
 CFG = SelectConfig(samples_per_prompt=2, max_new_tokens=12, prompts_per_chunk=16, fraction=0.25)
 
 
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("prepo")
-    suite = build_suite(SynthConfig(train_per_task=12, pool_per_task=16, eval_per_task=0,
-                                    tasks=("math", "code", "ifeval")))
+    suite = build_suite(
+        SynthConfig(train_per_task=12, pool_per_task=16, eval_per_task=0, tasks=("math", "code", "ifeval"))
+    )
     policy = build_tiny_policy([str(r["prompt"]) + " " + str(r["reference"]) for r in suite["train"]], MICRO)
     policy_dir = str(root / "policy")
     policy.model.save_pretrained(policy_dir)
     policy.tokenizer.save_pretrained(policy_dir)
-    return {"pool": write_jsonl(root / "pool.jsonl", suite["pool"]),
-            "train": write_jsonl(root / "train.jsonl", suite["train"]),
-            "policy": policy_dir, "suite": suite}
+    return {
+        "pool": write_jsonl(root / "pool.jsonl", suite["pool"]),
+        "train": write_jsonl(root / "train.jsonl", suite["train"]),
+        "policy": policy_dir,
+        "suite": suite,
+    }
 
 
 def no_policy():
@@ -87,8 +90,9 @@ def test_interrupted_run_resumes_without_resampling_and_matches_an_uninterrupted
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_select(world["pool"], out, policy=world["policy"], cfg=CFG, train_path=world["train"], workers=2,
-                   on_chunk=stop)
+        run_select(
+            world["pool"], out, policy=world["policy"], cfg=CFG, train_path=world["train"], workers=2, on_chunk=stop
+        )
     assert not os.path.exists(out) and not os.path.exists(out + ".report.json")
     first = read_jsonl(out + ".scores.jsonl")[1:]
     assert 0 < len(first) <= 16 and {e["chunk"] for e in first} == {0}
@@ -106,15 +110,27 @@ def test_interrupted_run_resumes_without_resampling_and_matches_an_uninterrupted
 
 def test_scores_serve_every_strategy_and_a_changed_fingerprint_is_refused(world, tmp_path):
     out, scores = str(tmp_path / "low.jsonl"), str(tmp_path / "scores.jsonl")
-    low = run_select(world["pool"], out, policy=world["policy"], cfg=CFG, train_path=world["train"],
-                     scores_path=scores)
-    rnd = run_select(world["pool"], str(tmp_path / "rnd.jsonl"), policy=world["policy"], scores_path=scores,
-                     cfg=replace(CFG, strategy="random"), train_path=world["train"])
+    low = run_select(world["pool"], out, policy=world["policy"], cfg=CFG, train_path=world["train"], scores_path=scores)
+    rnd = run_select(
+        world["pool"],
+        str(tmp_path / "rnd.jsonl"),
+        policy=world["policy"],
+        scores_path=scores,
+        cfg=replace(CFG, strategy="random"),
+        train_path=world["train"],
+    )
     assert rnd.sampled_now == 0 and rnd.report["kept"] == low.report["kept"]
-    assert {d: v["kept"] for d, v in rnd.report["domains"].items()} == \
-        {d: v["kept"] for d, v in low.report["domains"].items()}
-    every = run_select(world["pool"], str(tmp_path / "all.jsonl"), policy=world["policy"], scores_path=scores,
-                       cfg=replace(CFG, strategy="all"), train_path=world["train"])
+    assert {d: v["kept"] for d, v in rnd.report["domains"].items()} == {
+        d: v["kept"] for d, v in low.report["domains"].items()
+    }
+    every = run_select(
+        world["pool"],
+        str(tmp_path / "all.jsonl"),
+        policy=world["policy"],
+        scores_path=scores,
+        cfg=replace(CFG, strategy="all"),
+        train_path=world["train"],
+    )
     assert every.report["kept"] == every.report["totals"]["eligible"]
     hotter = replace(CFG, temperature=0.7)
     with pytest.raises(SelectError, match=r"different sampling.*--restart"):
@@ -130,16 +146,27 @@ def test_scores_serve_every_strategy_and_a_changed_fingerprint_is_refused(world,
 
 def test_merge_writes_the_training_set_then_the_selection(world, tmp_path):
     out = str(tmp_path / "merged.jsonl")
-    s = run_select(world["pool"], out, policy=world["policy"], train_path=world["train"], merge=True,
-                   cfg=replace(CFG, count=5, fraction=None))
+    s = run_select(
+        world["pool"],
+        out,
+        policy=world["policy"],
+        train_path=world["train"],
+        merge=True,
+        cfg=replace(CFG, count=5, fraction=None),
+    )
     rows = read_jsonl(out)
     assert [r["id"] for r in rows[:36]] == [r["id"] for r in world["suite"]["train"]]
     assert len(rows) == 41 and all("prepo" in r for r in rows[36:]) and s.report["merged"] is True
 
 
 def test_domains_restrict_the_pool(world, tmp_path):
-    s = run_select(world["pool"], str(tmp_path / "m.jsonl"), policy=world["policy"], train_path=world["train"],
-                   cfg=replace(CFG, domains=("math", "ifeval")))
+    s = run_select(
+        world["pool"],
+        str(tmp_path / "m.jsonl"),
+        policy=world["policy"],
+        train_path=world["train"],
+        cfg=replace(CFG, domains=("math", "ifeval")),
+    )
     assert set(s.report["domains"]) <= {"ifeval", "math.addsub", "math.muldiv"}
     assert s.report["totals"]["excluded_by_domain"] == 16 and s.report["domain_filter"] == ["math", "ifeval"]
 
@@ -155,22 +182,30 @@ def test_bad_input_is_refused_before_any_model_is_loaded(world, tmp_path):
         run_select(world["pool"], out, policy=no_policy, cfg=SelectConfig(fraction=0.001))
     with pytest.raises(SelectError, match="merge needs the training set"):
         run_select(world["pool"], out, policy=no_policy, merge=True)
-    general = dict(build_suite(SynthConfig(train_per_task=0, pool_per_task=2, eval_per_task=0, tasks=("general",),
-                                           pool_duplicate_fraction=0.0))["pool"][0], id="general-0")
+    general = dict(
+        build_suite(
+            SynthConfig(
+                train_per_task=0, pool_per_task=2, eval_per_task=0, tasks=("general",), pool_duplicate_fraction=0.0
+            )
+        )["pool"][0],
+        id="general-0",
+    )
     pool = write_jsonl(tmp_path / "g.jsonl", read_jsonl(world["pool"]) + [general])
     with pytest.raises(SelectError, match="general pool prompt.*no reward source is configured for task 'general'"):
         run_select(pool, out, policy=no_policy, router_config=RouterConfig.from_mapping({"router": {"general": None}}))
     with pytest.raises(SelectError, match="genrm.bon, which needs a model: set sources.genrm.bon.judge"):
         run_select(pool, out, policy=no_policy)  # the default router sends general to genrm.bon
-    bon = RouterConfig.from_mapping({"router": {"general": "genrm.bon"},
-                                     "sources": {"genrm.bon": {"judge": str(tmp_path / "no-judge")}}})
+    bon = RouterConfig.from_mapping(
+        {"router": {"general": "genrm.bon"}, "sources": {"genrm.bon": {"judge": str(tmp_path / "no-judge")}}}
+    )
     no_ref = write_jsonl(tmp_path / "nr.jsonl", read_jsonl(world["pool"]) + [{**general, "reference": None}])
     with pytest.raises(SelectError, match="cannot be scored: reference: missing.*datarl build-references"):
         run_select(no_ref, out, policy=no_policy, router_config=bon)
     with pytest.raises(SelectError, match="sources.genrm.bon.judge: .*no-judge: no such model directory"):
         run_select(pool, out, policy=no_policy, router_config=bon)
-    not_a_judge = RouterConfig.from_mapping({"router": {"general": "genrm.bon"},
-                                             "sources": {"genrm.bon": {"judge": str(tmp_path)}}})
+    not_a_judge = RouterConfig.from_mapping(
+        {"router": {"general": "genrm.bon"}, "sources": {"genrm.bon": {"judge": str(tmp_path)}}}
+    )
     with pytest.raises(SelectError, match="scorer fails.*judge_error"):
         run_select(pool, out, policy=no_policy, router_config=not_a_judge)
     with pytest.raises(PolicyLoadError):
@@ -192,9 +227,29 @@ def test_cli_sigterm_then_rerun_resumes(world, tmp_path):
     out = str(tmp_path / "sel.jsonl")
     config = tmp_path / "run.json"
     config.write_text(json.dumps({"select": {"scope": "global", "prompts_per_chunk": 4, "count": 3}}))
-    cmd = [sys.executable, "-m", "datarl.cli", "select", world["pool"], "-o", out, "--train", world["train"],
-           "--policy", world["policy"], "--n", "2", "--max-new-tokens", "16", "--config", str(config),
-           "--workers", "1", "--domains", "math,ifeval"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "datarl.cli",
+        "select",
+        world["pool"],
+        "-o",
+        out,
+        "--train",
+        world["train"],
+        "--policy",
+        world["policy"],
+        "--n",
+        "2",
+        "--max-new-tokens",
+        "16",
+        "--config",
+        str(config),
+        "--workers",
+        "1",
+        "--domains",
+        "math,ifeval",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120

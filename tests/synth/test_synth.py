@@ -15,13 +15,14 @@ from datarl.synth import (
     REFERENCE_THRESHOLD,
     SynthConfig,
     build_suite,
+    code_tasks,
     demonstration,
     gold_check,
+    rubric,
     sft_examples,
     sft_records,
     write_suite,
 )
-from datarl.synth import code_tasks, rubric
 from datarl.synth.demos import wrong_response
 
 SMALL = SynthConfig(seed=7, train_per_task=40, pool_per_task=20, eval_per_task=20)
@@ -71,8 +72,9 @@ def test_same_seed_same_bytes(tmp_path: pytest.TempPathFactory) -> None:
     cfg = SynthConfig(seed=3, train_per_task=15, pool_per_task=8, eval_per_task=8)
     a = write_suite(cfg, os.path.join(str(tmp_path), "a"))
     b = write_suite(cfg, os.path.join(str(tmp_path), "b"))
-    c = write_suite(SynthConfig(seed=4, train_per_task=15, pool_per_task=8, eval_per_task=8),
-                    os.path.join(str(tmp_path), "c"))
+    c = write_suite(
+        SynthConfig(seed=4, train_per_task=15, pool_per_task=8, eval_per_task=8), os.path.join(str(tmp_path), "c")
+    )
     for name in ("train", "pool", "eval", "manifest"):
         with open(a[name], "rb") as fa, open(b[name], "rb") as fb:
             assert fa.read() == fb.read(), name
@@ -81,13 +83,13 @@ def test_same_seed_same_bytes(tmp_path: pytest.TempPathFactory) -> None:
 
 
 def test_one_task_count_leaves_other_tasks_unchanged() -> None:
-    base = build_suite(SynthConfig(seed=1, train_per_task=10, pool_per_task=0, eval_per_task=0,
-                                   tasks=("math", "code")))
-    only = build_suite(SynthConfig(seed=1, train_per_task=10, pool_per_task=0, eval_per_task=0,
-                                   tasks=("math",)))
+    base = build_suite(SynthConfig(seed=1, train_per_task=10, pool_per_task=0, eval_per_task=0, tasks=("math", "code")))
+    only = build_suite(SynthConfig(seed=1, train_per_task=10, pool_per_task=0, eval_per_task=0, tasks=("math",)))
+
     def strip(rs):
-        return sorted(json.dumps({k: v for k, v in r.items() if k != "id"}, sort_keys=True)
-                      for r in rs if r["task"] == "math")
+        return sorted(
+            json.dumps({k: v for k, v in r.items() if k != "id"}, sort_keys=True) for r in rs if r["task"] == "math"
+        )
 
     assert strip(base["train"]) == strip(only["train"])
 
@@ -100,7 +102,11 @@ def test_eval_prompts_never_in_train_or_pool_default_config() -> None:
     assert len(set(eval_prompts)) == len(eval_prompts)
     # every code domain is represented in eval (prompt spaces are wide enough)
     assert {r["domain"] for r in suite["eval"] if r["task"] == "code"} == {
-        "code.string", "code.list", "code.arith", "code.cond"}
+        "code.string",
+        "code.list",
+        "code.arith",
+        "code.cond",
+    }
 
 
 def test_pool_has_duplicates_and_is_harder() -> None:
@@ -108,6 +114,7 @@ def test_pool_has_duplicates_and_is_harder() -> None:
     train_prompts = {r["prompt"] for r in suite["train"]}
     dups = sum(r["prompt"] in train_prompts for r in suite["pool"])
     assert dups >= 0.15 * len(suite["pool"])
+
     def share(rs, difficulty):
         return sum(r["difficulty"] == difficulty for r in rs) / len(rs)
 
@@ -123,22 +130,44 @@ def test_pool_has_duplicates_and_is_harder() -> None:
 
 def test_records_do_not_carry_the_hidden_rubric() -> None:
     suite = build_suite(SMALL)
-    allowed = {"id", "task", "domain", "difficulty", "prompt", "ground_truth", "tests",
-               "instruction_id_list", "kwargs", "reference"}
+    allowed = {
+        "id",
+        "task",
+        "domain",
+        "difficulty",
+        "prompt",
+        "ground_truth",
+        "tests",
+        "instruction_id_list",
+        "kwargs",
+        "reference",
+    }
     for records in suite.values():
         for record in records:
             assert set(record) <= allowed
             assert "response" not in record
 
 
-@pytest.mark.parametrize("bad", [
-    {"seed": "1"}, {"train_per_task": -1}, {"eval_per_task": 1.5}, {"tasks": ()},
-    {"tasks": ("math", "poetry")}, {"tasks": ("math", "math")}, {"difficulty_weights": (1, 1)},
-    {"difficulty_weights": (0, 0, 0)}, {"pool_difficulty_weights": (1, -1, 1)},
-    {"pool_duplicate_fraction": 1.0}, {"train_per_task": 0, "pool_duplicate_fraction": 0.5},
-    {"eval_by_task": {"poetry": 3}}, {"eval_by_task": {"math": -1}}, {"eval_by_task": {"math": 2.5}},
-    {"eval_by_task": [("math", 3)]},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"seed": "1"},
+        {"train_per_task": -1},
+        {"eval_per_task": 1.5},
+        {"tasks": ()},
+        {"tasks": ("math", "poetry")},
+        {"tasks": ("math", "math")},
+        {"difficulty_weights": (1, 1)},
+        {"difficulty_weights": (0, 0, 0)},
+        {"pool_difficulty_weights": (1, -1, 1)},
+        {"pool_duplicate_fraction": 1.0},
+        {"train_per_task": 0, "pool_duplicate_fraction": 0.5},
+        {"eval_by_task": {"poetry": 3}},
+        {"eval_by_task": {"math": -1}},
+        {"eval_by_task": {"math": 2.5}},
+        {"eval_by_task": [("math", 3)]},
+    ],
+)
 def test_config_validation(bad: dict) -> None:
     with pytest.raises(ValueError):
         SynthConfig(**bad)
@@ -175,8 +204,10 @@ def test_rubric_penalises_keyword_stuffing_and_needs_both_topics() -> None:
     assert rubric.gold_score(DOG, stuffed) < PASS_THRESHOLD
     compare = {"task": "general", "prompt": "Compare a dog and the ocean."}
     assert rubric.gold_score(compare, GOOD) < PASS_THRESHOLD  # says nothing about the ocean
-    both = ("A dog is loyal and playful. It has soft fur and a tail. The ocean is deep and blue. "
-            "It has waves and salt. Both are worth a visit.")
+    both = (
+        "A dog is loyal and playful. It has soft fur and a tail. The ocean is deep and blue. "
+        "It has waves and salt. Both are worth a visit."
+    )
     assert rubric.gold_score(compare, both) >= PASS_THRESHOLD
     for junk in ("", None, 3):
         assert rubric.gold_score(DOG, junk) == 0.0  # type: ignore[arg-type]
@@ -189,6 +220,7 @@ def test_gold_check_general_shape() -> None:
 
 
 # --- demonstrations ----------------------------------------------------------------
+
 
 def test_demonstrations_quality_zero_fails_and_one_passes() -> None:
     records = build_suite(SynthConfig(seed=11, train_per_task=0, pool_per_task=0, eval_per_task=15))["eval"]

@@ -12,7 +12,7 @@ import argparse
 import os
 import signal
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from datarl import __version__
 from datarl.errors import UserError
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="datarl",
         description="Data-centric RLHF: hybrid rewards (verifiers + generative RM), Pre-PPO prompt "
-                    "selection, curriculum PPO. Records are JSONL or Parquet (see README, 'Records').",
+        "selection, curriculum PPO. Records are JSONL or Parquet (see README, 'Records').",
     )
     parser.add_argument("--version", action="version", version=f"datarl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

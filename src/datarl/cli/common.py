@@ -29,8 +29,14 @@ def router_config(args: argparse.Namespace):  # -> RouterConfig
 def sampling_from(args: argparse.Namespace):  # -> SamplingConfig
     from datarl.models.generate import SamplingConfig
 
-    return SamplingConfig(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
-                          samples_per_prompt=args.n, seed=args.seed, batch_size=args.batch_size)
+    return SamplingConfig(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        samples_per_prompt=args.n,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
 
 
 def policy_from(spec: str | None):  # -> Policy
@@ -57,26 +63,36 @@ def stderr_is_tty() -> bool:
 def ray_options(args: argparse.Namespace):  # -> RayOptions | None
     if args.engine != "ray":
         return None
-    from datarl.executors.ray_engine import RayOptions
     from datarl.errors import InputError
+    from datarl.executors.ray_engine import RayOptions
 
     try:
-        return RayOptions(address=args.ray_address, actors=args.ray_actors, judge_gpus=args.ray_judge_gpus,
-                          generate_gpus=getattr(args, "ray_generate_gpus", 0.0))
+        return RayOptions(
+            address=args.ray_address,
+            actors=args.ray_actors,
+            judge_gpus=args.ray_judge_gpus,
+            generate_gpus=getattr(args, "ray_generate_gpus", 0.0),
+        )
     except ValueError as exc:
         raise InputError(f"bad --ray-* option: {exc}") from None
 
 
 def add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE",
-                   help="YAML/JSON config; its 'router:' maps task -> source, 'sources:' sets source "
-                        "options (e.g. sources: {rtv.math: {rel_tol: 1e-6}})")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML/JSON config; its 'router:' maps task -> source, 'sources:' sets source "
+        "options (e.g. sources: {rtv.math: {rel_tol: 1e-6}})",
+    )
 
 
 def add_sampling(p: argparse.ArgumentParser, *, temperature: float, n: int = 1) -> None:
-    p.add_argument("--policy", metavar="PATH",
-                   help="HF model directory, .gguf file, hub id in the local cache, 'smollm2-135m', or 'tiny' "
-                        "(default: the embedded tiny SFT policy, built and cached on first use)")
+    p.add_argument(
+        "--policy",
+        metavar="PATH",
+        help="HF model directory, .gguf file, hub id in the local cache, 'smollm2-135m', or 'tiny' "
+        "(default: the embedded tiny SFT policy, built and cached on first use)",
+    )
     p.add_argument("--n", type=int, default=n, help="samples per prompt (default %(default)s)")
     p.add_argument("--temperature", type=float, default=temperature, help="0 = greedy (default %(default)s)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default %(default)s)")
@@ -94,16 +110,38 @@ def add_training(p: argparse.ArgumentParser, *, steps: int, saves: str) -> None:
 
 
 def add_engine(p: argparse.ArgumentParser, *, generation: bool = False) -> None:
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: forked worker processes (default); ray: Ray Data actor pools, same results "
-                        "(pip install 'datarl[ray]')")
-    p.add_argument("--ray-address", metavar="ADDR", default="local",
-                   help="with --engine ray: 'local' starts a private Ray here (default), 'auto' joins this "
-                        "machine's cluster, or HOST:PORT / ray://HOST:10001")
-    p.add_argument("--ray-actors", type=int, metavar="N",
-                   help="with --engine ray: verifier actors, one CPU each (default: one per cluster CPU)")
-    p.add_argument("--ray-judge-gpus", type=float, default=0.0, metavar="G",
-                   help="with --engine ray: GPUs per actor of the model sources bt/genrm (default 0: CPU)")
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: forked worker processes (default); ray: Ray Data actor pools, same results "
+        "(pip install 'datarl[ray]')",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        default="local",
+        help="with --engine ray: 'local' starts a private Ray here (default), 'auto' joins this "
+        "machine's cluster, or HOST:PORT / ray://HOST:10001",
+    )
+    p.add_argument(
+        "--ray-actors",
+        type=int,
+        metavar="N",
+        help="with --engine ray: verifier actors, one CPU each (default: one per cluster CPU)",
+    )
+    p.add_argument(
+        "--ray-judge-gpus",
+        type=float,
+        default=0.0,
+        metavar="G",
+        help="with --engine ray: GPUs per actor of the model sources bt/genrm (default 0: CPU)",
+    )
     if generation:
-        p.add_argument("--ray-generate-gpus", type=float, default=0.0, metavar="G",
-                       help="with --engine ray: sample in a Ray actor with G GPUs (default 0: in this process)")
+        p.add_argument(
+            "--ray-generate-gpus",
+            type=float,
+            default=0.0,
+            metavar="G",
+            help="with --engine ray: sample in a Ray actor with G GPUs (default 0: in this process)",
+        )

@@ -6,8 +6,17 @@ import argparse
 import os
 import sys
 
-from .common import (add_engine, add_sampling, policy_from, ray_options, router_config, sampling_from, sft_dir,
-                     stderr_is_tty, add_config)
+from .common import (
+    add_config,
+    add_engine,
+    add_sampling,
+    policy_from,
+    ray_options,
+    router_config,
+    sampling_from,
+    sft_dir,
+    stderr_is_tty,
+)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -19,8 +28,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for rec in loaded.records:
         tasks[rec.task] = tasks.get(rec.task, 0) + 1
     mix = ", ".join(f"{t}={n}" for t, n in sorted(tasks.items())) or "none"
-    print(f"{args.input}: {loaded.total_lines} lines, {len(loaded.records)} valid ({mix}), "
-          f"{len(loaded.errors)} bad")
+    print(f"{args.input}: {loaded.total_lines} lines, {len(loaded.records)} valid ({mix}), {len(loaded.errors)} bad")
     if loaded.errors:
         print(format_errors(loaded.errors, limit=args.max_errors), file=sys.stderr)
         return 1
@@ -28,10 +36,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _parse_validate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("validate", help="check a records file without scoring it",
-                       description="Check every line of a JSONL/Parquet records file against the record "
-                                   "schema and the router. Prints 'file:line: field: problem' for each bad "
-                                   "line; exit 1 if any.")
+    p = sub.add_parser(
+        "validate",
+        help="check a records file without scoring it",
+        description="Check every line of a JSONL/Parquet records file against the record "
+        "schema and the router. Prints 'file:line: field: problem' for each bad "
+        "line; exit 1 if any.",
+    )
     p.add_argument("input", metavar="FILE")
     p.add_argument("--max-errors", type=int, default=50, help="errors to print (default 50)")
     add_config(p)
@@ -41,35 +52,63 @@ def _parse_validate(sub: argparse._SubParsersAction) -> None:
 def cmd_score(args: argparse.Namespace) -> int:
     from datarl.scoring import ScoreOptions, score_file
 
-    options = ScoreOptions(workers=args.workers, timeout_s=args.timeout, strict=args.strict,
-                           progress=False if args.no_progress else None, router=router_config(args),
-                           engine=args.engine, ray=ray_options(args))
+    options = ScoreOptions(
+        workers=args.workers,
+        timeout_s=args.timeout,
+        strict=args.strict,
+        progress=False if args.no_progress else None,
+        router=router_config(args),
+        engine=args.engine,
+        ray=ray_options(args),
+    )
     summary = score_file(args.input, args.output, options)
     print(summary.format())
     return 0
 
 
 def _parse_score(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("score", help="score responses with the reward router",
-                       description="Score every record that has a 'response' and write the records back with "
-                                   "'reward', 'reward_source' and 'reward_info', in input order. Bad lines go "
-                                   "to OUTPUT.errors.jsonl (or, with --strict, nothing is scored). The output "
-                                   "appears only when the run completes.")
+    p = sub.add_parser(
+        "score",
+        help="score responses with the reward router",
+        description="Score every record that has a 'response' and write the records back with "
+        "'reward', 'reward_source' and 'reward_info', in input order. Bad lines go "
+        "to OUTPUT.errors.jsonl (or, with --strict, nothing is scored). The output "
+        "appears only when the run completes.",
+    )
     p.add_argument("input", metavar="INPUT", help="records, .jsonl or .parquet")
-    p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
-                   help="where to write scored records (.jsonl, or .parquet with reward_info as JSON text)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="worker processes (default: number of cores = %(default)s)")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                   help="wall-clock limit per item; an item past it scores 0 with failure 'timeout' "
-                        "(default %(default)s)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUTPUT",
+        help="where to write scored records (.jsonl, or .parquet with reward_info as JSON text)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: number of cores = %(default)s)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="wall-clock limit per item; an item past it scores 0 with failure 'timeout' (default %(default)s)",
+    )
     p.add_argument("--strict", action="store_true", help="refuse the whole file if any line is bad")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-    p.add_argument("--partial-credit", action="store_true",
-                   help="code: reward = fraction of tests passed (default: 1 only if all pass)")
-    p.add_argument("--unsafe-no-isolation", action="store_true",
-                   help="code: if no namespace isolation is available, run model code with rlimits only. "
-                        "DANGEROUS: the code can read your files and use the network")
+    p.add_argument(
+        "--partial-credit",
+        action="store_true",
+        help="code: reward = fraction of tests passed (default: 1 only if all pass)",
+    )
+    p.add_argument(
+        "--unsafe-no-isolation",
+        action="store_true",
+        help="code: if no namespace isolation is available, run model code with rlimits only. "
+        "DANGEROUS: the code can read your files and use the network",
+    )
     add_engine(p)
     add_config(p)
     p.set_defaults(fn=cmd_score)
@@ -84,10 +123,13 @@ def cmd_sandbox_check(args: argparse.Namespace) -> int:
 
 
 def _parse_sandbox_check(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sandbox-check", help="show the code sandbox's isolation and run containment probes",
-                       description="Print which isolation rtv.code uses (user/pid/net/mount/ipc namespaces via "
-                                   "unshare(2), uid drop, rlimits) and run probes: network, host files, "
-                                   "process limits, memory, wall clock. Exit 1 if any probe fails.")
+    p = sub.add_parser(
+        "sandbox-check",
+        help="show the code sandbox's isolation and run containment probes",
+        description="Print which isolation rtv.code uses (user/pid/net/mount/ipc namespaces via "
+        "unshare(2), uid drop, rlimits) and run probes: network, host files, "
+        "process limits, memory, wall clock. Exit 1 if any probe fails.",
+    )
     p.set_defaults(fn=cmd_sandbox_check)
 
 
@@ -102,9 +144,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
             raise ConfigError(f"--eval-by-task {item!r}: expected TASK=N, e.g. math=2100")
         given[task.strip()] = int(count)
     try:
-        cfg = SynthConfig(seed=args.seed, train_per_task=args.train_per_task, pool_per_task=args.pool_per_task,
-                          eval_per_task=args.eval_per_task,
-                          eval_by_task=None if args.eval_by_task is None else given)
+        cfg = SynthConfig(
+            seed=args.seed,
+            train_per_task=args.train_per_task,
+            pool_per_task=args.pool_per_task,
+            eval_per_task=args.eval_per_task,
+            eval_by_task=None if args.eval_by_task is None else given,
+        )
     except ValueError as exc:  # a bad count: say which, without a traceback
         raise ConfigError(str(exc)) from None
     os.makedirs(args.out_dir, exist_ok=True)
@@ -115,19 +161,26 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _parse_synth(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="write the embedded synthetic task suite (train/pool/eval JSONL)",
-                       description="Generate seeded math, code, ifeval and general records with reference "
-                                   "solutions and gold checks, as train.jsonl, pool.jsonl (prompts for Pre-PPO "
-                                   "selection), eval.jsonl and manifest.json.")
+    p = sub.add_parser(
+        "synth",
+        help="write the embedded synthetic task suite (train/pool/eval JSONL)",
+        description="Generate seeded math, code, ifeval and general records with reference "
+        "solutions and gold checks, as train.jsonl, pool.jsonl (prompts for Pre-PPO "
+        "selection), eval.jsonl and manifest.json.",
+    )
     p.add_argument("out_dir", metavar="OUT_DIR")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-per-task", type=int, default=600)
     p.add_argument("--pool-per-task", type=int, default=200)
     p.add_argument("--eval-per-task", type=int, default=300, help="eval records per task (default 300)")
-    p.add_argument("--eval-by-task", action="append", metavar="TASK=N",
-                   help="eval records for one task in place of --eval-per-task; repeatable (default: math gets "
-                        "7x --eval-per-task, 2100 at the default, so that a math gain of 1-3 points is beyond its "
-                        "95%% interval); --eval-by-task math=300 gives math the same count as the others")
+    p.add_argument(
+        "--eval-by-task",
+        action="append",
+        metavar="TASK=N",
+        help="eval records for one task in place of --eval-per-task; repeatable (default: math gets "
+        "7x --eval-per-task, 2100 at the default, so that a math gain of 1-3 points is beyond its "
+        "95%% interval); --eval-by-task math=300 gives math the same count as the others",
+    )
     p.set_defaults(fn=cmd_synth)
 
 
@@ -140,10 +193,13 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
 
 def _parse_sft(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sft", help="build (or reuse) the embedded tiny SFT policy",
-                       description="Train the tokenizer and the tiny Llama-style policy on the synthetic suite "
-                                   "with imperfect demonstrations. The result is a HF model directory cached by "
-                                   "config hash under $DATARL_CACHE or ~/.cache/datarl; prints its path.")
+    p = sub.add_parser(
+        "sft",
+        help="build (or reuse) the embedded tiny SFT policy",
+        description="Train the tokenizer and the tiny Llama-style policy on the synthetic suite "
+        "with imperfect demonstrations. The result is a HF model directory cached by "
+        "config hash under $DATARL_CACHE or ~/.cache/datarl; prints its path.",
+    )
     p.add_argument("--cache-dir", metavar="DIR", help="where cached models live")
     p.add_argument("--force", action="store_true", help="rebuild even if cached")
     p.set_defaults(fn=cmd_sft)
@@ -165,12 +221,12 @@ def _generate_vllm_file(args: argparse.Namespace, sampling):  # -> GenerateSumma
     """`datarl generate --backend vllm`: the HF model is never loaded on the CPU, only its tokenizer."""
     import time
 
-    from datarl.jobs import GenerateSummary, response_rows
-    from datarl.records import read_all_records
     from datarl.io import write_records
+    from datarl.jobs import GenerateSummary, response_rows
     from datarl.models.generate import GenerationError
     from datarl.models.loading import resolve_alias
     from datarl.models.vllm_backend import generate_vllm, require_cuda, require_vllm
+    from datarl.records import read_all_records
 
     require_cuda()  # both checks before building the tiny policy or reading a tokenizer
     require_vllm()
@@ -188,32 +244,44 @@ def _generate_vllm_file(args: argparse.Namespace, sampling):  # -> GenerateSumma
 
 
 def _parse_generate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="sample a policy on prompt records; writes records with 'response'",
-                       description="Sample a policy on every record of PROMPTS and write them back with "
-                                   "'response' filled (with --n K: K records per prompt, ids ID#k), ready "
-                                   "for `datarl score`.")
+    p = sub.add_parser(
+        "generate",
+        help="sample a policy on prompt records; writes records with 'response'",
+        description="Sample a policy on every record of PROMPTS and write them back with "
+        "'response' filled (with --n K: K records per prompt, ids ID#k), ready "
+        "for `datarl score`.",
+    )
     p.add_argument("input", metavar="PROMPTS")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     add_sampling(p, temperature=1.0)
-    p.add_argument("--backend", choices=("hf", "vllm"), default="hf",
-                   help="hf: transformers on CPU or GPU (default); vllm: vLLM on a CUDA GPU "
-                        "(pip install 'datarl[vllm]')")
+    p.add_argument(
+        "--backend",
+        choices=("hf", "vllm"),
+        default="hf",
+        help="hf: transformers on CPU or GPU (default); vllm: vLLM on a CUDA GPU (pip install 'datarl[vllm]')",
+    )
     p.set_defaults(fn=cmd_generate)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
+    from datarl.io import write_records
     from datarl.jobs import eval_records, format_eval_table
     from datarl.records import read_all_records
-    from datarl.io import write_records
     from datarl.synth import gold_check
 
     records = read_all_records(args.input)
     if args.limit:
-        records = records[:args.limit]
-    summary, rows = eval_records(records, policy_from(args.policy), sampling_from(args), gold_check,
-                                 workers=args.workers, progress=stderr_is_tty())
+        records = records[: args.limit]
+    summary, rows = eval_records(
+        records,
+        policy_from(args.policy),
+        sampling_from(args),
+        gold_check,
+        workers=args.workers,
+        progress=stderr_is_tty(),
+    )
     print(format_eval_table(summary["by_task"]))
     if args.output:
         write_records(args.output, rows)
@@ -224,10 +292,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _parse_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="generate on an eval split and score with the gold checks",
-                       description="Greedy-decode (by default) every eval record, score with the gold checks "
-                                   "(verifiers; the hidden rubric for general) and print per-task accuracy with "
-                                   "a 95%% confidence interval.")
+    p = sub.add_parser(
+        "eval",
+        help="generate on an eval split and score with the gold checks",
+        description="Greedy-decode (by default) every eval record, score with the gold checks "
+        "(verifiers; the hidden rubric for general) and print per-task accuracy with "
+        "a 95%% confidence interval.",
+    )
     p.add_argument("input", metavar="EVAL")
     p.add_argument("-o", "--output", metavar="OUT", help="write the scored responses here")
     p.add_argument("--summary", metavar="JSON", help="write the summary as JSON here")

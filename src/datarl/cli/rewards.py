@@ -6,37 +6,59 @@ import argparse
 import os
 import sys
 
-from .common import (add_engine, add_sampling, add_training, base_dir, policy_from, ray_options, router_config,
-                     sampling_from, stderr_is_tty, add_config)
+from .common import (
+    add_config,
+    add_engine,
+    add_sampling,
+    add_training,
+    base_dir,
+    policy_from,
+    ray_options,
+    router_config,
+    sampling_from,
+    stderr_is_tty,
+)
 
 
 def cmd_make_pairs(args: argparse.Namespace) -> int:
-    from datarl.records import read_all_records
     from datarl.io import write_records
     from datarl.preferences import make_pairs
+    from datarl.records import read_all_records
 
     records = read_all_records(args.input)
     if args.limit:
-        records = records[:args.limit]
+        records = records[: args.limit]
     sampling = sampling_from(args)
-    pairs = make_pairs([r.to_dict() for r in records], policy_from(args.policy), samples_per_prompt=args.n,
-                       label_noise=args.label_noise, seed=args.seed, sampling=sampling, progress=stderr_is_tty())
+    pairs = make_pairs(
+        [r.to_dict() for r in records],
+        policy_from(args.policy),
+        samples_per_prompt=args.n,
+        label_noise=args.label_noise,
+        seed=args.seed,
+        sampling=sampling,
+        progress=stderr_is_tty(),
+    )
     write_records(args.output, pairs)
     by_task: dict[str, int] = {}
     for pair in pairs:
         by_task[pair["task"]] = by_task.get(pair["task"], 0) + 1
-    print(f"{len(pairs)} pairs from {len(records)} prompts -> {args.output} "
-          f"({', '.join(f'{t}={n}' for t, n in sorted(by_task.items()))}; "
-          f"{sum(bool(p.get('flipped')) for p in pairs)} labels flipped)")
+    print(
+        f"{len(pairs)} pairs from {len(records)} prompts -> {args.output} "
+        f"({', '.join(f'{t}={n}' for t, n in sorted(by_task.items()))}; "
+        f"{sum(bool(p.get('flipped')) for p in pairs)} labels flipped)"
+    )
     return 0
 
 
 def _parse_make_pairs(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("make-pairs", help="preference pairs from policy samples, labelled by the gold checks",
-                       description="Sample the policy N times per prompt, score each sample with the gold checks "
-                                   "(verifiers; the hidden rubric for general), pair samples whose gold scores "
-                                   "differ (chosen = higher), and flip a --label-noise fraction of labels, as "
-                                   "human labels are noisy. Flipped pairs are marked for analysis only.")
+    p = sub.add_parser(
+        "make-pairs",
+        help="preference pairs from policy samples, labelled by the gold checks",
+        description="Sample the policy N times per prompt, score each sample with the gold checks "
+        "(verifiers; the hidden rubric for general), pair samples whose gold scores "
+        "differ (chosen = higher), and flip a --label-noise fraction of labels, as "
+        "human labels are noisy. Flipped pairs are marked for analysis only.",
+    )
     p.add_argument("input", metavar="PROMPTS")
     p.add_argument("-o", "--output", required=True, metavar="PAIRS")
     p.add_argument("--label-noise", type=float, default=0.1, help="fraction of flipped labels (default 0.1)")
@@ -51,17 +73,25 @@ def cmd_train_bt(args: argparse.Namespace) -> int:
     from datarl.models.bt_train import BTTrainConfig, train_bt
     from datarl.preferences import load_pairs
 
-    metrics = train_bt(load_pairs(args.pairs), base_dir(args), args.output, BTTrainConfig(steps=args.steps, seed=args.seed),
-                       progress=stderr_is_tty())
+    metrics = train_bt(
+        load_pairs(args.pairs),
+        base_dir(args),
+        args.output,
+        BTTrainConfig(steps=args.steps, seed=args.seed),
+        progress=stderr_is_tty(),
+    )
     print(json.dumps(metrics, indent=2, default=str))
     return 0
 
 
 def _parse_train_bt(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train-bt", help="train a Bradley-Terry reward model on preference pairs",
-                       description="Train a sequence-classification head on a causal LM backbone (the tiny SFT "
-                                   "policy by default) with the Bradley-Terry loss; report held-out pair "
-                                   "accuracy (split by prompt) overall and per task.")
+    p = sub.add_parser(
+        "train-bt",
+        help="train a Bradley-Terry reward model on preference pairs",
+        description="Train a sequence-classification head on a causal LM backbone (the tiny SFT "
+        "policy by default) with the Bradley-Terry loss; report held-out pair "
+        "accuracy (split by prompt) overall and per task.",
+    )
     add_training(p, steps=200, saves="the reward model")
     p.set_defaults(fn=cmd_train_bt)
 
@@ -69,34 +99,46 @@ def _parse_train_bt(sub: argparse._SubParsersAction) -> None:
 def cmd_train_genrm(args: argparse.Namespace) -> int:
     import json
 
-    from datarl.records import read_all_records
     from datarl.models.genrm_train import GenRMTrainConfig, train_genrm
     from datarl.preferences import load_pairs
+    from datarl.records import read_all_records
 
     gt_records = [r.to_dict() for r in read_all_records(args.gt)] if args.gt else None
-    metrics = train_genrm(load_pairs(args.pairs), base_dir(args), args.output, GenRMTrainConfig(steps=args.steps, seed=args.seed),
-                          gt_records=gt_records, log=lambda m: print(m, file=sys.stderr))
+    metrics = train_genrm(
+        load_pairs(args.pairs),
+        base_dir(args),
+        args.output,
+        GenRMTrainConfig(steps=args.steps, seed=args.seed),
+        gt_records=gt_records,
+        log=lambda m: print(m, file=sys.stderr),
+    )
     print(json.dumps(metrics, indent=2, default=str))
     return 0
 
 
 def _parse_train_genrm(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train-genrm", help="train the pairwise generative judge (GenRM)",
-                       description="Train a judge from a causal LM (the tiny SFT policy by default) as a "
-                                   "next-token classifier over the verdict tokens 'A'/'B', on judge examples "
-                                   "made from the pairs in both orders and, with --gt, on (response, ground "
-                                   "truth) examples. Use it with sources: {genrm.gt: {judge: DIR}}.")
+    p = sub.add_parser(
+        "train-genrm",
+        help="train the pairwise generative judge (GenRM)",
+        description="Train a judge from a causal LM (the tiny SFT policy by default) as a "
+        "next-token classifier over the verdict tokens 'A'/'B', on judge examples "
+        "made from the pairs in both orders and, with --gt, on (response, ground "
+        "truth) examples. Use it with sources: {genrm.gt: {judge: DIR}}.",
+    )
     add_training(p, steps=600, saves="the judge")
-    p.add_argument("--gt", metavar="RECORDS", help="records with ground_truth and response (e.g. scored SFT "
-                                                   "samples) for judge-vs-ground-truth examples")
+    p.add_argument(
+        "--gt",
+        metavar="RECORDS",
+        help="records with ground_truth and response (e.g. scored SFT samples) for judge-vs-ground-truth examples",
+    )
     p.set_defaults(fn=cmd_train_genrm)
 
 
 def cmd_calibrate_genrm(args: argparse.Namespace) -> int:
     import json
 
-    from datarl.records import read_all_records
     from datarl.models.genrm_train import calibrate_judge
+    from datarl.records import read_all_records
 
     records = [r.to_dict() for r in read_all_records(args.records)]
     entry = calibrate_judge(args.judge, records, log=lambda m: print(m, file=sys.stderr))
@@ -105,38 +147,53 @@ def cmd_calibrate_genrm(args: argparse.Namespace) -> int:
 
 
 def _parse_calibrate_genrm(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate-genrm", help="fit a GenRM judge's genrm.gt decision threshold on labelled responses",
-                       description="Judge RECORDS (prompt, ground_truth, response; labelled by rtv.math unless "
-                                   "they carry 'correct') against their ground truth, pick the threshold with "
-                                   "the highest agreement, and store it in JUDGE/datarl_genrm.json. genrm.gt "
-                                   "scores from that judge are then mapped so that the threshold is 0.5 "
-                                   "(reward_info keeps raw_score). Use responses of the policy the judge will "
-                                   "score on training prompts, never the evaluation split.")
+    p = sub.add_parser(
+        "calibrate-genrm",
+        help="fit a GenRM judge's genrm.gt decision threshold on labelled responses",
+        description="Judge RECORDS (prompt, ground_truth, response; labelled by rtv.math unless "
+        "they carry 'correct') against their ground truth, pick the threshold with "
+        "the highest agreement, and store it in JUDGE/datarl_genrm.json. genrm.gt "
+        "scores from that judge are then mapped so that the threshold is 0.5 "
+        "(reward_info keeps raw_score). Use responses of the policy the judge will "
+        "score on training prompts, never the evaluation split.",
+    )
     p.add_argument("judge", help="judge directory (datarl train-genrm)")
-    p.add_argument("records", help="JSONL/Parquet records with ground_truth and response (e.g. datarl generate "
-                                   "output on training prompts)")
+    p.add_argument(
+        "records",
+        help="JSONL/Parquet records with ground_truth and response (e.g. datarl generate output on training prompts)",
+    )
     p.set_defaults(fn=cmd_calibrate_genrm)
 
 
 def cmd_build_references(args: argparse.Namespace) -> int:
-    from datarl.records import read_all_records
     from datarl.io import write_records
+    from datarl.records import read_all_records
     from datarl.references import build_references
 
     records = read_all_records(args.input)
     sampling = sampling_from(args)
-    rows = build_references([r.to_dict() for r in records], policy_from(args.policy), args.bt, n=args.n,
-                            seed=args.seed, sampling=sampling, progress=stderr_is_tty())
+    rows = build_references(
+        [r.to_dict() for r in records],
+        policy_from(args.policy),
+        args.bt,
+        n=args.n,
+        seed=args.seed,
+        sampling=sampling,
+        progress=stderr_is_tty(),
+    )
     write_records(args.output, rows)
     print(f"{sum('reference_info' in r for r in rows)} general references (best of {args.n}) -> {args.output}")
     return 0
 
 
 def _parse_build_references(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("build-references", help="best-of-N SFT references for general prompts, picked by BT",
-                       description="For every general record, sample N responses from the policy, score them "
-                                   "with the BT model and write the best as 'reference' (with reference_info: "
-                                   "N, the scores, the chosen index). Other records pass through unchanged.")
+    p = sub.add_parser(
+        "build-references",
+        help="best-of-N SFT references for general prompts, picked by BT",
+        description="For every general record, sample N responses from the policy, score them "
+        "with the BT model and write the best as 'reference' (with reference_info: "
+        "N, the scores, the chosen index). Other records pass through unchanged.",
+    )
     p.add_argument("input", metavar="POOL")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     p.add_argument("--bt", required=True, metavar="DIR", help="BT reward model directory (datarl train-bt)")
@@ -150,66 +207,126 @@ def cmd_select(args: argparse.Namespace) -> int:
     from datarl.select.prepo_engine import run_select
 
     defaults = SelectConfig()
-    flags = {"strategy": args.strategy, "fraction": args.fraction, "count": args.count, "scope": args.scope,
-             "normalise": args.normalise, "domains": args.domains.split(",") if args.domains else None,
-             "drop_unsolvable": True if args.drop_unsolvable else None, "dedup": False if args.no_dedup else None}
+    flags = {
+        "strategy": args.strategy,
+        "fraction": args.fraction,
+        "count": args.count,
+        "scope": args.scope,
+        "normalise": args.normalise,
+        "domains": args.domains.split(",") if args.domains else None,
+        "drop_unsolvable": True if args.drop_unsolvable else None,
+        "dedup": False if args.no_dedup else None,
+    }
     overrides = {k: v for k, v in flags.items() if v is not None}
     # Sampling flags always have a value; one left at its default must not override the config's select: section.
-    sampled = {"samples_per_prompt": args.n, "temperature": args.temperature, "top_p": args.top_p,
-               "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size, "seed": args.seed,
-               "timeout_s": args.timeout}
+    sampled = {
+        "samples_per_prompt": args.n,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "timeout_s": args.timeout,
+    }
     overrides.update({k: v for k, v in sampled.items() if v != getattr(defaults, k)})
     cfg = SelectConfig.from_mapping(load_config(args.config).get("select"), overrides)
     scores = args.scores or args.output + ".scores.jsonl"
     try:
-        summary = run_select(args.input, args.output, policy=lambda: policy_from(args.policy),
-                             router_config=router_config(args), cfg=cfg, train_path=args.train, merge=args.merge,
-                             workers=args.workers, progress=False if args.no_progress else None,
-                             scores_path=scores, restart=args.restart, engine=args.engine, ray=ray_options(args))
+        summary = run_select(
+            args.input,
+            args.output,
+            policy=lambda: policy_from(args.policy),
+            router_config=router_config(args),
+            cfg=cfg,
+            train_path=args.train,
+            merge=args.merge,
+            workers=args.workers,
+            progress=False if args.no_progress else None,
+            scores_path=scores,
+            restart=args.restart,
+            engine=args.engine,
+            ray=ray_options(args),
+        )
     except KeyboardInterrupt:
         if os.path.exists(scores):
-            print(f"datarl: the scores so far are saved in {scores}; run the same command again to resume",
-                  file=sys.stderr)
+            print(
+                f"datarl: the scores so far are saved in {scores}; run the same command again to resume",
+                file=sys.stderr,
+            )
         raise
     print(summary.format())
     return 0
 
 
 def _parse_select(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("select", help="Pre-PPO: keep the pool prompts the policy scores lowest (resumable)",
-                       description="Sample the policy --n times per POOL prompt, score the samples with the reward "
-                                   "router, normalise each prompt's mean reward within its domain and keep the "
-                                   "lowest-scoring fraction (PAPER section 4). Writes SELECTED (pool records with "
-                                   "a 'prepo' field; with --merge the training set first), SELECTED.report.json "
-                                   "(per-domain histograms, thresholds, kept and dropped counts) and, as it goes, "
-                                   "the scores file: after an interruption, the same command resumes. Flags "
-                                   "override the config's select: section.")
+    p = sub.add_parser(
+        "select",
+        help="Pre-PPO: keep the pool prompts the policy scores lowest (resumable)",
+        description="Sample the policy --n times per POOL prompt, score the samples with the reward "
+        "router, normalise each prompt's mean reward within its domain and keep the "
+        "lowest-scoring fraction (PAPER section 4). Writes SELECTED (pool records with "
+        "a 'prepo' field; with --merge the training set first), SELECTED.report.json "
+        "(per-domain histograms, thresholds, kept and dropped counts) and, as it goes, "
+        "the scores file: after an interruption, the same command resumes. Flags "
+        "override the config's select: section.",
+    )
     p.add_argument("input", metavar="POOL")
     p.add_argument("-o", "--output", required=True, metavar="SELECTED")
-    p.add_argument("--train", metavar="TRAIN", help="the original training set: pool prompts repeating one are "
-                                                     "dropped (case and whitespace folded)")
+    p.add_argument(
+        "--train",
+        metavar="TRAIN",
+        help="the original training set: pool prompts repeating one are dropped (case and whitespace folded)",
+    )
     p.add_argument("--merge", action="store_true", help="write TRAIN's records, then the selected ones")
-    p.add_argument("--strategy", choices=("lowest", "random", "all"),
-                   help="lowest (Pre-PPO, default), or the baselines random (same count, seeded) and all")
+    p.add_argument(
+        "--strategy",
+        choices=("lowest", "random", "all"),
+        help="lowest (Pre-PPO, default), or the baselines random (same count, seeded) and all",
+    )
     size = p.add_mutually_exclusive_group()
     size.add_argument("--fraction", type=float, help="share of the eligible prompts to keep (default 0.1)")
     size.add_argument("--count", type=int, help="keep exactly N prompts (to compare strategies at one count)")
-    p.add_argument("--scope", choices=("domain", "global"),
-                   help="keep the fraction of every domain (default), or the lowest normalised scores overall")
-    p.add_argument("--normalise", choices=("zscore", "rank", "none"),
-                   help="normalisation within each domain (default zscore; rank = percentile)")
-    p.add_argument("--domains", metavar="D1,D2", help="only these domains (a name matches a domain, its prefix "
-                                                      "before a dot, e.g. math for math.addsub, or a task)")
+    p.add_argument(
+        "--scope",
+        choices=("domain", "global"),
+        help="keep the fraction of every domain (default), or the lowest normalised scores overall",
+    )
+    p.add_argument(
+        "--normalise",
+        choices=("zscore", "rank", "none"),
+        help="normalisation within each domain (default zscore; rank = percentile)",
+    )
+    p.add_argument(
+        "--domains",
+        metavar="D1,D2",
+        help="only these domains (a name matches a domain, its prefix "
+        "before a dot, e.g. math for math.addsub, or a task)",
+    )
     p.add_argument("--drop-unsolvable", action="store_true", help="drop prompts where no sample scored above 0")
-    p.add_argument("--no-dedup", action="store_true",
-                   help="keep pool prompts that repeat a training prompt or an earlier pool prompt")
-    p.add_argument("--scores", metavar="FILE", help="the resumable scores file (default SELECTED.scores.jsonl); "
-                                                    "one scoring pass serves every strategy")
+    p.add_argument(
+        "--no-dedup",
+        action="store_true",
+        help="keep pool prompts that repeat a training prompt or an earlier pool prompt",
+    )
+    p.add_argument(
+        "--scores",
+        metavar="FILE",
+        help="the resumable scores file (default SELECTED.scores.jsonl); one scoring pass serves every strategy",
+    )
     p.add_argument("--restart", action="store_true", help="discard the scores file and sample from scratch")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="scoring processes (default: number of cores = %(default)s)")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                   help="wall-clock limit per scored sample (default %(default)s)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="scoring processes (default: number of cores = %(default)s)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="wall-clock limit per scored sample (default %(default)s)",
+    )
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     add_engine(p, generation=True)
     add_config(p)

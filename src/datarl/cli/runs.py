@@ -24,21 +24,32 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         cfg = dataclasses.replace(cfg, ppo=dataclasses.replace(cfg.ppo, steps=args.steps))
     result = train(cfg, resume=bool(args.resume), log=lambda m: print(m, file=sys.stderr))
-    print(f"trained {result.steps} steps in {result.seconds:.0f} s -> {result.run_dir}"
-          + (f" (best gold {result.best_gold:.3f} at step {result.best_step}: {result.run_dir}/best)"
-             if result.best_gold is not None else ""))
+    print(
+        f"trained {result.steps} steps in {result.seconds:.0f} s -> {result.run_dir}"
+        + (
+            f" (best gold {result.best_gold:.3f} at step {result.best_step}: {result.run_dir}/best)"
+            if result.best_gold is not None
+            else ""
+        )
+    )
     return 0
 
 
 def _parse_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="PPO on a policy with the hybrid reward, a curriculum and monitors",
-                       description="Run PPO as CONFIG says (YAML/JSON: policy, data, reward, curriculum, ppo, "
-                                   "eval, hacking, logging, run_dir; see docs/ppo.md). Writes metrics.jsonl, "
-                                   "eval.jsonl, checkpoints/, best/ and summary.json under the run directory. "
-                                   "Every config problem is reported before any model is loaded.")
+    p = sub.add_parser(
+        "train",
+        help="PPO on a policy with the hybrid reward, a curriculum and monitors",
+        description="Run PPO as CONFIG says (YAML/JSON: policy, data, reward, curriculum, ppo, "
+        "eval, hacking, logging, run_dir; see docs/ppo.md). Writes metrics.jsonl, "
+        "eval.jsonl, checkpoints/, best/ and summary.json under the run directory. "
+        "Every config problem is reported before any model is loaded.",
+    )
     p.add_argument("config", metavar="CONFIG")
-    p.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue the run in RUN_DIR from its last checkpoint (after a crash or kill -9)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its last checkpoint (after a crash or kill -9)",
+    )
     p.add_argument("--run-dir", metavar="DIR", help="override run_dir from the config")
     p.add_argument("--steps", type=int, default=0, help="override ppo.steps")
     p.set_defaults(fn=cmd_train)
@@ -55,12 +66,15 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 def _parse_pipeline(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pipeline", help="the whole system: synth, SFT, rewards, Pre-PPO, PPO, eval, report",
-                       description="Run the stages synth -> sft -> pairs -> bt -> genrm -> references -> select -> "
-                                   "train -> eval -> report in order under run_dir. A stage whose outputs exist "
-                                   "and whose config and inputs are unchanged is skipped, so an interrupted run "
-                                   "continues where it stopped. examples/demo.yaml is the embedded default "
-                                   "(`make demo`); examples/pipeline_user.yaml runs on your data with an HF policy.")
+    p = sub.add_parser(
+        "pipeline",
+        help="the whole system: synth, SFT, rewards, Pre-PPO, PPO, eval, report",
+        description="Run the stages synth -> sft -> pairs -> bt -> genrm -> references -> select -> "
+        "train -> eval -> report in order under run_dir. A stage whose outputs exist "
+        "and whose config and inputs are unchanged is skipped, so an interrupted run "
+        "continues where it stopped. examples/demo.yaml is the embedded default "
+        "(`make demo`); examples/pipeline_user.yaml runs on your data with an HF policy.",
+    )
     p.add_argument("config", metavar="CONFIG")
     p.add_argument("--run-dir", metavar="DIR", help="override run_dir from the config")
     p.set_defaults(fn=cmd_pipeline)
@@ -79,14 +93,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _parse_report(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write a self-contained HTML report of a training run",
-                       description="Read RUN_DIR (config.json, metrics.jsonl, eval.jsonl, summary.json, "
-                                   "selection/report.json) and write one HTML page with inline plots (training "
-                                   "curves, gold scores, hacking gap and alarms, diversity, curriculum, Pre-PPO "
-                                   "selection, before/after table) plus the main figure as PNG; prints the path.")
+    p = sub.add_parser(
+        "report",
+        help="write a self-contained HTML report of a training run",
+        description="Read RUN_DIR (config.json, metrics.jsonl, eval.jsonl, summary.json, "
+        "selection/report.json) and write one HTML page with inline plots (training "
+        "curves, gold scores, hacking gap and alarms, diversity, curriculum, Pre-PPO "
+        "selection, before/after table) plus the main figure as PNG; prints the path.",
+    )
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("-o", "--output", metavar="OUT.html",
-                   help="where to write the page (default RUN_DIR/report.html); the PNG goes next to it")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.html",
+        help="where to write the page (default RUN_DIR/report.html); the PNG goes next to it",
+    )
     p.set_defaults(fn=cmd_report)
 
 

@@ -24,9 +24,11 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -248,18 +250,28 @@ class WorkerPool:
                     if w.item is not None and (w.proc.sentinel in ready or not w.proc.is_alive()):
                         w.kill()
                         if index in retried:
-                            results[index] = Outcome(index, False, None, "worker_crashed",
-                                                     f"worker exited with code {w.proc.exitcode} twice on this item",
-                                                     now - w.started)
+                            results[index] = Outcome(
+                                index,
+                                False,
+                                None,
+                                "worker_crashed",
+                                f"worker exited with code {w.proc.exitcode} twice on this item",
+                                now - w.started,
+                            )
                         else:
                             retried.add(index)
                             retry_queue.append((index, item))
                         replace = True
                     elif w.item is not None and now - w.started >= timeout_s:
                         w.kill()
-                        results[index] = Outcome(index, False, None, "timeout",
-                                                 f"item exceeded the {timeout_s:g} s timeout; its worker was killed",
-                                                 now - w.started)
+                        results[index] = Outcome(
+                            index,
+                            False,
+                            None,
+                            "timeout",
+                            f"item exceeded the {timeout_s:g} s timeout; its worker was killed",
+                            now - w.started,
+                        )
                         replace = True
                     if replace:
                         pool[i] = _Worker(self._ctx, self.fn)

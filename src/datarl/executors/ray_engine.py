@@ -41,16 +41,25 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from datarl.errors import InputError
 from datarl.executors.engine import LocalEngine
 from datarl.rewards.base import RewardResult
 from datarl.rewards.router import Router, RouterConfig
 
-__all__ = ["RayEngine", "RayEngineError", "RayOptions", "RayScoringEngine", "ScorerActor", "ModelScorerActor",
-           "plan_blocks", "INSTALL_HINT"]
+__all__ = [
+    "RayEngine",
+    "RayEngineError",
+    "RayOptions",
+    "RayScoringEngine",
+    "ScorerActor",
+    "ModelScorerActor",
+    "plan_blocks",
+    "INSTALL_HINT",
+]
 
 INSTALL_HINT = "pip install 'datarl[ray]'"
 BLOCKS_PER_ACTOR = 4  # enough slack that one slow block does not leave the other actors idle
@@ -107,8 +116,7 @@ def import_ray() -> Any:
         import ray
         import ray.data  # noqa: F401  (ray without the [data] extra lacks pandas/pyarrow pieces)
     except ImportError as exc:
-        raise RayEngineError(f"--engine ray needs Ray Data, which is not installed ({exc}); "
-                             f"{INSTALL_HINT}") from None
+        raise RayEngineError(f"--engine ray needs Ray Data, which is not installed ({exc}); {INSTALL_HINT}") from None
     return ray
 
 
@@ -154,9 +162,15 @@ class ScorerActor:
         rows = batch.to_pylist()
         records = [json.loads(r["record"]) for r in rows]
         done = self.engine.score(records, [r["response"] for r in rows])
-        return pa.table({"key": [r["key"] for r in rows], "id": [r["id"] for r in rows],
-                         "score": [float(x.score) for x in done], "source": [x.source for x in done],
-                         "info": [json.dumps(x.info, default=str) for x in done]})
+        return pa.table(
+            {
+                "key": [r["key"] for r in rows],
+                "id": [r["id"] for r in rows],
+                "score": [float(x.score) for x in done],
+                "source": [x.source for x in done],
+                "info": [json.dumps(x.info, default=str) for x in done],
+            }
+        )
 
     def __del__(self) -> None:  # Ray Data calls it when the actor pool shuts down
         engine = getattr(self, "engine", None)
@@ -199,7 +213,7 @@ class RayEngine:
         self._generator: Any = None
         self._policy: Any = None
 
-    def __enter__(self) -> "RayEngine":
+    def __enter__(self) -> RayEngine:
         self.start()
         return self
 
@@ -213,12 +227,18 @@ class RayEngine:
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # Ray's INFO/WARNING chatter is not for users
         if not ray.is_initialized():
             try:
-                ray.init(address=self.options.address, include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.ERROR)
+                ray.init(
+                    address=self.options.address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.ERROR,
+                )
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise RayEngineError(f"cannot start or reach Ray at {self.options.address!r}: "
-                                     f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
-                                     "use --ray-address local, auto or HOST:PORT") from None
+                raise RayEngineError(
+                    f"cannot start or reach Ray at {self.options.address!r}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+                    "use --ray-address local, auto or HOST:PORT"
+                ) from None
             self._owns = True
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the CLI prints its own summary
@@ -240,9 +260,11 @@ class RayEngine:
         """Fail now, with what to do, if a ``gpus``-GPU actor could never be scheduled."""
         have = self.resources().get("GPU", 0.0)
         if gpus > have:
-            raise RayEngineError(f"the {stage} stage asks for {gpus:g} GPU(s) per actor but the Ray cluster at "
-                                 f"{self.options.address!r} has {have:g}; Ray would wait forever. Run on a "
-                                 f"cluster with GPUs or pass {flag} 0 to run it on CPUs")
+            raise RayEngineError(
+                f"the {stage} stage asks for {gpus:g} GPU(s) per actor but the Ray cluster at "
+                f"{self.options.address!r} has {have:g}; Ray would wait forever. Run on a "
+                f"cluster with GPUs or pass {flag} 0 to run it on CPUs"
+            )
 
     def preflight(self, router_config: RouterConfig, tasks: Sequence[str], *, generate: bool = False) -> None:
         """Check every stage the given tasks (and generation) will use, before any work is submitted."""
@@ -257,45 +279,81 @@ class RayEngine:
             cpus = self.resources().get("CPU", 0.0)
             need = self.options.actors * self.options.cpus_per_actor
             if need > cpus:
-                raise RayEngineError(f"{self.options.actors} scoring actors with {self.options.cpus_per_actor:g} "
-                                     f"CPU(s) each need {need:g} CPUs; the Ray cluster has {cpus:g}. Pass "
-                                     "fewer --ray-actors (default: one per CPU)")
+                raise RayEngineError(
+                    f"{self.options.actors} scoring actors with {self.options.cpus_per_actor:g} "
+                    f"CPU(s) each need {need:g} CPUs; the Ray cluster has {cpus:g}. Pass "
+                    "fewer --ray-actors (default: one per CPU)"
+                )
             return self.options.actors
         return max(1, int(self.resources().get("CPU", 1.0) // self.options.cpus_per_actor))
 
-    def score_responses(self, router_config: RouterConfig, records: Sequence[dict[str, Any]],
-                        responses: Sequence[str], timeout_s: float) -> list[RewardResult]:
+    def score_responses(
+        self, router_config: RouterConfig, records: Sequence[dict[str, Any]], responses: Sequence[str], timeout_s: float
+    ) -> list[RewardResult]:
         """Score ``responses[i]`` for ``records[i]`` on Ray; the same results as the local engine, in order."""
         self.start()
         tasks = [str(r.get("task")) for r in records]
         self.preflight(router_config, tasks)
-        rows = [{"key": i, "id": str(r.get("id")), "response": responses[i],
-                 "record": json.dumps({**r, "response": responses[i]}, default=str)} for i, r in enumerate(records)]
+        rows = [
+            {
+                "key": i,
+                "id": str(r.get("id")),
+                "response": responses[i],
+                "record": json.dumps({**r, "response": responses[i]}, default=str),
+            }
+            for i, r in enumerate(records)
+        ]
         router = Router(router_config)
         model = [row for row, t in zip(rows, tasks) if router.is_batched(t)]
         other = [row for row, t in zip(rows, tasks) if not router.is_batched(t)]
         found: dict[int, RewardResult] = {}
         if other:
-            found.update(self._run_stage(ScorerActor, other, router_config, timeout_s, self._actors(),
-                                         {"num_cpus": self.options.cpus_per_actor}))
+            found.update(
+                self._run_stage(
+                    ScorerActor,
+                    other,
+                    router_config,
+                    timeout_s,
+                    self._actors(),
+                    {"num_cpus": self.options.cpus_per_actor},
+                )
+            )
         if model:
-            found.update(self._run_stage(ModelScorerActor, model, router_config, timeout_s,
-                                         self.options.judge_actors,
-                                         {"num_cpus": 1, "num_gpus": self.options.judge_gpus or None}))
+            found.update(
+                self._run_stage(
+                    ModelScorerActor,
+                    model,
+                    router_config,
+                    timeout_s,
+                    self.options.judge_actors,
+                    {"num_cpus": 1, "num_gpus": self.options.judge_gpus or None},
+                )
+            )
         missing = [i for i in range(len(records)) if i not in found]
         if missing:
             raise RuntimeError(f"Ray returned no result for {len(missing)} row(s) (first: position {missing[0]})")
         return [found[i] for i in range(len(records))]
 
-    def _run_stage(self, udf: type, rows: list[dict[str, Any]], router_config: RouterConfig, timeout_s: float,
-                   actors: int, resources: dict[str, Any]) -> dict[int, RewardResult]:
+    def _run_stage(
+        self,
+        udf: type,
+        rows: list[dict[str, Any]],
+        router_config: RouterConfig,
+        timeout_s: float,
+        actors: int,
+        resources: dict[str, Any],
+    ) -> dict[int, RewardResult]:
         ray = self._ray
         plan = plan_blocks(len(rows), actors, self.options.batch_size)
         ds = ray.data.from_items(_dealt(rows, plan.blocks), override_num_blocks=plan.blocks)
-        out = ds.map_batches(udf, batch_size=plan.batch_size, batch_format="pyarrow",
-                             compute=ray.data.ActorPoolStrategy(size=plan.actors),
-                             fn_constructor_kwargs={"router_config": router_config, "timeout_s": timeout_s},
-                             **{k: v for k, v in resources.items() if v is not None})
+        out = ds.map_batches(
+            udf,
+            batch_size=plan.batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=plan.actors),
+            fn_constructor_kwargs={"router_config": router_config, "timeout_s": timeout_s},
+            **{k: v for k, v in resources.items() if v is not None},
+        )
         ids = {row["key"]: row["id"] for row in rows}
         found: dict[int, RewardResult] = {}
         for row in out.iter_rows():
@@ -327,8 +385,14 @@ class RayScoringEngine:
     as the local engine, in order. ``engine``: an already started :class:`RayEngine` to share (then
     :meth:`close` leaves it running); None starts one with ``options``."""
 
-    def __init__(self, router_config: RouterConfig, *, timeout_s: float, options: RayOptions | None = None,
-                 engine: RayEngine | None = None) -> None:
+    def __init__(
+        self,
+        router_config: RouterConfig,
+        *,
+        timeout_s: float,
+        options: RayOptions | None = None,
+        engine: RayEngine | None = None,
+    ) -> None:
         self.router_config, self.timeout_s = router_config, timeout_s
         self.engine = engine if engine is not None else RayEngine(options)
         self._owns = engine is None

@@ -46,7 +46,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from datarl.records import RecordError, parse_record
 from datarl.rewards.base import SCORING_ERRORS, RewardResult
@@ -81,8 +82,10 @@ def parse_label(label: Any, prompt: Any, index: int) -> tuple[dict[str, Any] | N
             return None, f"labels[{index}]: looks like a JSON object but does not parse ({exc})"
     if isinstance(label, str):
         if not label.strip():
-            return None, (f"labels[{index}] is empty; give each prompt a label (OpenRLHF: --data.label_key "
-                          "with datarl.integrations.openrlhf.make_label values, or the math answer)")
+            return None, (
+                f"labels[{index}] is empty; give each prompt a label (OpenRLHF: --data.label_key "
+                "with datarl.integrations.openrlhf.make_label values, or the math answer)"
+            )
         label = {"task": "math", "ground_truth": label}
     if not isinstance(label, dict):
         return None, f"labels[{index}] must be a JSON object string or a math answer, got {type(label).__name__}"
@@ -100,15 +103,15 @@ def split_response(query: Any, prompt: Any, strip_pattern: str = DEFAULT_STRIP_P
     query = query if isinstance(query, str) else ""
     prompt = prompt if isinstance(prompt, str) else ""
     if prompt and query.startswith(prompt):
-        response, how = query[len(prompt):], "prefix"
+        response, how = query[len(prompt) :], "prefix"
     elif prompt and prompt in query:  # e.g. a BOS token the decoder put in front
-        response, how = query[query.index(prompt) + len(prompt):], "after_prompt"
+        response, how = query[query.index(prompt) + len(prompt) :], "after_prompt"
     else:
         response, how = query, "whole_query"
     if strip_pattern:  # a loop of anchored searches: linear even on long whitespace runs
         marker = re.compile(rf"(?:{strip_pattern})\Z")
         while (m := marker.search(trimmed := response.rstrip())) and m.start() < len(trimmed):
-            response = trimmed[:m.start()].rstrip()
+            response = trimmed[: m.start()].rstrip()
     return response, how
 
 
@@ -123,11 +126,16 @@ def build_reply(results: Sequence[RewardResult], hows: Sequence[str]) -> dict[st
             info["response_from"] = how
         infos.append(info)
     rewards = [float(r.score) for r in results]
-    return {"rewards": rewards, "scores": list(rewards),
-            "extra_logs": {"error": [1.0 if e else 0.0 for e in errors],
-                           "failure": [1.0 if f else 0.0 for f in failures]},
-            "reward_source": [r.source for r in results], "failure": failures, "error": errors,
-            "reward_info": infos, "request_error": None}
+    return {
+        "rewards": rewards,
+        "scores": list(rewards),
+        "extra_logs": {"error": [1.0 if e else 0.0 for e in errors], "failure": [1.0 if f else 0.0 for f in failures]},
+        "reward_source": [r.source for r in results],
+        "failure": failures,
+        "error": errors,
+        "reward_info": infos,
+        "request_error": None,
+    }
 
 
 def bad_request_reply(message: str) -> dict[str, Any]:

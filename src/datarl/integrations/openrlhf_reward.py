@@ -21,7 +21,8 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from datarl.server import RewardService, ServeConfig
 
@@ -43,9 +44,11 @@ def _service() -> RewardService:
     global _SERVICE
     with _LOCK:
         if _SERVICE is None:
-            cfg = ServeConfig(workers=int(os.environ.get("DATARL_WORKERS", "1")),
-                              timeout_s=float(os.environ.get("DATARL_TIMEOUT", "30")),
-                              router=load_router_config(os.environ.get("DATARL_CONFIG") or None))
+            cfg = ServeConfig(
+                workers=int(os.environ.get("DATARL_WORKERS", "1")),
+                timeout_s=float(os.environ.get("DATARL_TIMEOUT", "30")),
+                router=load_router_config(os.environ.get("DATARL_CONFIG") or None),
+            )
             _SERVICE = RewardService(cfg)
             atexit.register(_SERVICE.close)
         return _SERVICE

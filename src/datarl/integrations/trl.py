@@ -47,21 +47,43 @@ import json
 import logging
 import os
 import threading
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from datarl.records import KNOWN_FIELDS, Record, parse_record
 
-__all__ = ["RewardFunc", "AsyncRewardFunc", "reward_func", "trl_rows", "completion_text", "DEFAULT_TASKS",
-           "CONFIG_ENV", "RECORD_COLUMN", "rtv_math", "rtv_code", "rtv_ifeval", "genrm_gt", "genrm_gt_async",
-           "genrm_bon", "genrm_bon_async", "bt", "datarl_reward", "datarl_reward_async"]
+__all__ = [
+    "RewardFunc",
+    "AsyncRewardFunc",
+    "reward_func",
+    "trl_rows",
+    "completion_text",
+    "DEFAULT_TASKS",
+    "CONFIG_ENV",
+    "RECORD_COLUMN",
+    "rtv_math",
+    "rtv_code",
+    "rtv_ifeval",
+    "genrm_gt",
+    "genrm_gt_async",
+    "genrm_bon",
+    "genrm_bon_async",
+    "bt",
+    "datarl_reward",
+    "datarl_reward_async",
+]
 
 log = logging.getLogger("datarl.trl")
 CONFIG_ENV = "DATARL_REWARD_CONFIG"
 RECORD_COLUMN = "datarl_record"
 # Which tasks each source scores when it is used on its own (the paper's assignment).
 DEFAULT_TASKS: dict[str, tuple[str, ...]] = {
-    "rtv.math": ("math",), "rtv.code": ("code",), "rtv.ifeval": ("ifeval",),
-    "genrm.gt": ("math",), "genrm.bon": ("general",), "bt": ("general",),
+    "rtv.math": ("math",),
+    "rtv.code": ("code",),
+    "rtv.ifeval": ("ifeval",),
+    "genrm.gt": ("math",),
+    "genrm.bon": ("general",),
+    "bt": ("general",),
 }
 _DROP = ("response", "reward", "reward_source", "reward_info")
 
@@ -75,8 +97,14 @@ def trl_rows(records: Sequence[Record | Mapping[str, Any]], *, chat: bool = True
         if chat and isinstance(prompt, str):
             prompt = [{"role": "user", "content": prompt}]
         kept = {k: v for k, v in rec.items() if k not in _DROP}
-        rows.append({"prompt": prompt, "task": rec.get("task"), "id": str(rec.get("id", f"record-{i}")),
-                     RECORD_COLUMN: json.dumps(kept, ensure_ascii=False, default=str)})
+        rows.append(
+            {
+                "prompt": prompt,
+                "task": rec.get("task"),
+                "id": str(rec.get("id", f"record-{i}")),
+                RECORD_COLUMN: json.dumps(kept, ensure_ascii=False, default=str),
+            }
+        )
     return rows
 
 
@@ -118,9 +146,17 @@ class RewardFunc:
         to ``timeout_s`` seconds (model sources always run in this process, batched).
     """
 
-    def __init__(self, source: str | None = None, *, name: str | None = None, tasks: Sequence[str] | None = None,
-                 options: Mapping[str, Any] | None = None, config: str | Mapping[str, Any] | None = None,
-                 workers: int = 0, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        source: str | None = None,
+        *,
+        name: str | None = None,
+        tasks: Sequence[str] | None = None,
+        options: Mapping[str, Any] | None = None,
+        config: str | Mapping[str, Any] | None = None,
+        workers: int = 0,
+        timeout_s: float = 30.0,
+    ) -> None:
         from datarl.rewards.router import SOURCES
 
         if source is not None and source not in SOURCES:
@@ -165,6 +201,7 @@ class RewardFunc:
 
     def _record(self, i: int, prompts: Sequence[Any], columns: Mapping[str, Any]) -> dict[str, Any] | None:
         """Row ``i``'s record; None for a row that is not a datarl record; ValueError for a broken one."""
+
         def col(name: str) -> Any:
             values = columns.get(name)
             return values[i] if isinstance(values, (list, tuple)) and i < len(values) else None
@@ -182,8 +219,9 @@ class RewardFunc:
             raise ValueError(f"{parsed.field}: {parsed.message}")
         return parsed.to_dict()
 
-    def score(self, prompts: Sequence[Any], completions: Sequence[Any],
-              columns: Mapping[str, Any]) -> list[float | None]:
+    def score(
+        self, prompts: Sequence[Any], completions: Sequence[Any], columns: Mapping[str, Any]
+    ) -> list[float | None]:
         """One reward per completion, ``None`` where this function does not apply."""
         router = self.router
         out: list[float | None] = [None] * len(completions)
@@ -198,8 +236,10 @@ class RewardFunc:
             if rec is not None and router.config.source_for(rec["task"]) is not None:
                 missing_model = router.config.model_problem(str(rec["task"]))
                 if missing_model:
-                    raise ValueError(f"{self.__name__}: row {i}: {missing_model} (or pass it as options= / "
-                                     f"config= to reward_func, or set {CONFIG_ENV})")
+                    raise ValueError(
+                        f"{self.__name__}: row {i}: {missing_model} (or pass it as options= / "
+                        f"config= to reward_func, or set {CONFIG_ENV})"
+                    )
                 todo.append((i, rec))
         if todo:
             recs, texts = [r for _, r in todo], [completion_text(completions[i]) for i, _ in todo]
@@ -214,8 +254,9 @@ class RewardFunc:
                 out[i] = float(result.score)
         return out
 
-    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,
-                 **columns: Any) -> list[float | None]:
+    def __call__(
+        self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None, **columns: Any
+    ) -> list[float | None]:
         return self.score(prompts, completions, columns)
 
 
@@ -223,8 +264,13 @@ class AsyncRewardFunc(RewardFunc):
     """:class:`RewardFunc` as a coroutine (TRL awaits it): scoring runs in a thread, so a judge's model
     calls or HTTP requests overlap with TRL's other async reward functions."""
 
-    async def __call__(self, prompts: Sequence[Any], completions: Sequence[Any],  # type: ignore[override]
-                       completion_ids: Any = None, **columns: Any) -> list[float | None]:
+    async def __call__(
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],  # type: ignore[override]
+        completion_ids: Any = None,
+        **columns: Any,
+    ) -> list[float | None]:
         return await asyncio.to_thread(self.score, prompts, completions, columns)
 
 

@@ -49,14 +49,26 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Any, Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from datarl.errors import UserError
 from datarl.io import atomic_path
 from datarl.records import Record, parse_record
 
-__all__ = ["export_verl", "verl_rows", "compute_score", "record_from_row", "verl_overrides", "ExportSummary",
-           "VerlExportError", "EXTRA_INFO_KEYS", "SCORE_KEYS", "CONFIG_ENV", "DATA_SOURCE_PREFIX"]
+__all__ = [
+    "export_verl",
+    "verl_rows",
+    "compute_score",
+    "record_from_row",
+    "verl_overrides",
+    "ExportSummary",
+    "VerlExportError",
+    "EXTRA_INFO_KEYS",
+    "SCORE_KEYS",
+    "CONFIG_ENV",
+    "DATA_SOURCE_PREFIX",
+]
 
 DATA_SOURCE_PREFIX = "datarl/"
 CONFIG_ENV = "DATARL_REWARD_CONFIG"
@@ -79,12 +91,14 @@ class ExportSummary(NamedTuple):
 
     def format(self) -> str:
         mix = ", ".join(f"{t}={n}" for t, n in sorted(self.by_task.items()))
-        order = (f"curriculum order: {self.steps} steps x {self.prompts_per_step} prompts"
-                 if self.steps else "input order")
+        order = (
+            f"curriculum order: {self.steps} steps x {self.prompts_per_step} prompts" if self.steps else "input order"
+        )
         return f"{self.rows} rows ({mix}) -> {self.path}; {order}"
 
 
 # --- export ---------------------------------------------------------------------------------------
+
 
 def _as_record(item: Record | Mapping[str, Any], i: int) -> dict[str, Any]:
     if isinstance(item, Record):
@@ -109,8 +123,11 @@ def _ground_truth(rec: Mapping[str, Any]) -> str:
     if task == "code":
         return json.dumps({"tests": rec["tests"]}, sort_keys=True, ensure_ascii=False)
     if task == "ifeval":
-        return json.dumps({"instruction_id_list": rec["instruction_id_list"], "kwargs": rec["kwargs"]},
-                          sort_keys=True, ensure_ascii=False)
+        return json.dumps(
+            {"instruction_id_list": rec["instruction_id_list"], "kwargs": rec["kwargs"]},
+            sort_keys=True,
+            ensure_ascii=False,
+        )
     return str(rec.get("reference") or "")
 
 
@@ -128,29 +145,46 @@ def _row(rec: dict[str, Any], index: int, router: Any) -> dict[str, Any]:
         "prompt": _messages(rec["prompt"]),
         "ability": rec["task"],
         "reward_model": {"style": _style(rec["task"], router), "ground_truth": _ground_truth(rec)},
-        "extra_info": {"id": str(rec["id"]), "task": rec["task"], "domain": str(rec.get("domain") or rec["task"]),
-                       "index": index, "record": json.dumps(kept, ensure_ascii=False, default=str)},
+        "extra_info": {
+            "id": str(rec["id"]),
+            "task": rec["task"],
+            "domain": str(rec.get("domain") or rec["task"]),
+            "index": index,
+            "record": json.dumps(kept, ensure_ascii=False, default=str),
+        },
     }
 
 
-def _order(recs: Sequence[dict[str, Any]], curriculum: Any, steps: int | None, prompts_per_step: int | None,
-           seed: int) -> list[int]:
+def _order(
+    recs: Sequence[dict[str, Any]], curriculum: Any, steps: int | None, prompts_per_step: int | None, seed: int
+) -> list[int]:
     if curriculum is None:
         if steps is not None or prompts_per_step is not None:
-            raise VerlExportError("steps and prompts_per_step only apply with a curriculum; pass curriculum= "
-                                  "(datarl.select.curriculum.CurriculumConfig) or leave them out")
+            raise VerlExportError(
+                "steps and prompts_per_step only apply with a curriculum; pass curriculum= "
+                "(datarl.select.curriculum.CurriculumConfig) or leave them out"
+            )
         return list(range(len(recs)))
     if not steps or not prompts_per_step or steps < 1 or prompts_per_step < 1:
-        raise VerlExportError("a curriculum needs steps >= 1 and prompts_per_step >= 1 (verl must then run "
-                              "with data.train_batch_size=prompts_per_step and data.shuffle=False)")
+        raise VerlExportError(
+            "a curriculum needs steps >= 1 and prompts_per_step >= 1 (verl must then run "
+            "with data.train_batch_size=prompts_per_step and data.shuffle=False)"
+        )
     from datarl.select.curriculum import CurriculumSampler
 
     sampler = CurriculumSampler([r["task"] for r in recs], curriculum, prompts_per_step, seed)
     return [i for batch in sampler.ordered(steps) for i in batch]
 
 
-def verl_rows(records: Sequence[Record | Mapping[str, Any]], *, curriculum: Any = None, steps: int | None = None,
-              prompts_per_step: int | None = None, seed: int = 0, router: Any = None) -> list[dict[str, Any]]:
+def verl_rows(
+    records: Sequence[Record | Mapping[str, Any]],
+    *,
+    curriculum: Any = None,
+    steps: int | None = None,
+    prompts_per_step: int | None = None,
+    seed: int = 0,
+    router: Any = None,
+) -> list[dict[str, Any]]:
     """The verl rows for ``records``, in curriculum order when ``curriculum`` is given (see module doc).
 
     router: a :class:`datarl.rewards.router.Router` used only to fill ``reward_model.style``.
@@ -166,24 +200,34 @@ def _schema() -> Any:
     import pyarrow as pa
 
     s = pa.string()
-    return pa.schema([
-        ("data_source", s),
-        ("prompt", pa.list_(pa.struct([("role", s), ("content", s)]))),
-        ("ability", s),
-        ("reward_model", pa.struct([("style", s), ("ground_truth", s)])),
-        ("extra_info", pa.struct([("id", s), ("task", s), ("domain", s), ("index", pa.int64()), ("record", s)])),
-    ])
+    return pa.schema(
+        [
+            ("data_source", s),
+            ("prompt", pa.list_(pa.struct([("role", s), ("content", s)]))),
+            ("ability", s),
+            ("reward_model", pa.struct([("style", s), ("ground_truth", s)])),
+            ("extra_info", pa.struct([("id", s), ("task", s), ("domain", s), ("index", pa.int64()), ("record", s)])),
+        ]
+    )
 
 
-def export_verl(records: Sequence[Record | Mapping[str, Any]], out_path: str, *, curriculum: Any = None,
-                steps: int | None = None, prompts_per_step: int | None = None, seed: int = 0,
-                router: Any = None) -> ExportSummary:
+def export_verl(
+    records: Sequence[Record | Mapping[str, Any]],
+    out_path: str,
+    *,
+    curriculum: Any = None,
+    steps: int | None = None,
+    prompts_per_step: int | None = None,
+    seed: int = 0,
+    router: Any = None,
+) -> ExportSummary:
     """Write ``records`` as a verl parquet file (atomically: temp file, then rename)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = verl_rows(records, curriculum=curriculum, steps=steps, prompts_per_step=prompts_per_step, seed=seed,
-                     router=router)
+    rows = verl_rows(
+        records, curriculum=curriculum, steps=steps, prompts_per_step=prompts_per_step, seed=seed, router=router
+    )
     directory = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(directory):
         raise VerlExportError(f"{out_path}: output directory {directory} does not exist")
@@ -192,18 +236,26 @@ def export_verl(records: Sequence[Record | Mapping[str, Any]], out_path: str, *,
     by_task: dict[str, int] = {}
     for row in rows:
         by_task[row["ability"]] = by_task.get(row["ability"], 0) + 1
-    return ExportSummary(out_path, len(rows), by_task, steps if curriculum is not None else None,
-                         prompts_per_step if curriculum is not None else None)
+    return ExportSummary(
+        out_path,
+        len(rows),
+        by_task,
+        steps if curriculum is not None else None,
+        prompts_per_step if curriculum is not None else None,
+    )
 
 
-def verl_overrides(train_file: str, *, prompts_per_step: int | None = None,
-                   reward_config: str | None = None) -> list[str]:
+def verl_overrides(
+    train_file: str, *, prompts_per_step: int | None = None, reward_config: str | None = None
+) -> list[str]:
     """The verl (hydra) overrides that train on ``train_file`` with datarl's rewards, in order."""
     out = [f"data.train_files={os.path.abspath(train_file)}", "data.shuffle=False"]
     if prompts_per_step:  # one epoch: a second one would replay the whole curriculum from its first phase
         out += [f"data.train_batch_size={prompts_per_step}", "trainer.total_epochs=1"]
-    out += [f"reward.custom_reward_function.path={os.path.abspath(__file__)}",
-            "reward.custom_reward_function.name=compute_score"]
+    out += [
+        f"reward.custom_reward_function.path={os.path.abspath(__file__)}",
+        "reward.custom_reward_function.name=compute_score",
+    ]
     if reward_config:
         out.append(f"+reward.custom_reward_function.reward_kwargs.datarl_config={os.path.abspath(reward_config)}")
     return out
@@ -262,24 +314,34 @@ def record_from_row(data_source: Any, ground_truth: Any, extra_info: Mapping[str
     else:
         source = str(data_source or "")
         if not source.startswith(DATA_SOURCE_PREFIX):
-            raise ValueError(f"row has no extra_info.record and data_source {source!r} is not "
-                             f"'{DATA_SOURCE_PREFIX}<task>'; export rows with `datarl export-verl`")
-        obj = _record_from_ground_truth(source[len(DATA_SOURCE_PREFIX):], ground_truth)
-    parsed = parse_record(obj, path="verl-row", line=int(info.get("index") or 0),
-                          default_id=str(info.get("id") or "verl-row"))
+            raise ValueError(
+                f"row has no extra_info.record and data_source {source!r} is not "
+                f"'{DATA_SOURCE_PREFIX}<task>'; export rows with `datarl export-verl`"
+            )
+        obj = _record_from_ground_truth(source[len(DATA_SOURCE_PREFIX) :], ground_truth)
+    parsed = parse_record(
+        obj, path="verl-row", line=int(info.get("index") or 0), default_id=str(info.get("id") or "verl-row")
+    )
     if not isinstance(parsed, Record):
         raise ValueError(f"{parsed.field}: {parsed.message}")
     return parsed.to_dict()
 
 
 def _result(score: float, source: str, info: Mapping[str, Any], record_id: str, task: str) -> dict[str, Any]:
-    return {"score": float(score), "reward_source": source, "failure": str(info.get("failure") or ""),
-            "error": str(info.get("error") or ""), "record_id": record_id, "task": task,
-            "reward_info": json.dumps(dict(info), ensure_ascii=False, default=str)}
+    return {
+        "score": float(score),
+        "reward_source": source,
+        "failure": str(info.get("failure") or ""),
+        "error": str(info.get("error") or ""),
+        "record_id": record_id,
+        "task": task,
+        "reward_info": json.dumps(dict(info), ensure_ascii=False, default=str),
+    }
 
 
-def compute_score(data_source: Any, solution_str: Any, ground_truth: Any, extra_info: Mapping[str, Any] | None = None,
-                  **kwargs: Any) -> dict[str, Any]:
+def compute_score(
+    data_source: Any, solution_str: Any, ground_truth: Any, extra_info: Mapping[str, Any] | None = None, **kwargs: Any
+) -> dict[str, Any]:
     """verl's custom reward function: the router's score of ``solution_str`` for the row's record.
 
     kwargs: ``datarl_config`` (path of a YAML/JSON config with a ``reward:`` section; default: the
@@ -295,8 +357,10 @@ def compute_score(data_source: Any, solution_str: Any, ground_truth: Any, extra_
         return _result(0.0, "none", {"failure": "bad_row", "error": str(exc)}, record_id, task)
     missing_model = router.config.model_problem(str(record["task"]))
     if missing_model:  # a configuration error: raise at once rather than train on zeros
-        raise ValueError(f"datarl compute_score ({data_source}): {missing_model}, or point {CONFIG_ENV} / "
-                         "datarl_config at such a config")
+        raise ValueError(
+            f"datarl compute_score ({data_source}): {missing_model}, or point {CONFIG_ENV} / "
+            "datarl_config at such a config"
+        )
     response = solution_str if isinstance(solution_str, str) else "" if solution_str is None else str(solution_str)
     result = router.score(record, response)
     return _result(result.score, result.source, result.info, str(record.get("id", record_id)), record["task"])

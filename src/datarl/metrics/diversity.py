@@ -10,8 +10,9 @@ Everything here is pure (no I/O) and never raises on model output.
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable, Mapping, Sequence
 from itertools import combinations
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any
 
 from datarl.rewards.code import extract_code
 from datarl.rewards.math_extract import extract_answer
@@ -123,8 +124,9 @@ def final_answer(record: Mapping[str, Any], response: str) -> str:
     return re.sub(r"\s+", " ", response.lower()).strip()
 
 
-def _prompt_stats(record: Mapping[str, Any], texts: Sequence[str],
-                  token_ids: Sequence[Sequence[int]] | None) -> tuple[float, float, float, float]:
+def _prompt_stats(
+    record: Mapping[str, Any], texts: Sequence[str], token_ids: Sequence[Sequence[int]] | None
+) -> tuple[float, float, float, float]:
     tokens: Sequence[Sequence[Hashable]]
     if token_ids is None:
         tokens = [t.split() if isinstance(t, str) else [] for t in texts]
@@ -140,8 +142,9 @@ def diversity_summary(
     """Diversity over prompts, each with its k samples: ``(record, texts, token ids or None)``.
 
     Returns means over prompts of ``max_edit`` (:func:`max_pairwise_edit` over the response token ids, without
-    prompt or padding; lists, tensors or arrays; whitespace words when None), ``distinct_1`` and ``distinct_2`` (over that prompt's samples) and ``answers`` (the
-    number of distinct :func:`final_answer` values among them). All 0.0 for no prompts.
+    prompt or padding; lists, tensors or arrays; whitespace words when None), ``distinct_1`` and ``distinct_2``
+    (over that prompt's samples) and ``answers`` (the number of distinct :func:`final_answer` values among
+    them). All 0.0 for no prompts.
     """
     keys = ("max_edit", "distinct_1", "distinct_2", "answers")
     if not items:

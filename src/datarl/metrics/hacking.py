@@ -21,8 +21,9 @@ Pure: no I/O; :meth:`HackingMonitor.state_dict` is JSON-able for checkpoints.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from datarl.config import unknown_keys
 
@@ -56,7 +57,7 @@ class HackingConfig:
                 raise ValueError(f"hacking.{name} must be a finite number >= 0, got {value!r}")
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None) -> "HackingConfig":
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> HackingConfig:
         """Build from a config section; unknown keys are an error naming the known ones."""
         data = dict(data or {})
         unknown, known = unknown_keys(cls, data)
@@ -100,8 +101,10 @@ class HackingMonitor:
         proxy, gold = float(proxy), float(gold)
         hist = self._history.setdefault(task, [])
         if hist and step < hist[-1][0]:
-            raise ValueError(f"hacking monitor: step {step} for task {task!r} is before the last one "
-                             f"({hist[-1][0]}); evaluations must be fed in step order")
+            raise ValueError(
+                f"hacking monitor: step {step} for task {task!r} is before the last one "
+                f"({hist[-1][0]}); evaluations must be fed in step order"
+            )
         if not (math.isfinite(proxy) and math.isfinite(gold)):
             return {"gap": proxy - gold, "alarm": False, **self._trends(hist)}
         if hist and step == hist[-1][0]:
@@ -124,8 +127,7 @@ class HackingMonitor:
     @staticmethod
     def _trends(hist: list[tuple[int, float, float]]) -> dict[str, float]:
         xs = [float(s) for s, _, _ in hist]
-        return {"proxy_trend": _trend(xs, [p for _, p, _ in hist]),
-                "gold_trend": _trend(xs, [g for _, _, g in hist])}
+        return {"proxy_trend": _trend(xs, [p for _, p, _ in hist]), "gold_trend": _trend(xs, [g for _, _, g in hist])}
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-able state for checkpoints: the config, each task's recent evaluations and its alarm steps."""
@@ -140,7 +142,7 @@ class HackingMonitor:
         its window is trimmed to the most recent evaluations."""
         try:
             history = {
-                str(task): [(int(s), float(p), float(g)) for s, p, g in entries][-(self.cfg.window + 1):]
+                str(task): [(int(s), float(p), float(g)) for s, p, g in entries][-(self.cfg.window + 1) :]
                 for task, entries in dict(state.get("history") or {}).items()
             }
             alarms = {str(t): [int(s) for s in steps] for t, steps in dict(state.get("alarms") or {}).items()}

@@ -44,5 +44,11 @@ def paired_difference(before: Sequence[float], after: Sequence[float], z: float 
     mean = sum(diffs) / n
     var = sum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else 0.0
     half = z * math.sqrt(var / n)
-    return {"n": n, "diff": mean, "ci95_low": mean - half, "ci95_high": mean + half,
-            "improved": sum(d > 0 for d in diffs), "worsened": sum(d < 0 for d in diffs)}
+    return {
+        "n": n,
+        "diff": mean,
+        "ci95_low": mean - half,
+        "ci95_high": mean + half,
+        "improved": sum(d > 0 for d in diffs),
+        "worsened": sum(d < 0 for d in diffs),
+    }

@@ -29,8 +29,9 @@ import os
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from datarl.errors import UserError
 from datarl.io import progress_bar
@@ -101,8 +102,9 @@ def _prompt_key(pair: Mapping[str, Any]) -> str:
     return str(pair.get("prompt_id") or json.dumps(pair.get("prompt"), sort_keys=True))
 
 
-def split_by_prompt(pairs: Sequence[Mapping[str, Any]], eval_fraction: float,
-                    seed: int) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+def split_by_prompt(
+    pairs: Sequence[Mapping[str, Any]], eval_fraction: float, seed: int
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
     """``(train, held_out)``: a seeded ``eval_fraction`` of distinct prompts goes to held-out."""
     keys = sorted({_prompt_key(p) for p in pairs})
     random.Random(f"bt-split:{seed}").shuffle(keys)
@@ -115,10 +117,15 @@ def _check_pairs(pairs: Sequence[Mapping[str, Any]]) -> None:
     same = [str(p.get("id", f"#{i}")) for i, p in enumerate(pairs) if p.get("chosen") == p.get("rejected")]
     if same:
         shown = ", ".join(same[:5]) + (f" and {len(same) - 5} more" if len(same) > 5 else "")
-        raise BTDataError(f"{len(same)} pair(s) have identical chosen and rejected texts: {shown}; "
-                          "remove them (they carry no preference)")
-    missing = [str(p.get("id", f"#{i}")) for i, p in enumerate(pairs)
-               if not p.get("prompt") or not isinstance(p.get("chosen"), str) or not isinstance(p.get("rejected"), str)]
+        raise BTDataError(
+            f"{len(same)} pair(s) have identical chosen and rejected texts: {shown}; "
+            "remove them (they carry no preference)"
+        )
+    missing = [
+        str(p.get("id", f"#{i}"))
+        for i, p in enumerate(pairs)
+        if not p.get("prompt") or not isinstance(p.get("chosen"), str) or not isinstance(p.get("rejected"), str)
+    ]
     if missing:
         raise BTDataError(f"pair(s) without prompt/chosen/rejected text: {', '.join(missing[:5])}")
 
@@ -128,8 +135,10 @@ def _load_backbone(base: str, dtype: str) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     if not os.path.isdir(base) or not os.path.isfile(os.path.join(base, "config.json")):
-        raise BTDataError(f"{base}: not a model directory (no config.json); give an HF model directory such as "
-                          "the one `datarl sft` prints")
+        raise BTDataError(
+            f"{base}: not a model directory (no config.json); give an HF model directory such as "
+            "the one `datarl sft` prints"
+        )
     tokenizer = AutoTokenizer.from_pretrained(base)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -139,33 +148,39 @@ def _load_backbone(base: str, dtype: str) -> tuple[Any, Any]:
 
 
 def _encode(tokenizer: Any, pairs: Sequence[Mapping[str, Any]], max_length: int) -> list[tuple[list[int], list[int]]]:
-    return [(encode_texts(tokenizer, p["prompt"], p["chosen"], max_length),
-             encode_texts(tokenizer, p["prompt"], p["rejected"], max_length)) for p in pairs]
+    return [
+        (
+            encode_texts(tokenizer, p["prompt"], p["chosen"], max_length),
+            encode_texts(tokenizer, p["prompt"], p["rejected"], max_length),
+        )
+        for p in pairs
+    ]
 
 
-def _rewards_of(model: Any, data: Sequence[tuple[list[int], list[int]]], pad_id: int,
-                batch_pairs: int = 32) -> list[tuple[float, float]]:
+def _rewards_of(
+    model: Any, data: Sequence[tuple[list[int], list[int]]], pad_id: int, batch_pairs: int = 32
+) -> list[tuple[float, float]]:
     import torch
 
     out: list[tuple[float, float]] = []
     model.eval()
     with torch.no_grad():
         for start in range(0, len(data), batch_pairs):
-            chunk = data[start:start + batch_pairs]
+            chunk = data[start : start + batch_pairs]
             r = raw_rewards(model, [c for c, _ in chunk] + [rj for _, rj in chunk], pad_id).tolist()
-            out.extend(zip(r[:len(chunk)], r[len(chunk):]))
+            out.extend(zip(r[: len(chunk)], r[len(chunk) :]))
     return out
 
 
-def pair_metrics(pairs: Sequence[Mapping[str, Any]], rewards: Sequence[tuple[float, float]],
-                 prefix: str) -> dict[str, float]:
+def pair_metrics(
+    pairs: Sequence[Mapping[str, Any]], rewards: Sequence[tuple[float, float]], prefix: str
+) -> dict[str, float]:
     """Pair accuracy overall, per task, clean/flipped, and agreement with gold, as ``prefix/...``."""
     groups: dict[str, list[float]] = defaultdict(list)
     for pair, (rc, rr) in zip(pairs, rewards):
         hit = 1.0 if rc > rr else 0.5 if rc == rr else 0.0
         task = str(pair.get("task") or "general")
-        for name in ("accuracy", f"accuracy/{task}",
-                     "accuracy/flipped" if pair.get("flipped") else "accuracy/clean"):
+        for name in ("accuracy", f"accuracy/{task}", "accuracy/flipped" if pair.get("flipped") else "accuracy/clean"):
             groups[name].append(hit)
         gc, gr = pair.get("chosen_gold"), pair.get("rejected_gold")
         if isinstance(gc, (int, float)) and isinstance(gr, (int, float)) and gc != gr:
@@ -185,8 +200,8 @@ def _epoch_batches(data: Sequence[tuple[list[int], list[int]]], size: int, rng: 
     block = size * 8
     batches: list[list[int]] = []
     for start in range(0, len(order), block):
-        chunk = sorted(order[start:start + block], key=lambda i: max(len(data[i][0]), len(data[i][1])))
-        batches += [chunk[k:k + size] for k in range(0, len(chunk), size)]
+        chunk = sorted(order[start : start + block], key=lambda i: max(len(data[i][0]), len(data[i][1])))
+        batches += [chunk[k : k + size] for k in range(0, len(chunk), size)]
     rng.shuffle(batches)
     return batches
 
@@ -202,8 +217,15 @@ def _optimizer(model: Any, cfg: BTTrainConfig) -> Any:
     return adamw(groups, cfg.lr)
 
 
-def train_bt(pairs: Sequence[Mapping[str, Any]], base: str, out_dir: str, cfg: BTTrainConfig | None = None,
-             *, progress: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def train_bt(
+    pairs: Sequence[Mapping[str, Any]],
+    base: str,
+    out_dir: str,
+    cfg: BTTrainConfig | None = None,
+    *,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Train a BT reward model from ``base`` on ``pairs``; save it to ``out_dir``; return metrics.
 
     Metrics: ``bt/loss_first``, ``bt/loss_last``, ``train/*`` and ``eval/*`` pair accuracies
@@ -237,7 +259,7 @@ def train_bt(pairs: Sequence[Mapping[str, Any]], base: str, out_dir: str, cfg: B
             queue = _epoch_batches(data, cfg.pairs_per_step, rng)
         batch = [data[i] for i in queue.pop()]
         r = raw_rewards(model, [c for c, _ in batch] + [rj for _, rj in batch], pad)
-        rc, rr = r[:len(batch)], r[len(batch):]
+        rc, rr = r[: len(batch)], r[len(batch) :]
         loss = -F.logsigmoid(rc - rr).mean()
         if cfg.center_coef:
             loss = loss + cfg.center_coef * ((rc + rr) ** 2).mean()
@@ -252,17 +274,30 @@ def train_bt(pairs: Sequence[Mapping[str, Any]], base: str, out_dir: str, cfg: B
     scale = math.sqrt(sum((x - shift) ** 2 for x in flat) / max(1, len(flat) - 1)) or 1.0
     metrics: dict[str, Any] = {
         **{f"bt/{k}": v for k, v in loss_summary(losses).items()},
-        "bt/train_pairs": len(train), "bt/eval_pairs": len(held),
+        "bt/train_pairs": len(train),
+        "bt/eval_pairs": len(held),
         **pair_metrics(train, train_r, "train"),
         **(pair_metrics(held, _rewards_of(model, eval_data, pad), "eval") if held else {}),
     }
     metrics["seconds"] = time.perf_counter() - start
     metrics["mapping"] = {"type": "logistic", "shift": shift, "scale": scale}
-    _save(model, tok, out_dir, {"base": base, "config": cfg.to_dict(), "max_length": max_length,
-                                "mapping": metrics["mapping"], "metrics": metrics})
+    _save(
+        model,
+        tok,
+        out_dir,
+        {
+            "base": base,
+            "config": cfg.to_dict(),
+            "max_length": max_length,
+            "mapping": metrics["mapping"],
+            "metrics": metrics,
+        },
+    )
     if log is not None:
-        log(f"BT model written to {out_dir}: held-out accuracy {metrics.get('eval/accuracy', math.nan):.3f} "
-            f"in {metrics['seconds']:.0f} s")
+        log(
+            f"BT model written to {out_dir}: held-out accuracy {metrics.get('eval/accuracy', math.nan):.3f} "
+            f"in {metrics['seconds']:.0f} s"
+        )
     return metrics
 
 

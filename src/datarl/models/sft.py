@@ -52,10 +52,16 @@ class SFTConfig:
 
     synth: SynthConfig = field(default_factory=SynthConfig)
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
-    pretrain: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(
-        steps=400, batch_size=32, lr=3e-3, warmup_steps=30, loss_on_prompt=True, seed=1, length_window=0))
-    sft: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(
-        steps=400, batch_size=32, lr=2e-3, warmup_steps=20, seed=2, length_window=0))
+    pretrain: LMTrainConfig = field(
+        default_factory=lambda: LMTrainConfig(
+            steps=400, batch_size=32, lr=3e-3, warmup_steps=30, loss_on_prompt=True, seed=1, length_window=0
+        )
+    )
+    sft: LMTrainConfig = field(
+        default_factory=lambda: LMTrainConfig(
+            steps=400, batch_size=32, lr=2e-3, warmup_steps=20, seed=2, length_window=0
+        )
+    )
     demo_quality: float = 0.75
     drill_texts: int = 0
     practice_texts: int = 6000
@@ -78,8 +84,14 @@ class SFTConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def build_sft_policy(cfg: SFTConfig | None = None, *, cache_dir: str | None = None, force: bool = False,
-                     progress: bool = False, log: Any = print) -> str:
+def build_sft_policy(
+    cfg: SFTConfig | None = None,
+    *,
+    cache_dir: str | None = None,
+    force: bool = False,
+    progress: bool = False,
+    log: Any = print,
+) -> str:
     """Return the directory of the SFT policy for ``cfg``, training it if it is not cached."""
     cfg = cfg or SFTConfig()
     root = cache_dir or default_cache_dir()
@@ -96,17 +108,27 @@ def build_sft_policy(cfg: SFTConfig | None = None, *, cache_dir: str | None = No
     drills = [(None, arithmetic_drill(rng)) for _ in range(cfg.drill_texts)]
     banned = {str(r["prompt"]) for r in suite["eval"]}
     drills += [(None, practice_text(rng, banned)) for _ in range(cfg.practice_texts)]
-    sft_pairs = pairs + [(d["prompt"], d["response"]) for d in demos
-                         if d.get("task") == "math" for _ in range(cfg.math_repeat - 1)]
+    sft_pairs = pairs + [
+        (d["prompt"], d["response"]) for d in demos if d.get("task") == "math" for _ in range(cfg.math_repeat - 1)
+    ]
     texts = [str(r["prompt"]) + "\n" + str(r.get("reference", "")) for rs in (*suite.values(), train) for r in rs]
     policy = build_tiny_policy(texts, cfg.model, seed=cfg.seed)
     n_params = sum(p.numel() for p in policy.model.parameters())
-    log(f"tiny policy: {n_params / 1e6:.2f}M parameters, vocabulary {len(policy.tokenizer)}, "
-        f"{len(pairs)} demonstrations ({sum(d['is_reference'] for d in demos)} correct)")
-    stats = {"pretrain": train_lm(policy, pairs + drills, cfg.pretrain, progress=progress),
-             "sft": train_lm(policy, sft_pairs, cfg.sft, progress=progress)}
-    meta = {"config": cfg.to_dict(), "digest": cfg.digest(), "parameters": n_params, "stats": stats,
-            "seconds": time.perf_counter() - start}
+    log(
+        f"tiny policy: {n_params / 1e6:.2f}M parameters, vocabulary {len(policy.tokenizer)}, "
+        f"{len(pairs)} demonstrations ({sum(d['is_reference'] for d in demos)} correct)"
+    )
+    stats = {
+        "pretrain": train_lm(policy, pairs + drills, cfg.pretrain, progress=progress),
+        "sft": train_lm(policy, sft_pairs, cfg.sft, progress=progress),
+    }
+    meta = {
+        "config": cfg.to_dict(),
+        "digest": cfg.digest(),
+        "parameters": n_params,
+        "stats": stats,
+        "seconds": time.perf_counter() - start,
+    }
     save_model_dir(out, policy.model, policy.tokenizer, meta_file="datarl_sft.json", meta=meta)
     log(f"SFT policy written to {out} in {meta['seconds']:.0f} s")
     return out

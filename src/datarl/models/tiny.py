@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from datarl.models.loading import Policy
 from datarl.models.tokenizer import train_tokenizer
@@ -33,8 +34,9 @@ class TinyModelConfig:
         return asdict(self)
 
 
-MICRO = TinyModelConfig(vocab_size=400, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
-                        context_length=256)
+MICRO = TinyModelConfig(
+    vocab_size=400, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, context_length=256
+)
 
 
 def build_tiny_policy(texts: Iterable[str], cfg: TinyModelConfig, seed: int = 0) -> Policy:
@@ -45,13 +47,21 @@ def build_tiny_policy(texts: Iterable[str], cfg: TinyModelConfig, seed: int = 0)
     tok = train_tokenizer(texts, vocab_size=cfg.vocab_size)
     tok.model_max_length = cfg.context_length
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
-        max_position_embeddings=cfg.context_length, tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        vocab_size=len(tok),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=cfg.context_length,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                               pad_token_id=tok.pad_token_id)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    )
     return Policy(model=model, tokenizer=tok, name="tiny")

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
+from datarl.io import progress_bar
 from datarl.models.generate import prompt_text
 from datarl.models.loading import Policy
-from datarl.io import progress_bar
-from datarl.models.optim import (adamw, decay_groups, loss_summary, lr_factor, optimizer_step,
-                                 set_lr, update_bar)
+from datarl.models.optim import adamw, decay_groups, loss_summary, lr_factor, optimizer_step, set_lr, update_bar
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,9 @@ class LMTrainConfig:
             raise ValueError("steps >= 0, batch_size >= 1, lr > 0 and warmup_steps >= 0 are required")
 
 
-def tokenize_pairs(policy: Policy, pairs: Sequence[tuple[Any, str]], loss_on_prompt: bool) -> list[tuple[list[int], int]]:
+def tokenize_pairs(
+    policy: Policy, pairs: Sequence[tuple[Any, str]], loss_on_prompt: bool
+) -> list[tuple[list[int], int]]:
     """``(ids, n_context)`` per pair: the chat-formatted prompt, the response and EOS; tokens before
     ``n_context`` carry no loss. A ``None`` prompt makes the response plain text (BOS, text, EOS:
     pretraining corpus). Pairs longer than the context are cut from the right."""
@@ -65,8 +67,14 @@ def tokenize_pairs(policy: Policy, pairs: Sequence[tuple[Any, str]], loss_on_pro
     return out
 
 
-def train_lm(policy: Policy, pairs: Sequence[tuple[Any, str]], cfg: LMTrainConfig,
-             *, progress: bool = False, on_step: Callable[[int, float], None] | None = None) -> dict[str, float]:
+def train_lm(
+    policy: Policy,
+    pairs: Sequence[tuple[Any, str]],
+    cfg: LMTrainConfig,
+    *,
+    progress: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
+) -> dict[str, float]:
     """Train ``policy.model`` in place; returns ``{"loss_first", "loss_last", "seconds", "tokens"}``."""
     import torch
 
@@ -91,9 +99,9 @@ def train_lm(policy: Policy, pairs: Sequence[tuple[Any, str]], cfg: LMTrainConfi
         labels = torch.full((len(batch), width), -100, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for row, (ids, n_ctx) in enumerate(batch):
-            input_ids[row, :len(ids)] = torch.tensor(ids)
-            labels[row, n_ctx:len(ids)] = torch.tensor(ids[n_ctx:])
-            mask[row, :len(ids)] = 1
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            labels[row, n_ctx : len(ids)] = torch.tensor(ids[n_ctx:])
+            mask[row, : len(ids)] = 1
         loss = _loss(model, input_ids, mask, labels)
         losses.append(optimizer_step(model, opt, loss))
         tokens += int(mask.sum())
@@ -116,8 +124,12 @@ def _loss(model: Any, input_ids: Any, mask: Any, labels: Any) -> Any:
     import torch.nn.functional as F
 
     body, head = getattr(model, "model", None), getattr(model, "lm_head", None)
-    if (body is None or head is None or getattr(model.config, "final_logit_softcapping", None)
-            or getattr(model.config, "logit_scale", None)):
+    if (
+        body is None
+        or head is None
+        or getattr(model.config, "final_logit_softcapping", None)
+        or getattr(model.config, "logit_scale", None)
+    ):
         return model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
     hidden = body(input_ids=input_ids, attention_mask=mask).last_hidden_state
     targets = labels[:, 1:]

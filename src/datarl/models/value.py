@@ -22,8 +22,16 @@ import torch
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-__all__ = ["ValueModel", "SharedValueHead", "load_value_model", "separate_value_model", "shared_value_head",
-           "body_and_head", "response_forward", "response_forward_with_values"]
+__all__ = [
+    "ValueModel",
+    "SharedValueHead",
+    "load_value_model",
+    "separate_value_model",
+    "shared_value_head",
+    "body_and_head",
+    "response_forward",
+    "response_forward_with_values",
+]
 
 
 def body_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -35,8 +43,9 @@ def body_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Mod
     return body, head
 
 
-def hidden_at(body: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-              gather_index: torch.Tensor) -> torch.Tensor:
+def hidden_at(
+    body: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, gather_index: torch.Tensor
+) -> torch.Tensor:
     """The body's last hidden states ``[B, T, H]`` at the positions ``gather_index`` ``[B, T]`` selects."""
     hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     return hidden.gather(1, gather_index[..., None].expand(-1, -1, hidden.shape[-1]))
@@ -58,8 +67,9 @@ class ValueModel(torch.nn.Module):
         self.body = body
         self.head = head
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                gather_index: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, gather_index: torch.Tensor
+    ) -> torch.Tensor:
         """Values ``[B, T]`` at the hidden states selected by ``gather_index`` ``[B, T]``."""
         return self.head(hidden_at(self.body, input_ids, attention_mask, gather_index)).squeeze(-1).float()
 
@@ -77,14 +87,21 @@ class SharedValueHead(torch.nn.Module):
     def policy_model(self) -> torch.nn.Module:
         return self._policy[0]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                gather_index: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, gather_index: torch.Tensor
+    ) -> torch.Tensor:
         body, _ = body_and_head(self.policy_model)
         return self.head(hidden_at(body, input_ids, attention_mask, gather_index)).squeeze(-1).float()
 
 
-def load_value_model(init: str, policy_dir: str, *, dtype: str = "float32", device: str = "cpu",
-                     policy_model: PreTrainedModel | None = None) -> ValueModel | SharedValueHead:
+def load_value_model(
+    init: str,
+    policy_dir: str,
+    *,
+    dtype: str = "float32",
+    device: str = "cpu",
+    policy_model: PreTrainedModel | None = None,
+) -> ValueModel | SharedValueHead:
     """A critic from ``init``: ``"policy"`` (the SFT policy at ``policy_dir``), a BT model directory, or
     ``"shared"`` (a head on ``policy_model``, the trainable policy itself)."""
     if init == "shared":
@@ -94,8 +111,7 @@ def load_value_model(init: str, policy_dir: str, *, dtype: str = "float32", devi
     return separate_value_model(init, policy_dir, dtype=dtype, device=device)
 
 
-def shared_value_head(policy_model: PreTrainedModel, *, dtype: str = "float32",
-                      device: str = "cpu") -> SharedValueHead:
+def shared_value_head(policy_model: PreTrainedModel, *, dtype: str = "float32", device: str = "cpu") -> SharedValueHead:
     """``value_init: shared``: a zero-initialised value head on ``policy_model``'s own body."""
     head = _zero_head(policy_model.config.hidden_size).to(getattr(torch, dtype))
     shared = SharedValueHead(policy_model, head).to(device)
@@ -103,8 +119,7 @@ def shared_value_head(policy_model: PreTrainedModel, *, dtype: str = "float32",
     return shared
 
 
-def separate_value_model(init: str, policy_dir: str, *, dtype: str = "float32",
-                         device: str = "cpu") -> ValueModel:
+def separate_value_model(init: str, policy_dir: str, *, dtype: str = "float32", device: str = "cpu") -> ValueModel:
     """A value model of its own from ``init``: ``"policy"`` (the SFT policy's body at ``policy_dir`` and a
     zero head) or a BT model directory (its body and reward head)."""
     torch_dtype = getattr(torch, dtype)
@@ -118,8 +133,10 @@ def separate_value_model(init: str, policy_dir: str, *, dtype: str = "float32",
         from datarl.rewards.bt import META_FILE
 
         if not os.path.isfile(os.path.join(init, META_FILE)):
-            raise ValueError(f"value_init: {init} is neither 'policy' nor a BT model directory (no {META_FILE}); "
-                             "train one with `datarl train-bt` or use value_init: policy")
+            raise ValueError(
+                f"value_init: {init} is neither 'policy' nor a BT model directory (no {META_FILE}); "
+                "train one with `datarl train-bt` or use value_init: policy"
+            )
         from transformers import AutoModelForSequenceClassification
 
         bt = AutoModelForSequenceClassification.from_pretrained(init, dtype=torch_dtype)
@@ -131,18 +148,37 @@ def separate_value_model(init: str, policy_dir: str, *, dtype: str = "float32",
 
 
 @overload
-def response_forward(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     gather_index: torch.Tensor, targets: torch.Tensor, temperature: float = ...,
-                     with_entropy: Literal[False] = ...) -> tuple[torch.Tensor, None]: ...
+def response_forward(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    gather_index: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float = ...,
+    with_entropy: Literal[False] = ...,
+) -> tuple[torch.Tensor, None]: ...
 @overload
-def response_forward(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     gather_index: torch.Tensor, targets: torch.Tensor, temperature: float = ...,
-                     *, with_entropy: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+def response_forward(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    gather_index: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float = ...,
+    *,
+    with_entropy: Literal[True],
+) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
-def response_forward(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     gather_index: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
-                     with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+def response_forward(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    gather_index: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs ``[B, T]`` of ``targets`` under ``model`` at the response positions, and their entropy
     (detached: it is logged, not optimised; None unless ``with_entropy``).
 
@@ -150,15 +186,22 @@ def response_forward(model: torch.nn.Module, input_ids: torch.Tensor, attention_
     (the token before it). Logits are divided by ``temperature`` (the sampling distribution).
     """
     body, head = body_and_head(model)
-    logp, logp_all = _logprobs(head(hidden_at(body, input_ids, attention_mask, gather_index)).float(), targets,
-                               temperature)
+    logp, logp_all = _logprobs(
+        head(hidden_at(body, input_ids, attention_mask, gather_index)).float(), targets, temperature
+    )
     return logp, _entropy(logp_all) if with_entropy else None
 
 
-def response_forward_with_values(model: torch.nn.Module, value_head: torch.nn.Module, input_ids: torch.Tensor,
-                                 attention_mask: torch.Tensor, gather_index: torch.Tensor, targets: torch.Tensor,
-                                 temperature: float = 1.0,
-                                 policy_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def response_forward_with_values(
+    model: torch.nn.Module,
+    value_head: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    gather_index: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float = 1.0,
+    policy_grad: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`response_forward` and the values of a :class:`SharedValueHead`'s head from one body pass:
     ``(logp, entropy, values)``. With ``policy_grad`` False the body runs without gradients and only the
     value head gets them (a critic warm-up)."""

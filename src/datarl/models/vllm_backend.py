@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from datarl.models.generate import Generation, GenerationError, SamplingConfig, derive_seed, prompt_text
 
@@ -41,8 +42,10 @@ def require_cuda() -> None:
     import torch
 
     if not torch.cuda.is_available():
-        raise GenerationError("the vLLM backend needs a CUDA GPU and torch sees none "
-                              "(torch.cuda.is_available() is False); use --backend hf on this machine")
+        raise GenerationError(
+            "the vLLM backend needs a CUDA GPU and torch sees none "
+            "(torch.cuda.is_available() is False); use --backend hf on this machine"
+        )
 
 
 def require_vllm() -> Any:
@@ -50,14 +53,19 @@ def require_vllm() -> Any:
     try:
         return importlib.import_module("vllm")
     except ImportError as exc:
-        raise GenerationError(f"the vLLM backend needs vLLM, which is not installed or cannot be imported "
-                              f"({exc}); install it with: {INSTALL_HINT}") from None
+        raise GenerationError(
+            f"the vLLM backend needs vLLM, which is not installed or cannot be imported "
+            f"({exc}); install it with: {INSTALL_HINT}"
+        ) from None
 
 
 def get_engine(model_path: str, *, dtype: str = "bfloat16", gpu_memory_utilization: float = 0.6) -> Any:
     """A cached ``vllm.LLM`` for ``model_path``, built on first use after the CUDA and install checks."""
-    key = (os.path.abspath(model_path) if os.path.exists(model_path) else model_path, dtype,
-           float(gpu_memory_utilization))
+    key = (
+        os.path.abspath(model_path) if os.path.exists(model_path) else model_path,
+        dtype,
+        float(gpu_memory_utilization),
+    )
     if key in _ENGINES:
         return _ENGINES[key]
     if not 0 < gpu_memory_utilization <= 1:
@@ -65,12 +73,19 @@ def get_engine(model_path: str, *, dtype: str = "bfloat16", gpu_memory_utilizati
     require_cuda()
     vllm = require_vllm()
     try:
-        engine = vllm.LLM(model=model_path, tokenizer=model_path, dtype=dtype,
-                          gpu_memory_utilization=gpu_memory_utilization, logprobs_mode="processed_logprobs")
+        engine = vllm.LLM(
+            model=model_path,
+            tokenizer=model_path,
+            dtype=dtype,
+            gpu_memory_utilization=gpu_memory_utilization,
+            logprobs_mode="processed_logprobs",
+        )
     except Exception as exc:  # vLLM raises many types at start-up; the user needs one line, not its trace
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GenerationError(f"vLLM could not start on {model_path} ({type(exc).__name__}: {first}); "
-                              "check the model directory, free GPU memory or lower gpu_memory_utilization") from None
+        raise GenerationError(
+            f"vLLM could not start on {model_path} ({type(exc).__name__}: {first}); "
+            "check the model directory, free GPU memory or lower gpu_memory_utilization"
+        ) from None
     _ENGINES[key] = engine
     return engine
 
@@ -100,9 +115,11 @@ def _encode(tokenizer: Any, prompts: Sequence[Any], max_new_tokens: int, limit: 
             raise GenerationError(f"prompt {i} is empty")
         ids = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
         if limit and len(ids) + max_new_tokens > limit:
-            raise GenerationError(f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} it "
-                                  f"exceeds the model's context of {limit} tokens; shorten it or lower "
-                                  "max_new_tokens")
+            raise GenerationError(
+                f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} it "
+                f"exceeds the model's context of {limit} tokens; shorten it or lower "
+                "max_new_tokens"
+            )
         out.append(list(ids))
     return out
 
@@ -124,8 +141,15 @@ def _sampled_logprob(position: Any, token: int, where: str) -> float:
     return float(getattr(entry, "logprob", entry))
 
 
-def to_generations(outputs: Sequence[Any], prompt_ids: Sequence[Sequence[int]], tokenizer: Any,
-                   eos_ids: set[int], *, samples_per_prompt: int, ignore_eos: bool = False) -> list[Generation]:
+def to_generations(
+    outputs: Sequence[Any],
+    prompt_ids: Sequence[Sequence[int]],
+    tokenizer: Any,
+    eos_ids: set[int],
+    *,
+    samples_per_prompt: int,
+    ignore_eos: bool = False,
+) -> list[Generation]:
     """Convert vLLM ``RequestOutput``s (one per prompt, ``samples_per_prompt`` completions each)."""
     if len(outputs) != len(prompt_ids):
         raise GenerationError(f"vLLM returned {len(outputs)} outputs for {len(prompt_ids)} prompts")
@@ -133,15 +157,18 @@ def to_generations(outputs: Sequence[Any], prompt_ids: Sequence[Sequence[int]], 
     for p, request in enumerate(outputs):
         completions = sorted(request.outputs, key=lambda c: c.index)
         if len(completions) != samples_per_prompt:
-            raise GenerationError(f"prompt {p}: vLLM returned {len(completions)} samples, "
-                                  f"expected {samples_per_prompt}")
+            raise GenerationError(
+                f"prompt {p}: vLLM returned {len(completions)} samples, expected {samples_per_prompt}"
+            )
         for s, c in enumerate(completions):
             ids = [int(t) for t in c.token_ids]
             if c.logprobs is None or len(c.logprobs) != len(ids):
-                raise GenerationError(f"prompt {p} sample {s}: vLLM returned no per-token log-probs "
-                                      "(it must be called with logprobs=0)")
-            logps = [_sampled_logprob(c.logprobs[t], tok, f"prompt {p} sample {s} token {t}")
-                     for t, tok in enumerate(ids)]
+                raise GenerationError(
+                    f"prompt {p} sample {s}: vLLM returned no per-token log-probs (it must be called with logprobs=0)"
+                )
+            logps = [
+                _sampled_logprob(c.logprobs[t], tok, f"prompt {p} sample {s} token {t}") for t, tok in enumerate(ids)
+            ]
             # finish_reason "stop" also covers stop strings and stop tokens; only an EOS token is "finished"
             finished = not ignore_eos and c.finish_reason == "stop" and bool(ids) and ids[-1] in eos_ids
             text = tokenizer.decode(ids[:-1] if finished else ids, skip_special_tokens=True)
@@ -149,8 +176,15 @@ def to_generations(outputs: Sequence[Any], prompt_ids: Sequence[Sequence[int]], 
     return results
 
 
-def generate_vllm(model_path: str, prompts: Sequence[Any], cfg: SamplingConfig | None = None, *, tokenizer: Any,
-                  gpu_memory_utilization: float = 0.6, dtype: str = "bfloat16") -> list[Generation]:
+def generate_vllm(
+    model_path: str,
+    prompts: Sequence[Any],
+    cfg: SamplingConfig | None = None,
+    *,
+    tokenizer: Any,
+    gpu_memory_utilization: float = 0.6,
+    dtype: str = "bfloat16",
+) -> list[Generation]:
     """Sample ``cfg.samples_per_prompt`` responses per prompt with vLLM (see the module docstring).
 
     ``tokenizer`` is the model's HF tokenizer (chat template, EOS, decoding). ``gpu_memory_utilization``
@@ -165,10 +199,18 @@ def generate_vllm(model_path: str, prompts: Sequence[Any], cfg: SamplingConfig |
     eos_ids = eos_token_ids(model_path, tokenizer)
     n = cfg.samples_per_prompt
     # One seed per prompt, n apart: vLLM seeds sample k with seed + k, so no two samples share a stream.
-    params = [SamplingParams(n=n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
-                             seed=derive_seed(cfg.seed, p * n) % (2 ** 63), logprobs=0,
-                             ignore_eos=cfg.ignore_eos,
-                             stop_token_ids=None if cfg.ignore_eos else sorted(eos_ids))
-              for p in range(len(encoded))]
+    params = [
+        SamplingParams(
+            n=n,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_tokens=cfg.max_new_tokens,
+            seed=derive_seed(cfg.seed, p * n) % (2**63),
+            logprobs=0,
+            ignore_eos=cfg.ignore_eos,
+            stop_token_ids=None if cfg.ignore_eos else sorted(eos_ids),
+        )
+        for p in range(len(encoded))
+    ]
     outputs = engine.generate([{"prompt_token_ids": ids} for ids in encoded], params, use_tqdm=False)
     return to_generations(outputs, encoded, tokenizer, eos_ids, samples_per_prompt=n, ignore_eos=cfg.ignore_eos)

@@ -38,8 +38,10 @@ def check(cfg: PipelineConfig) -> None:
             if not os.path.isfile(path):
                 raise ConfigError(f"data.{split}: {path}: no such file")
         if not pairs.file:
-            raise ConfigError("pairs.file: with your own data, give preference pairs (JSONL of prompt, chosen, "
-                              "rejected) for the BT model and the judge; the suite's gold checks cannot label yours")
+            raise ConfigError(
+                "pairs.file: with your own data, give preference pairs (JSONL of prompt, chosen, "
+                "rejected) for the BT model and the judge; the suite's gold checks cannot label yours"
+            )
     try:
         RouterConfig.from_mapping(router_mapping(cfg))
         sel = SelectConfig.from_mapping({"seed": cfg.seed, **cfg.select})
@@ -92,10 +94,18 @@ def _check_train(cfg: PipelineConfig, splits: Mapping[str, list[dict[str, Any]]]
     from datarl.select.curriculum import CurriculumConfig, CurriculumError, CurriculumSampler
 
     try:
-        tc = TrainConfig.from_mapping({**dict(cfg.train), "policy": "tiny", "data": {"train": "train.jsonl"},
-                                       "reward": router_mapping(cfg), "run_dir": cfg.path("train")})
+        tc = TrainConfig.from_mapping(
+            {
+                **dict(cfg.train),
+                "policy": "tiny",
+                "data": {"train": "train.jsonl"},
+                "reward": router_mapping(cfg),
+                "run_dir": cfg.path("train"),
+            }
+        )
         curriculum = CurriculumConfig.from_value(tc.curriculum, tc.ppo.steps)
-        CurriculumSampler([r["task"] for r in splits["train"] + splits["pool"]], curriculum,
-                          tc.ppo.prompts_per_step, cfg.seed)
+        CurriculumSampler(
+            [r["task"] for r in splits["train"] + splits["pool"]], curriculum, tc.ppo.prompts_per_step, cfg.seed
+        )
     except (CurriculumError, ValueError) as exc:
         raise ConfigError(f"train: {exc}") from None

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from datarl.config import load_config, unknown_keys
 from datarl.errors import ConfigError
 
-__all__ = ["PipelineConfig", "PairsOptions", "ReferencesOptions", "load_pipeline_config", "router_mapping",
-           "raw_paths", "data_path", "SPLITS"]
+__all__ = [
+    "PipelineConfig",
+    "PairsOptions",
+    "ReferencesOptions",
+    "load_pipeline_config",
+    "router_mapping",
+    "raw_paths",
+    "data_path",
+    "SPLITS",
+]
 
 SPLITS = ("train", "pool", "eval")
 _SECTIONS = ("synth", "pairs", "bt", "genrm", "references", "select", "train", "reward")
@@ -74,8 +83,10 @@ def load_pipeline_config(path: str, run_dir: str | None = None) -> PipelineConfi
             raise ConfigError(f"{path}: data: must give exactly train, pool and eval record files")
         data["data"] = {k: os.path.normpath(os.path.join(base, str(v))) for k, v in sec.items()}
         if str(data.get("policy") or "tiny") == "tiny":
-            raise ConfigError(f"{path}: with your own data, set policy: to your SFT model (HF dir or alias); "
-                              "the tiny policy only knows the synthetic suite")
+            raise ConfigError(
+                f"{path}: with your own data, set policy: to your SFT model (HF dir or alias); "
+                "the tiny policy only knows the synthetic suite"
+            )
     policy = str(data.get("policy") or "tiny")
     if policy != "tiny" and os.path.exists(os.path.join(base, policy)):
         data["policy"] = os.path.normpath(os.path.join(base, policy))
@@ -126,8 +137,11 @@ def section_options(cls: type, section: Mapping[str, Any], where: str) -> Any:
 def router_mapping(cfg: PipelineConfig) -> dict[str, Any]:
     """The reward router: defaults, general -> genrm.bon, the pipeline's own BT and judge, user overrides."""
     router = {"general": "genrm.bon", **dict(cfg.reward.get("router") or {})}
-    sources = {"genrm.bon": {"judge": cfg.path("judge")}, "genrm.gt": {"judge": cfg.path("judge")},
-               "bt": {"model": cfg.path("bt")}}
+    sources = {
+        "genrm.bon": {"judge": cfg.path("judge")},
+        "genrm.gt": {"judge": cfg.path("judge")},
+        "bt": {"model": cfg.path("bt")},
+    }
     for name, opts in dict(cfg.reward.get("sources") or {}).items():
         sources[name] = {**sources.get(name, {}), **dict(opts or {})}
     return {"router": router, "sources": sources}

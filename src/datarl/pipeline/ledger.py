@@ -28,8 +28,11 @@ def file_digest(path: str) -> str:
 
 def fingerprint(section: Any, inputs: list[str], upstream: list[str]) -> str:
     """A stage's identity: its config section, the contents of its input files, its upstream fingerprints."""
-    blob = json.dumps({"section": section, "inputs": [file_digest(p) for p in inputs if os.path.exists(p)],
-                       "upstream": upstream}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {"section": section, "inputs": [file_digest(p) for p in inputs if os.path.exists(p)], "upstream": upstream},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -45,8 +48,11 @@ class Ledger:
 
     def is_done(self, stage: str, fingerprint: str) -> bool:
         entry = self.done.get(stage)
-        return bool(entry) and entry["fingerprint"] == fingerprint and all(
-            os.path.exists(p) for p in entry.get("outputs", []))
+        return (
+            bool(entry)
+            and entry["fingerprint"] == fingerprint
+            and all(os.path.exists(p) for p in entry.get("outputs", []))
+        )
 
     def record(self, stage: str, fingerprint: str, outputs: list[str], seconds: float, **extra: Any) -> None:
         self.done[stage] = {"fingerprint": fingerprint, "outputs": outputs, "seconds": round(seconds, 1), **extra}

@@ -39,8 +39,9 @@ from datarl.pipeline.stages import STAGES
 __all__ = ["run_pipeline"]
 
 
-def run_pipeline(cfg: PipelineConfig, *, log: Callable[[str], None] = print,
-                 stop_before: str | None = None) -> dict[str, Any]:
+def run_pipeline(
+    cfg: PipelineConfig, *, log: Callable[[str], None] = print, stop_before: str | None = None
+) -> dict[str, Any]:
     """Run every stage not already done; returns the ledger. ``stop_before`` ends early (tests)."""
     os.makedirs(cfg.run_dir, exist_ok=True)
     check(cfg)  # every user mistake we can see, before the first minute of work

@@ -80,6 +80,7 @@ def copy_into(src: str, dst: str) -> None:
 
 # --- stages ------------------------------------------------------------------------------------
 
+
 def stage_synth(cfg: PipelineConfig, ledger: Ledger) -> Stage:
     if not cfg.embedded:
         return None, None, []
@@ -110,9 +111,11 @@ def stage_pairs(cfg: PipelineConfig, ledger: Ledger) -> Stage:
     section = dataclasses.asdict(opts)
     out = cfg.path("pairs.jsonl")
     if opts.file:
+
         def copy() -> tuple[list[str], dict[str, Any]]:
             copy_into(str(opts.file), out)
             return [out], {}
+
         return copy, section, [str(opts.file)]
 
     def run() -> tuple[list[str], dict[str, Any]]:
@@ -121,12 +124,17 @@ def stage_pairs(cfg: PipelineConfig, ledger: Ledger) -> Stage:
         from datarl.preferences import make_pairs
 
         records = read_prompts(raw_paths(cfg)["train"])
-        chosen = [r for t in opts.tasks for r in [x for x in records if x["task"] == t][:opts.per_task]]
-        pairs = make_pairs(chosen, load_policy(policy_dir(cfg, ledger)),
-                           samples_per_prompt=opts.samples_per_prompt, label_noise=opts.label_noise,
-                           seed=cfg.seed, min_gold_gap=opts.min_gold_gap,
-                           sampling=SamplingConfig(max_new_tokens=opts.max_new_tokens, batch_size=JOB_BATCH_SIZE),
-                           progress=_tty())
+        chosen = [r for t in opts.tasks for r in [x for x in records if x["task"] == t][: opts.per_task]]
+        pairs = make_pairs(
+            chosen,
+            load_policy(policy_dir(cfg, ledger)),
+            samples_per_prompt=opts.samples_per_prompt,
+            label_noise=opts.label_noise,
+            seed=cfg.seed,
+            min_gold_gap=opts.min_gold_gap,
+            sampling=SamplingConfig(max_new_tokens=opts.max_new_tokens, batch_size=JOB_BATCH_SIZE),
+            progress=_tty(),
+        )
         _write(out, pairs)
         return [out], {"pairs": len(pairs)}
 
@@ -143,10 +151,13 @@ def stage_bt(cfg: PipelineConfig, ledger: Ledger) -> Stage:
 
         pairs = [p for p in load_pairs(cfg.path("pairs.jsonl")) if p.get("task") in tasks]
         if not pairs:
-            raise ConfigError(f"bt: no pairs of tasks {tasks} in {cfg.path('pairs.jsonl')}; "
-                              "add those tasks to pairs.tasks or change bt.tasks")
-        metrics = train_bt(pairs, policy_dir(cfg, ledger), cfg.path("bt"),
-                           BTTrainConfig(seed=cfg.seed, **opts), progress=_tty())
+            raise ConfigError(
+                f"bt: no pairs of tasks {tasks} in {cfg.path('pairs.jsonl')}; "
+                "add those tasks to pairs.tasks or change bt.tasks"
+            )
+        metrics = train_bt(
+            pairs, policy_dir(cfg, ledger), cfg.path("bt"), BTTrainConfig(seed=cfg.seed, **opts), progress=_tty()
+        )
         keep = {k: v for k, v in metrics.items() if k.startswith("eval/")}
         return [cfg.path("bt")], {"metrics": keep}
 
@@ -158,8 +169,13 @@ def stage_genrm(cfg: PipelineConfig, ledger: Ledger) -> Stage:
         from datarl.models.genrm_train import GenRMTrainConfig, train_genrm
         from datarl.preferences import load_pairs
 
-        meta = train_genrm(load_pairs(cfg.path("pairs.jsonl")), policy_dir(cfg, ledger), cfg.path("judge"),
-                           GenRMTrainConfig(seed=cfg.seed, **cfg.genrm), log=_log)
+        meta = train_genrm(
+            load_pairs(cfg.path("pairs.jsonl")),
+            policy_dir(cfg, ledger),
+            cfg.path("judge"),
+            GenRMTrainConfig(seed=cfg.seed, **cfg.genrm),
+            log=_log,
+        )
         return [cfg.path("judge")], {"metrics": meta.get("metrics", {})}
 
     return run, dict(cfg.genrm), [cfg.path("pairs.jsonl")]
@@ -176,9 +192,15 @@ def stage_references(cfg: PipelineConfig, ledger: Ledger) -> Stage:
         policy = load_policy(policy_dir(cfg, ledger))
         outputs = []
         for split, path in raw_paths(cfg).items():
-            rows = build_references(read_prompts(path), policy, cfg.path("bt"), n=opts.n, seed=cfg.seed,
-                                    sampling=SamplingConfig(max_new_tokens=opts.max_new_tokens, batch_size=JOB_BATCH_SIZE),
-                                    progress=_tty())
+            rows = build_references(
+                read_prompts(path),
+                policy,
+                cfg.path("bt"),
+                n=opts.n,
+                seed=cfg.seed,
+                sampling=SamplingConfig(max_new_tokens=opts.max_new_tokens, batch_size=JOB_BATCH_SIZE),
+                progress=_tty(),
+            )
             _write(data_path(cfg, split), rows)
             outputs.append(data_path(cfg, split))
         return outputs, {}
@@ -194,14 +216,23 @@ def stage_select(cfg: PipelineConfig, ledger: Ledger) -> Stage:
         from datarl.select.prepo import SelectConfig
         from datarl.select.prepo_engine import run_select
 
-        summary = run_select(data_path(cfg, "pool"), out, policy=lambda: load_stage_policy(cfg, ledger),
-                             router_config=RouterConfig.from_mapping(router_mapping(cfg)),
-                             cfg=SelectConfig.from_mapping({"seed": cfg.seed, **cfg.select}),
-                             train_path=data_path(cfg, "train"), merge=True, workers=cfg.workers)
+        summary = run_select(
+            data_path(cfg, "pool"),
+            out,
+            policy=lambda: load_stage_policy(cfg, ledger),
+            router_config=RouterConfig.from_mapping(router_mapping(cfg)),
+            cfg=SelectConfig.from_mapping({"seed": cfg.seed, **cfg.select}),
+            train_path=data_path(cfg, "train"),
+            merge=True,
+            workers=cfg.workers,
+        )
         return [out, summary.report_path], {"kept": summary.report.get("kept")}
 
-    return run, {"select": dict(cfg.select), "reward": router_mapping(cfg)}, \
-        [data_path(cfg, "pool"), data_path(cfg, "train"), cfg.path("judge"), cfg.path("bt")]
+    return (
+        run,
+        {"select": dict(cfg.select), "reward": router_mapping(cfg)},
+        [data_path(cfg, "pool"), data_path(cfg, "train"), cfg.path("judge"), cfg.path("bt")],
+    )
 
 
 def _load(cfg: PipelineConfig, ledger: Ledger) -> Any:
@@ -214,9 +245,15 @@ def train_config(cfg: PipelineConfig, policy_dir: str) -> Any:
     """The ``datarl train`` config of the pipeline's train stage."""
     from datarl.rl.config import TrainConfig
 
-    data = {"seed": cfg.seed, "workers": cfg.workers, **dict(cfg.train), "policy": policy_dir,
-            "data": {"train": data_path(cfg, "selected"), "eval": data_path(cfg, "eval")},
-            "reward": router_mapping(cfg), "run_dir": cfg.path("train")}
+    data = {
+        "seed": cfg.seed,
+        "workers": cfg.workers,
+        **dict(cfg.train),
+        "policy": policy_dir,
+        "data": {"train": data_path(cfg, "selected"), "eval": data_path(cfg, "eval")},
+        "reward": router_mapping(cfg),
+        "run_dir": cfg.path("train"),
+    }
     return TrainConfig.from_mapping(data)
 
 
@@ -240,8 +277,7 @@ def stage_train(cfg: PipelineConfig, ledger: Ledger) -> Stage:
         if os.path.exists(report):
             copy_into(report, os.path.join(run_dir, "selection", "report.json"))
         result = train(train_config(cfg, policy_dir(cfg, ledger)), resume=resume, log=_log)
-        return [os.path.join(run_dir, "summary.json")], {"best_step": result.best_step,
-                                                          "best_gold": result.best_gold}
+        return [os.path.join(run_dir, "summary.json")], {"best_step": result.best_step, "best_gold": result.best_gold}
 
     return run, section, inputs
 
@@ -260,9 +296,15 @@ def stage_eval(cfg: PipelineConfig, ledger: Ledger) -> Stage:
         if not eval_cfg.get("per_task"):  # PPO's own evaluations covered the whole split: reuse them
             with open(cfg.path("train", "summary.json"), encoding="utf-8") as fh:
                 summary = json.load(fh)
-            result = {"sft": {"policy": policy_dir(cfg, ledger), "by_task": summary["before"]},
-                      "best": {"policy": cfg.path("train", "best"), "step": summary["best_step"],
-                               "by_task": summary["best"], "gain": summary.get("gain_best", {})}}
+            result = {
+                "sft": {"policy": policy_dir(cfg, ledger), "by_task": summary["before"]},
+                "best": {
+                    "policy": cfg.path("train", "best"),
+                    "step": summary["best_step"],
+                    "by_task": summary["best"],
+                    "gain": summary.get("gain_best", {}),
+                },
+            }
             write_json(out, result)
             return [out], {}
         records = read_all_records(data_path(cfg, "eval"))
@@ -299,8 +341,15 @@ def stage_report(cfg: PipelineConfig, ledger: Ledger) -> Stage:
 
 
 STAGES: dict[str, Callable[[PipelineConfig, Ledger], Stage]] = {
-    "synth": stage_synth, "sft": stage_sft, "pairs": stage_pairs, "bt": stage_bt, "genrm": stage_genrm,
-    "references": stage_references, "select": stage_select, "train": stage_train, "eval": stage_eval,
+    "synth": stage_synth,
+    "sft": stage_sft,
+    "pairs": stage_pairs,
+    "bt": stage_bt,
+    "genrm": stage_genrm,
+    "references": stage_references,
+    "select": stage_select,
+    "train": stage_train,
+    "eval": stage_eval,
     "report": stage_report,
 }
 """Every stage, in the order they run (a dict keeps its insertion order)."""

@@ -12,8 +12,9 @@ import datetime as _dt
 import functools
 import html
 import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from datarl.io import write_bytes
 from datarl.report import plots
@@ -57,7 +58,7 @@ def _figure(run: RunData, panels: Sequence[Panel], cols: int, width: float, row_
     fig, axes = plots.new_figure(rows, cols, width, row_height * rows)
     for ax, panel in zip(axes, panels):
         panel(ax, run)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     return f'<img alt="{_e(alt)}" src="{plots.data_uri(fig)}">'
 
@@ -86,8 +87,11 @@ def _header(run: RunData) -> str:
             rows.append(f"<tr><th>{_e(key)}</th><td>{_e(_value_text(value))}</td></tr>")
     steps = [r["step"] for r in run.metrics]
     times = [t for r in run.metrics if (t := number(r.get("time_s"))) is not None]
-    logged = (f"{len(steps)} PPO steps logged (last step {steps[-1]}"
-              + (f", {times[-1]:.0f} s" if times else "") + ")") if steps else "no PPO steps logged"
+    logged = (
+        (f"{len(steps)} PPO steps logged (last step {steps[-1]}" + (f", {times[-1]:.0f} s" if times else "") + ")")
+        if steps
+        else "no PPO steps logged"
+    )
     rows.append(f"<tr><th>logged</th><td>{_e(logged)}; {len(run.evals)} evaluations</td></tr>")
     router = find_key(cfg, "router")
     router_html = ""
@@ -96,13 +100,19 @@ def _header(run: RunData) -> str:
         router_html = f"<h3>Reward router</h3><table><tr><th>task</th><th>source</th></tr>{body}</table>"
     problems = "".join(f"<li>{_e(p)}</li>" for p in run.problems)
     nav = " ".join(f'<a href="#{s}">{s}</a>' for s in SECTIONS)
-    full = (f"<details><summary>full config</summary><pre>{_e(json.dumps(cfg, indent=2, default=str))}</pre>"
-            "</details>") if run.config is not None else _msg("no config.json in this run directory")
+    full = (
+        (f"<details><summary>full config</summary><pre>{_e(json.dumps(cfg, indent=2, default=str))}</pre></details>")
+        if run.config is not None
+        else _msg("no config.json in this run directory")
+    )
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    return (f'<header id="header"><h1>datarl run report: {_e(run.run_dir.name)}</h1>'
-            f"<div>{_e(run.run_dir.resolve())} · generated {when}</div><nav>{nav}</nav>"
-            f"<h3>Run</h3><table>{''.join(rows)}</table>{router_html}{full}"
-            + (f'<ul class="problems">{problems}</ul>' if problems else "") + "</header>")
+    return (
+        f'<header id="header"><h1>datarl run report: {_e(run.run_dir.name)}</h1>'
+        f"<div>{_e(run.run_dir.resolve())} · generated {when}</div><nav>{nav}</nav>"
+        f"<h3>Run</h3><table>{''.join(rows)}</table>{router_html}{full}"
+        + (f'<ul class="problems">{problems}</ul>' if problems else "")
+        + "</header>"
+    )
 
 
 # ------------------------------------------------------------------------------- sections
@@ -111,8 +121,7 @@ def _header(run: RunData) -> str:
 def _training(run: RunData) -> str:
     if not run.metrics:
         return _msg("no training metrics (metrics.jsonl missing or empty)")
-    panels = [plots.reward_by_source, plots.reward_by_task, plots.kl, plots.entropy, plots.length,
-              plots.ppo_losses]
+    panels = [plots.reward_by_source, plots.reward_by_task, plots.kl, plots.entropy, plots.length, plots.ppo_losses]
     return _figure(run, panels, 3, 15, 3.6, "training curves")
 
 
@@ -127,8 +136,9 @@ def _hacking(run: RunData) -> str:
         return _msg("no hacking gap logged (no task trained on a learned reward was evaluated)")
     alarms = {t: s for t, s in plots.alarm_steps(run).items() if s}
     if alarms:
-        text = "; ".join(f"{t} at step{'s' if len(s) > 1 else ''} {', '.join(str(int(x)) for x in s)}"
-                         for t, s in alarms.items())
+        text = "; ".join(
+            f"{t} at step{'s' if len(s) > 1 else ''} {', '.join(str(int(x)) for x in s)}" for t, s in alarms.items()
+        )
         note = f'<p class="alarm">Hacking alarm: {_e(text)} (proxy rising while gold falls).</p>'
     else:
         note = "<p>No hacking alarm fired.</p>"
@@ -138,12 +148,17 @@ def _hacking(run: RunData) -> str:
 def _diversity(run: RunData) -> str:
     if not suffixes(run.evals, r"diversity/([^/]+)/[^/]+"):
         return _msg("no diversity metrics in eval.jsonl")
-    panels = [plots.diversity("max_edit", "max pairwise edit distance (normalised)"),
-              plots.diversity("distinct_1", "distinct-1"), plots.diversity("distinct_2", "distinct-2"),
-              plots.diversity("answers", "distinct final answers per prompt")]
-    return ("<p>Per eval prompt, k samples: the paper's maximum pairwise normalised token edit distance, "
-            "distinct n-grams, and the number of distinct final answers (means over prompts).</p>"
-            + _figure(run, panels, 4, 15, 3.4, "diversity"))
+    panels = [
+        plots.diversity("max_edit", "max pairwise edit distance (normalised)"),
+        plots.diversity("distinct_1", "distinct-1"),
+        plots.diversity("distinct_2", "distinct-2"),
+        plots.diversity("answers", "distinct final answers per prompt"),
+    ]
+    return (
+        "<p>Per eval prompt, k samples: the paper's maximum pairwise normalised token edit distance, "
+        "distinct n-grams, and the number of distinct final answers (means over prompts).</p>"
+        + _figure(run, panels, 4, 15, 3.4, "diversity")
+    )
 
 
 def _curriculum(run: RunData) -> str:
@@ -159,19 +174,35 @@ def _selection(run: RunData) -> str:
     sel = run.selection
     if not sel:
         return _msg("no selection in this run (no selection/report.json)")
-    keys = ("strategy", "normalise", "scope", "fraction", "count", "seed", "samples_per_prompt", "drop_unsolvable",
-            "dedup", "policy", "kept", "dropped")
-    head = "".join(f"<tr><th>{k}</th><td>{_e(_value_text(sel[k]))}</td></tr>" for k in keys
-                   if sel.get(k) is not None)
+    keys = (
+        "strategy",
+        "normalise",
+        "scope",
+        "fraction",
+        "count",
+        "seed",
+        "samples_per_prompt",
+        "drop_unsolvable",
+        "dedup",
+        "policy",
+        "kept",
+        "dropped",
+    )
+    head = "".join(f"<tr><th>{k}</th><td>{_e(_value_text(sel[k]))}</td></tr>" for k in keys if sel.get(k) is not None)
     domains = sel.get("domains") if isinstance(sel.get("domains"), Mapping) else {}
     if not domains:
         return f"<table>{head}</table>" + _msg("the selection report lists no domains")
     table = _selection_table(domains)
-    panels = [functools.partial(_selection_panel, domain=d, info=dict(i))
-              for d, i in domains.items() if isinstance(i, Mapping)]
+    panels = [
+        functools.partial(_selection_panel, domain=d, info=dict(i))
+        for d, i in domains.items()
+        if isinstance(i, Mapping)
+    ]
     figure = _figure(run, panels, min(4, len(panels)), 15, 3.4, "selection histograms") if panels else ""
-    return (f"<table>{head}</table>{table}<p>Pre-PPO histograms per domain of each prompt's mean score over its "
-            "samples; the kept part is coloured, the dashed line is the threshold.</p>" + figure)
+    return (
+        f"<table>{head}</table>{table}<p>Pre-PPO histograms per domain of each prompt's mean score over its "
+        "samples; the kept part is coloured, the dashed line is the threshold.</p>" + figure
+    )
 
 
 def _selection_table(domains: Mapping[str, Any]) -> str:
@@ -181,8 +212,10 @@ def _selection_table(domains: Mapping[str, Any]) -> str:
     for d, info in domains.items():
         if not isinstance(info, Mapping):
             continue
-        cells = "".join(f"<td class='num'>{_fmt(info.get(c)) if c in ('threshold', 'mean', 'std') else _e(info.get(c, '–'))}"
-                        "</td>" for c in present)
+        cells = "".join(
+            f"<td class='num'>{_fmt(info.get(c)) if c in ('threshold', 'mean', 'std') else _e(info.get(c, '–'))}</td>"
+            for c in present
+        )
         reasons = info.get("dropped_by_reason")
         why = ", ".join(f"{k}: {v}" for k, v in reasons.items()) if isinstance(reasons, Mapping) else ""
         rows.append(f"<tr><td>{_e(d)}</td>{cells}<td>{_e(why)}</td></tr>")
@@ -194,8 +227,11 @@ def _ci_cell(stat: Mapping[str, Any] | None) -> str:
     if not stat:
         return "<td class='num'>–</td>"
     n = f" (n={_e(stat['n'])})" if stat.get("n") is not None else ""
-    ci = (f" [{_fmt(stat.get('ci95_low'))}, {_fmt(stat.get('ci95_high'))}]"
-          if number(stat.get("ci95_low")) is not None else "")
+    ci = (
+        f" [{_fmt(stat.get('ci95_low'))}, {_fmt(stat.get('ci95_high'))}]"
+        if number(stat.get("ci95_low")) is not None
+        else ""
+    )
     return f"<td class='num'>{_fmt(stat.get('mean'))}{ci}{n}</td>"
 
 
@@ -214,17 +250,27 @@ def _before_after(run: RunData) -> str:
     tasks, table, steps = before_after(run)
     if not tasks:
         return _msg("no gold scores to compare (no eval.jsonl or summary.json)")
-    head = (f"<tr><th>task</th><th>before (step 0)</th><th>after (final, step {_e(steps['after'])})</th>"
-            f"<th>difference</th><th>best (step {_e(steps['best'])})</th><th>difference</th></tr>")
+    head = (
+        f"<tr><th>task</th><th>before (step 0)</th><th>after (final, step {_e(steps['after'])})</th>"
+        f"<th>difference</th><th>best (step {_e(steps['best'])})</th><th>difference</th></tr>"
+    )
     body = "".join(
         f"<tr><td>{_e(t)}</td>{_ci_cell(r['before'])}{_ci_cell(r['after'])}"
         f"{_diff_cell(r['before'], r['after'], r.get('gain_after'))}"
-        f"{_ci_cell(r['best'])}{_diff_cell(r['before'], r['best'], r.get('gain_best'))}</tr>" for t, r in table.items())
+        f"{_ci_cell(r['best'])}{_diff_cell(r['before'], r['best'], r.get('gain_best'))}</tr>"
+        for t, r in table.items()
+    )
     paired = any(r.get("gain_after") or r.get("gain_best") for r in table.values())
-    how = ("is paired: it comes from the per-prompt differences on the same eval prompts (greedy responses before "
-           "and after)" if paired else "is a normal approximation from the two intervals")
-    return (f"<table>{head}{body}</table><p>Gold score with 95% confidence intervals. A difference's interval "
-            f"{how}; green = above zero, red = below.</p>")
+    how = (
+        "is paired: it comes from the per-prompt differences on the same eval prompts (greedy responses before "
+        "and after)"
+        if paired
+        else "is a normal approximation from the two intervals"
+    )
+    return (
+        f"<table>{head}{body}</table><p>Gold score with 95% confidence intervals. A difference's interval "
+        f"{how}; green = above zero, red = below.</p>"
+    )
 
 
 _BUILDERS: dict[str, tuple[str, Callable[[RunData], str]]] = {
@@ -240,8 +286,15 @@ _BUILDERS: dict[str, tuple[str, Callable[[RunData], str]]] = {
 
 def _main_figure(run: RunData) -> bytes:
     fig, axes = plots.new_figure(2, 2, 13, 9)
-    for ax, panel in zip(axes, (plots.gold, plots.hacking_gap, plots.reward_by_source,
-                                plots.diversity("max_edit", "max pairwise edit distance"))):
+    for ax, panel in zip(
+        axes,
+        (
+            plots.gold,
+            plots.hacking_gap,
+            plots.reward_by_source,
+            plots.diversity("max_edit", "max pairwise edit distance"),
+        ),
+    ):
         panel(ax, run)
     fig.suptitle(f"datarl run: {run.run_dir.name}")
     return plots.to_png(fig)
@@ -253,9 +306,11 @@ def _selection_panel(ax: Any, _run: RunData, *, domain: str, info: dict[str, Any
 
 def render_html(run: RunData) -> str:
     sections = "\n".join(_section(sid, title, build(run)) for sid, (title, build) in _BUILDERS.items())
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>datarl report: '
-            f"{_e(run.run_dir.name)}</title><style>{_CSS}</style></head><body>\n{_header(run)}\n{sections}\n"
-            "</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>datarl report: '
+        f"{_e(run.run_dir.name)}</title><style>{_CSS}</style></head><body>\n{_header(run)}\n{sections}\n"
+        "</body></html>\n"
+    )
 
 
 def write_report(run_dir: str | Path, out_html: str | Path | None = None) -> tuple[Path, Path]:

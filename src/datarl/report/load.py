@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from datarl.errors import UserError
 from datarl.rl.eval_result import EvalResult, number
@@ -95,8 +96,11 @@ def load_run(run_dir: str | Path) -> RunData:
     run.evals = _read_jsonl(path / "eval.jsonl", run.problems)
     run.summary = _read_json(path / "summary.json", run.problems)
     run.selection = _read_json(path / "selection" / "report.json", run.problems)
-    for name, present in (("config.json", run.config is not None), ("metrics.jsonl", bool(run.metrics)),
-                          ("eval.jsonl", bool(run.evals))):
+    for name, present in (
+        ("config.json", run.config is not None),
+        ("metrics.jsonl", bool(run.metrics)),
+        ("eval.jsonl", bool(run.evals)),
+    ):
         if not present:
             run.problems.append(f"{name}: missing or empty")
     return run
@@ -176,10 +180,13 @@ def before_after(run: RunData) -> tuple[list[str], dict[str, dict[str, Any]], di
         rows["after"] = evals[-1]
         best_step = summary.get("best_step")
         rows["best"] = next((r for r in evals if r.step == best_step), None) or max(
-            evals, key=lambda r: _mean_gold(r, tasks))
+            evals, key=lambda r: _mean_gold(r, tasks)
+        )
     after, best = rows["after"], rows["best"]
-    steps = {"after": after.step if after else summary.get("steps"),
-             "best": best.step if best else summary.get("best_step")}
+    steps = {
+        "after": after.step if after else summary.get("steps"),
+        "best": best.step if best else summary.get("best_step"),
+    }
     if isinstance(summary.get("best_step"), int):
         steps["best"] = summary["best_step"]
     table: dict[str, dict[str, Any]] = {}
@@ -192,16 +199,24 @@ def before_after(run: RunData) -> tuple[list[str], dict[str, dict[str, Any]], di
             else:
                 table[task][block] = _stat_from_eval(row, task) if row else None
         for block in ("after", "best"):  # the paired difference vs step 0, where the run computed it
-            given = (summary.get(f"gain_{block}") or {}).get(task) if isinstance(summary.get(f"gain_{block}"),
-                                                                                 Mapping) else None
+            given = (
+                (summary.get(f"gain_{block}") or {}).get(task)
+                if isinstance(summary.get(f"gain_{block}"), Mapping)
+                else None
+            )
             result = rows[block]
             if not isinstance(given, Mapping) and result is not None and task in result.gains:
                 given = result.gains[task].to_dict()
             gain = None
-            if isinstance(given, Mapping) and None not in (number(given.get(k)) for k in ("diff", "ci95_low",
-                                                                                           "ci95_high")):
-                gain = {"diff": number(given["diff"]), "low": number(given["ci95_low"]),
-                        "high": number(given["ci95_high"]), "paired": True}
+            if isinstance(given, Mapping) and None not in (
+                number(given.get(k)) for k in ("diff", "ci95_low", "ci95_high")
+            ):
+                gain = {
+                    "diff": number(given["diff"]),
+                    "low": number(given["ci95_low"]),
+                    "high": number(given["ci95_high"]),
+                    "paired": True,
+                }
             table[task][f"gain_{block}"] = gain
     return tasks, table, steps
 

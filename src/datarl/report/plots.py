@@ -9,12 +9,12 @@ from __future__ import annotations
 import base64
 import io
 import zlib
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from datarl.report.load import TASK_ORDER, RunData, gold_tasks, number, series, suffixes
 
-_TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-          "#bcbd22", "#17becf")
+_TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 ALARM_COLOUR = "#d62728"
 
 
@@ -79,8 +79,9 @@ def _smooth(ys: list[float]) -> list[float]:
     return out
 
 
-def _curve(ax: Any, xs: list[float], ys: list[float], label: str, col: str, *, smooth: bool | None = None,
-           **kw: Any) -> None:
+def _curve(
+    ax: Any, xs: list[float], ys: list[float], label: str, col: str, *, smooth: bool | None = None, **kw: Any
+) -> None:
     if smooth if smooth is not None else len(ys) > 30:
         ax.plot(xs, ys, color=col, alpha=0.25, linewidth=0.8)
         ax.plot(xs, _smooth(ys), color=col, label=label, linewidth=1.6, **kw)
@@ -88,8 +89,15 @@ def _curve(ax: Any, xs: list[float], ys: list[float], label: str, col: str, *, s
         ax.plot(xs, ys, color=col, label=label, marker="." if len(ys) < 60 else None, **kw)
 
 
-def lines(ax: Any, run_rows: list[dict[str, Any]], keys: dict[str, str], title: str, ylabel: str = "",
-          *, names: Sequence[str] = ()) -> bool:
+def lines(
+    ax: Any,
+    run_rows: list[dict[str, Any]],
+    keys: dict[str, str],
+    title: str,
+    ylabel: str = "",
+    *,
+    names: Sequence[str] = (),
+) -> bool:
     """One curve per ``label: key``; "no data" if none of the keys has a value. Returns whether it drew."""
     curves = {label: series(run_rows, key) for label, key in keys.items()}
     curves = {label: xy for label, xy in curves.items() if xy[0]}
@@ -143,13 +151,11 @@ def entropy(ax: Any, run: RunData) -> None:
 
 
 def length(ax: Any, run: RunData) -> None:
-    _with_twin(ax, run, "response/length", "response/cut_off", "response length", "tokens",
-               "cut off (fraction)")
+    _with_twin(ax, run, "response/length", "response/cut_off", "response length", "tokens", "cut off (fraction)")
 
 
 def ppo_losses(ax: Any, run: RunData) -> None:
-    _with_twin(ax, run, "ppo/clipfrac", "ppo/value_loss", "clip fraction and value loss", "clip fraction",
-               "value loss")
+    _with_twin(ax, run, "ppo/clipfrac", "ppo/value_loss", "clip fraction and value loss", "clip fraction", "value loss")
 
 
 def gold(ax: Any, run: RunData) -> None:
@@ -160,8 +166,9 @@ def gold(ax: Any, run: RunData) -> None:
         ax.plot([x for x, _ in scores], [s.mean for _, s in scores], color=col, marker="o", label=task)
         band = [(x, s.ci95_low, s.ci95_high) for x, s in scores if s.ci95_low is not None and s.ci95_high is not None]
         if band:
-            ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], color=col,
-                            alpha=0.15, linewidth=0)
+            ax.fill_between(
+                [b[0] for b in band], [b[1] for b in band], [b[2] for b in band], color=col, alpha=0.15, linewidth=0
+            )
     if tasks:
         _finish(ax, "gold eval score by task (95% CI)", "gold score")
     else:
@@ -182,8 +189,15 @@ def hacking_gap(ax: Any, run: RunData) -> None:
         ax.plot(xs, ys, color=colour(task, tasks), marker="o", label=task)
         hit = [(x, y) for x, y in zip(xs, ys) if x in set(alarms.get(task, []))]
         if hit:
-            ax.scatter([h[0] for h in hit], [h[1] for h in hit], marker="X", s=140, color=ALARM_COLOUR,
-                       zorder=5, label=f"alarm ({task})")
+            ax.scatter(
+                [h[0] for h in hit],
+                [h[1] for h in hit],
+                marker="X",
+                s=140,
+                color=ALARM_COLOUR,
+                zorder=5,
+                label=f"alarm ({task})",
+            )
     for i, step in enumerate(sorted({s for steps in alarms.values() for s in steps})):
         ax.axvline(step, color=ALARM_COLOUR, linestyle="--", alpha=0.5, label="alarm" if i == 0 else None)
     if tasks:
@@ -211,6 +225,7 @@ def diversity(metric: str, title: str) -> Callable[[Any, RunData], None]:
     def panel(ax: Any, run: RunData) -> None:
         tasks = suffixes(run.evals, rf"diversity/([^/]+)/{metric}")
         lines(ax, run.evals, {t: f"diversity/{t}/{metric}" for t in tasks}, title, names=tasks)
+
     return panel
 
 
@@ -256,8 +271,15 @@ def selection_histogram(ax: Any, domain: str, info: dict[str, Any]) -> None:
         return
     widths = [edges[i + 1] - edges[i] for i in range(len(counts))]
     ax.bar(edges[:-1], counts, width=widths, align="edge", color="#c7c7c7", edgecolor="#999999", label="dropped")
-    ax.bar(edges[:-1], kept[: len(counts)], width=widths, align="edge", color=colour(domain, [domain]),
-           edgecolor="#333333", label="kept")
+    ax.bar(
+        edges[:-1],
+        kept[: len(counts)],
+        width=widths,
+        align="edge",
+        color=colour(domain, [domain]),
+        edgecolor="#333333",
+        label="kept",
+    )
     threshold = number(info.get("threshold"))
     if threshold is not None:
         ax.axvline(threshold, color=ALARM_COLOUR, linestyle="--", label=f"threshold {threshold:.3g}")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,24 @@ class RewardResult:
 # Failure classes that mean the reward system, not the response, failed: a missing judge, model or
 # reference, a broken sandbox, a crash. A reward with one of these is not evidence about the response
 # (Pre-PPO never counts it as "hard", the server flags it, PPO logs it as reward/errors).
-SCORING_ERRORS = frozenset({
-    "internal_error", "judge_error", "no_reference", "source_unavailable", "no_source", "unknown_task",
-    "sandbox_unavailable", "sandbox_error", "model_unavailable", "bad_option", "no_prompt", "invalid_tests",
-    "bad_instructions", "worker_crashed",
-})
+SCORING_ERRORS = frozenset(
+    {
+        "internal_error",
+        "judge_error",
+        "no_reference",
+        "source_unavailable",
+        "no_source",
+        "unknown_task",
+        "sandbox_unavailable",
+        "sandbox_error",
+        "model_unavailable",
+        "bad_option",
+        "no_prompt",
+        "invalid_tests",
+        "bad_instructions",
+        "worker_crashed",
+    }
+)
 
 
 class RewardFn(Protocol):

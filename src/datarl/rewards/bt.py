@@ -23,18 +23,29 @@ import json
 import math
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from datarl.errors import UserError
 from datarl.rewards.base import RewardResult
 
-__all__ = ["BTModelError", "BTModel", "load_bt", "score_bt", "score_bt_batch", "bt_scores", "encode_texts", "raw_rewards",
-           "META_FILE", "SOURCE"]
+__all__ = [
+    "BTModelError",
+    "BTModel",
+    "load_bt",
+    "score_bt",
+    "score_bt_batch",
+    "bt_scores",
+    "encode_texts",
+    "raw_rewards",
+    "META_FILE",
+    "SOURCE",
+]
 
 SOURCE = "bt"
 META_FILE = "datarl_bt.json"
-_CACHE: dict[tuple[str, float], "BTModel"] = {}
+_CACHE: dict[tuple[str, float], BTModel] = {}
 _LOCK = threading.Lock()
 
 
@@ -72,8 +83,9 @@ def load_bt(model_dir: str) -> BTModel:
         if not os.path.isdir(key):
             raise BTModelError(f"{model_dir}: no such BT model directory (train one with `datarl train-bt`)")
         if not os.path.isfile(meta_path):
-            raise BTModelError(f"{model_dir}: not a BT model directory (no {META_FILE}); "
-                               "train one with `datarl train-bt`")
+            raise BTModelError(
+                f"{model_dir}: not a BT model directory (no {META_FILE}); train one with `datarl train-bt`"
+            )
         try:
             with open(meta_path, encoding="utf-8") as fh:
                 meta = json.load(fh)
@@ -116,8 +128,8 @@ def raw_rewards(model: Any, rows: Sequence[Sequence[int]], pad_id: int) -> Any:
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for i, row in enumerate(rows):  # left padding: the last token of every row is at the end
-        ids[i, width - len(row):] = torch.tensor(list(row))
-        mask[i, width - len(row):] = 1
+        ids[i, width - len(row) :] = torch.tensor(list(row))
+        mask[i, width - len(row) :] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     body = getattr(model, getattr(model, "base_model_prefix", ""), None)
     head = getattr(model, "score", None)
@@ -136,7 +148,7 @@ def _batched_raw(bt: BTModel, prompts: Sequence[Any], responses: Sequence[str], 
     out = [0.0] * len(rows)
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+            chunk = order[start : start + batch_size]
             values = raw_rewards(bt.model, [rows[i] for i in chunk], bt.tokenizer.pad_token_id).tolist()
             for i, v in zip(chunk, values):
                 out[i] = float(v)
@@ -158,29 +170,46 @@ def logistic(raw: float, shift: float, scale: float) -> float:
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
-def score_bt(record: Mapping[str, Any], response: str, *, model: str, scale: float | None = None,
-             shift: float | None = None) -> RewardResult:
+def score_bt(
+    record: Mapping[str, Any], response: str, *, model: str, scale: float | None = None, shift: float | None = None
+) -> RewardResult:
     """BT reward of ``response`` in [0, 1]: ``logistic((raw - shift) / scale)``. Never raises."""
     return score_bt_batch([record], [response], model=model, scale=scale, shift=shift, batch_size=1)[0]
 
 
-def score_bt_batch(records: Sequence[Mapping[str, Any]], responses: Sequence[str], *, model: str,
-                   scale: float | None = None, shift: float | None = None,
-                   batch_size: int = 32) -> list[RewardResult]:
+def score_bt_batch(
+    records: Sequence[Mapping[str, Any]],
+    responses: Sequence[str],
+    *,
+    model: str,
+    scale: float | None = None,
+    shift: float | None = None,
+    batch_size: int = 32,
+) -> list[RewardResult]:
     """``score_bt`` for many records at once (batched forward passes); never raises."""
     try:
         bt = load_bt(model)
     except BTModelError as exc:
-        return [RewardResult(0.0, SOURCE, {"failure": "model_unavailable", "error": str(exc), "bt_model": model})
-                for _ in records]
+        return [
+            RewardResult(0.0, SOURCE, {"failure": "model_unavailable", "error": str(exc), "bt_model": model})
+            for _ in records
+        ]
     mapping = bt.meta["mapping"]
     shift = float(mapping["shift"]) if shift is None else shift
     scale = float(mapping["scale"]) if scale is None else scale
     info: dict[str, Any] = {"bt_model": model, "shift": shift, "scale": scale, "mapping": "logistic"}
-    if not isinstance(scale, (int, float)) or not isinstance(shift, (int, float)) or not scale > 0 \
-            or not math.isfinite(scale) or not math.isfinite(shift):
-        bad = dict(info, failure="bad_option", error=f"bt: scale must be a finite number > 0 and shift finite "
-                                                     f"(got scale={scale!r}, shift={shift!r})")
+    if (
+        not isinstance(scale, (int, float))
+        or not isinstance(shift, (int, float))
+        or not scale > 0
+        or not math.isfinite(scale)
+        or not math.isfinite(shift)
+    ):
+        bad = dict(
+            info,
+            failure="bad_option",
+            error=f"bt: scale must be a finite number > 0 and shift finite (got scale={scale!r}, shift={shift!r})",
+        )
         return [RewardResult(0.0, SOURCE, dict(bad)) for _ in records]
     out: list[RewardResult | None] = [None] * len(records)
     todo = []
@@ -191,15 +220,20 @@ def score_bt_batch(records: Sequence[Mapping[str, Any]], responses: Sequence[str
         else:
             todo.append(i)
     try:
-        raws = _batched_raw(bt, [records[i]["prompt"] for i in todo],
-                            [r if isinstance(r, str) else str(r) for r in (responses[i] for i in todo)], batch_size)
+        raws = _batched_raw(
+            bt,
+            [records[i]["prompt"] for i in todo],
+            [r if isinstance(r, str) else str(r) for r in (responses[i] for i in todo)],
+            batch_size,
+        )
     except Exception as exc:  # the contract: a source never raises on model output
         err = dict(info, failure="internal_error", error=f"{type(exc).__name__}: {exc}")
         return [r if r is not None else RewardResult(0.0, SOURCE, dict(err)) for r in out]
     for i, raw in zip(todo, raws):
         if not math.isfinite(raw):
-            out[i] = RewardResult(0.0, SOURCE, dict(info, raw=None, failure="internal_error",
-                                                    error="non-finite raw reward"))
+            out[i] = RewardResult(
+                0.0, SOURCE, dict(info, raw=None, failure="internal_error", error="non-finite raw reward")
+            )
         else:
             out[i] = RewardResult(logistic(raw, float(shift), float(scale)), SOURCE, dict(info, raw=raw))
     return [r for r in out if r is not None]

@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 import re
 import signal
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from datarl.config import unknown_keys
 from datarl.rewards.base import RewardResult
@@ -52,8 +53,13 @@ def extract_code(response: str) -> tuple[str, str]:
     return response, "response"
 
 
-def score_code(record: Mapping[str, Any], response: str, *, partial_credit: bool = False,
-               config: SandboxConfig | Mapping[str, Any] | None = None) -> RewardResult:
+def score_code(
+    record: Mapping[str, Any],
+    response: str,
+    *,
+    partial_credit: bool = False,
+    config: SandboxConfig | Mapping[str, Any] | None = None,
+) -> RewardResult:
     """Score ``response`` against ``record["tests"]``; never raises on model output.
 
     config: sandbox limits; a mapping (from the router's YAML ``sources: {rtv.code: {config: {...}}}``)
@@ -85,8 +91,11 @@ def score_code(record: Mapping[str, Any], response: str, *, partial_credit: bool
             return _score_assert(tests, code, info, partial_credit, config)
         return _score_stdio(tests, code, info, partial_credit, config)
     except SandboxUnavailable as e:
-        log.error("!!! rtv.code: %s. Install util-linux/bubblewrap or enable unprivileged user namespaces; "
-                  "--unsafe-no-isolation runs model code unisolated. !!!", e)
+        log.error(
+            "!!! rtv.code: %s. Install util-linux/bubblewrap or enable unprivileged user namespaces; "
+            "--unsafe-no-isolation runs model code unisolated. !!!",
+            e,
+        )
         return _result(0.0, {"failure": "sandbox_unavailable", "detail": str(e)})
     except Exception as e:  # the contract: a verifier never raises on model output
         log.exception("rtv.code internal error")
@@ -97,8 +106,9 @@ def _result(score: float, info: dict[str, Any]) -> RewardResult:
     return RewardResult(score=float(score), source=SOURCE, info=info)
 
 
-def _score_assert(tests: Mapping[str, Any], code: str, info: dict[str, Any], partial: bool,
-                  config: SandboxConfig) -> RewardResult:
+def _score_assert(
+    tests: Mapping[str, Any], code: str, info: dict[str, Any], partial: bool, config: SandboxConfig
+) -> RewardResult:
     items = split_assert_tests(tests["code"], tests.get("entry_point") or None)
     payload = {"code": code, "setup": tests.get("setup") or "", "tests": [list(i) for i in items]}
     reply = run_job({"runner": "run_assert", "payload": payload}, config, _PRELOAD)
@@ -164,8 +174,9 @@ def _process_failure(reply: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _score_stdio(tests: Mapping[str, Any], code: str, info: dict[str, Any], partial: bool,
-                 config: SandboxConfig) -> RewardResult:
+def _score_stdio(
+    tests: Mapping[str, Any], code: str, info: dict[str, Any], partial: bool, config: SandboxConfig
+) -> RewardResult:
     tol = tests.get("float_tolerance")
     results: list[dict[str, Any]] = []
     failure = None
@@ -174,12 +185,16 @@ def _score_stdio(tests: Mapping[str, Any], code: str, info: dict[str, Any], part
         compile(code, "main.py", "exec")
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as e:
         cases = tests["cases"]
-        info.update(failure="syntax_error", detail=f"{type(e).__name__}: {e}", passed=0, total=len(cases),
-                    tests=[{"passed": False}] * len(cases))
+        info.update(
+            failure="syntax_error",
+            detail=f"{type(e).__name__}: {e}",
+            passed=0,
+            total=len(cases),
+            tests=[{"passed": False}] * len(cases),
+        )
         return _result(0.0, info)
     for case in tests["cases"]:
-        reply = run_job({"runner": "run_exec", "payload": {"code": code}, "stdin": case["input"]}, config,
-                        _PRELOAD)
+        reply = run_job({"runner": "run_exec", "payload": {"code": code}, "stdin": case["input"]}, config, _PRELOAD)
         wall += reply.get("wall_seconds") or 0.0
         case_failure = _process_failure(reply)
         if case_failure is None and reply.get("exit_code") != 0:

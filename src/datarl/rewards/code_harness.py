@@ -29,8 +29,8 @@ or to raw memory not listed above could forge a verdict (it still cannot leave t
 
 import _thread
 import builtins
-import ctypes
 import collections
+import ctypes
 import fractions
 import json
 import operator
@@ -38,33 +38,86 @@ import os
 import signal
 import sys
 
-for _name in ("typing", "math", "re", "itertools", "functools", "heapq", "bisect", "string", "random",
-              "statistics", "decimal", "datetime", "copy", "hashlib", "array", "numbers", "enum"):
+for _name in (
+    "typing",
+    "math",
+    "re",
+    "itertools",
+    "functools",
+    "heapq",
+    "bisect",
+    "string",
+    "random",
+    "statistics",
+    "decimal",
+    "datetime",
+    "copy",
+    "hashlib",
+    "array",
+    "numbers",
+    "enum",
+):
     try:  # warm imports: the run is a fork, so these cost nothing per program
         __import__(_name)
     except ImportError:
         pass
 
-_BLOCKED = ("sys._getframe", "sys._current_frames", "sys._current_exceptions", "sys.settrace",
-            "sys.setprofile", "sys.addaudithook", "gc.get_", "ctypes.", "cpython.PyInterpreterState_",
-            "sys.monitoring")
+_BLOCKED = (
+    "sys._getframe",
+    "sys._current_frames",
+    "sys._current_exceptions",
+    "sys.settrace",
+    "sys.setprofile",
+    "sys.addaudithook",
+    "gc.get_",
+    "ctypes.",
+    "cpython.PyInterpreterState_",
+    "sys.monitoring",
+)
 # attribute reads that hand out a frame (the way to another frame's locals); __code__ etc. stay readable
-_FRAME_ATTRS = frozenset(("tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back", "f_locals", "f_globals",
-                          "gi_yieldfrom", "cr_await"))
+_FRAME_ATTRS = frozenset(
+    ("tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back", "f_locals", "f_globals", "gi_yieldfrom", "cr_await")
+)
 _ERRORS = {"sys._getframe": ValueError, "sys.addaudithook": RuntimeError}
 # CPython's test extensions poke at memory and frames directly
-_BLOCKED_MODULES = frozenset(("_testcapi", "_testinternalcapi", "_testbuffer", "_testmultiphase",
-                              "_testimportmultiple", "_testsinglephase", "_xxsubinterpreters", "_xxtestfuzz"))
+_BLOCKED_MODULES = frozenset(
+    (
+        "_testcapi",
+        "_testinternalcapi",
+        "_testbuffer",
+        "_testmultiphase",
+        "_testimportmultiple",
+        "_testsinglephase",
+        "_xxsubinterpreters",
+        "_xxtestfuzz",
+    )
+)
 _PLAIN = (int, float, str, bytes, bool, complex, type(None))
 _TRUSTED = (range, fractions.Fraction, type(Ellipsis))
 # identities, not `in` on types: a candidate metaclass could make its class compare equal to int
 _PLAIN_IDS = frozenset(id(t) for t in _PLAIN)
 _TRUSTED_IDS = frozenset(id(t) for t in _TRUSTED)
 _DEQUE, _ODICT, _COUNTER = collections.deque, collections.OrderedDict, collections.Counter
-_BASES = ((bool, None), (int, int.__index__), (float, float.__float__), (str, str.__str__),
-          (bytes, bytes.__bytes__), (complex, complex.__complex__))
-_OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
-        ">=": operator.ge, "in": None, "not in": None, "is": operator.is_, "is not": operator.is_not}
+_BASES = (
+    (bool, None),
+    (int, int.__index__),
+    (float, float.__float__),
+    (str, str.__str__),
+    (bytes, bytes.__bytes__),
+    (complex, complex.__complex__),
+)
+_OPS = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "in": None,
+    "not in": None,
+    "is": operator.is_,
+    "is not": operator.is_not,
+}
 
 
 class Opaque:
@@ -165,8 +218,15 @@ def _describe(e):
     return str.__str__(name) + (": " + str.__str__(text) if text else "")
 
 
-def run_assert(payload, res_fd, nonce_fd, isolated, _start=_thread.start_new_thread,
-               _lock=_thread.allocate_lock, _sigmask=signal.pthread_sigmask):
+def run_assert(
+    payload,
+    res_fd,
+    nonce_fd,
+    isolated,
+    _start=_thread.start_new_thread,
+    _lock=_thread.allocate_lock,
+    _sigmask=signal.pthread_sigmask,
+):
     """Park the main thread with every signal blocked, so no Python signal handler ever runs (a handler
     gets the interrupted frame); run everything in one tests thread, which writes the verdict and exits."""
     _sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
@@ -183,11 +243,30 @@ def run_assert(payload, res_fd, nonce_fd, isolated, _start=_thread.start_new_thr
         parked.acquire()
 
 
-def _tests_thread(payload, res_fd, nonce_fd, isolated, cpus, _exec=exec, _compile=compile, _write=os.write,
-                  _read=os.read, _close=os.close, _exit=os._exit, _getpid=os.getpid, _getppid=os.getppid,
-                  _kill=os.kill, _listdir=os.listdir, _enc=json.encoder.encode_basestring_ascii, _dict=dict,
-                  _len=len, _BaseException=BaseException, _describe=_describe, _helpers=_HELPERS,
-                  _sigmask=signal.pthread_sigmask):
+def _tests_thread(
+    payload,
+    res_fd,
+    nonce_fd,
+    isolated,
+    cpus,
+    _exec=exec,
+    _compile=compile,
+    _write=os.write,
+    _read=os.read,
+    _close=os.close,
+    _exit=os._exit,
+    _getpid=os.getpid,
+    _getppid=os.getppid,
+    _kill=os.kill,
+    _listdir=os.listdir,
+    _enc=json.encoder.encode_basestring_ascii,
+    _dict=dict,
+    _len=len,
+    _BaseException=BaseException,
+    _describe=_describe,
+    _helpers=_HELPERS,
+    _sigmask=signal.pthread_sigmask,
+):
     """Candidate, then each test; one nonce-tagged verdict line to ``res_fd``; then the process exits.
 
     The nonce is read from ``nonce_fd`` before any candidate code runs and exists only in this frame, which
@@ -217,8 +296,7 @@ def _tests_thread(payload, res_fd, nonce_fd, isolated, cpus, _exec=exec, _compil
         finish("syntax")
     try:
         setup = _compile(payload.get("setup") or "", "<setup>", "exec")
-        tests = [(_compile(src, "<test %d>" % i, "exec"), is_test)
-                 for i, (src, is_test) in enumerate(payload["tests"])]
+        tests = [(_compile(src, "<test %d>" % i, "exec"), is_test) for i, (src, is_test) in enumerate(payload["tests"])]
     except _BaseException as e:
         errors.append("bad test code: " + _describe(e))
         finish("bad_tests")
@@ -265,9 +343,21 @@ def _tests_thread(payload, res_fd, nonce_fd, isolated, cpus, _exec=exec, _compil
     finish(phase)
 
 
-def _audit_hook(event, args, _blocked=_BLOCKED, _errors=_ERRORS, _isinstance=isinstance, _frame=_FRAME_ATTRS,
-                _modules=_BLOCKED_MODULES, _RuntimeError=RuntimeError, _PermissionError=PermissionError,
-                _AttributeError=AttributeError, _ImportError=ImportError, _len=len, _str=str):
+def _audit_hook(
+    event,
+    args,
+    _blocked=_BLOCKED,
+    _errors=_ERRORS,
+    _isinstance=isinstance,
+    _frame=_FRAME_ATTRS,
+    _modules=_BLOCKED_MODULES,
+    _RuntimeError=RuntimeError,
+    _PermissionError=PermissionError,
+    _AttributeError=AttributeError,
+    _ImportError=ImportError,
+    _len=len,
+    _str=str,
+):
     if event.startswith(_blocked):
         raise _errors.get(event, _RuntimeError)("blocked by the datarl sandbox: " + event)
     if event == "object.__getattr__" and _len(args) > 1 and args[1] in _frame:

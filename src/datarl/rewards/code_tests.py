@@ -14,10 +14,21 @@ from __future__ import annotations
 import ast
 import functools
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-_OPNAMES = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
-            ast.In: "in", ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not"}
+_OPNAMES = {
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.In: "in",
+    ast.NotIn: "not in",
+    ast.Is: "is",
+    ast.IsNot: "is not",
+}
 
 
 def _call(name: str, args: list[ast.expr]) -> ast.Call:
@@ -81,8 +92,12 @@ def split_assert_tests(code: str, entry_point: str | None) -> tuple[tuple[str, b
         is_test = isinstance(stmt, ast.Assert)
         if isinstance(stmt, ast.FunctionDef) and stmt.name == "check":
             defines_check = True
-        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and \
-                isinstance(stmt.value.func, ast.Name) and stmt.value.func.id == "check":
+        if (
+            isinstance(stmt, ast.Expr)
+            and isinstance(stmt.value, ast.Call)
+            and isinstance(stmt.value.func, ast.Name)
+            and stmt.value.func.id == "check"
+        ):
             calls_check, is_test = True, True
         items.append((ast.unparse(stmt), is_test))
     if entry_point and defines_check and not calls_check:
@@ -111,8 +126,10 @@ def _validate_assert(tests: Mapping[str, Any]) -> list[str]:
         try:
             items = split_assert_tests(code, tests.get("entry_point") or None)
             if not any(is_test for _, is_test in items):
-                problems.append("tests.code has no top-level assert and no check(...) call "
-                                "(give entry_point for HumanEval-style check functions)")
+                problems.append(
+                    "tests.code has no top-level assert and no check(...) call "
+                    "(give entry_point for HumanEval-style check functions)"
+                )
         except SyntaxError as e:
             problems.append(f"tests.code does not parse: line {e.lineno}: {e.msg}")
     setup = tests.get("setup")
@@ -143,8 +160,9 @@ def _validate_stdio(tests: Mapping[str, Any]) -> list[str]:
             if not isinstance(case.get(key), str):
                 problems.append(f"tests.cases[{i}].{key} must be a string")
     tol = tests.get("float_tolerance")
-    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0
-                            or not math.isfinite(tol)):
+    if tol is not None and (
+        isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0 or not math.isfinite(tol)
+    ):
         problems.append("tests.float_tolerance must be a non-negative number")
     return problems
 

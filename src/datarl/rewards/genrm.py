@@ -39,17 +39,36 @@ from __future__ import annotations
 import json
 import math
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from datarl.rewards.base import RewardResult
 from datarl.rewards.genrm_backends import build_backend
 from datarl.rewards.judge import GT_FORMAT, VERDICTS, JudgeBackend, JudgeError, readout
 
-__all__ = ["JUDGE_TEMPLATE", "VERDICTS", "GT_FORMAT", "JudgeResult", "JudgeBackend", "JudgeError",
-           "judge_prompt", "readout", "combine", "calibrate", "judge_batch", "get_judge", "clear_judge_cache",
-           "gt_reference", "score_genrm_gt", "score_genrm_bon", "score_genrm_gt_batch", "score_genrm_bon_batch",
-           "SOURCE_GT", "SOURCE_BON"]
+__all__ = [
+    "JUDGE_TEMPLATE",
+    "VERDICTS",
+    "GT_FORMAT",
+    "JudgeResult",
+    "JudgeBackend",
+    "JudgeError",
+    "judge_prompt",
+    "readout",
+    "combine",
+    "calibrate",
+    "judge_batch",
+    "get_judge",
+    "clear_judge_cache",
+    "gt_reference",
+    "score_genrm_gt",
+    "score_genrm_bon",
+    "score_genrm_gt_batch",
+    "score_genrm_bon_batch",
+    "SOURCE_GT",
+    "SOURCE_BON",
+]
 
 SOURCE_GT, SOURCE_BON = "genrm.gt", "genrm.bon"
 MAX_ANSWER_CHARS = 1500  # per answer slot; longer answers keep their head and tail (the final answer)
@@ -58,12 +77,14 @@ REFERENCE_INFO_CHARS = 200
 # The judge's user turn. Kept short: the tiny judge has a 384-token context. The answers' last
 # lines (where a conclusion or final answer usually is) are repeated side by side just before the
 # verdict, so a small judge compares them over a few tokens instead of across two whole answers.
-JUDGE_TEMPLATE = ("Compare two answers to the question.\n"
-                  "[Question]\n{question}\n"
-                  "[Answer A]\n{answer_a}\n"
-                  "[Answer B]\n{answer_b}\n"
-                  "[Last lines]\nA: {end_a}\nB: {end_b}\n"
-                  "Which answer is better? Reply A or B.")
+JUDGE_TEMPLATE = (
+    "Compare two answers to the question.\n"
+    "[Question]\n{question}\n"
+    "[Answer A]\n{answer_a}\n"
+    "[Answer B]\n{answer_b}\n"
+    "[Last lines]\nA: {end_a}\nB: {end_b}\n"
+    "Which answer is better? Reply A or B."
+)
 END_CHARS = 80  # characters of each answer's last line in the [Last lines] section
 
 
@@ -93,24 +114,28 @@ def _clip(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     head = limit // 3
-    return text[:head] + "\n...\n" + text[-(limit - head - 5):]
+    return text[:head] + "\n...\n" + text[-(limit - head - 5) :]
 
 
 def _as_text(prompt: Any) -> str:
     if isinstance(prompt, str):
         return prompt
     if isinstance(prompt, Sequence):  # chat messages: the conversation as plain text
-        return "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" if isinstance(m, Mapping) else str(m)
-                         for m in prompt)
+        return "\n".join(
+            f"{m.get('role', 'user')}: {m.get('content', '')}" if isinstance(m, Mapping) else str(m) for m in prompt
+        )
     return str(prompt)
 
 
 def judge_prompt(question: Any, answer_a: str, answer_b: str, *, max_answer_chars: int = MAX_ANSWER_CHARS) -> str:
     """The judge's user turn for one order (the backend wraps it in its chat template)."""
-    return JUDGE_TEMPLATE.format(question=_clip(_as_text(question), 2 * max_answer_chars),
-                                 answer_a=_clip(str(answer_a), max_answer_chars),
-                                 answer_b=_clip(str(answer_b), max_answer_chars),
-                                 end_a=_last_line(str(answer_a)), end_b=_last_line(str(answer_b)))
+    return JUDGE_TEMPLATE.format(
+        question=_clip(_as_text(question), 2 * max_answer_chars),
+        answer_a=_clip(str(answer_a), max_answer_chars),
+        answer_b=_clip(str(answer_b), max_answer_chars),
+        end_a=_last_line(str(answer_a)),
+        end_b=_last_line(str(answer_b)),
+    )
 
 
 def _last_line(text: str) -> str:
@@ -165,8 +190,12 @@ def clear_judge_cache() -> None:
         _CACHE.clear()
 
 
-def judge_batch(judge: str | Mapping[str, Any] | JudgeBackend, items: Sequence[tuple[Any, str, str]],
-                *, max_answer_chars: int = MAX_ANSWER_CHARS) -> list[JudgeResult]:
+def judge_batch(
+    judge: str | Mapping[str, Any] | JudgeBackend,
+    items: Sequence[tuple[Any, str, str]],
+    *,
+    max_answer_chars: int = MAX_ANSWER_CHARS,
+) -> list[JudgeResult]:
     """Judge ``(prompt, response, reference)`` triples; both orders of every item go in one batch."""
     backend = get_judge(judge)
     prompts: list[str] = []
@@ -189,10 +218,14 @@ def judge_batch(judge: str | Mapping[str, Any] | JudgeBackend, items: Sequence[t
 
 
 def _to_reward(result: JudgeResult, source: str, reference: str) -> RewardResult:
-    info: dict[str, Any] = {"reference": reference[:REFERENCE_INFO_CHARS], "backend": result.backend,
-                            "p_response_first": result.p_response_first,
-                            "p_reference_first": result.p_reference_first,
-                            "position_consistent": result.position_consistent, **result.info}
+    info: dict[str, Any] = {
+        "reference": reference[:REFERENCE_INFO_CHARS],
+        "backend": result.backend,
+        "p_response_first": result.p_response_first,
+        "p_reference_first": result.p_reference_first,
+        "position_consistent": result.position_consistent,
+        **result.info,
+    }
     if result.error is not None:
         info.update(failure="judge_error", error=result.error)
         info["p_response_first"] = info["p_reference_first"] = None  # NaN is not valid JSON
@@ -200,40 +233,74 @@ def _to_reward(result: JudgeResult, source: str, reference: str) -> RewardResult
     return RewardResult(min(1.0, max(0.0, result.score)), source, info)
 
 
-def _score(record: Mapping[str, Any], response: str, reference: str | None, source: str,
-           judge: Any, max_answer_chars: int) -> RewardResult:
+def _score(
+    record: Mapping[str, Any], response: str, reference: str | None, source: str, judge: Any, max_answer_chars: int
+) -> RewardResult:
     return _score_many([record], [response], [reference], source, judge, max_answer_chars)[0]
 
 
-def _score_many(records: Sequence[Mapping[str, Any]], responses: Sequence[str], references: Sequence[str | None],
-                source: str, judge: Any, max_answer_chars: int) -> list[RewardResult]:
+def _score_many(
+    records: Sequence[Mapping[str, Any]],
+    responses: Sequence[str],
+    references: Sequence[str | None],
+    source: str,
+    judge: Any,
+    max_answer_chars: int,
+) -> list[RewardResult]:
     """Judge many records in one batch (both orders of every item together); never raises."""
     if judge is None:
-        return [RewardResult(0.0, source, {"failure": "judge_error", "error": f"{source}: no judge configured; set "
-                                           f"sources.{source}.judge to a model dir or an endpoint mapping"})
-                for _ in records]
+        return [
+            RewardResult(
+                0.0,
+                source,
+                {
+                    "failure": "judge_error",
+                    "error": f"{source}: no judge configured; set "
+                    f"sources.{source}.judge to a model dir or an endpoint mapping",
+                },
+            )
+            for _ in records
+        ]
     out: list[RewardResult | None] = [None] * len(records)
     todo = []
     for i, ref in enumerate(references):
         if ref is None:
-            out[i] = RewardResult(0.0, source, {"failure": "no_reference",
-                                                "error": "record has no reference to judge against"})
+            out[i] = RewardResult(
+                0.0, source, {"failure": "no_reference", "error": "record has no reference to judge against"}
+            )
         else:
             todo.append(i)
     try:
-        results = judge_batch(judge, [(records[i].get("prompt", ""), str(responses[i]), references[i]) for i in todo],
-                              max_answer_chars=max_answer_chars) if todo else []
+        results = (
+            judge_batch(
+                judge,
+                [(records[i].get("prompt", ""), str(responses[i]), references[i]) for i in todo],
+                max_answer_chars=max_answer_chars,
+            )
+            if todo
+            else []
+        )
     except Exception as exc:  # building the judge failed: reported per record, never raised
         for i in todo:
-            out[i] = RewardResult(0.0, source, {"failure": "judge_error", "error": f"{type(exc).__name__}: {exc}",
-                                                "reference": str(references[i])[:REFERENCE_INFO_CHARS]})
+            out[i] = RewardResult(
+                0.0,
+                source,
+                {
+                    "failure": "judge_error",
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "reference": str(references[i])[:REFERENCE_INFO_CHARS],
+                },
+            )
         return [r for r in out if r is not None]
     threshold = (getattr(get_judge(judge), "calibration", None) or {}).get(source) if todo else None
     for i, result in zip(todo, results):
         reward = _to_reward(result, source, str(references[i]))
         if threshold is not None and "failure" not in reward.info:
-            reward = RewardResult(calibrate(reward.score, threshold), source,
-                                  {**reward.info, "raw_score": reward.score, "calibration_threshold": threshold})
+            reward = RewardResult(
+                calibrate(reward.score, threshold),
+                source,
+                {**reward.info, "raw_score": reward.score, "calibration_threshold": threshold},
+            )
         out[i] = reward
     return [r for r in out if r is not None]
 
@@ -259,29 +326,47 @@ def gt_reference(record: Mapping[str, Any], judge: Any = None) -> str | None:
     return fmt.format(ground_truth=str(truth).strip())
 
 
-def score_genrm_gt(record: Mapping[str, Any], response: str, *, judge: str | Mapping[str, Any] | None = None,
-                   max_answer_chars: int = MAX_ANSWER_CHARS) -> RewardResult:
+def score_genrm_gt(
+    record: Mapping[str, Any],
+    response: str,
+    *,
+    judge: str | Mapping[str, Any] | None = None,
+    max_answer_chars: int = MAX_ANSWER_CHARS,
+) -> RewardResult:
     """``genrm.gt``: P(response at least as good as the ground-truth answer)."""
     return _score(record, response, gt_reference(record, judge), SOURCE_GT, judge, max_answer_chars)
 
 
-def score_genrm_bon(record: Mapping[str, Any], response: str, *, judge: str | Mapping[str, Any] | None = None,
-                    max_answer_chars: int = MAX_ANSWER_CHARS) -> RewardResult:
+def score_genrm_bon(
+    record: Mapping[str, Any],
+    response: str,
+    *,
+    judge: str | Mapping[str, Any] | None = None,
+    max_answer_chars: int = MAX_ANSWER_CHARS,
+) -> RewardResult:
     """``genrm.bon``: P(response better than the record's best-of-N ``reference``)."""
     return _score(record, response, _bon_reference(record), SOURCE_BON, judge, max_answer_chars)
 
 
-def score_genrm_gt_batch(records: Sequence[Mapping[str, Any]], responses: Sequence[str], *,
-                         judge: str | Mapping[str, Any] | None = None,
-                         max_answer_chars: int = MAX_ANSWER_CHARS) -> list[RewardResult]:
+def score_genrm_gt_batch(
+    records: Sequence[Mapping[str, Any]],
+    responses: Sequence[str],
+    *,
+    judge: str | Mapping[str, Any] | None = None,
+    max_answer_chars: int = MAX_ANSWER_CHARS,
+) -> list[RewardResult]:
     """``score_genrm_gt`` for many records in one judge batch."""
-    return _score_many(records, responses, [gt_reference(r, judge) for r in records], SOURCE_GT, judge,
-                       max_answer_chars)
+    return _score_many(
+        records, responses, [gt_reference(r, judge) for r in records], SOURCE_GT, judge, max_answer_chars
+    )
 
 
-def score_genrm_bon_batch(records: Sequence[Mapping[str, Any]], responses: Sequence[str], *,
-                          judge: str | Mapping[str, Any] | None = None,
-                          max_answer_chars: int = MAX_ANSWER_CHARS) -> list[RewardResult]:
+def score_genrm_bon_batch(
+    records: Sequence[Mapping[str, Any]],
+    responses: Sequence[str],
+    *,
+    judge: str | Mapping[str, Any] | None = None,
+    max_answer_chars: int = MAX_ANSWER_CHARS,
+) -> list[RewardResult]:
     """``score_genrm_bon`` for many records in one judge batch."""
-    return _score_many(records, responses, [_bon_reference(r) for r in records], SOURCE_BON, judge,
-                       max_answer_chars)
+    return _score_many(records, responses, [_bon_reference(r) for r in records], SOURCE_BON, judge, max_answer_chars)

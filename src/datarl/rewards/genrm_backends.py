@@ -23,9 +23,10 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from datarl.rewards.judge import GT_FORMAT, VERDICTS, JudgeError, readout
 
@@ -58,8 +59,10 @@ def verdict_token_ids(tokenizer: Any, verdicts: Sequence[str] = VERDICTS) -> lis
     for v in verdicts:
         enc = tokenizer(v, add_special_tokens=False)["input_ids"]
         if len(enc) != 1:
-            raise JudgeError(f"judge tokenizer encodes verdict {v!r} as {len(enc)} tokens {enc}; a GenRM judge "
-                             "needs single-token verdicts")
+            raise JudgeError(
+                f"judge tokenizer encodes verdict {v!r} as {len(enc)} tokens {enc}; a GenRM judge "
+                "needs single-token verdicts"
+            )
         ids.append(int(enc[0]))
     if ids[0] == ids[1]:
         raise JudgeError(f"verdicts {verdicts} map to the same token id {ids[0]}")
@@ -69,21 +72,30 @@ def verdict_token_ids(tokenizer: Any, verdicts: Sequence[str] = VERDICTS) -> lis
 class HFJudge:
     """A local causal LM judge. ``batch_size``: judge prompts per forward pass."""
 
-    def __init__(self, policy: Any, *, batch_size: int = 32, gt_format: str = GT_FORMAT,
-                 verdict_ids: Sequence[int] | None = None, calibration: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        policy: Any,
+        *,
+        batch_size: int = 32,
+        gt_format: str = GT_FORMAT,
+        verdict_ids: Sequence[int] | None = None,
+        calibration: Mapping[str, float] | None = None,
+    ) -> None:
         self.policy = policy
         self.batch_size = int(batch_size)
         self.gt_format = gt_format
         self.calibration = dict(calibration or {})  # source -> decision threshold (see genrm.calibrate)
         found = verdict_token_ids(policy.tokenizer)
         if verdict_ids is not None and list(verdict_ids) != found:
-            raise JudgeError(f"{policy.name}: {GENRM_META} records verdict token ids {list(verdict_ids)} but the "
-                             f"tokenizer gives {found}; the checkpoint and its tokenizer do not match")
+            raise JudgeError(
+                f"{policy.name}: {GENRM_META} records verdict token ids {list(verdict_ids)} but the "
+                f"tokenizer gives {found}; the checkpoint and its tokenizer do not match"
+            )
         self.verdict_ids = found
         self.name = f"hf:{policy.name}"
 
     @classmethod
-    def load(cls, spec: str, **opts: Any) -> "HFJudge":
+    def load(cls, spec: str, **opts: Any) -> HFJudge:
         from datarl.models.loading import PolicyLoadError, load_policy
 
         try:
@@ -96,8 +108,9 @@ class HFJudge:
                 meta = json.load(fh)
             opts.setdefault("gt_format", meta.get("gt_format", GT_FORMAT))
             opts.setdefault("verdict_ids", meta.get("verdict_token_ids"))
-            opts.setdefault("calibration", {src: float(c["threshold"])
-                                            for src, c in (meta.get("calibration") or {}).items()})
+            opts.setdefault(
+                "calibration", {src: float(c["threshold"]) for src, c in (meta.get("calibration") or {}).items()}
+            )
         return cls(policy, **opts)
 
     def encode(self, prompts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
@@ -126,11 +139,12 @@ class HFJudge:
         input_ids = torch.full((len(batch_ids), width), pad, dtype=torch.long)
         mask = torch.zeros_like(input_ids)
         for row, ids in enumerate(batch_ids):
-            input_ids[row, width - len(ids):] = torch.tensor(list(ids))
-            mask[row, width - len(ids):] = 1
+            input_ids[row, width - len(ids) :] = torch.tensor(list(ids))
+            mask[row, width - len(ids) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.policy.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                use_cache=False, logits_to_keep=1)
+        out = self.policy.model(
+            input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=1
+        )
         return out.logits[:, -1, :]
 
     def verdict_probs(self, prompts: Sequence[str]) -> list[tuple[float | Exception, dict[str, Any]]]:
@@ -141,7 +155,7 @@ class HFJudge:
         probs: list[float] = [math.nan] * len(prompts)
         with torch.no_grad():
             for start in range(0, len(order), self.batch_size):
-                idx = order[start:start + self.batch_size]
+                idx = order[start : start + self.batch_size]
                 logits = self.verdict_logits([encoded[i] for i in idx]).float()
                 p_a = torch.softmax(logits, dim=-1)[:, 0]
                 for i, p in zip(idx, p_a.tolist()):
@@ -200,19 +214,30 @@ class OpenAIJudge:
     def _body(self, prompt: str) -> tuple[str, dict[str, Any]]:
         c = self.cfg
         if c.api == "chat":
-            return "/chat/completions", {"model": c.model, "messages": [{"role": "user", "content": prompt}],
-                                         "max_tokens": 1, "temperature": 0.0, "logprobs": True,
-                                         "top_logprobs": c.top_logprobs}
-        return "/completions", {"model": c.model, "prompt": f"User: {prompt}\nAssistant:", "max_tokens": 1,
-                                "temperature": 0.0, "logprobs": c.top_logprobs}
+            return "/chat/completions", {
+                "model": c.model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "logprobs": True,
+                "top_logprobs": c.top_logprobs,
+            }
+        return "/completions", {
+            "model": c.model,
+            "prompt": f"User: {prompt}\nAssistant:",
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "logprobs": c.top_logprobs,
+        }
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
         key = self.cfg.api_key or os.environ.get("OPENAI_API_KEY")
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        req = urllib.request.Request(self.cfg.base_url.rstrip("/") + path, data=json.dumps(body).encode(),
-                                     headers=headers, method="POST")
+        req = urllib.request.Request(
+            self.cfg.base_url.rstrip("/") + path, data=json.dumps(body).encode(), headers=headers, method="POST"
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
                 raw = resp.read()
@@ -222,8 +247,9 @@ class OpenAIJudge:
             raise (_Retryable(err) if exc.code >= 500 or exc.code == 429 else JudgeError(err)) from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise _Retryable(f"request to {path} failed after {self.cfg.timeout_s:g} s limit: "
-                             f"{type(reason).__name__}: {reason}") from None
+            raise _Retryable(
+                f"request to {path} failed after {self.cfg.timeout_s:g} s limit: {type(reason).__name__}: {reason}"
+            ) from None
         try:
             return json.loads(raw)
         except ValueError:
@@ -236,8 +262,10 @@ class OpenAIJudge:
         except (KeyError, IndexError, TypeError, AttributeError):
             raise JudgeError(f"response has no choices: {str(data)[:160]}") from None
         if not lp:
-            raise JudgeError("response has no logprobs; the endpoint must support logprobs "
-                             "(for llama-cpp-python start the server with --logits_all true)")
+            raise JudgeError(
+                "response has no logprobs; the endpoint must support logprobs "
+                "(for llama-cpp-python start the server with --logits_all true)"
+            )
         if self.cfg.api == "chat":
             content = lp.get("content") or []
             if not content or not content[0].get("top_logprobs"):

@@ -33,8 +33,9 @@ Pathological answers (huge power towers, deep nesting, huge literals, over
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from fractions import Fraction
-from typing import Any, Mapping
+from typing import Any
 
 from datarl.rewards.base import RewardResult
 from datarl.rewards.math_extract import Extraction, extract_answer
@@ -293,8 +294,9 @@ def _step_credit(record: Mapping[str, Any], response: str) -> dict[str, int] | N
     return {"matched": matched, "steps": len(steps)}
 
 
-def score_math(record: Mapping[str, Any], response: str, *, rel_tol: float | None = None,
-               step_credit: float = 0.0) -> RewardResult:
+def score_math(
+    record: Mapping[str, Any], response: str, *, rel_tol: float | None = None, step_credit: float = 0.0
+) -> RewardResult:
     """Score one math response against ``record["ground_truth"]``: 1.0 if equivalent, else 0.0.
 
     ``step_credit`` (in [0, 1), default 0: off) is a training option like code's partial credit:

@@ -68,8 +68,9 @@ def _extraction_config() -> list[Any]:
         from latex2sympy2_extended.math_normalization import NormalizationConfig
         from math_verify import ExprExtractionConfig, LatexExtractionConfig
 
-        norm = NormalizationConfig(basic_latex=True, units=False, malformed_operators=True, nits=True,
-                                   boxed="all", equations=False)
+        norm = NormalizationConfig(
+            basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False
+        )
         _CONFIG.extend([LatexExtractionConfig(normalization_config=norm), ExprExtractionConfig()])
     return _CONFIG
 

@@ -67,10 +67,31 @@ _DOUBLED_RE = re.compile(
     r"(?<!\\)\\\\(?=(?:frac|dfrac|pi|sqrt|cdot|times|left|right|bigg?|Bigg?|infty|text|sin|cos|tan|ln|log)\b)"
 )
 _UNICODE = {
-    "∞": r"\infty ", "∪": r"\cup ", "∩": r"\cap ", "≤": r"\le ", "≥": r"\ge ", "＞": ">", "＜": "<",
-    "π": r"\pi ", "√": r"\sqrt", "×": r"\times ", "·": r"\cdot ", "⋅": r"\cdot ", "∈": r"\in ",
-    "≠": r"\ne ", "±": r"\pm ", "÷": r"\div ", "，": ",", "（": "(", "）": ")", "：": ":",
-    "∅": r"\emptyset ", "≈": r"\approx ", "\u2212": "-", "∀": r"\forall ", "∃": r"\exists ",
+    "∞": r"\infty ",
+    "∪": r"\cup ",
+    "∩": r"\cap ",
+    "≤": r"\le ",
+    "≥": r"\ge ",
+    "＞": ">",
+    "＜": "<",
+    "π": r"\pi ",
+    "√": r"\sqrt",
+    "×": r"\times ",
+    "·": r"\cdot ",
+    "⋅": r"\cdot ",
+    "∈": r"\in ",
+    "≠": r"\ne ",
+    "±": r"\pm ",
+    "÷": r"\div ",
+    "，": ",",
+    "（": "(",
+    "）": ")",
+    "：": ":",
+    "∅": r"\emptyset ",
+    "≈": r"\approx ",
+    "\u2212": "-",
+    "∀": r"\forall ",
+    "∃": r"\exists ",
 }
 _UNICODE_RE = re.compile("|".join(map(re.escape, _UNICODE)))
 _SYNONYMS = [
@@ -78,8 +99,12 @@ _SYNONYMS = [
     (re.compile(r"\\(?:geqslant|geq)(?![A-Za-z])"), r"\\ge"),
     (re.compile(r"\\neq(?![A-Za-z])"), r"\\ne"),
     (re.compile(r"\\[dt]binom(?![A-Za-z])"), r"\\binom"),
-    (re.compile(r"\\(?:text|mathrm|operatorname)\s*\{\s*(sin|cos|tan|cot|sec|csc|ln|log|exp|arcsin|arccos|arctan)\s*\}"),
-     r"\\\1"),
+    (
+        re.compile(
+            r"\\(?:text|mathrm|operatorname)\s*\{\s*(sin|cos|tan|cot|sec|csc|ln|log|exp|arcsin|arccos|arctan)\s*\}"
+        ),
+        r"\\\1",
+    ),
     (re.compile(r"(?<![\w}])\+\s*\\infty"), r"\\infty"),  # "(1, +\infty)"
     (re.compile(r"<sup>(.{1,40}?)</sup>"), r"^{\1}"),
     (re.compile(r"<sub>(.{1,40}?)</sub>"), r"_{\1}"),

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from datarl.errors import UserError
 from datarl.rewards.base import RewardResult
+
 
 @dataclass(frozen=True)
 class Source:
@@ -53,21 +55,47 @@ class Source:
 
 
 _BON_HINT = "add best-of-N references first: datarl build-references FILE -o OUT --bt BT_DIR"
-SOURCES: dict[str, Source] = {s.name: s for s in (
-    Source("rtv.math", "datarl.rewards.math", "score_math", ("rel_tol", "step_credit")),
-    Source("rtv.ifeval", "datarl.rewards.ifeval", "score_ifeval", ("mode",), warm_up="warm_up"),
-    Source("rtv.code", "datarl.rewards.code", "score_code", ("partial_credit", "config")),
-    Source("bt", "datarl.rewards.bt", "score_bt", ("model", "scale", "shift"), batched="score_bt_batch",
-           model_option="model", makes_model="datarl train-bt"),
-    Source("genrm.gt", "datarl.rewards.genrm", "score_genrm_gt", ("judge", "max_answer_chars"),
-           batched="score_genrm_gt_batch", model_option="judge", makes_model="datarl train-genrm",
-           needs="ground_truth", needs_hint="give the final answer"),
-    Source("genrm.bon", "datarl.rewards.genrm", "score_genrm_bon", ("judge", "max_answer_chars"),
-           batched="score_genrm_bon_batch", model_option="judge", makes_model="datarl train-genrm",
-           needs="reference", needs_hint=_BON_HINT),
-    # The synthetic suite's hidden rubric (general records only): an experiment's no-hacking control.
-    Source("gold.rubric", "datarl.synth.gold", "score_rubric"),
-)}
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in (
+        Source("rtv.math", "datarl.rewards.math", "score_math", ("rel_tol", "step_credit")),
+        Source("rtv.ifeval", "datarl.rewards.ifeval", "score_ifeval", ("mode",), warm_up="warm_up"),
+        Source("rtv.code", "datarl.rewards.code", "score_code", ("partial_credit", "config")),
+        Source(
+            "bt",
+            "datarl.rewards.bt",
+            "score_bt",
+            ("model", "scale", "shift"),
+            batched="score_bt_batch",
+            model_option="model",
+            makes_model="datarl train-bt",
+        ),
+        Source(
+            "genrm.gt",
+            "datarl.rewards.genrm",
+            "score_genrm_gt",
+            ("judge", "max_answer_chars"),
+            batched="score_genrm_gt_batch",
+            model_option="judge",
+            makes_model="datarl train-genrm",
+            needs="ground_truth",
+            needs_hint="give the final answer",
+        ),
+        Source(
+            "genrm.bon",
+            "datarl.rewards.genrm",
+            "score_genrm_bon",
+            ("judge", "max_answer_chars"),
+            batched="score_genrm_bon_batch",
+            model_option="judge",
+            makes_model="datarl train-genrm",
+            needs="reference",
+            needs_hint=_BON_HINT,
+        ),
+        # The synthetic suite's hidden rubric (general records only): an experiment's no-hacking control.
+        Source("gold.rubric", "datarl.synth.gold", "score_rubric"),
+    )
+}
 
 # The paper's routing: verifiers where a task has one, the judge against best-of-N references otherwise.
 DEFAULT_TABLE: dict[str, str] = {
@@ -129,23 +157,24 @@ class RouterConfig:
             if source not in SOURCES:
                 raise RouterConfigError(
                     f"router: task {task!r} points at unknown source {source!r}; "
-                    f"available sources: {', '.join(sorted(SOURCES))}")
+                    f"available sources: {', '.join(sorted(SOURCES))}"
+                )
         for source, opts in self.options.items():
             if source not in SOURCES:
-                raise RouterConfigError(
-                    f"sources: unknown source {source!r}; available: {', '.join(sorted(SOURCES))}")
+                raise RouterConfigError(f"sources: unknown source {source!r}; available: {', '.join(sorted(SOURCES))}")
             if not isinstance(opts, Mapping):
                 raise RouterConfigError(f"sources.{source}: options must be a mapping")
             allowed = SOURCES[source].options
             for key in opts:
                 if key not in allowed:
                     raise RouterConfigError(
-                        f"sources.{source}: unknown option {key!r}; allowed: {', '.join(allowed) or 'none'}")
+                        f"sources.{source}: unknown option {key!r}; allowed: {', '.join(allowed) or 'none'}"
+                    )
             if opts and SOURCES[source].model_option is None:
                 _probe_options(source, opts)
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None) -> "RouterConfig":
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> RouterConfig:
         """Build from a config dict: the default table updated by ``router:``."""
         data = data or {}
         unknown = set(data) - {"router", "sources"}
@@ -188,8 +217,10 @@ class RouterConfig:
         source = self.source_for(task)
         spec = SOURCES.get(source or "")
         if spec is not None and spec.model_option and not dict(self.options.get(spec.name, {})).get(spec.model_option):
-            return (f"task {task!r} is routed to {source}, which needs a model: set "
-                    f"sources.{source}.{spec.model_option} in the config (a directory made by `{spec.makes_model}`)")
+            return (
+                f"task {task!r} is routed to {source}, which needs a model: set "
+                f"sources.{source}.{spec.model_option} in the config (a directory made by `{spec.makes_model}`)"
+            )
         return None
 
     def preflight(self, records: Sequence[Mapping[str, Any]]) -> list[Problem]:
@@ -206,13 +237,16 @@ class RouterConfig:
             spec = SOURCES[source]
             value = dict(self.options.get(source, {})).get(spec.model_option) if spec.model_option else None
             if isinstance(value, str) and not _model_exists(value):
-                problems.append(Problem(f"sources.{source}.{spec.model_option}",
-                                        f"{value}: no such model directory", ()))
+                problems.append(
+                    Problem(f"sources.{source}.{spec.model_option}", f"{value}: no such model directory", ())
+                )
         return problems
 
     def missing_source_message(self, task: str) -> str:
-        return (f"no reward source is configured for task {task!r}; add one under 'router:' in the config "
-                f"(available sources: {', '.join(sorted(SOURCES))})")
+        return (
+            f"no reward source is configured for task {task!r}; add one under 'router:' in the config "
+            f"(available sources: {', '.join(sorted(SOURCES))})"
+        )
 
 
 _NO_SOURCE = Source("none", "", "")
@@ -264,8 +298,10 @@ class Router:
                 fn = getattr(importlib.import_module(spec.module), str(spec.batched))
                 results = fn([records[i] for i in idx], [responses[i] for i in idx], **opts)
             except Exception as exc:  # as in score(): report, never crash the run
-                results = [RewardResult(0.0, source, {"failure": "internal_error",
-                                                      "error": f"{type(exc).__name__}: {exc}"}) for _ in idx]
+                results = [
+                    RewardResult(0.0, source, {"failure": "internal_error", "error": f"{type(exc).__name__}: {exc}"})
+                    for _ in idx
+                ]
             for i, result in zip(idx, results):
                 info = dict(result.info)
                 info.setdefault("routed_by", f"task={records[i].get('task')} -> {source}")
@@ -276,12 +312,15 @@ class Router:
         task = str(record.get("task"))
         source = self.config.source_for(task)
         if source is None:
-            return RewardResult(0.0, "none", {"failure": "no_source", "error": self.config.missing_source_message(task)})
+            return RewardResult(
+                0.0, "none", {"failure": "no_source", "error": self.config.missing_source_message(task)}
+            )
         try:
             fn = self._fn(source)
         except ImportError as exc:
-            return RewardResult(0.0, source, {"failure": "source_unavailable",
-                                              "error": f"cannot import {source}: {exc}"})
+            return RewardResult(
+                0.0, source, {"failure": "source_unavailable", "error": f"cannot import {source}: {exc}"}
+            )
         opts = dict(self.config.options.get(source, {}))
         try:
             result = fn(record, response, **opts)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -31,8 +32,17 @@ def save_policy(policy: Any, out_dir: str) -> None:
     save_model_dir(out_dir, policy.model, policy.tokenizer)
 
 
-def save_checkpoint(run_dir: str, step: int, *, policy: Any, critic: Any, actor_opt: Any, critic_opt: Any,
-                    trainer_state: Mapping[str, Any], keep: int) -> str:
+def save_checkpoint(
+    run_dir: str,
+    step: int,
+    *,
+    policy: Any,
+    critic: Any,
+    actor_opt: Any,
+    critic_opt: Any,
+    trainer_state: Mapping[str, Any],
+    keep: int,
+) -> str:
     """Write the checkpoint after ``step`` completed steps; keep the newest ``keep``; return its path."""
     root = os.path.join(run_dir, "checkpoints")
     os.makedirs(root, exist_ok=True)
@@ -40,9 +50,15 @@ def save_checkpoint(run_dir: str, step: int, *, policy: Any, critic: Any, actor_
     with atomic_path(final, directory=True) as tmp:
         policy.model.save_pretrained(os.path.join(tmp, "policy"))
         policy.tokenizer.save_pretrained(os.path.join(tmp, "policy"))
-        torch.save({"critic": critic.state_dict(), "actor_opt": actor_opt.state_dict(),
-                    "critic_opt": critic_opt.state_dict(), "torch_rng": torch.get_rng_state()},
-                   os.path.join(tmp, "state.pt"))
+        torch.save(
+            {
+                "critic": critic.state_dict(),
+                "actor_opt": actor_opt.state_dict(),
+                "critic_opt": critic_opt.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+            },
+            os.path.join(tmp, "state.pt"),
+        )
         with open(os.path.join(tmp, "trainer_state.json"), "w", encoding="utf-8") as fh:
             json.dump(dict(trainer_state), fh, indent=1, default=str)
     write_text(os.path.join(root, LATEST), os.path.basename(final) + "\n")

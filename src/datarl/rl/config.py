@@ -21,8 +21,9 @@ Unknown keys are errors (a typo must not silently fall back to a default).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from datarl.config import unknown_keys
 from datarl.errors import ConfigError
@@ -123,20 +124,36 @@ class PPOConfig:
         return self.micro_batch_size or self.minibatch_size
 
     def __post_init__(self) -> None:
-        for name in ("steps", "prompts_per_step", "samples_per_prompt", "minibatch_size", "ppo_epochs",
-                     "max_new_tokens", "kl_horizon"):
+        for name in (
+            "steps",
+            "prompts_per_step",
+            "samples_per_prompt",
+            "minibatch_size",
+            "ppo_epochs",
+            "max_new_tokens",
+            "kl_horizon",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if self.rollout_batch % self.minibatch_size:
-            raise ValueError(f"the rollout batch (prompts_per_step x samples_per_prompt = {self.rollout_batch}) "
-                             f"is not divisible by minibatch_size {self.minibatch_size}; pick a divisor such as "
-                             f"{_divisor_near(self.rollout_batch, self.minibatch_size)}")
+            raise ValueError(
+                f"the rollout batch (prompts_per_step x samples_per_prompt = {self.rollout_batch}) "
+                f"is not divisible by minibatch_size {self.minibatch_size}; pick a divisor such as "
+                f"{_divisor_near(self.rollout_batch, self.minibatch_size)}"
+            )
         if self.micro_batch_size < 0 or self.minibatch_size % self.micro:
-            raise ValueError(f"micro_batch_size {self.micro_batch_size} must divide minibatch_size "
-                             f"{self.minibatch_size} (0 = no accumulation)")
-        if not (self.actor_lr > 0 and self.critic_lr > 0 and self.clip_eps > 0 and self.max_grad_norm > 0
-                and self.adam_eps > 0):
+            raise ValueError(
+                f"micro_batch_size {self.micro_batch_size} must divide minibatch_size "
+                f"{self.minibatch_size} (0 = no accumulation)"
+            )
+        if not (
+            self.actor_lr > 0
+            and self.critic_lr > 0
+            and self.clip_eps > 0
+            and self.max_grad_norm > 0
+            and self.adam_eps > 0
+        ):
             raise ValueError("actor_lr, critic_lr, clip_eps, max_grad_norm and adam_eps must be > 0")
         if self.value_clip is not None and self.value_clip <= 0:
             raise ValueError("value_clip must be > 0, or null to disable it")
@@ -148,8 +165,11 @@ class PPOConfig:
             raise ValueError("kl_target must be > 0 (or null for a fixed coefficient)")
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise ValueError("rollouts need temperature > 0 and top_p in (0, 1]")
-        if isinstance(self.critic_warmup_steps, bool) or not isinstance(self.critic_warmup_steps, int) \
-                or not 0 <= self.critic_warmup_steps < self.steps:
+        if (
+            isinstance(self.critic_warmup_steps, bool)
+            or not isinstance(self.critic_warmup_steps, int)
+            or not 0 <= self.critic_warmup_steps < self.steps
+        ):
             raise ValueError(f"critic_warmup_steps must be an integer in [0, steps), got {self.critic_warmup_steps!r}")
         if self.old_logprobs not in ("rollout", "recompute"):
             raise ValueError(f"old_logprobs must be 'rollout' or 'recompute', got {self.old_logprobs!r}")
@@ -170,7 +190,11 @@ def _resolve_model_paths(reward: Mapping[str, Any], base_dir: str) -> dict[str, 
             opts = dict(opts)
             for key in ("model", "judge"):
                 value = opts.get(key)
-                if isinstance(value, str) and not os.path.isabs(value) and os.path.exists(os.path.join(base_dir, value)):
+                if (
+                    isinstance(value, str)
+                    and not os.path.isabs(value)
+                    and os.path.exists(os.path.join(base_dir, value))
+                ):
                     opts[key] = os.path.normpath(os.path.join(base_dir, value))
             sources[name] = opts
         out["sources"] = sources
@@ -274,13 +298,29 @@ class TrainConfig:
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], *, base_dir: str = ".") -> "TrainConfig":
+    def from_mapping(cls, data: Mapping[str, Any], *, base_dir: str = ".") -> TrainConfig:
         """From a parsed config file; relative paths are resolved against ``base_dir``."""
         import os
 
-        allowed = {"policy", "data", "reward", "curriculum", "ppo", "eval", "hacking", "logging", "run_dir",
-                   "save_every", "keep_checkpoints", "workers", "reward_timeout_s", "device", "dtype", "seed",
-                   "threads"}
+        allowed = {
+            "policy",
+            "data",
+            "reward",
+            "curriculum",
+            "ppo",
+            "eval",
+            "hacking",
+            "logging",
+            "run_dir",
+            "save_every",
+            "keep_checkpoints",
+            "workers",
+            "reward_timeout_s",
+            "device",
+            "dtype",
+            "seed",
+            "threads",
+        }
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ConfigError(f"unknown top-level key(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
@@ -298,16 +338,34 @@ class TrainConfig:
         if not isinstance(reward, Mapping):
             raise ConfigError("reward: must be a mapping with 'router' and/or 'sources'")
         reward = _resolve_model_paths(reward, base_dir)
-        top = {k: data[k] for k in ("save_every", "keep_checkpoints", "workers", "reward_timeout_s", "device",
-                                    "dtype", "seed", "threads") if k in data}
+        top = {
+            k: data[k]
+            for k in (
+                "save_every",
+                "keep_checkpoints",
+                "workers",
+                "reward_timeout_s",
+                "device",
+                "dtype",
+                "seed",
+                "threads",
+            )
+            if k in data
+        }
         try:
-            return cls(policy=policy, train_path=path(data_sec.get("train")), eval_path=path(data_sec.get("eval")),
-                       reward=dict(reward), curriculum=data.get("curriculum", "paper"),
-                       ppo=_build(PPOConfig, data.get("ppo"), "ppo"),
-                       eval_cfg=_build(EvalConfig, data.get("eval"), "eval"),
-                       hacking=dict(data.get("hacking") or {}),
-                       logging=_build(LoggingConfig, data.get("logging"), "logging"),
-                       run_dir=path(data.get("run_dir") or "runs/train"), **top)
+            return cls(
+                policy=policy,
+                train_path=path(data_sec.get("train")),
+                eval_path=path(data_sec.get("eval")),
+                reward=dict(reward),
+                curriculum=data.get("curriculum", "paper"),
+                ppo=_build(PPOConfig, data.get("ppo"), "ppo"),
+                eval_cfg=_build(EvalConfig, data.get("eval"), "eval"),
+                hacking=dict(data.get("hacking") or {}),
+                logging=_build(LoggingConfig, data.get("logging"), "logging"),
+                run_dir=path(data.get("run_dir") or "runs/train"),
+                **top,
+            )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):
                 raise

@@ -76,13 +76,13 @@ class Critic(Protocol):
         """The part of the update's forward pass over all of ``batch`` that can run before GAE."""
         ...
 
-    def update_pass(self, sub: RolloutBatch, temperature: float, train_policy: bool,
-                    ahead: AheadPass | None = None) -> UpdatePass:
+    def update_pass(
+        self, sub: RolloutBatch, temperature: float, train_policy: bool, ahead: AheadPass | None = None
+    ) -> UpdatePass:
         """The update's forward pass over ``sub``; ``ahead``: the rows of ``sub`` of :meth:`run_ahead`'s pass."""
         ...
 
-    def backward(self, policy_loss: torch.Tensor, value_loss: torch.Tensor, share: float,
-                 train_policy: bool) -> None:
+    def backward(self, policy_loss: torch.Tensor, value_loss: torch.Tensor, share: float, train_policy: bool) -> None:
         """Backpropagate a micro-batch's losses, each weighted by ``share`` (only the value loss in a warm-up)."""
         ...
 
@@ -94,8 +94,7 @@ class Critic(Protocol):
         """The critic's part of a checkpoint (``state.pt``'s ``critic``)."""
         ...
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        ...
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
 
 class SeparateCritic:
@@ -111,15 +110,22 @@ class SeparateCritic:
     def run_ahead(self, batch: RolloutBatch, temperature: float, train_policy: bool) -> AheadPass:
         return AheadPass(self.values(batch))  # the policy's part runs per micro-batch, as unfused
 
-    def update_pass(self, sub: RolloutBatch, temperature: float, train_policy: bool,
-                    ahead: AheadPass | None = None) -> UpdatePass:
+    def update_pass(
+        self, sub: RolloutBatch, temperature: float, train_policy: bool, ahead: AheadPass | None = None
+    ) -> UpdatePass:
         with torch.set_grad_enabled(train_policy):  # critic warm-up: no policy graph to build
-            logp, entropy = response_forward(self.policy_model, sub.input_ids, sub.attention_mask, sub.gather_index,
-                                             sub.response_ids, temperature, with_entropy=True)
+            logp, entropy = response_forward(
+                self.policy_model,
+                sub.input_ids,
+                sub.attention_mask,
+                sub.gather_index,
+                sub.response_ids,
+                temperature,
+                with_entropy=True,
+            )
         return UpdatePass(logp, entropy, self.values(sub) if ahead is None else ahead.values)
 
-    def backward(self, policy_loss: torch.Tensor, value_loss: torch.Tensor, share: float,
-                 train_policy: bool) -> None:
+    def backward(self, policy_loss: torch.Tensor, value_loss: torch.Tensor, share: float, train_policy: bool) -> None:
         # Two models: a backward each (one call over both graphs interleaves them: slower on CPU).
         if train_policy:
             (policy_loss * share).backward()
@@ -148,16 +154,25 @@ class SharedCritic:
         whole = self.update_pass(batch, temperature, train_policy)  # the body pass is the policy's too
         return AheadPass(whole.values, whole)
 
-    def update_pass(self, sub: RolloutBatch, temperature: float, train_policy: bool,
-                    ahead: AheadPass | None = None) -> UpdatePass:
+    def update_pass(
+        self, sub: RolloutBatch, temperature: float, train_policy: bool, ahead: AheadPass | None = None
+    ) -> UpdatePass:
         if ahead is not None and ahead.whole is not None:
             return ahead.whole
-        return UpdatePass(*response_forward_with_values(
-            self.head.policy_model, self.head.head, sub.input_ids, sub.attention_mask, sub.gather_index,
-            sub.response_ids, temperature, policy_grad=train_policy))
+        return UpdatePass(
+            *response_forward_with_values(
+                self.head.policy_model,
+                self.head.head,
+                sub.input_ids,
+                sub.attention_mask,
+                sub.gather_index,
+                sub.response_ids,
+                temperature,
+                policy_grad=train_policy,
+            )
+        )
 
-    def backward(self, policy_loss: torch.Tensor, value_loss: torch.Tensor, share: float,
-                 train_policy: bool) -> None:
+    def backward(self, policy_loss: torch.Tensor, value_loss: torch.Tensor, share: float, train_policy: bool) -> None:
         # One body: one backward carries both losses into it.
         ((policy_loss + value_loss if train_policy else value_loss) * share).backward()
 
@@ -171,8 +186,9 @@ class SharedCritic:
         self.head.load_state_dict(state)
 
 
-def load_critic(value_init: str, policy_dir: str, policy_model: PreTrainedModel, *, dtype: str = "float32",
-                device: str = "cpu") -> Critic:
+def load_critic(
+    value_init: str, policy_dir: str, policy_model: PreTrainedModel, *, dtype: str = "float32", device: str = "cpu"
+) -> Critic:
     """The critic ``value_init`` names (``policy``, ``shared`` or a BT model directory) for ``policy_model``,
     the trainable policy loaded from ``policy_dir``."""
     if value_init == "shared":

@@ -79,13 +79,20 @@ class EvalResult:
         """The flat ``eval.jsonl`` line."""
         row: dict[str, Any] = {"step": self.step}
         for task, s in self.gold.items():
-            row.update({f"gold/{task}": s.mean, f"gold/{task}/ci95_low": s.ci95_low,
-                        f"gold/{task}/ci95_high": s.ci95_high, f"gold/{task}/n": s.n})
+            row.update(
+                {
+                    f"gold/{task}": s.mean,
+                    f"gold/{task}/ci95_low": s.ci95_low,
+                    f"gold/{task}/ci95_high": s.ci95_high,
+                    f"gold/{task}/n": s.n,
+                }
+            )
         if self.gold:
             row["gold/mean"] = self.gold_mean
         for task, g in self.gains.items():
-            row.update({f"gain/{task}": g.diff, f"gain/{task}/ci95_low": g.ci95_low,
-                        f"gain/{task}/ci95_high": g.ci95_high})
+            row.update(
+                {f"gain/{task}": g.diff, f"gain/{task}/ci95_low": g.ci95_low, f"gain/{task}/ci95_high": g.ci95_high}
+            )
         row.update(self.metrics)
         return row
 
@@ -100,8 +107,12 @@ class EvalResult:
             if family == "gold" and rest and "/" not in rest and rest != "mean":
                 mean = number(value)
                 if mean is not None:
-                    gold[rest] = TaskScore(mean, _count(row.get(f"{key}/n")), number(row.get(f"{key}/ci95_low")),
-                                           number(row.get(f"{key}/ci95_high")))
+                    gold[rest] = TaskScore(
+                        mean,
+                        _count(row.get(f"{key}/n")),
+                        number(row.get(f"{key}/ci95_low")),
+                        number(row.get(f"{key}/ci95_high")),
+                    )
             elif family == "gain" and rest and "/" not in rest:
                 diff = number(value)
                 if diff is not None:

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from datarl.executors import map_ordered
-from datarl.jobs import summarise_scores
+from datarl.executors.engine import ScoringEngine
 from datarl.io import write_records
-from datarl.metrics.stats import paired_difference
+from datarl.jobs import summarise_scores
 from datarl.metrics.diversity import diversity_summary
+from datarl.metrics.stats import paired_difference
 from datarl.models.generate import JOB_BATCH_SIZE, SamplingConfig, generate
 from datarl.rewards.base import RewardResult
-from datarl.executors.engine import ScoringEngine
 from datarl.rewards.router import Router
 from datarl.rl.config import EvalConfig
 from datarl.rl.eval_result import EvalResult, Gain, TaskScore
@@ -86,21 +87,32 @@ def load_baseline(run_dir: str) -> list[float | None] | None:
     return [it.get("gold") for it in sorted(items, key=lambda it: it["index"])]
 
 
-def _gold_scores(records: Sequence[Mapping[str, Any]], texts: Sequence[str], gold: Callable,
-                 workers: int, timeout_s: float) -> list[float | None]:
+def _gold_scores(
+    records: Sequence[Mapping[str, Any]], texts: Sequence[str], gold: Callable, workers: int, timeout_s: float
+) -> list[float | None]:
     items = [(dict(r), t) for r, t in zip(records, texts)]
-    outcomes = map_ordered(lambda it: gold(it[0], it[1]), items, workers=min(workers, len(items)),
-                           timeout_s=timeout_s)
+    outcomes = map_ordered(lambda it: gold(it[0], it[1]), items, workers=min(workers, len(items)), timeout_s=timeout_s)
     scores: list[float | None] = []
     for o in outcomes:
         scores.append(None if o.ok and o.value is None else float(o.value.score) if o.ok else 0.0)
     return scores
 
 
-def evaluate(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig, router: Router, *,
-             engine: ScoringEngine, step: int,
-             seed: int, temperature: float, monitor: Any, workers: int, timeout_s: float,
-             baseline: Sequence[float | None] | None = None) -> tuple[EvalResult, list[dict[str, Any]]]:
+def evaluate(
+    policy: Any,
+    records: Sequence[Mapping[str, Any]],
+    cfg: EvalConfig,
+    router: Router,
+    *,
+    engine: ScoringEngine,
+    step: int,
+    seed: int,
+    temperature: float,
+    monitor: Any,
+    workers: int,
+    timeout_s: float,
+    baseline: Sequence[float | None] | None = None,
+) -> tuple[EvalResult, list[dict[str, Any]]]:
     """One evaluation at ``step`` (updates ``monitor``).
 
     Returns the :class:`EvalResult` (``to_row()`` is the ``eval.jsonl`` line) and one item per eval prompt
@@ -117,8 +129,7 @@ def evaluate(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig,
     scores = {task: TaskScore(s["mean"], s["n"], s["ci95_low"], s["ci95_high"]) for task, s in summary.items()}
     gains = _gains(records, baseline, gold) if baseline is not None else {}
     # The proxy is worth scoring where the training reward is not a verifier (the gold check itself).
-    learned = [(r, t, g) for r, t, g in judged
-               if not str(router.config.source_for(str(r["task"]))).startswith("rtv.")]
+    learned = [(r, t, g) for r, t, g in judged if not str(router.config.source_for(str(r["task"]))).startswith("rtv.")]
     if learned:
         proxy = engine.score([dict(r) for r, _, _ in learned], [t for _, t, _ in learned])
         by_task: dict[str, list[tuple[float, float]]] = {}
@@ -128,21 +139,31 @@ def evaluate(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig,
             p_mean = sum(p for p, _ in vals) / len(vals)
             g_mean = sum(g for _, g in vals) / len(vals)
             state = monitor.update(step, task, p_mean, g_mean)
-            row.update({f"proxy/{task}": p_mean, f"hacking/gap/{task}": state["gap"],
-                        f"hacking/alarm/{task}": bool(state["alarm"])})
+            row.update(
+                {
+                    f"proxy/{task}": p_mean,
+                    f"hacking/gap/{task}": state["gap"],
+                    f"hacking/alarm/{task}": bool(state["alarm"]),
+                }
+            )
     row.update(_diversity(policy, records, cfg, seed=seed, temperature=temperature))
     row["eval/cut_off"] = sum(not g.finished for g in gens) / max(1, len(gens))
-    items = [{"index": i, "id": r.get("id"), "task": r.get("task"), "gold": g, "response": t}
-             for i, (r, t, g) in enumerate(zip(records, texts, gold))]
+    items = [
+        {"index": i, "id": r.get("id"), "task": r.get("task"), "gold": g, "response": t}
+        for i, (r, t, g) in enumerate(zip(records, texts, gold))
+    ]
     return EvalResult(step, scores, gains, row), items
 
 
-def _gains(records: Sequence[Mapping[str, Any]], baseline: Sequence[float | None],
-           gold: Sequence[float | None]) -> dict[str, Gain]:
+def _gains(
+    records: Sequence[Mapping[str, Any]], baseline: Sequence[float | None], gold: Sequence[float | None]
+) -> dict[str, Gain]:
     """Paired gold difference vs the baseline per task, over prompts scored both times."""
     if len(baseline) != len(records):
-        raise ValueError(f"the baseline has {len(baseline)} eval prompts, this evaluation {len(records)}; "
-                         "the eval split changed since step 0")
+        raise ValueError(
+            f"the baseline has {len(baseline)} eval prompts, this evaluation {len(records)}; "
+            "the eval split changed since step 0"
+        )
     pairs: dict[str, tuple[list[float], list[float]]] = {}
     for r, b, a in zip(records, baseline, gold):
         if b is not None and a is not None:
@@ -156,13 +177,19 @@ def _gains(records: Sequence[Mapping[str, Any]], baseline: Sequence[float | None
     return out
 
 
-def _diversity(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig, *, seed: int,
-               temperature: float) -> dict[str, float]:
+def _diversity(
+    policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfig, *, seed: int, temperature: float
+) -> dict[str, float]:
     if not cfg.diversity_prompts:
         return {}
     subset = eval_subset(records, cfg.diversity_prompts)
-    sampling = SamplingConfig(temperature=temperature, max_new_tokens=cfg.max_new_tokens, batch_size=JOB_BATCH_SIZE,
-                              samples_per_prompt=cfg.diversity_samples, seed=seed)
+    sampling = SamplingConfig(
+        temperature=temperature,
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=JOB_BATCH_SIZE,
+        samples_per_prompt=cfg.diversity_samples,
+        seed=seed,
+    )
     gens = generate(policy, [r["prompt"] for r in subset], sampling)
     groups: dict[int, list[Any]] = {}
     for g in gens:
@@ -170,11 +197,11 @@ def _diversity(policy: Any, records: Sequence[Mapping[str, Any]], cfg: EvalConfi
     by_task: dict[str, list[tuple[Mapping[str, Any], list[str], list[list[int]]]]] = {}
     for i, rec in enumerate(subset):
         samples = groups.get(i, [])
-        by_task.setdefault(str(rec["task"]), []).append((rec, [g.text for g in samples],
-                                                          [g.token_ids for g in samples]))
+        by_task.setdefault(str(rec["task"]), []).append(
+            (rec, [g.text for g in samples], [g.token_ids for g in samples])
+        )
     out: dict[str, float] = {}
     for task, items in sorted(by_task.items()):
         for name, value in diversity_summary(items).items():
             out[f"diversity/{task}/{name}"] = value
     return out
-

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from datarl.io import write_text
 
@@ -45,8 +46,15 @@ def truncate_jsonl(path: str, keep_below_step: int, *, inclusive: bool = False) 
 class MetricsLogger:
     """Appends metric lines to the run's JSONL files and mirrors them to TensorBoard/W&B."""
 
-    def __init__(self, run_dir: str, *, tensorboard: bool = False, wandb: bool = False,
-                 wandb_project: str = "datarl", config: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: str,
+        *,
+        tensorboard: bool = False,
+        wandb: bool = False,
+        wandb_project: str = "datarl",
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
         self.run_dir = run_dir
         self._files: dict[str, Any] = {}
         self._tb = None
@@ -55,16 +63,22 @@ class MetricsLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as exc:
-                raise RuntimeError("logging.tensorboard needs the 'tensorboard' package "
-                                   "(pip install tensorboard)") from exc
+                raise RuntimeError(
+                    "logging.tensorboard needs the 'tensorboard' package (pip install tensorboard)"
+                ) from exc
             self._tb = SummaryWriter(os.path.join(run_dir, "tb"))
         if wandb:
             try:
                 import wandb as wb
             except ImportError as exc:
                 raise RuntimeError("logging.wandb needs the 'wandb' package (pip install wandb)") from exc
-            self._wandb = wb.init(project=wandb_project, dir=run_dir, config=dict(config or {}),
-                                  name=os.path.basename(os.path.abspath(run_dir)), resume="allow")
+            self._wandb = wb.init(
+                project=wandb_project,
+                dir=run_dir,
+                config=dict(config or {}),
+                name=os.path.basename(os.path.abspath(run_dir)),
+                resume="allow",
+            )
 
     def log(self, name: str, row: Mapping[str, Any]) -> None:
         """Append ``row`` (with ``step``) to ``RUN_DIR/<name>.jsonl`` and mirror numeric values."""
@@ -74,8 +88,11 @@ class MetricsLogger:
         fh.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
         fh.flush()
         step = int(row["step"])
-        numeric = {k: float(v) for k, v in row.items()
-                   if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numeric = {
+            k: float(v)
+            for k, v in row.items()
+            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         if self._tb is not None:
             for k, v in numeric.items():
                 self._tb.add_scalar(k, v, step)

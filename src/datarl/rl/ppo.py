@@ -17,8 +17,19 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported where it is used: this module's import stays light
     from torch import Tensor
 
-__all__ = ["masked_mean", "masked_var", "masked_whiten", "kl_per_token", "token_rewards", "gae",
-           "policy_loss", "value_loss", "entropy_from_logits", "AdaptiveKLController", "FixedKLController"]
+__all__ = [
+    "masked_mean",
+    "masked_var",
+    "masked_whiten",
+    "kl_per_token",
+    "token_rewards",
+    "gae",
+    "policy_loss",
+    "value_loss",
+    "entropy_from_logits",
+    "AdaptiveKLController",
+    "FixedKLController",
+]
 
 
 def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
@@ -108,8 +119,9 @@ class LossStats:
     approx_kl: float = math.nan
 
 
-def policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor,
-                clip_eps: float) -> tuple[Tensor, LossStats]:
+def policy_loss(
+    logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, clip_eps: float
+) -> tuple[Tensor, LossStats]:
     """Clipped surrogate: ``mean(max(-A * r, -A * clip(r, 1 - eps, 1 + eps)))`` over real tokens."""
     import torch
 
@@ -123,8 +135,9 @@ def policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor
     return loss, LossStats(clipfrac, approx_kl)
 
 
-def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
-               clip: float | None) -> tuple[Tensor, LossStats]:
+def value_loss(
+    values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor, clip: float | None
+) -> tuple[Tensor, LossStats]:
     """``0.5 * mean(max((V - R)^2, (clip(V, V_old +- c) - R)^2))``; plain squared error when ``clip`` is None."""
     import torch
 

@@ -31,8 +31,13 @@ class RolloutBatch:
         return int(self.input_ids.shape[0])
 
     def to(self, device: torch.device | str) -> RolloutBatch:
-        return RolloutBatch(self.input_ids.to(device), self.attention_mask.to(device),
-                            self.gather_index.to(device), self.response_ids.to(device), self.mask.to(device))
+        return RolloutBatch(
+            self.input_ids.to(device),
+            self.attention_mask.to(device),
+            self.gather_index.to(device),
+            self.response_ids.to(device),
+            self.mask.to(device),
+        )
 
     def select(self, rows: Sequence[int]) -> RolloutBatch:
         """The given rows, trimmed to their own widths (a minibatch pads no more than it needs)."""
@@ -41,8 +46,13 @@ class RolloutBatch:
         mask = self.mask[idx]
         width = int(attn.sum(-1).max())
         t_max = max(1, int(mask.sum(-1).max()))
-        return RolloutBatch(self.input_ids[idx, :width], attn[:, :width], self.gather_index[idx, :t_max],
-                            self.response_ids[idx, :t_max], mask[:, :t_max])
+        return RolloutBatch(
+            self.input_ids[idx, :width],
+            attn[:, :width],
+            self.gather_index[idx, :t_max],
+            self.response_ids[idx, :t_max],
+            mask[:, :t_max],
+        )
 
 
 def pack(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], pad_id: int) -> RolloutBatch:
@@ -61,10 +71,10 @@ def pack(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[in
         if not p:
             raise ValueError(f"row {row}: empty prompt")
         seq = list(p) + list(r)
-        input_ids[row, :len(seq)] = torch.tensor(seq)
-        attention[row, :len(seq)] = 1
+        input_ids[row, : len(seq)] = torch.tensor(seq)
+        attention[row, : len(seq)] = 1
         if r:
-            gather[row, :len(r)] = torch.arange(len(p) - 1, len(p) - 1 + len(r))
-            targets[row, :len(r)] = torch.tensor(list(r))
-            mask[row, :len(r)] = 1.0
+            gather[row, : len(r)] = torch.arange(len(p) - 1, len(p) - 1 + len(r))
+            targets[row, : len(r)] = torch.tensor(list(r))
+            mask[row, : len(r)] = 1.0
     return RolloutBatch(input_ids, attention, gather, targets, mask)

@@ -9,8 +9,9 @@ or value model, a run directory that already holds another run.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from datarl.errors import ConfigError
 from datarl.io import write_json
@@ -20,7 +21,6 @@ from datarl.rl.config import TrainConfig
 from datarl.select.curriculum import CurriculumConfig, CurriculumError, CurriculumSampler
 
 __all__ = ["RunInputs", "prepare", "resolve_policy", "check_sources"]
-
 
 
 @dataclass
@@ -47,8 +47,10 @@ def check_sources(router: RouterConfig, records: list[dict[str, Any]], where: st
         if not problem.records:
             raise ConfigError(f"reward.{problem.field}: {problem.message}")
         first = records[problem.records[0]]
-        raise ConfigError(f"{where}: {len(problem.records)} record(s) cannot be scored (first: {first.get('id')}, "
-                          f"task {first.get('task')!r}): {problem.field}: {problem.message}")
+        raise ConfigError(
+            f"{where}: {len(problem.records)} record(s) cannot be scored (first: {first.get('id')}, "
+            f"task {first.get('task')!r}): {problem.field}: {problem.message}"
+        )
 
 
 def resolve_policy(spec: str, work_dir: str) -> str:
@@ -73,8 +75,10 @@ def resolve_policy(spec: str, work_dir: str) -> str:
         if not os.path.isfile(os.path.join(out, "config.json")):
             _convert_gguf(spec, out)
         return out
-    raise ConfigError(f"policy: {spec}: no such model directory, .gguf file or alias; "
-                      "see `datarl generate --help` for what --policy accepts")
+    raise ConfigError(
+        f"policy: {spec}: no such model directory, .gguf file or alias; "
+        "see `datarl generate --help` for what --policy accepts"
+    )
 
 
 def _convert_gguf(spec: str, out: str) -> None:
@@ -91,9 +95,12 @@ def _check_run_dir(cfg: TrainConfig, resume: bool) -> None:
             raise ConfigError(f"--resume: {cfg.run_dir} holds no run (no config.json); start it without --resume")
         return
     if os.path.exists(os.path.join(cfg.run_dir, "checkpoints")) or os.path.exists(
-            os.path.join(cfg.run_dir, "metrics.jsonl")):
-        raise ConfigError(f"run_dir {cfg.run_dir} already holds a run; continue it with --resume, or choose "
-                          "another run_dir (or delete that one)")
+        os.path.join(cfg.run_dir, "metrics.jsonl")
+    ):
+        raise ConfigError(
+            f"run_dir {cfg.run_dir} already holds a run; continue it with --resume, or choose "
+            "another run_dir (or delete that one)"
+        )
 
 
 def prepare(cfg: TrainConfig, *, resume: bool = False) -> RunInputs:
@@ -124,9 +131,17 @@ def prepare(cfg: TrainConfig, *, resume: bool = False) -> RunInputs:
         raise ConfigError(f"ppo.value_init: {value_init}: no such BT model directory (or use 'policy' or 'shared')")
     pad_id = _pad_id(policy_dir)
     if not resume:  # written whole or not at all: the pipeline resumes a run that has it
-        write_json(os.path.join(cfg.run_dir, "config.json"),
-                   {**cfg.to_dict(), "resolved": {"policy_dir": policy_dir, "router": dict(router.table),
-                                                  "curriculum": [ph.describe() for ph in curriculum.phases]}})
+        write_json(
+            os.path.join(cfg.run_dir, "config.json"),
+            {
+                **cfg.to_dict(),
+                "resolved": {
+                    "policy_dir": policy_dir,
+                    "router": dict(router.table),
+                    "curriculum": [ph.describe() for ph in curriculum.phases],
+                },
+            },
+        )
     return RunInputs(train, evals, router, curriculum, policy_dir, value_init, pad_id, resume)
 
 

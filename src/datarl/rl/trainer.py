@@ -68,15 +68,19 @@ class TrainState:
     best_gold: float | None = None
     best_step: int | None = None
 
-    def to_json(self, *, sampler: CurriculumSampler, kl_ctl: KLController,
-                monitor: HackingMonitor) -> dict[str, Any]:
+    def to_json(self, *, sampler: CurriculumSampler, kl_ctl: KLController, monitor: HackingMonitor) -> dict[str, Any]:
         """A checkpoint's ``trainer_state.json``: these fields and those objects' states."""
-        return {**dataclasses.asdict(self), "sampler": sampler.state_dict(), "kl_ctl": kl_ctl.state_dict(),
-                "monitor": monitor.state_dict()}
+        return {
+            **dataclasses.asdict(self),
+            "sampler": sampler.state_dict(),
+            "kl_ctl": kl_ctl.state_dict(),
+            "monitor": monitor.state_dict(),
+        }
 
     @classmethod
-    def from_json(cls, saved: Mapping[str, Any], *, sampler: CurriculumSampler, kl_ctl: KLController,
-                  monitor: HackingMonitor) -> TrainState:
+    def from_json(
+        cls, saved: Mapping[str, Any], *, sampler: CurriculumSampler, kl_ctl: KLController, monitor: HackingMonitor
+    ) -> TrainState:
         """Read :meth:`to_json`'s output back, loading the objects' states into them."""
         sampler.load_state_dict(saved["sampler"])
         kl_ctl.load_state_dict(saved["kl_ctl"])
@@ -84,8 +88,9 @@ class TrainState:
         return cls(step=saved["step"], best_gold=saved["best_gold"], best_step=saved["best_step"])
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] = print,
-          stop_after: int | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] = print, stop_after: int | None = None
+) -> TrainResult:
     """Run (or, with ``resume``, continue) PPO as configured; ``stop_after`` ends early (tests)."""
     start_time = time.perf_counter()
     inputs = prepare(cfg, resume=resume)  # every config/data/router problem is raised here, before models
@@ -107,8 +112,17 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
         state = _restore(checkpoint, critic, actor_opt, critic_opt, sampler=sampler, kl_ctl=kl_ctl, monitor=monitor)
         log(f"resuming {cfg.run_dir} from {os.path.basename(checkpoint)} (step {state.step})")
     logger = _open_logger(cfg, state.step, resumed=checkpoint is not None)
-    run_eval = _Evaluation(cfg, policy, eval_subset(inputs.eval, cfg.eval_cfg.per_task), router, rewarders, monitor,
-                           logger, log, baseline=load_baseline(cfg.run_dir) if checkpoint else None)
+    run_eval = _Evaluation(
+        cfg,
+        policy,
+        eval_subset(inputs.eval, cfg.eval_cfg.per_task),
+        router,
+        rewarders,
+        monitor,
+        logger,
+        log,
+        baseline=load_baseline(cfg.run_dir) if checkpoint else None,
+    )
 
     last = p.steps if stop_after is None else min(p.steps, stop_after)
     try:
@@ -121,10 +135,18 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             indices, cur_info = sampler.next_batch()
             records = [inputs.train[i] for i in indices]
             # 2. rollout: sample responses with per-token log-probs
-            gens = generate(policy, [r["prompt"] for r in records], SamplingConfig(
-                temperature=p.temperature, top_p=p.top_p, max_new_tokens=p.max_new_tokens,
-                samples_per_prompt=p.samples_per_prompt, seed=derive_seed(cfg.seed, step),
-                batch_size=JOB_BATCH_SIZE))
+            gens = generate(
+                policy,
+                [r["prompt"] for r in records],
+                SamplingConfig(
+                    temperature=p.temperature,
+                    top_p=p.top_p,
+                    max_new_tokens=p.max_new_tokens,
+                    samples_per_prompt=p.samples_per_prompt,
+                    seed=derive_seed(cfg.seed, step),
+                    batch_size=JOB_BATCH_SIZE,
+                ),
+            )
             t_gen = time.perf_counter()
             # 3. rewards from the router (verifiers in worker processes, learned models batched here)
             rows = [records[g.prompt_index] for g in gens]
@@ -135,8 +157,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             batch = pack([g.prompt_ids for g in gens], [g.token_ids for g in gens], inputs.pad_id).to(device)
             mask = batch.mask
             train_policy = step >= p.critic_warmup_steps
-            old_logp, ref_logp, values, ahead = _old_passes(policy.model, reference, critic, batch, gens, p,
-                                                            train_policy)
+            old_logp, ref_logp, values, ahead = _old_passes(
+                policy.model, reference, critic, batch, gens, p, train_policy
+            )
             # 5. KL-penalised per-token rewards, GAE, whitened advantages
             kl = ppo.kl_per_token(old_logp, ref_logp, p.kl_kind) * mask
             rewards = ppo.token_rewards(scores, kl, mask, kl_ctl.value)
@@ -144,27 +167,59 @@ def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] 
             if p.whiten_advantages:
                 advantages = ppo.masked_whiten(advantages, mask)
             # 6. PPO epochs over shuffled minibatches, with gradient accumulation over micro-batches
-            stats = _ppo_updates(policy.model, critic, actor_opt, critic_opt, batch, old_logp, values,
-                                 advantages, returns, p, random.Random(f"{cfg.seed}:minibatch:{step}"),
-                                 train_policy=train_policy, ahead=ahead)
+            stats = _ppo_updates(
+                policy.model,
+                critic,
+                actor_opt,
+                critic_opt,
+                batch,
+                old_logp,
+                values,
+                advantages,
+                returns,
+                p,
+                random.Random(f"{cfg.seed}:minibatch:{step}"),
+                train_policy=train_policy,
+                ahead=ahead,
+            )
             # 7. the adaptive KL controller sees this batch's mean KL per sequence
             seq_kl = float((kl.sum(-1)).mean())
             kl_ctl.update(seq_kl, len(batch))
             t_end = time.perf_counter()
             state = dataclasses.replace(state, step=step + 1)
-            logger.log("metrics", {
-                "step": step, "time_s": time.perf_counter() - start_time, **_reward_metrics(rows, results),
-                "ppo/kl": seq_kl, "ppo/kl_coef": kl_ctl.value, **stats, "response/length": float(mask.sum(-1).mean()),
-                "response/cut_off": float(1 - finished.mean()), **cur_info, **_perf(t0, t_gen, t_reward, t_end, mask)})
-            log(f"step {step + 1}/{p.steps} reward {float(scores.mean()):.3f} kl {seq_kl:.3f} "
-                f"({cur_info['curriculum/phase_name']}, {t_end - t0:.1f} s)")
+            logger.log(
+                "metrics",
+                {
+                    "step": step,
+                    "time_s": time.perf_counter() - start_time,
+                    **_reward_metrics(rows, results),
+                    "ppo/kl": seq_kl,
+                    "ppo/kl_coef": kl_ctl.value,
+                    **stats,
+                    "response/length": float(mask.sum(-1).mean()),
+                    "response/cut_off": float(1 - finished.mean()),
+                    **cur_info,
+                    **_perf(t0, t_gen, t_reward, t_end, mask),
+                },
+            )
+            log(
+                f"step {step + 1}/{p.steps} reward {float(scores.mean()):.3f} kl {seq_kl:.3f} "
+                f"({cur_info['curriculum/phase_name']}, {t_end - t0:.1f} s)"
+            )
             # 8. evaluation and checkpoints
             if state.step == p.steps or (cfg.eval_cfg.every and state.step % cfg.eval_cfg.every == 0):
                 state = run_eval(state.step, state)
             if state.step % cfg.save_every == 0 or state.step == p.steps:
-                save_checkpoint(cfg.run_dir, state.step, policy=policy, critic=critic, actor_opt=actor_opt,
-                                critic_opt=critic_opt, keep=cfg.keep_checkpoints,
-                                trainer_state=state.to_json(sampler=sampler, kl_ctl=kl_ctl, monitor=monitor))
+                save_checkpoint(
+                    cfg.run_dir,
+                    state.step,
+                    policy=policy,
+                    critic=critic,
+                    actor_opt=actor_opt,
+                    critic_opt=critic_opt,
+                    keep=cfg.keep_checkpoints,
+                    trainer_state=state.to_json(sampler=sampler, kl_ctl=kl_ctl, monitor=monitor),
+                )
     finally:
         logger.close()
         rewarders.close()
@@ -178,12 +233,14 @@ def _load_models(cfg: TrainConfig, inputs: RunInputs) -> tuple[Policy, torch.nn.
     from datarl.models.loading import load_policy
 
     checkpoint = latest_checkpoint(cfg.run_dir) if inputs.resume else None
-    policy = load_policy(os.path.join(checkpoint, "policy") if checkpoint else inputs.policy_dir,
-                         dtype=cfg.dtype, device=cfg.device)
+    policy = load_policy(
+        os.path.join(checkpoint, "policy") if checkpoint else inputs.policy_dir, dtype=cfg.dtype, device=cfg.device
+    )
     reference = load_policy(inputs.policy_dir, dtype=cfg.dtype, device=cfg.device).model
     reference.requires_grad_(False)
-    critic = load_critic(inputs.value_init, inputs.policy_dir, policy.model, dtype=cfg.dtype,
-                         device=cfg.device)  # value_init: shared puts the head on this policy
+    critic = load_critic(
+        inputs.value_init, inputs.policy_dir, policy.model, dtype=cfg.dtype, device=cfg.device
+    )  # value_init: shared puts the head on this policy
     return policy, reference, critic
 
 
@@ -197,8 +254,16 @@ def _kl_controller(p: PPOConfig) -> KLController:
     return ppo.FixedKLController(p.kl_coef)
 
 
-def _restore(checkpoint: str, critic: Critic, actor_opt: torch.optim.Optimizer, critic_opt: torch.optim.Optimizer,
-             *, sampler: CurriculumSampler, kl_ctl: KLController, monitor: HackingMonitor) -> TrainState:
+def _restore(
+    checkpoint: str,
+    critic: Critic,
+    actor_opt: torch.optim.Optimizer,
+    critic_opt: torch.optim.Optimizer,
+    *,
+    sampler: CurriculumSampler,
+    kl_ctl: KLController,
+    monitor: HackingMonitor,
+) -> TrainState:
     """Load a checkpoint into the run's objects: the critic, both optimisers, torch's RNG (``state.pt``), the
     sampler, KL controller and monitor (``trainer_state.json``); its :class:`TrainState`. (The policy was
     loaded from it by :func:`_load_models`.)"""
@@ -215,8 +280,13 @@ def _open_logger(cfg: TrainConfig, step: int, *, resumed: bool) -> MetricsLogger
     for name in ("metrics", "eval"):
         # A checkpoint at step k follows the eval at step k, so that eval line is kept with it.
         truncate_jsonl(os.path.join(cfg.run_dir, f"{name}.jsonl"), step, inclusive=(name == "eval" and resumed))
-    return MetricsLogger(cfg.run_dir, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
-                         wandb_project=cfg.logging.wandb_project, config=cfg.to_dict())
+    return MetricsLogger(
+        cfg.run_dir,
+        tensorboard=cfg.logging.tensorboard,
+        wandb=cfg.logging.wandb,
+        wandb_project=cfg.logging.wandb_project,
+        config=cfg.to_dict(),
+    )
 
 
 @dataclass
@@ -238,25 +308,43 @@ class _Evaluation:
         if not self.evals:
             return state
         cfg = self.cfg
-        result, items = evaluate(self.policy, self.evals, cfg.eval_cfg, self.router, engine=self.engine,
-                                 step=step, seed=derive_seed(cfg.seed, step), temperature=cfg.ppo.temperature,
-                                 monitor=self.monitor, workers=cfg.workers, timeout_s=cfg.reward_timeout_s,
-                                 baseline=self.baseline)
+        result, items = evaluate(
+            self.policy,
+            self.evals,
+            cfg.eval_cfg,
+            self.router,
+            engine=self.engine,
+            step=step,
+            seed=derive_seed(cfg.seed, step),
+            temperature=cfg.ppo.temperature,
+            monitor=self.monitor,
+            workers=cfg.workers,
+            timeout_s=cfg.reward_timeout_s,
+            baseline=self.baseline,
+        )
         write_items(cfg.run_dir, step, items)  # every response and its gold score, for inspection
         if step == 0:
             self.baseline = [it["gold"] for it in items]
         self.logger.log("eval", result.to_row())
         gold = result.gold_mean
-        self.log(f"eval step {step}: " + ", ".join([*(f"{t} {s.mean:.3f}" for t, s in result.gold.items()),
-                                                    *([f"mean {gold:.3f}"] if gold is not None else [])]))
+        self.log(
+            f"eval step {step}: "
+            + ", ".join(
+                [
+                    *(f"{t} {s.mean:.3f}" for t, s in result.gold.items()),
+                    *([f"mean {gold:.3f}"] if gold is not None else []),
+                ]
+            )
+        )
         if gold is not None and (state.best_gold is None or gold > state.best_gold):
             save_policy(self.policy, os.path.join(cfg.run_dir, "best"))  # the best checkpoint by gold score
             state = dataclasses.replace(state, best_gold=gold, best_step=step)
         return state
 
 
-def _shaped_scores(results: Sequence[RewardResult], gens: Sequence[Generation], p: PPOConfig,
-                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _shaped_scores(
+    results: Sequence[RewardResult], gens: Sequence[Generation], p: PPOConfig, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The routed scores plus ``reward_shift``, minus ``cutoff_penalty`` for a response cut off without EOS;
     and which responses finished (1.0) or were cut off (0.0)."""
     finished = torch.tensor([g.finished for g in gens], dtype=torch.float32, device=device)
@@ -264,9 +352,15 @@ def _shaped_scores(results: Sequence[RewardResult], gens: Sequence[Generation], 
     return scores - p.cutoff_penalty * (1.0 - finished), finished
 
 
-def _old_passes(policy_model: torch.nn.Module, ref_model: torch.nn.Module, critic: Critic, batch: RolloutBatch,
-                gens: Sequence[Generation], p: PPOConfig, train_policy: bool
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, AheadPass | None]:
+def _old_passes(
+    policy_model: torch.nn.Module,
+    ref_model: torch.nn.Module,
+    critic: Critic,
+    batch: RolloutBatch,
+    gens: Sequence[Generation],
+    p: PPOConfig,
+    train_policy: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, AheadPass | None]:
     """Old log-probs, reference log-probs and old values ``[B, T]``, masked, and the critic's pass run ahead.
 
     Passes without gradients, a micro-batch at a time: the reference's log-probs, the critic's values, and the
@@ -294,7 +388,7 @@ def _old_passes(policy_model: torch.nn.Module, ref_model: torch.nn.Module, criti
 def _rollout_logprobs(gens: Sequence[Generation], mask: torch.Tensor) -> torch.Tensor:
     out = torch.zeros(mask.shape, dtype=torch.float32)
     for row, g in enumerate(gens):
-        out[row, :len(g.logprobs)] = torch.tensor(g.logprobs, dtype=torch.float32)
+        out[row, : len(g.logprobs)] = torch.tensor(g.logprobs, dtype=torch.float32)
     return out.to(mask.device) * mask
 
 
@@ -303,11 +397,22 @@ def _pad_to(x: torch.Tensor, batch: RolloutBatch) -> torch.Tensor:
     return torch.nn.functional.pad(x.float(), (0, width - x.shape[1]))
 
 
-def _ppo_updates(policy_model: torch.nn.Module, critic: Critic, actor_opt: torch.optim.Optimizer,
-                 critic_opt: torch.optim.Optimizer, batch: RolloutBatch, old_logp: torch.Tensor,
-                 old_values: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor, p: PPOConfig,
-                 rng: random.Random, *, train_policy: bool = True,
-                 ahead: AheadPass | None = None) -> dict[str, float]:
+def _ppo_updates(
+    policy_model: torch.nn.Module,
+    critic: Critic,
+    actor_opt: torch.optim.Optimizer,
+    critic_opt: torch.optim.Optimizer,
+    batch: RolloutBatch,
+    old_logp: torch.Tensor,
+    old_values: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    p: PPOConfig,
+    rng: random.Random,
+    *,
+    train_policy: bool = True,
+    ahead: AheadPass | None = None,
+) -> dict[str, float]:
     """PPO epochs over shuffled minibatches; ``ahead``: the critic's pass that gave ``old_values`` (when one
     epoch of one micro-batch covers the batch), already run with gradients."""
     sums: dict[str, list[float]] = defaultdict(list)
@@ -315,28 +420,34 @@ def _ppo_updates(policy_model: torch.nn.Module, critic: Critic, actor_opt: torch
         order = list(range(len(batch)))
         rng.shuffle(order)
         for mb_start in range(0, len(order), p.minibatch_size):
-            minibatch = order[mb_start:mb_start + p.minibatch_size]
+            minibatch = order[mb_start : mb_start + p.minibatch_size]
             mb_tokens = float(batch.mask[minibatch].sum().clamp(min=1))
             actor_opt.zero_grad(set_to_none=True)
             critic_opt.zero_grad(set_to_none=True)
             for mc_start in range(0, len(minibatch), p.micro):
-                rows = minibatch[mc_start:mc_start + p.micro]
+                rows = minibatch[mc_start : mc_start + p.micro]
                 sub = batch.select(rows)
                 T = sub.mask.shape[1]
                 share = float(sub.mask.sum()) / mb_tokens  # token-weighted: accumulation == one big batch
-                out = critic.update_pass(sub, p.temperature, train_policy,
-                                         None if ahead is None else ahead.rows(rows, T))
+                out = critic.update_pass(
+                    sub, p.temperature, train_policy, None if ahead is None else ahead.rows(rows, T)
+                )
                 pl, pst = ppo.policy_loss(out.logp, old_logp[rows, :T], advantages[rows, :T], sub.mask, p.clip_eps)
                 vl, vst = ppo.value_loss(out.values, old_values[rows, :T], returns[rows, :T], sub.mask, p.value_clip)
                 critic.backward(pl, vl, share, train_policy)
-                for key, value in (("ppo/policy_loss", pl.item()), ("ppo/value_loss", vl.item()),
-                                   ("ppo/clipfrac", pst.clipfrac), ("ppo/approx_kl", pst.approx_kl),
-                                   ("ppo/value_clipfrac", vst.clipfrac),
-                                   ("ppo/entropy", float(ppo.masked_mean(out.entropy.detach(), sub.mask)))):
+                for key, value in (
+                    ("ppo/policy_loss", pl.item()),
+                    ("ppo/value_loss", vl.item()),
+                    ("ppo/clipfrac", pst.clipfrac),
+                    ("ppo/approx_kl", pst.approx_kl),
+                    ("ppo/value_clipfrac", vst.clipfrac),
+                    ("ppo/entropy", float(ppo.masked_mean(out.entropy.detach(), sub.mask))),
+                ):
                     sums[key].append(value)
             if train_policy:
-                sums["ppo/grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(policy_model.parameters(),
-                                                                                p.max_grad_norm)))
+                sums["ppo/grad_norm"].append(
+                    float(torch.nn.utils.clip_grad_norm_(policy_model.parameters(), p.max_grad_norm))
+                )
                 actor_opt.step()
             torch.nn.utils.clip_grad_norm_(critic.parameters(), p.max_grad_norm)
             critic_opt.step()
@@ -344,8 +455,13 @@ def _ppo_updates(policy_model: torch.nn.Module, critic: Critic, actor_opt: torch
 
 
 def _perf(t0: float, t_gen: float, t_reward: float, t_end: float, mask: torch.Tensor) -> dict[str, float]:
-    return {"perf/step_s": t_end - t0, "perf/rollout_s": t_gen - t0, "perf/reward_s": t_reward - t_gen,
-            "perf/update_s": t_end - t_reward, "perf/tokens_per_s": float(mask.sum()) / max(1e-9, t_end - t0)}
+    return {
+        "perf/step_s": t_end - t0,
+        "perf/rollout_s": t_gen - t0,
+        "perf/reward_s": t_reward - t_gen,
+        "perf/update_s": t_end - t_reward,
+        "perf/tokens_per_s": float(mask.sum()) / max(1e-9, t_end - t0),
+    }
 
 
 def _reward_metrics(records: Sequence[Mapping[str, Any]], results: Sequence[RewardResult]) -> dict[str, float]:
@@ -377,8 +493,14 @@ def _write_summary(run_dir: str, state: TrainState) -> None:
         return {t: result.gains[t].to_dict() for t in sorted(result.gains)}
 
     best = next((r for r in results if r.step == state.best_step), results[-1])
-    summary = {"steps": state.step, "best_step": state.best_step, "best_gold": state.best_gold,
-               "before": table(results[0]), "after": table(results[-1]), "best": table(best),
-               "gain_after": gains(results[-1]), "gain_best": gains(best)}
+    summary = {
+        "steps": state.step,
+        "best_step": state.best_step,
+        "best_gold": state.best_gold,
+        "before": table(results[0]),
+        "after": table(results[-1]),
+        "best": table(best),
+        "gain_after": gains(results[-1]),
+        "gain_best": gains(best),
+    }
     write_json(os.path.join(run_dir, "summary.json"), summary)
-

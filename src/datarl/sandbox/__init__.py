@@ -51,5 +51,13 @@ from datarl.sandbox.config import SandboxConfig
 from datarl.sandbox.pool import SandboxUnavailable, namespaces_available, server_info, shutdown
 from datarl.sandbox.pool import run as run_job
 
-__all__ = ["SandboxConfig", "SandboxUnavailable", "run_job", "server_info", "shutdown", "namespaces_available",
-           "sandbox_check", "format_check"]
+__all__ = [
+    "SandboxConfig",
+    "SandboxUnavailable",
+    "run_job",
+    "server_info",
+    "shutdown",
+    "namespaces_available",
+    "sandbox_check",
+    "format_check",
+]

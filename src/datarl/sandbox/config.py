@@ -45,8 +45,17 @@ class SandboxConfig:
     python: str = ""
 
     def __post_init__(self) -> None:
-        positive = ("cpu_seconds", "wall_seconds", "address_space_bytes", "max_processes",
-                    "file_size_bytes", "open_files", "output_bytes", "tmp_bytes", "runs_per_worker")
+        positive = (
+            "cpu_seconds",
+            "wall_seconds",
+            "address_space_bytes",
+            "max_processes",
+            "file_size_bytes",
+            "open_files",
+            "output_bytes",
+            "tmp_bytes",
+            "runs_per_worker",
+        )
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:

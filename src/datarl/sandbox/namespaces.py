@@ -39,15 +39,33 @@ def _prctl(option, arg=0):
     _check(_libc.prctl(option, arg, 0, 0, 0), "prctl %d" % option)
 
 
-
 def _bind_sources():
     """(path in sandbox, O_PATH fd, is_dir, mount flags to keep): opened while still host uid."""
-    paths = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32",
-             os.path.realpath(sys.base_prefix), os.path.dirname(os.path.realpath(sys.executable)),
-             "/etc/ld.so.cache", "/etc/localtime",
-             "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"]
-    keep = ((1024, MS_NOATIME), (2048, MS_NODIRATIME), (4096, MS_RELATIME), (2, MS_NOSUID), (4, MS_NODEV),
-            (8, MS_NOEXEC))
+    paths = [
+        "/usr",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib64",
+        "/lib32",
+        os.path.realpath(sys.base_prefix),
+        os.path.dirname(os.path.realpath(sys.executable)),
+        "/etc/ld.so.cache",
+        "/etc/localtime",
+        "/dev/null",
+        "/dev/zero",
+        "/dev/full",
+        "/dev/random",
+        "/dev/urandom",
+    ]
+    keep = (
+        (1024, MS_NOATIME),
+        (2048, MS_NODIRATIME),
+        (4096, MS_RELATIME),
+        (2, MS_NOSUID),
+        (4, MS_NODEV),
+        (8, MS_NOEXEC),
+    )
     out, links, seen = [], [], set()
     for path in paths:
         if path in seen or not os.path.lexists(path):

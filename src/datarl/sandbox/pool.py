@@ -28,12 +28,15 @@ from datarl.errors import UserError
 from datarl.sandbox.config import SandboxConfig
 
 log = logging.getLogger("datarl.sandbox")
-_ZYGOTE_SRC = Path(__file__).with_name("namespaces.py").read_text() + "\n" + \
-    Path(__file__).with_name("zygote.py").read_text()
+_ZYGOTE_SRC = (
+    Path(__file__).with_name("namespaces.py").read_text() + "\n" + Path(__file__).with_name("zygote.py").read_text()
+)
 _PR_SET_PDEATHSIG = 1
 _RETRY_UNAVAILABLE_S = 60.0
-_UNSAFE_BANNER = ("!!! datarl sandbox: NO ISOLATION (--unsafe-no-isolation): model-written code runs on this "
-                  "host with rlimits only; it can read your files, see your processes and use the network !!!")
+_UNSAFE_BANNER = (
+    "!!! datarl sandbox: NO ISOLATION (--unsafe-no-isolation): model-written code runs on this "
+    "host with rlimits only; it can read your files, see your processes and use the network !!!"
+)
 
 
 def _warn_unsafe() -> None:
@@ -114,9 +117,15 @@ class _Server:
         debug = os.environ.get("DATARL_SANDBOX_DEBUG")
         self.proc = subprocess.Popen(
             [cfg.python or _base_python(), "-I", "-S", "-B", "-c", _ZYGOTE_SRC],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None if debug else subprocess.DEVNULL,
-            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, close_fds=True, start_new_session=True,
-            preexec_fn=_pdeathsig if in_main else None, bufsize=0)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None if debug else subprocess.DEVNULL,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            close_fds=True,
+            start_new_session=True,
+            preexec_fn=_pdeathsig if in_main else None,
+            bufsize=0,
+        )
         try:
             self._send({"isolate": isolate, "preload": list(self.preload)})
             if isolate:
@@ -263,11 +272,20 @@ def namespaces_available() -> bool:
     """Can this process create user+mount+pid+net namespaces? (probed once with util-linux-free unshare(2))."""
     global _ns_ok
     if _ns_ok is None:
-        probe = ("import ctypes,os,sys;l=ctypes.CDLL(None,use_errno=True);"
-                 "sys.exit(0 if l.unshare(0x10000000|0x20000|0x40000000|0x8000000|0x20000000)==0 else 1)")
+        probe = (
+            "import ctypes,os,sys;l=ctypes.CDLL(None,use_errno=True);"
+            "sys.exit(0 if l.unshare(0x10000000|0x20000|0x40000000|0x8000000|0x20000000)==0 else 1)"
+        )
         try:
-            _ns_ok = subprocess.run([_base_python(), "-I", "-S", "-c", probe], timeout=20,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+            _ns_ok = (
+                subprocess.run(
+                    [_base_python(), "-I", "-S", "-c", probe],
+                    timeout=20,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                ).returncode
+                == 0
+            )
         except (OSError, subprocess.TimeoutExpired):
             _ns_ok = False
     return _ns_ok

@@ -11,8 +11,8 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 PIDS_ROOT = Path("/sys/fs/cgroup/pids")
 
@@ -37,8 +37,7 @@ class PidsGuard:
             f.write(str(os.getpid()))
 
     def run(self, args: Sequence[str], timeout: float, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run(list(args), preexec_fn=self._join, timeout=timeout, capture_output=True,
-                              text=True, **kw)
+        return subprocess.run(list(args), preexec_fn=self._join, timeout=timeout, capture_output=True, text=True, **kw)
 
     def pids(self) -> list[int]:
         return [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
@@ -56,7 +55,7 @@ class PidsGuard:
             time.sleep(0.05)
         self.path.rmdir()
 
-    def __enter__(self) -> "PidsGuard":
+    def __enter__(self) -> PidsGuard:
         return self
 
     def __exit__(self, *exc: object) -> None:

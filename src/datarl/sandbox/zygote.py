@@ -37,7 +37,7 @@ def send(fd, obj):
     data = json.dumps(obj).encode()
     data = struct.pack(">I", len(data)) + data
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 def _read_exact(fd, n):
@@ -69,16 +69,20 @@ def boot():
     runners = {"run_exec": run_exec}
     for src in cfg["preload"]:
         # a private copy of the builtins: a candidate that patches the builtins module cannot reach the runner
-        ns = {"__name__": "datarl_runner", "__builtins__": dict(vars(__builtins__) if not isinstance(
-            __builtins__, dict) else __builtins__)}
+        ns = {
+            "__name__": "datarl_runner",
+            "__builtins__": dict(vars(__builtins__) if not isinstance(__builtins__, dict) else __builtins__),
+        }
         exec(compile(src, "<runner>", "exec"), ns)
         runners.update(ns.get("RUNNERS", {}))
     os.environ.clear()
     os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"})
     if cfg["isolate"]:
         try:
-            _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
-                                 | CLONE_NEWPID), "unshare")
+            _check(
+                _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID),
+                "unshare",
+            )
         except OSError as e:
             send(ctl_out, {"error": str(e)})
             return 1
@@ -97,6 +101,7 @@ def boot():
             zygote(ctl_in, ctl_out, cfg, runners)
         except BaseException:
             import traceback
+
             traceback.print_exc()
         finally:
             os._exit(0)
@@ -117,6 +122,7 @@ def _install_quitters():
     only its own copy. To the harness it is just another SystemExit, caught per test."""
     import _sitebuiltins
     import builtins
+
     builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")  # site's text on POSIX
     builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
 
@@ -138,8 +144,17 @@ def zygote(ctl_in, ctl_out, cfg, runners):
     _prctl(PR_SET_DUMPABLE, 0)
     with open("/proc/self/uid_map") as f:
         uid_map = f.read().split()
-    send(ctl_out, {"ready": True, "pid": os.getpid(), "isolated": isolated, "uid_map": uid_map,
-                   "euid": os.geteuid(), "nested_userns": nested_userns})
+    send(
+        ctl_out,
+        {
+            "ready": True,
+            "pid": os.getpid(),
+            "isolated": isolated,
+            "uid_map": uid_map,
+            "euid": os.geteuid(),
+            "nested_userns": nested_userns,
+        },
+    )
     while True:
         job = recv(ctl_in)
         if job is None:
@@ -208,6 +223,7 @@ def run_job(job, ctl_in, runners, isolated):
             os.close(fd)
         if workdir:
             import shutil
+
             shutil.rmtree(workdir, ignore_errors=True)
     reply["verdict"] = _find_verdict(reply.pop("res"), nonce, pid)
     return reply
@@ -281,7 +297,7 @@ def _find_verdict(res, nonce, pid):
     for line in reversed(res.split(b"\n")):
         if line.startswith(prefix):
             try:
-                verdict = json.loads(line[len(prefix):])
+                verdict = json.loads(line[len(prefix) :])
             except ValueError:
                 return None
             return verdict if isinstance(verdict, dict) and verdict.get("pid") == pid else None
@@ -290,6 +306,7 @@ def _find_verdict(res, nonce, pid):
 
 def _make_workdir():
     import tempfile
+
     return tempfile.mkdtemp(prefix="datarl-unsafe-")
 
 
@@ -303,7 +320,7 @@ def _child_setup(job, limits, out_w, err_w, res_w, nonce_r, isolated, workdir):
         in_fd = os.memfd_create("stdin", 0)
         data = stdin.encode()
         while data:
-            data = data[os.write(in_fd, data):]
+            data = data[os.write(in_fd, data) :]
         os.lseek(in_fd, 0, 0)
     task_fd = os.open("/proc/self/task", os.O_RDONLY | os.O_DIRECTORY)
     # move every source above the targets first, so no dup2 below can clobber another source
@@ -313,8 +330,7 @@ def _child_setup(job, limits, out_w, err_w, res_w, nonce_r, isolated, workdir):
     os.closerange(NONCE_FD + 1, 65536)
     if isolated:
         _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare run")
-        _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-               "size=%d,nr_inodes=4096,mode=0777" % limits["tmp_bytes"])
+        _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=%d,nr_inodes=4096,mode=0777" % limits["tmp_bytes"])
         # no /proc for the candidate: nothing to learn about other processes, no /proc/self/mem
         _mount("tmpfs", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
     os.chdir("/tmp" if isolated else workdir)
@@ -331,12 +347,14 @@ def _child_setup(job, limits, out_w, err_w, res_w, nonce_r, isolated, workdir):
                 pass
         nproc = resource.getrlimit(resource.RLIMIT_NPROC)[0]
     cpu = max(1, int(limits["cpu_seconds"] + 0.999))
-    for res, value in ((resource.RLIMIT_CPU, (cpu, cpu + 1)),
-                       (resource.RLIMIT_AS, (limits["address_space_bytes"],) * 2),
-                       (resource.RLIMIT_FSIZE, (limits["file_size_bytes"],) * 2),
-                       (resource.RLIMIT_NOFILE, (limits["open_files"],) * 2),
-                       (resource.RLIMIT_NPROC, (nproc, nproc)),
-                       (resource.RLIMIT_CORE, (0, 0))):
+    for res, value in (
+        (resource.RLIMIT_CPU, (cpu, cpu + 1)),
+        (resource.RLIMIT_AS, (limits["address_space_bytes"],) * 2),
+        (resource.RLIMIT_FSIZE, (limits["file_size_bytes"],) * 2),
+        (resource.RLIMIT_NOFILE, (limits["open_files"],) * 2),
+        (resource.RLIMIT_NPROC, (nproc, nproc)),
+        (resource.RLIMIT_CORE, (0, 0)),
+    ):
         resource.setrlimit(res, value)
     if isolated:
         _drop_capabilities()
@@ -356,6 +374,7 @@ def run_exec(payload, res_fd, nonce_fd, isolated):
     code = 0
     os.close(nonce_fd)
     import atexit
+
     atexit._clear()  # handlers inherited from the fork server are not the program's (none today)
     try:
         sys.argv = ["main.py"]
@@ -364,6 +383,7 @@ def run_exec(payload, res_fd, nonce_fd, isolated):
         code = _exit_status(e.code)
     except BaseException as e:
         import traceback
+
         tb = e.__traceback__
         # from the program's own frame on, as CPython prints it (a SyntaxError from compile has no frame of its own)
         traceback.print_exception(type(e), e, tb.tb_next if tb is not None else None)
@@ -405,6 +425,7 @@ def _finalize(atexit):
 def _report_ignored(what):
     try:
         import traceback
+
         sys.stderr.write(what + ":\n")
         traceback.print_exc()
     except BaseException:
@@ -418,7 +439,7 @@ def _exit_status(code):
         return 0
     if isinstance(code, int):
         code = int.__index__(code)  # the value C reads: an int subclass's operators play no part
-        return code & 0xFF if -2 ** 63 <= code < 2 ** 63 else 255
+        return code & 0xFF if -(2**63) <= code < 2**63 else 255
     try:
         text = str(code) + "\n"
         if sys.stderr is None:  # CPython then writes to the C stderr, never to stdout

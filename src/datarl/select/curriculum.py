@@ -34,14 +34,22 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from datarl.errors import UserError
 from datarl.records import TASKS
 
-__all__ = ["Phase", "CurriculumConfig", "CurriculumError", "CurriculumSampler", "natural_mixture",
-           "paper_default", "NATURAL"]
+__all__ = [
+    "Phase",
+    "CurriculumConfig",
+    "CurriculumError",
+    "CurriculumSampler",
+    "natural_mixture",
+    "paper_default",
+    "NATURAL",
+]
 
 NATURAL = "natural"
 # The paper's schedule in steps of a 4,000-step run (PAPER section 5, our reconstruction).
@@ -96,8 +104,10 @@ class CurriculumConfig:
                 if isinstance(ph.until_step, bool) or not isinstance(ph.until_step, int):
                     raise CurriculumError(f"{where}: until_step must be an integer step, got {ph.until_step!r}")
                 if ph.until_step <= last_end:
-                    raise CurriculumError(f"{where}: until_step {ph.until_step} must be greater than the previous "
-                                          f"phase's ({last_end}); list phases in training order")
+                    raise CurriculumError(
+                        f"{where}: until_step {ph.until_step} must be greater than the previous "
+                        f"phase's ({last_end}); list phases in training order"
+                    )
                 last_end = ph.until_step
             if ph.ramp is not None:
                 if ph.ramp != NATURAL:
@@ -120,7 +130,7 @@ class CurriculumConfig:
                 raise CurriculumError(f"{where}: task weights must not all be 0")
 
     @classmethod
-    def from_value(cls, value: Any, total_steps: int) -> "CurriculumConfig":
+    def from_value(cls, value: Any, total_steps: int) -> CurriculumConfig:
         """From a config value: ``None``/``"paper"`` (default), ``"none"``, or ``{phases: [...]}``."""
         if value is None or value == "paper":
             return paper_default(total_steps)
@@ -134,13 +144,15 @@ class CurriculumConfig:
         phases = []
         for i, ph in enumerate(raw):
             if not isinstance(ph, Mapping) or set(ph) - {"until_step", "tasks", "ramp"}:
-                raise CurriculumError(f"curriculum.phases[{i}]: a phase is a mapping with until_step, and tasks "
-                                      f"or ramp; got {ph!r}")
+                raise CurriculumError(
+                    f"curriculum.phases[{i}]: a phase is a mapping with until_step, and tasks or ramp; got {ph!r}"
+                )
             ramp = ph.get("ramp")
             if ramp is not None and "tasks" in ph:
                 raise CurriculumError(f"curriculum.phases[{i}]: give tasks or ramp, not both")
-            phases.append(Phase(until_step=ph.get("until_step"), tasks=None if ramp else ph.get("tasks", NATURAL),
-                                ramp=ramp))
+            phases.append(
+                Phase(until_step=ph.get("until_step"), tasks=None if ramp else ph.get("tasks", NATURAL), ramp=ramp)
+            )
         return cls(tuple(phases))
 
     def tasks_named(self) -> set[str]:
@@ -187,8 +199,14 @@ def paper_default(total_steps: int) -> CurriculumConfig:
     for b in _PAPER_BOUNDS:
         step = max(bounds[-1] + 1 if bounds else 1, round(b * total_steps / _PAPER_STEPS))
         bounds.append(step)
-    return CurriculumConfig((Phase(bounds[0], {"code": 1.0}), Phase(bounds[1], {"code": 0.5, "math": 0.5}),
-                             Phase(bounds[2], None, ramp=NATURAL), Phase(None, NATURAL)))
+    return CurriculumConfig(
+        (
+            Phase(bounds[0], {"code": 1.0}),
+            Phase(bounds[1], {"code": 0.5, "math": 0.5}),
+            Phase(bounds[2], None, ramp=NATURAL),
+            Phase(None, NATURAL),
+        )
+    )
 
 
 def natural_mixture(tasks: Sequence[str]) -> dict[str, float]:
@@ -228,8 +246,10 @@ class CurriculumSampler:
             raise CurriculumError("the training set has no prompts")
         missing = sorted(self.config.tasks_named() - set(self.by_task))
         if missing:
-            raise CurriculumError(f"the curriculum names task(s) {missing} but the training prompts have none "
-                                  f"(they have {sorted(self.by_task)}); add such prompts or change the phases")
+            raise CurriculumError(
+                f"the curriculum names task(s) {missing} but the training prompts have none "
+                f"(they have {sorted(self.by_task)}); add such prompts or change the phases"
+            )
         self.natural = natural_mixture([str(t) for t in tasks])
         self._order: dict[str, list[int]] = {}
         self._pos: dict[str, int] = {t: 0 for t in self.by_task}
@@ -267,9 +287,12 @@ class CurriculumSampler:
         indices = [i for task in sorted(counts) for i in self._take(task, counts[task])]
         self.step += 1
         phase = self.config.phase_index(step)
-        info = {"curriculum/phase": phase, "curriculum/phase_name": self.config.phases[phase].describe(),
-                **{f"curriculum/target/{t}": w for t, w in target.items()},
-                **{f"curriculum/realised/{t}": counts.get(t, 0) / self.prompts_per_step for t in self.by_task}}
+        info = {
+            "curriculum/phase": phase,
+            "curriculum/phase_name": self.config.phases[phase].describe(),
+            **{f"curriculum/target/{t}": w for t, w in target.items()},
+            **{f"curriculum/realised/{t}": counts.get(t, 0) / self.prompts_per_step for t in self.by_task},
+        }
         return indices, info
 
     def state_dict(self) -> dict[str, Any]:

@@ -37,15 +37,28 @@ import hashlib
 import math
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from datarl.config import unknown_keys
 from datarl.errors import UserError
 from datarl.rewards.base import SCORING_ERRORS
 
-__all__ = ["SelectConfig", "SelectError", "ScoredPrompt", "Drop", "SelectionResult", "select_prompts",
-           "prompt_key", "find_duplicates", "allocate", "matches_domain", "SCORING_ERRORS", "STRATEGIES"]
+__all__ = [
+    "SelectConfig",
+    "SelectError",
+    "ScoredPrompt",
+    "Drop",
+    "SelectionResult",
+    "select_prompts",
+    "prompt_key",
+    "find_duplicates",
+    "allocate",
+    "matches_domain",
+    "SCORING_ERRORS",
+    "STRATEGIES",
+]
 
 STRATEGIES = ("lowest", "random", "all")
 SCOPES = ("domain", "global")
@@ -113,12 +126,20 @@ class SelectConfig:
             object.__setattr__(self, "fraction", 0.10)
         if self.fraction is not None and not (isinstance(self.fraction, (int, float)) and 0 < self.fraction <= 1):
             raise SelectError(f"select.fraction: must be in (0, 1], got {self.fraction!r} (0.1 keeps 10%)")
-        for name in ("count", "samples_per_prompt", "max_new_tokens", "batch_size", "prompts_per_chunk",
-                     "histogram_bins", "seed"):
+        for name in (
+            "count",
+            "samples_per_prompt",
+            "max_new_tokens",
+            "batch_size",
+            "prompts_per_chunk",
+            "histogram_bins",
+            "seed",
+        ):
             value = getattr(self, name)
             low = 0 if name == "seed" else 1
-            if (value is not None or name != "count") and (isinstance(value, bool) or not isinstance(value, int)
-                                                             or value < low):
+            if (value is not None or name != "count") and (
+                isinstance(value, bool) or not isinstance(value, int) or value < low
+            ):
                 raise SelectError(f"select.{name}: must be an integer >= {low}, got {value!r}")
         if not (isinstance(self.temperature, (int, float)) and self.temperature >= 0):
             raise SelectError(f"select.temperature: must be >= 0 (0 = greedy), got {self.temperature!r}")
@@ -133,8 +154,7 @@ class SelectConfig:
             object.__setattr__(self, "domains", domains)
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None
-                     ) -> "SelectConfig":
+    def from_mapping(cls, data: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None) -> SelectConfig:
         """From a config's ``select:`` section, then ``overrides`` (command-line flags) on top.
 
         An override of ``fraction`` replaces the section's ``count`` and vice versa.
@@ -223,8 +243,12 @@ class SelectionResult:
         out = []
         for sp in self.selected:
             row = {k: v for k, v in sp.record.items() if k not in ("response", "response_finished")}
-            row["prepo"] = {**self.stats[sp.id], "domain": sp.domain, "strategy": self.config.strategy,
-                            "rewards": list(sp.rewards)}
+            row["prepo"] = {
+                **self.stats[sp.id],
+                "domain": sp.domain,
+                "strategy": self.config.strategy,
+                "rewards": list(sp.rewards),
+            }
             out.append(row)
         return out
 
@@ -232,13 +256,13 @@ class SelectionResult:
 def prompt_key(prompt: Any) -> str:
     """The text two prompts must share to count as duplicates: case folded, whitespace collapsed."""
     if isinstance(prompt, list):
-        prompt = "\n".join(f"{m.get('role')}: {m.get('content')}" if isinstance(m, Mapping) else str(m)
-                           for m in prompt)
+        prompt = "\n".join(f"{m.get('role')}: {m.get('content')}" if isinstance(m, Mapping) else str(m) for m in prompt)
     return re.sub(r"\s+", " ", str(prompt)).strip().casefold()
 
 
-def find_duplicates(records: Sequence[Mapping[str, Any]], train: Iterable[Mapping[str, Any]] = ()
-                    ) -> dict[int, tuple[str, str]]:
+def find_duplicates(
+    records: Sequence[Mapping[str, Any]], train: Iterable[Mapping[str, Any]] = ()
+) -> dict[int, tuple[str, str]]:
     """Index of each duplicate in ``records`` -> (reason, the id it repeats).
 
     A record repeating a ``train`` prompt is ``duplicate_of_train``; one repeating an earlier
@@ -279,7 +303,7 @@ def allocate(total: int, sizes: Mapping[str, int]) -> dict[str, int]:
 
 def _hash01(*parts: Any) -> float:
     digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2 ** 64
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def _domain_stats(items: list[ScoredPrompt]) -> dict[str, dict[str, Any]]:
@@ -293,15 +317,18 @@ def _domain_stats(items: list[ScoredPrompt]) -> dict[str, dict[str, Any]]:
         end = pos
         while end + 1 < len(order) and means[order[end + 1]] == means[order[pos]]:
             end += 1
-        for j in order[pos:end + 1]:
+        for j in order[pos : end + 1]:
             pct[j] = ((pos + end) / 2 + 0.5) / len(items)
         pos = end + 1
-    return {sp.id: {"score": m, "z": (m - mu) / sd if sd > 1e-12 else 0.0, "percentile": p,
-                    "domain_size": len(items)} for sp, m, p in zip(items, means, pct)}
+    return {
+        sp.id: {"score": m, "z": (m - mu) / sd if sd > 1e-12 else 0.0, "percentile": p, "domain_size": len(items)}
+        for sp, m, p in zip(items, means, pct)
+    }
 
 
-def _drops(scored: Sequence[ScoredPrompt], cfg: SelectConfig, train: Sequence[Mapping[str, Any]] | None
-           ) -> dict[int, Drop]:
+def _drops(
+    scored: Sequence[ScoredPrompt], cfg: SelectConfig, train: Sequence[Mapping[str, Any]] | None
+) -> dict[int, Drop]:
     out: dict[int, Drop] = {}
     if cfg.dedup:
         for i, (reason, other) in find_duplicates([sp.record for sp in scored], train or ()).items():
@@ -326,19 +353,27 @@ def target_count(cfg: SelectConfig, eligible: int) -> int:
     else:
         target = math.floor(float(cfg.fraction or 0) * eligible + 0.5)
     if eligible == 0:
-        raise SelectError("no eligible prompts to select from (every pool prompt was dropped; see the report's "
-                          "drops, or run without --drop-unsolvable / --no-dedup)")
+        raise SelectError(
+            "no eligible prompts to select from (every pool prompt was dropped; see the report's "
+            "drops, or run without --drop-unsolvable / --no-dedup)"
+        )
     if target == 0:
-        raise SelectError(f"the selection is empty: fraction {cfg.fraction} of {eligible} eligible prompts "
-                          f"rounds to 0; raise --fraction or give --count")
+        raise SelectError(
+            f"the selection is empty: fraction {cfg.fraction} of {eligible} eligible prompts "
+            f"rounds to 0; raise --fraction or give --count"
+        )
     if target > eligible:
         raise SelectError(f"count {target} is more than the {eligible} eligible prompts; lower --count")
     return target
 
 
-def select_prompts(scored: Sequence[ScoredPrompt], cfg: SelectConfig, *,
-                   train: Sequence[Mapping[str, Any]] | None = None, prior_drops: Sequence[Drop] = ()
-                   ) -> SelectionResult:
+def select_prompts(
+    scored: Sequence[ScoredPrompt],
+    cfg: SelectConfig,
+    *,
+    train: Sequence[Mapping[str, Any]] | None = None,
+    prior_drops: Sequence[Drop] = (),
+) -> SelectionResult:
     """Choose which scored pool prompts to train on (see the module docstring).
 
     train: the original training records, for ``dedup`` (within-pool duplicates are dropped either way
@@ -371,7 +406,7 @@ def select_prompts(scored: Sequence[ScoredPrompt], cfg: SelectConfig, *,
         keep = {sp.id for sp in sorted(eligible, key=key)[:target]}
     else:
         quotas = allocate(target, {d: len(items) for d, items in by_domain.items()})
-        keep = {sp.id for d, items in by_domain.items() for sp in sorted(items, key=key)[:quotas[d]]}
+        keep = {sp.id for d, items in by_domain.items() for sp in sorted(items, key=key)[: quotas[d]]}
     selected = [sp for sp in eligible if sp.id in keep]
     kept: dict[str, int] = {d: 0 for d in sorted(by_domain)}
     for sp in selected:

@@ -30,8 +30,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from datarl.errors import InputError
 from datarl.executors.engine import LocalEngine, ScoringEngine
@@ -39,8 +40,16 @@ from datarl.io import progress_bar, write_json, write_records
 from datarl.records import Record, RecordError, format_errors, load_records, read_all_records, write_errors
 from datarl.rewards.router import Router, RouterConfig
 from datarl.select.prepo import (
-    SCORING_ERRORS, Drop, ScoredPrompt, SelectConfig, SelectError, find_duplicates, matches_domain,
-    select_prompts, target_count)
+    SCORING_ERRORS,
+    Drop,
+    ScoredPrompt,
+    SelectConfig,
+    SelectError,
+    find_duplicates,
+    matches_domain,
+    select_prompts,
+    target_count,
+)
 from datarl.select.prepo_report import build_report, format_summary
 
 __all__ = ["run_select", "SelectSummary", "check_router", "SCORES_FORMAT"]
@@ -72,22 +81,28 @@ def _load_pool(path: str, cfg: SelectConfig) -> tuple[list[Record], list[RecordE
     """Valid pool records in ``cfg.domains``, load errors, total lines, records outside the domains."""
     loaded = load_records(path)
     if not loaded.records:
-        detail = f"; all {len(loaded.errors)} lines are bad:\n{format_errors(loaded.errors, 5)}" if loaded.errors \
+        detail = (
+            f"; all {len(loaded.errors)} lines are bad:\n{format_errors(loaded.errors, 5)}"
+            if loaded.errors
             else " (the file is empty)"
+        )
         raise InputError(f"{path}: no valid pool records{detail}")
     seen: dict[str, int] = {}
     for rec in loaded.records:
         if rec.id in seen:
-            raise InputError(f"{path}:{rec.line}: id: {rec.id!r} is also on line {seen[rec.id]}; pool ids must "
-                             "be unique (selection and resuming match prompts by id)")
+            raise InputError(
+                f"{path}:{rec.line}: id: {rec.id!r} is also on line {seen[rec.id]}; pool ids must "
+                "be unique (selection and resuming match prompts by id)"
+            )
         seen[rec.id] = rec.line
     records = loaded.records
     if cfg.domains:
         missing = [n for n in cfg.domains if not any(matches_domain(r.domain, r.task, [n]) for r in records)]
         if missing:
             present = ", ".join(sorted({r.domain for r in records}))
-            raise SelectError(f"{path}: no pool prompts of domain(s) {', '.join(map(repr, missing))}; "
-                              f"the pool has: {present}")
+            raise SelectError(
+                f"{path}: no pool prompts of domain(s) {', '.join(map(repr, missing))}; the pool has: {present}"
+            )
         records = [r for r in records if matches_domain(r.domain, r.task, cfg.domains)]
     return records, loaded.errors, loaded.total_lines, len(loaded.records) - len(records)
 
@@ -102,18 +117,26 @@ def check_router(router: Router, records: Sequence[Record]) -> None:
         if not problem.records:
             raise SelectError(f"{problem.field}: {problem.message}")
         first = records[problem.records[0]]
-        hint = (" (for general prompts, e.g. 'router: {general: genrm.bon}' with 'sources: {genrm.bon: {judge: "
-                "DIR}}'), or leave them out with select.domains" if problem.field == "task" else "")
-        raise SelectError(f"{len(problem.records)} {first.task} pool prompt(s) (first: {first.source}) cannot be "
-                          f"scored: {problem.field}: {problem.message}{hint}")
+        hint = (
+            " (for general prompts, e.g. 'router: {general: genrm.bon}' with 'sources: {genrm.bon: {judge: "
+            "DIR}}'), or leave them out with select.domains"
+            if problem.field == "task"
+            else ""
+        )
+        raise SelectError(
+            f"{len(problem.records)} {first.task} pool prompt(s) (first: {first.source}) cannot be "
+            f"scored: {problem.field}: {problem.message}{hint}"
+        )
     for task in sorted({r.task for r in records}):
         source = router.config.source_for(task)
         first = next(r for r in records if r.task == task)
         result = router.score_many([first.to_dict()], [first.reference or "smoke test"])[0]
         if result.failure in SCORING_ERRORS:
             detail = result.info.get("error") or result.info.get("detail") or ""
-            raise SelectError(f"the {source} scorer fails on {first.source} with {result.failure} before any "
-                              f"sampling ({str(detail)[:300]}); fix the reward config")
+            raise SelectError(
+                f"the {source} scorer fails on {first.source} with {result.failure} before any "
+                f"sampling ({str(detail)[:300]}); fix the reward config"
+            )
 
 
 def _fitting(policy: Any, records: list[Record], cfg: SelectConfig) -> tuple[list[Record], list[RecordError]]:
@@ -126,8 +149,11 @@ def _fitting(policy: Any, records: list[Record], cfg: SelectConfig) -> tuple[lis
             encode_prompts(policy, [rec.prompt], cfg.max_new_tokens)
             ok.append(rec)
         except GenerationError as exc:
-            bad.append(RecordError(rec.source.rsplit(":", 1)[0], rec.line, "prompt",
-                                   str(exc).replace("prompt 0", "the prompt", 1)))
+            bad.append(
+                RecordError(
+                    rec.source.rsplit(":", 1)[0], rec.line, "prompt", str(exc).replace("prompt 0", "the prompt", 1)
+                )
+            )
     return ok, bad
 
 
@@ -143,11 +169,24 @@ def _policy_digest(policy: Any) -> str:
 
 def _fingerprint(policy: Any, router: RouterConfig, cfg: SelectConfig) -> dict[str, Any]:
     # The weights, not the path they were loaded from, identify the policy: a moved model still resumes.
-    return {"weights": _policy_digest(policy),
-            "sampling": {k: getattr(cfg, k) for k in ("samples_per_prompt", "temperature", "top_p", "max_new_tokens",
-                                                       "batch_size", "seed", "prompts_per_chunk")},
-            "router": json.loads(json.dumps({"table": dict(router.table), "options": dict(router.options)},
-                                            sort_keys=True, default=str))}
+    return {
+        "weights": _policy_digest(policy),
+        "sampling": {
+            k: getattr(cfg, k)
+            for k in (
+                "samples_per_prompt",
+                "temperature",
+                "top_p",
+                "max_new_tokens",
+                "batch_size",
+                "seed",
+                "prompts_per_chunk",
+            )
+        },
+        "router": json.loads(
+            json.dumps({"table": dict(router.table), "options": dict(router.options)}, sort_keys=True, default=str)
+        ),
+    }
 
 
 def _record_hash(rec: Record) -> str:
@@ -155,15 +194,16 @@ def _record_hash(rec: Record) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _open_scores(path: str, fingerprint: dict[str, Any], restart: bool, policy_name: str
-                 ) -> dict[str, dict[str, Any]]:
+def _open_scores(path: str, fingerprint: dict[str, Any], restart: bool, policy_name: str) -> dict[str, dict[str, Any]]:
     """Scored entries already in ``path`` (by id); creates the file with its header if needed."""
     if restart and os.path.exists(path):
         os.unlink(path)
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         with open(path, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps({"datarl_prepo_scores": SCORES_FORMAT, "policy": policy_name,
-                                 "fingerprint": fingerprint}) + "\n")
+            fh.write(
+                json.dumps({"datarl_prepo_scores": SCORES_FORMAT, "policy": policy_name, "fingerprint": fingerprint})
+                + "\n"
+            )
             fh.flush()
             os.fsync(fh.fileno())
         return {}
@@ -171,7 +211,7 @@ def _open_scores(path: str, fingerprint: dict[str, Any], restart: bool, policy_n
         data = fh.read()
         if not data.endswith(b"\n"):
             fh.truncate(data.rfind(b"\n") + 1)
-            data = data[:data.rfind(b"\n") + 1]
+            data = data[: data.rfind(b"\n") + 1]
     lines = data.decode("utf-8", errors="replace").splitlines()
     try:
         header = json.loads(lines[0])
@@ -179,10 +219,13 @@ def _open_scores(path: str, fingerprint: dict[str, Any], restart: bool, policy_n
     except (ValueError, KeyError, TypeError, IndexError):
         raise SelectError(f"{path}: not a datarl scores file (bad header); delete it or pass --restart") from None
     if old != fingerprint:
-        differ = sorted({"weights": "policy"}.get(k, k) for k in set(old) | set(fingerprint)
-                        if old.get(k) != fingerprint.get(k))
-        raise SelectError(f"{path}: these scores were made with a different {', '.join(differ)}; pass --restart to "
-                          "discard them, or --scores NEW_PATH to keep both")
+        differ = sorted(
+            {"weights": "policy"}.get(k, k) for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k)
+        )
+        raise SelectError(
+            f"{path}: these scores were made with a different {', '.join(differ)}; pass --restart to "
+            "discard them, or --scores NEW_PATH to keep both"
+        )
     done: dict[str, dict[str, Any]] = {}
     for line in lines[1:]:
         try:
@@ -197,13 +240,25 @@ def _chunk_seed(seed: int, chunk: int) -> int:
     return int.from_bytes(hashlib.sha256(f"prepo:{seed}:{chunk}".encode()).digest()[:4], "big") >> 1
 
 
-def _score_chunk(policy: Any, scorer: ScoringEngine, records: list[Record], chunk: int, cfg: SelectConfig,
-                 summary: SelectSummary, runner: Any = None) -> list[dict[str, Any]]:
+def _score_chunk(
+    policy: Any,
+    scorer: ScoringEngine,
+    records: list[Record],
+    chunk: int,
+    cfg: SelectConfig,
+    summary: SelectSummary,
+    runner: Any = None,
+) -> list[dict[str, Any]]:
     from datarl.models.generate import SamplingConfig, generate
 
-    sampling = SamplingConfig(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                              samples_per_prompt=cfg.samples_per_prompt, seed=_chunk_seed(cfg.seed, chunk),
-                              batch_size=cfg.batch_size)
+    sampling = SamplingConfig(
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_new_tokens=cfg.max_new_tokens,
+        samples_per_prompt=cfg.samples_per_prompt,
+        seed=_chunk_seed(cfg.seed, chunk),
+        batch_size=cfg.batch_size,
+    )
     t0 = time.perf_counter()
     on_ray = runner is not None and runner.options.generate_gpus > 0  # else sampling stays in this process
     sampled = (runner.generate if on_ray else generate)(policy, [r.prompt for r in records], sampling)
@@ -213,8 +268,19 @@ def _score_chunk(policy: Any, scorer: ScoringEngine, records: list[Record], chun
     results = scorer.score([dicts[g.prompt_index] for g in gens], [g.text for g in gens])
     summary.generate_seconds += t1 - t0
     summary.score_seconds += time.perf_counter() - t1
-    entries = [{"id": r.id, "hash": _record_hash(r), "task": r.task, "domain": r.domain, "chunk": chunk,
-                "rewards": [], "failures": [], "finished": []} for r in records]
+    entries = [
+        {
+            "id": r.id,
+            "hash": _record_hash(r),
+            "task": r.task,
+            "domain": r.domain,
+            "chunk": chunk,
+            "rewards": [],
+            "failures": [],
+            "finished": [],
+        }
+        for r in records
+    ]
     for g, res in zip(gens, results):
         e = entries[g.prompt_index]
         e["rewards"].append(float(res.score))
@@ -244,8 +310,9 @@ class _Inputs:
     candidates: list[Record]  # what gets sampled and scored
 
 
-def _inputs(pool_path: str, out_path: str, scores_path: str, cfg: SelectConfig, train_path: str | None,
-            merge: bool) -> _Inputs:
+def _inputs(
+    pool_path: str, out_path: str, scores_path: str, cfg: SelectConfig, train_path: str | None, merge: bool
+) -> _Inputs:
     if merge and not train_path:
         raise SelectError("merge needs the training set (--train TRAIN)")
     if len({os.path.abspath(p) for p in (pool_path, out_path, scores_path, train_path or pool_path)}) < 3:
@@ -257,8 +324,10 @@ def _inputs(pool_path: str, out_path: str, scores_path: str, cfg: SelectConfig, 
     if merge and train is not None:
         clash = sorted({r["id"] for r in train} & {r.id for r in records})
         if clash:
-            raise SelectError(f"{len(clash)} id(s) are in both the pool and the training set (first: {clash[0]!r}); "
-                              "merged output needs unique ids")
+            raise SelectError(
+                f"{len(clash)} id(s) are in both the pool and the training set (first: {clash[0]!r}); "
+                "merged output needs unique ids"
+            )
     dups = find_duplicates([r.raw for r in records], train or ()) if cfg.dedup else {}
     prior = [Drop(records[i].id, records[i].domain, reason, other) for i, (reason, other) in sorted(dups.items())]
     candidates = [r for i, r in enumerate(records) if i not in dups]
@@ -266,9 +335,17 @@ def _inputs(pool_path: str, out_path: str, scores_path: str, cfg: SelectConfig, 
     return _Inputs(records, errors, total_lines, excluded, train, prior, candidates)
 
 
-def _score_all(inp: _Inputs, policy: Any, scorer: ScoringEngine, cfg: SelectConfig, done: dict[str, dict[str, Any]],
-               summary: SelectSummary, progress: bool | None,
-               on_chunk: Callable[[int, int], None] | None, runner: Any = None) -> None:
+def _score_all(
+    inp: _Inputs,
+    policy: Any,
+    scorer: ScoringEngine,
+    cfg: SelectConfig,
+    done: dict[str, dict[str, Any]],
+    summary: SelectSummary,
+    progress: bool | None,
+    on_chunk: Callable[[int, int], None] | None,
+    runner: Any = None,
+) -> None:
     """Sample and score every candidate not in ``done``, chunk by chunk, saving each chunk as it completes."""
     position = {r.id: i for i, r in enumerate(inp.records)}
     todo = [r for r in inp.candidates if done.get(r.id, {}).get("hash") != _record_hash(r)]
@@ -293,11 +370,23 @@ def _score_all(inp: _Inputs, policy: Any, scorer: ScoringEngine, cfg: SelectConf
             bar.close()
 
 
-def run_select(pool_path: str, out_path: str, *, policy: Any, router_config: RouterConfig | None = None,
-               cfg: SelectConfig | None = None, train_path: str | None = None, merge: bool = False,
-               workers: int = 1, progress: bool | None = None, scores_path: str | None = None,
-               restart: bool = False, on_chunk: Callable[[int, int], None] | None = None,
-               engine: str = "local", ray: Any = None) -> SelectSummary:
+def run_select(
+    pool_path: str,
+    out_path: str,
+    *,
+    policy: Any,
+    router_config: RouterConfig | None = None,
+    cfg: SelectConfig | None = None,
+    train_path: str | None = None,
+    merge: bool = False,
+    workers: int = 1,
+    progress: bool | None = None,
+    scores_path: str | None = None,
+    restart: bool = False,
+    on_chunk: Callable[[int, int], None] | None = None,
+    engine: str = "local",
+    ray: Any = None,
+) -> SelectSummary:
     """Pre-PPO selection of ``pool_path`` into ``out_path`` (see the module docstring).
 
     policy: a ``models.Policy``, a spec for ``models.loading.load_policy``, or a function returning a Policy
@@ -320,17 +409,41 @@ def run_select(pool_path: str, out_path: str, *, policy: Any, router_config: Rou
         import_ray()  # a missing Ray is a one-line error before any work
         runner = RayEngine(ray or RayOptions())
     try:
-        return _run_select(pool_path, out_path, policy, router_config, cfg, train_path, merge, workers, progress,
-                           scores_path, restart, on_chunk, runner)
+        return _run_select(
+            pool_path,
+            out_path,
+            policy,
+            router_config,
+            cfg,
+            train_path,
+            merge,
+            workers,
+            progress,
+            scores_path,
+            restart,
+            on_chunk,
+            runner,
+        )
     finally:
         if runner is not None:
             runner.close()
 
 
-def _run_select(pool_path: str, out_path: str, policy: Any, router_config: RouterConfig | None,
-                cfg: SelectConfig | None, train_path: str | None, merge: bool, workers: int, progress: bool | None,
-                scores_path: str | None, restart: bool, on_chunk: Callable[[int, int], None] | None,
-                runner: Any) -> SelectSummary:
+def _run_select(
+    pool_path: str,
+    out_path: str,
+    policy: Any,
+    router_config: RouterConfig | None,
+    cfg: SelectConfig | None,
+    train_path: str | None,
+    merge: bool,
+    workers: int,
+    progress: bool | None,
+    scores_path: str | None,
+    restart: bool,
+    on_chunk: Callable[[int, int], None] | None,
+    runner: Any,
+) -> SelectSummary:
     start = time.perf_counter()
     cfg = cfg or SelectConfig()
     router = Router(router_config or RouterConfig())
@@ -360,19 +473,39 @@ def _run_select(pool_path: str, out_path: str, policy: Any, router_config: Route
         _score_all(inp, policy, scorer, cfg, done, summary, progress, on_chunk, runner)
     finally:
         scorer.close()
-    scored = [ScoredPrompt({**r.raw, "id": r.id}, r.domain, tuple(done[r.id]["rewards"]),
-                           tuple(done[r.id]["failures"])) for r in inp.candidates]
+    scored = [
+        ScoredPrompt({**r.raw, "id": r.id}, r.domain, tuple(done[r.id]["rewards"]), tuple(done[r.id]["failures"]))
+        for r in inp.candidates
+    ]
     result = select_prompts(scored, cfg, prior_drops=inp.prior)
     rows = (list(inp.train or ()) if merge else []) + result.annotated()
     summary.errors_path = out_path + ".errors.jsonl" if inp.errors else None
     summary.seconds = time.perf_counter() - start
-    summary.report = build_report(result, cfg, {
-        "pool": pool_path, "train": train_path, "output": out_path, "merged": merge, "scores": scores_path,
-        "errors": summary.errors_path, "policy": policy.name, "router": dict(router.config.table),
-        "pool_lines": inp.total_lines, "invalid_dropped": len(inp.errors), "excluded_by_domain": inp.excluded,
-        "train_records": len(inp.train or ()), "written": len(rows), "sampled_now": summary.sampled_now,
-        "already_scored": summary.already_scored, "seconds": round(summary.seconds, 3),
-        "generate_seconds": round(summary.generate_seconds, 3), "score_seconds": round(summary.score_seconds, 3)}, inp.records)
+    summary.report = build_report(
+        result,
+        cfg,
+        {
+            "pool": pool_path,
+            "train": train_path,
+            "output": out_path,
+            "merged": merge,
+            "scores": scores_path,
+            "errors": summary.errors_path,
+            "policy": policy.name,
+            "router": dict(router.config.table),
+            "pool_lines": inp.total_lines,
+            "invalid_dropped": len(inp.errors),
+            "excluded_by_domain": inp.excluded,
+            "train_records": len(inp.train or ()),
+            "written": len(rows),
+            "sampled_now": summary.sampled_now,
+            "already_scored": summary.already_scored,
+            "seconds": round(summary.seconds, 3),
+            "generate_seconds": round(summary.generate_seconds, 3),
+            "score_seconds": round(summary.score_seconds, 3),
+        },
+        inp.records,
+    )
     write_records(out_path, rows)
     write_errors(out_path + ".errors.jsonl", inp.errors)
     _write_json(summary.report_path, summary.report)

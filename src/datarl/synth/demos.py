@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from datarl.records import as_dict
 from datarl.rewards.ifeval import score_ifeval
@@ -34,19 +35,33 @@ __all__ = ["demonstration", "wrong_response", "sft_examples"]
 _STEP = re.compile(STEP_RE_TEXT)
 _OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 _CODE_MUTATIONS: tuple[tuple[str, Any], ...] = (
-    (r"<=", ">"), (r">=", "<"), (r"<(?!=)", "<="), (r">(?!=)", ">="), (r"==", "!="), (r"!=", "=="),
-    (r"(?<=\s)\+(?=\s)", "-"), (r"(?<=\s)-(?=\s)", "+"), (r"(?<=\s)\*(?=\s)", "+"), (r"%", "//"),
+    (r"<=", ">"),
+    (r">=", "<"),
+    (r"<(?!=)", "<="),
+    (r">(?!=)", ">="),
+    (r"==", "!="),
+    (r"!=", "=="),
+    (r"(?<=\s)\+(?=\s)", "-"),
+    (r"(?<=\s)-(?=\s)", "+"),
+    (r"(?<=\s)\*(?=\s)", "+"),
+    (r"%", "//"),
     (r"(?<![\w.])(\d+)(?![\w.])", lambda m: str(int(m.group(1)) + 1)),
-    (r"\bmax\(", "min("), (r"\bmin\(", "max("), (r"\.upper\(\)", ".lower()"), (r"\.lower\(\)", ".upper()"),
-    (r"\[::-1\]", ""), (r'"(\w\w+)"', lambda m: f'"{m.group(1)[:-1]}"'), (r"\bTrue\b", "False"),
-    (r"\band\b", "or"), (r"<(?!=)", ">"), (r">(?!=)", "<"),
+    (r"\bmax\(", "min("),
+    (r"\bmin\(", "max("),
+    (r"\.upper\(\)", ".lower()"),
+    (r"\.lower\(\)", ".upper()"),
+    (r"\[::-1\]", ""),
+    (r'"(\w\w+)"', lambda m: f'"{m.group(1)[:-1]}"'),
+    (r"\bTrue\b", "False"),
+    (r"\band\b", "or"),
+    (r"<(?!=)", ">"),
+    (r">(?!=)", "<"),
     (r'"([a-y])"', lambda m: f'"{chr(ord(m.group(1)) + 1)}"'),
 )
 _RETURN_PLUS_ONE = r"\1 + 1"
 _CODE_MUTATIONS += ((r"(?<=return )(\S.*)", _RETURN_PLUS_ONE),)
 _FENCED = re.compile(r"```python\n(.*?)```", re.S)
 _WORDS = re.compile(r"\w+")
-
 
 
 def _wrong_math(record: Mapping[str, Any], rng: random.Random) -> str:
@@ -99,7 +114,7 @@ def _wrong_code(record: Mapping[str, Any], rng: random.Random) -> str:
     fallback: str | None = None
     for repl, m in ranked[:60]:
         piece = repl(m) if callable(repl) else m.expand(repl)
-        mutant = f"{head}\n{body[:m.start()]}{piece}{body[m.end():]}"
+        mutant = f"{head}\n{body[: m.start()]}{piece}{body[m.end() :]}"
         outcome = _outcome(mutant, tests_code)
         if outcome == "wrong":
             return f"```python\n{mutant}```"
@@ -136,11 +151,11 @@ def _violate(iid: str, args: Mapping[str, Any], text: str, rng: random.Random) -
         words = list(args.get("forbidden_words", [])) or ["it"]
         sentence = _recase(f"I like the {rng.choice(words)}.", text)
         cut = text.find(". ")
-        return text[: cut + 1] + " " + sentence + text[cut + 1:] if cut >= 0 else sentence + " " + text
+        return text[: cut + 1] + " " + sentence + text[cut + 1 :] if cut >= 0 else sentence + " " + text
     if iid == "startend:end_checker":
         phrase = str(args.get("end_phrase", ""))
         cut = text.lower().rfind(phrase.lower())
-        return (text[:cut].rstrip() + text[cut + len(phrase):]).strip() if cut >= 0 else text
+        return (text[:cut].rstrip() + text[cut + len(phrase) :]).strip() if cut >= 0 else text
     if iid == "punctuation:no_comma":
         return text.replace(" and ", ", and ", 1) if " and " in text else text.replace(" ", ", ", 1)
     if iid == "detectable_format:number_bullet_lists":
@@ -214,14 +229,20 @@ def demonstration(record: Mapping[str, Any], rng: random.Random, quality: float)
     return wrong_response(rec, rng)
 
 
-def sft_examples(records: Iterable[Mapping[str, Any]], rng: random.Random,
-                 quality: float) -> list[dict[str, Any]]:
+def sft_examples(records: Iterable[Mapping[str, Any]], rng: random.Random, quality: float) -> list[dict[str, Any]]:
     """One SFT example per record: ``{id, task, domain, prompt, response, is_reference}``."""
     out: list[dict[str, Any]] = []
     for record in records:
         rec = as_dict(record)
         response = demonstration(rec, rng, quality)
-        out.append({"id": rec.get("id"), "task": rec.get("task"), "domain": rec.get("domain"),
-                    "prompt": rec.get("prompt"), "response": response,
-                    "is_reference": response == rec.get("reference")})
+        out.append(
+            {
+                "id": rec.get("id"),
+                "task": rec.get("task"),
+                "domain": rec.get("domain"),
+                "prompt": rec.get("prompt"),
+                "response": response,
+                "is_reference": response == rec.get("reference"),
+            }
+        )
     return out

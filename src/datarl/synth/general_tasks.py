@@ -42,8 +42,16 @@ _ADVISE = (
     "Enjoy the {a1} {n5}.",
 )
 # Optional second sentences: more distinct prompts, same gold rubric.
-_MODIFIERS = ("", " Keep it short.", " Use simple words.", " Write for a child.", " Be specific.",
-              " Write a few sentences.", " Be clear.", " Write for a friend.")
+_MODIFIERS = (
+    "",
+    " Keep it short.",
+    " Use simple words.",
+    " Write for a child.",
+    " Be specific.",
+    " Write a few sentences.",
+    " Be clear.",
+    " Write for a friend.",
+)
 _COMPARE_ONE = ("{T} is {a0} and {a1}.", "It has {n0} and {n1}.", "It is known for {n2}.")
 _COMPARE_END = ("Both are worth a visit.", "Each one has its own charm.", "I enjoy them both.")
 
@@ -59,11 +67,14 @@ def _fill(template: str, topic: str, nouns: list[str], adjs: list[str]) -> str:
     return template.format(**slots)
 
 
-def _pick(rng: random.Random, topic: str, n_nouns: int, n_adjs: int,
-          avoid: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
+def _pick(
+    rng: random.Random, topic: str, n_nouns: int, n_adjs: int, avoid: frozenset[str] = frozenset()
+) -> tuple[list[str], list[str]]:
     nouns, adjs = TOPICS[topic]
-    return (rng.sample([w for w in nouns if w not in avoid], n_nouns),
-            rng.sample([w for w in adjs if w not in avoid], n_adjs))
+    return (
+        rng.sample([w for w in nouns if w not in avoid], n_nouns),
+        rng.sample([w for w in adjs if w not in avoid], n_adjs),
+    )
 
 
 def response_for(kind: str, topics: list[str], rng: random.Random) -> str:

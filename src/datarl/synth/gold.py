@@ -10,7 +10,8 @@ are left as they are). Never raises on model output.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from datarl.rewards.base import RewardResult
 from datarl.synth.rubric import PASS_THRESHOLD, rubric_breakdown
@@ -31,12 +32,15 @@ def gold_check(record: Mapping[str, Any], response: str) -> RewardResult:
     task = rec.get("task") if isinstance(rec, Mapping) else None
     if task == "math":
         from datarl.rewards.math import score_math
+
         result = score_math(rec, response)
     elif task == "code":
         from datarl.rewards.code import score_code
+
         result = score_code(rec, response)
     elif task == "ifeval":
         from datarl.rewards.ifeval import score_ifeval
+
         result = score_ifeval(rec, response)
     elif task == "general":
         return score_rubric(rec, response)

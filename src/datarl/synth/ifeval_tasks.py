@@ -76,8 +76,7 @@ def _draw(rng: random.Random, ids: list[str]) -> tuple[str, list[dict[str, Any]]
     slots.update({f"n{i}": w for i, w in enumerate(nouns[:7])})
     slots.update({f"a{i}": w for i, w in enumerate(adjs[:3])})
     more = rng.sample(_MORE, n_sent - 2)
-    sentences = [pair[1 if plain or rng.random() < 0.5 else 0].format(**slots)
-                 for pair in [_OPENING, _HAS] + more]
+    sentences = [pair[1 if plain or rng.random() < 0.5 else 0].format(**slots) for pair in [_OPENING, _HAS] + more]
     text = "\n".join(f"* {s}" for s in sentences) if bullets else " ".join(sentences)
     used = set(_WORD.findall(text.lower()))
     end = rng.choice(END_PHRASES)

@@ -28,10 +28,42 @@ __all__ = ["generate", "STEP_RE_TEXT"]
 # How demos (and readers) find the steps of a reference: "a op b = c".
 STEP_RE_TEXT = r"^(\d+) ([+\-*/]) (\d+) = (\d+)$"
 
-_NAMES = ("Ana", "Ben", "Cara", "Dan", "Eva", "Finn", "Gia", "Hugo", "Ivy", "Jon", "Kai", "Lena",
-          "Max", "Nora", "Omar", "Pia", "Raj", "Sara", "Tom", "Uma")
-_ITEMS = ("apples", "books", "coins", "stamps", "marbles", "pencils", "cards", "shells", "stickers",
-          "eggs", "cookies", "beads")
+_NAMES = (
+    "Ana",
+    "Ben",
+    "Cara",
+    "Dan",
+    "Eva",
+    "Finn",
+    "Gia",
+    "Hugo",
+    "Ivy",
+    "Jon",
+    "Kai",
+    "Lena",
+    "Max",
+    "Nora",
+    "Omar",
+    "Pia",
+    "Raj",
+    "Sara",
+    "Tom",
+    "Uma",
+)
+_ITEMS = (
+    "apples",
+    "books",
+    "coins",
+    "stamps",
+    "marbles",
+    "pencils",
+    "cards",
+    "shells",
+    "stickers",
+    "eggs",
+    "cookies",
+    "beads",
+)
 _ADD = ("{P} buys {k} more.", "{P} finds {k} more.", "A friend gives {O} {k} more.", "{P} gets {k} more.")
 _SUB = ("{P} gives away {k}.", "{P} loses {k}.", "{P} sells {k}.", "{P} uses {k}.")
 _MUL = ("{P} now has {k} times as many.", "The {x} grow to {k} times as many.")
@@ -109,8 +141,11 @@ def arithmetic_drill(rng: random.Random, lines: int = 8) -> str:
     return "\n".join(out)
 
 
-def practice_text(rng: random.Random, banned: set[str] | frozenset[str] = frozenset(),
-                  weights: tuple[float, float, float] = (0.75, 0.25, 0.0)) -> str:
+def practice_text(
+    rng: random.Random,
+    banned: set[str] | frozenset[str] = frozenset(),
+    weights: tuple[float, float, float] = (0.75, 0.25, 0.0),
+) -> str:
     """Pretraining text: one fresh word problem and its worked solution (``story\\nsteps\\n#### N``).
 
     The skill the suite's problems need beyond the arithmetic of ``arithmetic_drill`` is

@@ -25,10 +25,10 @@ suite's tests); a response "passes" at ``PASS_THRESHOLD`` (0.7).
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["TOPICS", "gold_score", "rubric_breakdown", "topics_in", "PASS_THRESHOLD",
-           "REFERENCE_THRESHOLD"]
+__all__ = ["TOPICS", "gold_score", "rubric_breakdown", "topics_in", "PASS_THRESHOLD", "REFERENCE_THRESHOLD"]
 
 PASS_THRESHOLD = 0.7
 REFERENCE_THRESHOLD = 0.8
@@ -43,46 +43,108 @@ STOPWORD_TARGET = 0.25
 # phrase used in prompts -> (nouns, adjectives). The head noun (last word of the
 # phrase) identifies the topic in a prompt.
 TOPICS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "the ocean": (("water", "waves", "salt", "fish", "tide", "shore", "boats", "sand", "coral", "whales"),
-                  ("deep", "blue", "wide", "cold", "wild", "calm")),
-    "a forest": (("trees", "leaves", "birds", "moss", "paths", "deer", "branches", "roots", "shade", "mushrooms"),
-                 ("green", "quiet", "dark", "tall", "damp", "old")),
-    "a city": (("streets", "buildings", "traffic", "shops", "crowds", "parks", "buses", "lights", "noise",
-                "bridges"), ("busy", "loud", "crowded", "modern", "bright", "vast")),
-    "a garden": (("flowers", "soil", "seeds", "roses", "bees", "weeds", "vegetables", "hose", "fence", "herbs"),
-                 ("colorful", "fresh", "sunny", "fragrant", "tidy", "lush")),
-    "a library": (("books", "shelves", "readers", "pages", "librarians", "desks", "silence", "stories", "maps",
-                   "lamps"), ("hushed", "dusty", "peaceful", "orderly", "cozy", "useful")),
-    "a bicycle": (("wheels", "pedals", "chain", "brakes", "tires", "seat", "handlebars", "gears", "helmet",
-                   "bell"), ("light", "fast", "cheap", "simple", "sturdy", "handy")),
-    "coffee": (("beans", "cups", "milk", "sugar", "caffeine", "aroma", "mugs", "cafes", "grinder", "foam"),
-               ("hot", "bitter", "strong", "dark", "rich", "warm")),
-    "the moon": (("craters", "night", "orbit", "light", "tides", "phases", "astronauts", "dust", "sky",
-                  "shadows"), ("pale", "round", "bright", "distant", "silver", "full")),
-    "a dog": (("tail", "bark", "paws", "fur", "leash", "bone", "walks", "owner", "collar", "puppy"),
-              ("loyal", "friendly", "playful", "smart", "furry", "happy")),
-    "winter": (("snow", "ice", "frost", "scarves", "coats", "fires", "sleds", "boots", "gloves", "storms"),
-               ("cold", "white", "freezing", "long", "dark", "snowy")),
-    "a kitchen": (("stove", "pots", "knives", "oven", "spices", "sink", "recipes", "pans", "plates", "fridge"),
-                  ("warm", "clean", "busy", "small", "messy", "bright")),
-    "a train": (("tracks", "stations", "carriages", "tickets", "passengers", "engine", "rails", "platform",
-                 "conductor", "whistle"), ("fast", "long", "crowded", "noisy", "steady", "comfortable")),
-    "a river": (("water", "banks", "currents", "stones", "bridges", "fish", "boats", "rapids", "reeds",
-                 "valley"), ("flowing", "clear", "wide", "muddy", "winding", "cool")),
-    "music": (("songs", "melody", "rhythm", "drums", "guitar", "singers", "concerts", "notes", "lyrics",
-               "piano"), ("loud", "soft", "joyful", "catchy", "sad", "lively")),
-    "a school": (("teachers", "students", "lessons", "homework", "classes", "exams", "friends", "playground",
-                  "pencils", "chalk"), ("busy", "noisy", "useful", "strict", "fun", "large")),
-    "a mountain": (("peaks", "rocks", "snow", "trails", "climbers", "cliffs", "valleys", "summit", "wind",
-                    "pines"), ("high", "steep", "rocky", "cold", "tall", "rugged")),
-    "a bakery": (("bread", "flour", "ovens", "cakes", "dough", "pastries", "bakers", "butter", "crust",
-                  "cookies"), ("warm", "sweet", "fresh", "golden", "soft", "crisp")),
-    "the desert": (("sand", "dunes", "cactus", "heat", "camels", "sun", "oasis", "lizards", "rocks", "dust"),
-                   ("hot", "dry", "vast", "empty", "harsh", "sunny")),
-    "a phone": (("screen", "battery", "apps", "calls", "messages", "camera", "charger", "buttons", "photos",
-                 "contacts"), ("small", "smart", "useful", "modern", "thin", "handy")),
-    "a farm": (("animals", "cows", "barns", "tractors", "fields", "crops", "chickens", "fences", "hay",
-                "farmers"), ("green", "busy", "muddy", "large", "rural", "quiet")),
+    "the ocean": (
+        ("water", "waves", "salt", "fish", "tide", "shore", "boats", "sand", "coral", "whales"),
+        ("deep", "blue", "wide", "cold", "wild", "calm"),
+    ),
+    "a forest": (
+        ("trees", "leaves", "birds", "moss", "paths", "deer", "branches", "roots", "shade", "mushrooms"),
+        ("green", "quiet", "dark", "tall", "damp", "old"),
+    ),
+    "a city": (
+        ("streets", "buildings", "traffic", "shops", "crowds", "parks", "buses", "lights", "noise", "bridges"),
+        ("busy", "loud", "crowded", "modern", "bright", "vast"),
+    ),
+    "a garden": (
+        ("flowers", "soil", "seeds", "roses", "bees", "weeds", "vegetables", "hose", "fence", "herbs"),
+        ("colorful", "fresh", "sunny", "fragrant", "tidy", "lush"),
+    ),
+    "a library": (
+        ("books", "shelves", "readers", "pages", "librarians", "desks", "silence", "stories", "maps", "lamps"),
+        ("hushed", "dusty", "peaceful", "orderly", "cozy", "useful"),
+    ),
+    "a bicycle": (
+        ("wheels", "pedals", "chain", "brakes", "tires", "seat", "handlebars", "gears", "helmet", "bell"),
+        ("light", "fast", "cheap", "simple", "sturdy", "handy"),
+    ),
+    "coffee": (
+        ("beans", "cups", "milk", "sugar", "caffeine", "aroma", "mugs", "cafes", "grinder", "foam"),
+        ("hot", "bitter", "strong", "dark", "rich", "warm"),
+    ),
+    "the moon": (
+        ("craters", "night", "orbit", "light", "tides", "phases", "astronauts", "dust", "sky", "shadows"),
+        ("pale", "round", "bright", "distant", "silver", "full"),
+    ),
+    "a dog": (
+        ("tail", "bark", "paws", "fur", "leash", "bone", "walks", "owner", "collar", "puppy"),
+        ("loyal", "friendly", "playful", "smart", "furry", "happy"),
+    ),
+    "winter": (
+        ("snow", "ice", "frost", "scarves", "coats", "fires", "sleds", "boots", "gloves", "storms"),
+        ("cold", "white", "freezing", "long", "dark", "snowy"),
+    ),
+    "a kitchen": (
+        ("stove", "pots", "knives", "oven", "spices", "sink", "recipes", "pans", "plates", "fridge"),
+        ("warm", "clean", "busy", "small", "messy", "bright"),
+    ),
+    "a train": (
+        (
+            "tracks",
+            "stations",
+            "carriages",
+            "tickets",
+            "passengers",
+            "engine",
+            "rails",
+            "platform",
+            "conductor",
+            "whistle",
+        ),
+        ("fast", "long", "crowded", "noisy", "steady", "comfortable"),
+    ),
+    "a river": (
+        ("water", "banks", "currents", "stones", "bridges", "fish", "boats", "rapids", "reeds", "valley"),
+        ("flowing", "clear", "wide", "muddy", "winding", "cool"),
+    ),
+    "music": (
+        ("songs", "melody", "rhythm", "drums", "guitar", "singers", "concerts", "notes", "lyrics", "piano"),
+        ("loud", "soft", "joyful", "catchy", "sad", "lively"),
+    ),
+    "a school": (
+        (
+            "teachers",
+            "students",
+            "lessons",
+            "homework",
+            "classes",
+            "exams",
+            "friends",
+            "playground",
+            "pencils",
+            "chalk",
+        ),
+        ("busy", "noisy", "useful", "strict", "fun", "large"),
+    ),
+    "a mountain": (
+        ("peaks", "rocks", "snow", "trails", "climbers", "cliffs", "valleys", "summit", "wind", "pines"),
+        ("high", "steep", "rocky", "cold", "tall", "rugged"),
+    ),
+    "a bakery": (
+        ("bread", "flour", "ovens", "cakes", "dough", "pastries", "bakers", "butter", "crust", "cookies"),
+        ("warm", "sweet", "fresh", "golden", "soft", "crisp"),
+    ),
+    "the desert": (
+        ("sand", "dunes", "cactus", "heat", "camels", "sun", "oasis", "lizards", "rocks", "dust"),
+        ("hot", "dry", "vast", "empty", "harsh", "sunny"),
+    ),
+    "a phone": (
+        ("screen", "battery", "apps", "calls", "messages", "camera", "charger", "buttons", "photos", "contacts"),
+        ("small", "smart", "useful", "modern", "thin", "handy"),
+    ),
+    "a farm": (
+        ("animals", "cows", "barns", "tractors", "fields", "crops", "chickens", "fences", "hay", "farmers"),
+        ("green", "busy", "muddy", "large", "rural", "quiet"),
+    ),
 }
 
 STOPWORDS = frozenset(
@@ -153,9 +215,16 @@ def rubric_breakdown(record: Mapping[str, Any], response: str) -> dict[str, Any]
     if not re.search(r"[.!?]", text):
         form *= 0.5
     score = max(0.0, min(1.0, content * repetition * length * form))
-    return {"score": round(score, 6), "topics": topics, "content": round(content, 6),
-            "off_topic_words": len(off_topic), "repetition": round(repetition, 6),
-            "length": round(length, 6), "words": n, "form": round(form, 6)}
+    return {
+        "score": round(score, 6),
+        "topics": topics,
+        "content": round(content, 6),
+        "off_topic_words": len(off_topic),
+        "repetition": round(repetition, 6),
+        "length": round(length, 6),
+        "words": n,
+        "form": round(form, 6),
+    }
 
 
 def gold_score(record: Mapping[str, Any], response: str) -> float:

@@ -31,8 +31,9 @@ import json
 import os
 import random
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from datarl.records import TASKS
 from datarl.synth import code_tasks, general_tasks, ifeval_tasks, math_tasks
@@ -101,8 +102,10 @@ class SynthConfig:
         for name in ("difficulty_weights", "pool_difficulty_weights"):
             weights = tuple(float(w) for w in getattr(self, name))
             if len(weights) != 3 or any(w < 0 for w in weights) or sum(weights) <= 0:
-                raise ValueError(f"{name} must be 3 non-negative weights (difficulty 1, 2, 3) "
-                                 f"with a positive sum, got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"{name} must be 3 non-negative weights (difficulty 1, 2, 3) "
+                    f"with a positive sum, got {getattr(self, name)!r}"
+                )
             object.__setattr__(self, name, weights)
         if not 0.0 <= self.pool_duplicate_fraction < 1.0:
             raise ValueError(f"pool_duplicate_fraction must be in [0, 1), got {self.pool_duplicate_fraction!r}")
@@ -131,8 +134,15 @@ def _rng(cfg: SynthConfig, *parts: str) -> random.Random:
     return random.Random(":".join([str(cfg.seed), *parts]))
 
 
-def _draw(cfg: SynthConfig, split: str, task: str, count: int, weights: tuple[float, ...],
-          banned: set[str] | None = None, avoid: set[str] | frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+def _draw(
+    cfg: SynthConfig,
+    split: str,
+    task: str,
+    count: int,
+    weights: tuple[float, ...],
+    banned: set[str] | None = None,
+    avoid: set[str] | frozenset[str] = frozenset(),
+) -> list[dict[str, Any]]:
     """``count`` records of ``task`` from the ``(split, task)`` stream. With ``banned``, none has a prompt in
     it (and each drawn prompt is added to it); a prompt in ``avoid`` is taken only when
     ``_EVAL_TRIES_PER_RECORD`` draws found nothing better (the first such draw)."""
@@ -152,8 +162,10 @@ def _draw(cfg: SynthConfig, split: str, task: str, count: int, weights: tuple[fl
             fallback = fallback or record
         else:
             if fallback is None:
-                raise ValueError(f"could not draw a {task} {split} prompt of difficulty {level} unseen in the "
-                                 f"other splits after {_EVAL_TRIES_PER_RECORD} tries; ask for fewer records")
+                raise ValueError(
+                    f"could not draw a {task} {split} prompt of difficulty {level} unseen in the "
+                    f"other splits after {_EVAL_TRIES_PER_RECORD} tries; ask for fewer records"
+                )
             record = fallback
         banned.add(record["prompt"])
         out.append(record)
@@ -168,8 +180,11 @@ def build_suite(cfg: SynthConfig) -> dict[str, list[dict[str, Any]]]:
         n_dup = round(cfg.pool_per_task * cfg.pool_duplicate_fraction) if train else 0
         pool = _draw(cfg, "pool", task, cfg.pool_per_task - n_dup, cfg.pool_difficulty_weights)
         dup_rng = _rng(cfg, "pool-duplicates", task)
-        pool += [dict(r) for r in dup_rng.sample(train, n_dup)] if n_dup <= len(train) else \
-            [dict(dup_rng.choice(train)) for _ in range(n_dup)]
+        pool += (
+            [dict(r) for r in dup_rng.sample(train, n_dup)]
+            if n_dup <= len(train)
+            else [dict(dup_rng.choice(train)) for _ in range(n_dup)]
+        )
         seen = {r["prompt"] for r in train} | {r["prompt"] for r in pool}
         splits["train"] += train
         splits["pool"] += pool
@@ -196,8 +211,8 @@ def sft_records(cfg: SynthConfig, suite: dict[str, list[dict[str, Any]]]) -> lis
 def _counts(records: list[dict[str, Any]]) -> dict[str, Any]:
     def tally(key: str) -> dict[str, int]:
         return dict(sorted(Counter(str(r.get(key)) for r in records).items()))
-    return {"total": len(records), "task": tally("task"), "domain": tally("domain"),
-            "difficulty": tally("difficulty")}
+
+    return {"total": len(records), "task": tally("task"), "domain": tally("domain"), "difficulty": tally("difficulty")}
 
 
 def write_suite(cfg: SynthConfig, out_dir: str) -> dict[str, str]:
@@ -221,8 +236,12 @@ def write_suite(cfg: SynthConfig, out_dir: str) -> dict[str, str]:
         "files": {split: f"{split}.jsonl" for split in SPLITS},
         "counts": {split: _counts(records) for split, records in suite.items()},
         "pool_prompts_in_train": sum(r["prompt"] in train_prompts for r in suite["pool"]),
-        "gold": {"math": "rtv.math", "code": "rtv.code", "ifeval": "rtv.ifeval (strict)",
-                 "general": f"gold.rubric (pass >= {PASS_THRESHOLD}; references >= {REFERENCE_THRESHOLD})"},
+        "gold": {
+            "math": "rtv.math",
+            "code": "rtv.code",
+            "ifeval": "rtv.ifeval (strict)",
+            "general": f"gold.rubric (pass >= {PASS_THRESHOLD}; references >= {REFERENCE_THRESHOLD})",
+        },
     }
     paths["manifest"] = os.path.join(out_dir, "manifest.json")
     with open(paths["manifest"], "w", encoding="utf-8", newline="\n") as fh:

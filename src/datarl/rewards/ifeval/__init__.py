@@ -19,7 +19,8 @@ see :mod:`datarl.rewards.ifeval.text`.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from datarl.errors import UserError
 from datarl.rewards.base import RewardResult
@@ -124,9 +125,7 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
 
-def check_instructions(
-    record: Mapping[str, Any], response: str, *, mode: str = "strict"
-) -> list[bool]:
+def check_instructions(record: Mapping[str, Any], response: str, *, mode: str = "strict") -> list[bool]:
     """Per-instruction results in IFEval's order (``strict`` or ``loose``).
 
     Raises :class:`InvalidInstructionsError` when the record's instructions are
@@ -144,9 +143,7 @@ def check_instructions(
     return _evaluate(parsed, text, errors)[1]
 
 
-def score_ifeval(
-    record: Mapping[str, Any], response: str, *, mode: str = "strict"
-) -> RewardResult:
+def score_ifeval(record: Mapping[str, Any], response: str, *, mode: str = "strict") -> RewardResult:
     """1.0 when every instruction is followed in ``mode``, else 0.0. Never raises on data.
 
     ``info``: ``mode``, ``instruction_id_list``, ``follow_instruction_list`` (strict,

@@ -11,7 +11,8 @@ and the comment says why the two agree.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from datarl.rewards.ifeval.text import (
     compile_user_pattern,
@@ -43,9 +44,7 @@ def compare(actual: int, relation: str, threshold: int) -> bool:
 
 def keywords_existence(value: str, a: Mapping[str, Any]) -> bool:
     """Every keyword (a regex, case-insensitive) occurs somewhere."""
-    return all(
-        compile_user_pattern(k, re.IGNORECASE).search(value) for k in a["keywords"]
-    )
+    return all(compile_user_pattern(k, re.IGNORECASE).search(value) for k in a["keywords"])
 
 
 def keywords_frequency(value: str, a: Mapping[str, Any]) -> bool:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from datarl.rewards.ifeval.checkers import Checker, compare
 from datarl.rewards.ifeval.text import compile_user_pattern, detect_language, iter_words
@@ -37,9 +38,7 @@ def _count_line_items(value: str, marker: str, star_bullet: bool) -> int:
     pos = 0
     while True:
         k = _WHITESPACE_RUN.match(value, pos).end()  # type: ignore[union-attr]
-        if k < n and value[k] == marker and (
-            not star_bullet or (k + 1 < n and value[k + 1] != "*")
-        ):
+        if k < n and value[k] == marker and (not star_bullet or (k + 1 < n and value[k + 1] != "*")):
             count += 1
             # ".*$" runs to the end of the line after the consumed characters; the
             # star pattern's "[^\*]" may itself be a newline.
@@ -71,9 +70,7 @@ def format_number_highlighted_sections(value: str, a: Mapping[str, Any]) -> bool
     """At least N ``*highlighted*`` spans; ``**bold**`` spans count once more each."""
     count = sum(1 for m in _HIGHLIGHT.finditer(value) if m.group().strip("*").strip())
     count += sum(
-        1
-        for m in _DOUBLE_HIGHLIGHT.finditer(value)
-        if m.group().removeprefix("**").removesuffix("**").strip()
+        1 for m in _DOUBLE_HIGHLIGHT.finditer(value) if m.group().removeprefix("**").removesuffix("**").strip()
     )
     return count >= a["num_highlights"]
 

@@ -13,7 +13,8 @@ import difflib
 import functools
 import math
 import os
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from datarl.rewards.ifeval.checkers import RELATIONS
 

@@ -28,7 +28,8 @@ import importlib
 import re
 import threading
 from collections import defaultdict
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 __all__ = [
     "compile_user_pattern",
@@ -72,9 +73,7 @@ def _plain_lang_vars() -> Any:
                 return self._re_period_context
             except AttributeError:
                 fields = {"NonWord": self._re_non_word_chars, "SentEndChars": self._re_sent_end_chars}
-                self._re_period_context = re.compile(
-                    self._period_context_fmt % fields, re.UNICODE | re.VERBOSE
-                )
+                self._re_period_context = re.compile(self._period_context_fmt % fields, re.UNICODE | re.VERBOSE)
                 return self._re_period_context
 
         def _word_tokenizer_re(self) -> Any:
@@ -86,9 +85,7 @@ def _plain_lang_vars() -> Any:
                     "MultiChar": self._re_multi_char_punct,
                     "WordStart": self._re_word_start,
                 }
-                self._re_word_tokenizer = re.compile(
-                    self._word_tokenize_fmt % fields, re.UNICODE | re.VERBOSE
-                )
+                self._re_word_tokenizer = re.compile(self._word_tokenize_fmt % fields, re.UNICODE | re.VERBOSE)
                 return self._re_word_tokenizer
 
     return PlainLangVars()
@@ -213,9 +210,7 @@ def supported_languages() -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=1024)
-def compile_user_pattern(
-    user: str, flags: int = 0, prefix: str = "", suffix: str = ""
-) -> re.Pattern[str]:
+def compile_user_pattern(user: str, flags: int = 0, prefix: str = "", suffix: str = "") -> re.Pattern[str]:
     """Compile ``prefix + user + suffix`` where ``user`` is a kwarg IFEval treats as a regex.
 
     IFEval passes keywords, markers and splitters to ``re`` unescaped; we do the
