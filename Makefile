@@ -1,5 +1,7 @@
 # make demo  - create .venv (if needed), install datarl into it, run the whole pipeline on the embedded default
-# make test  - create .venv (if needed), install datarl with test extras, run the test suite
+# make test  - create .venv (if needed), install datarl with test extras, lint (ruff check, ruff format --check),
+#              then run the test suite
+# make lint  - only the lint and format check (`ruff format src tests bench scripts` fixes the format)
 # make bench - run the benchmarks under bench/
 # make test-integration - build the frameworks' cached venvs (.venv-verl, .venv-trl, .venv-openrlhf; needs
 #                         PyPI) and run the integration tests against verl's, TRL's and OpenRLHF's own code,
@@ -11,7 +13,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.datarl-installed
 PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: demo test test-all bench install clean integration-venvs test-integration
+.PHONY: demo test test-all lint bench install clean integration-venvs test-integration
 
 install: $(STAMP)
 
@@ -27,7 +29,11 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/datarl pipeline examples/demo.yaml --run-dir runs/demo
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
+
+test: $(STAMP) lint
 	$(VENV)/bin/pytest -q
 
 test-all: $(STAMP)
