@@ -31,6 +31,7 @@ PPO = {
     "max_new_tokens": 12,
     "actor_lr": 1e-3,
     "reward_shift": -0.5,
+    "cutoff_invalid": False,  # an untrained micro policy never ends a response: score what it wrote
 }  # a micro policy scores 0: shift for signal
 EVAL = {"every": 2, "per_task": 2, "diversity_prompts": 1, "diversity_samples": 2, "max_new_tokens": 12}
 
@@ -391,3 +392,18 @@ def _short_answer_rows(n):
         }
         for i in range(n)
     ]
+
+
+def test_a_cut_off_rollout_is_invalid_for_every_source_by_default(world, tmp_path):
+    (tmp_path / "short.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _short_answer_rows(4)))
+    cfg = config(
+        world,
+        tmp_path / "run",
+        ppo={"steps": 1, "max_new_tokens": 4, "cutoff_invalid": True},
+        data={"train": str(tmp_path / "short.jsonl"), "eval": ""},
+        curriculum="none",
+    )
+    train(TrainConfig.from_mapping(cfg), log=lambda m: None)
+    row = read_jsonl(tmp_path / "run" / "metrics.jsonl")[0]
+    assert row["response/cut_off"] == 1.0  # four tokens: nothing ends
+    assert row["reward/mean"] == 0.0  # ifeval's "fewer than 3 words" would pass some; cut off, none counts

@@ -40,7 +40,7 @@ class ScoringEngine(Protocol):
 def score_item(router: Router, record: Mapping[str, Any]) -> dict[str, Any]:
     """What a worker process runs for one item: ``record["response"]`` scored by ``router``, as plain data
     (it crosses a pipe)."""
-    result = router.score(record, record.get("response") or "")
+    result = router.score(record, record.get("response") or "", fallback=False)  # fallbacks: batched in the engine
     return {"reward": result.score, "reward_source": result.source, "reward_info": result.info}
 
 
@@ -70,16 +70,25 @@ class LocalEngine:
         self.pool = WorkerPool(functools.partial(score_item, router), workers=workers, timeout_s=timeout_s)
 
     def score(self, records: Sequence[Mapping[str, Any]], responses: Sequence[str]) -> list[RewardResult]:
-        return list(self.stream(records, responses))
+        """Every result, in order; the tasks' fallbacks are asked afterwards, in this process, one batch each."""
+        results = list(self._stream(records, responses))
+        return self.router.apply_fallbacks(records, responses, results)
 
     def stream(self, records: Sequence[Mapping[str, Any]], responses: Sequence[str]) -> Iterator[RewardResult]:
         """:meth:`score`, yielding each result as soon as it and all before it are done (for progress bars and
-        streamed output). Model sources are scored first, in one batch per source."""
+        streamed output). Model sources are scored first, in one batch per source. With fallbacks configured the
+        results come once all are done (the fallbacks are batched over the whole call)."""
+        if self.router.config.fallbacks:
+            yield from self.score(records, responses)
+            return
+        yield from self._stream(records, responses)
+
+    def _stream(self, records: Sequence[Mapping[str, Any]], responses: Sequence[str]) -> Iterator[RewardResult]:
         router = self.router
         batched = [i for i, r in enumerate(records) if router.is_batched(str(r.get("task")))]
         done: dict[int, RewardResult] = {}
-        if batched:
-            scored = router.score_many([records[i] for i in batched], [responses[i] for i in batched])
+        if batched:  # score_many would ask fallbacks too: the caller does, once for everything
+            scored = router.score_many([records[i] for i in batched], [responses[i] for i in batched], fallback=False)
             done.update(zip(batched, scored))
         rest = [i for i in range(len(records)) if i not in done]
         outcomes = self.pool.imap({**records[i], "response": responses[i]} for i in rest)

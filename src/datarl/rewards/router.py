@@ -1,255 +1,45 @@
 """The router: the only place that knows which reward source scores which task.
 
-The table is declarative (task -> source name) and comes from config; each source
-has its own options. A task missing from the table is an error for that record, never
-a silent 0. Sources are imported lazily so that a worker pays only for what it uses.
-
-Config shape (YAML or JSON; every key optional)::
-
-    router:            # task -> source
-      math: rtv.math
-      ifeval: rtv.ifeval
-    sources:           # source -> keyword options passed to its scoring function
-      rtv.math: {rel_tol: null}
-      rtv.ifeval: {mode: strict}
+:mod:`datarl.rewards.router_config` holds the table (task -> source, with an optional fallback) and its
+checks; :class:`Router` scores with it. Every response is first checked for validity
+(:mod:`datarl.rewards.validity`: empty, cut off or looping responses score 0 with ``failure:
+invalid_response`` before any source, judge or verifier, sees them); then the task's source scores it; then,
+where the task has a fallback and the source's verdict is in ``FALLBACK_ON`` (the verifier says wrong or finds
+no answer), the fallback decides, and ``reward_info`` keeps both verdicts (``verdicts``) and which decided
+(``decided_by``). Sources are imported lazily so that a worker pays only for what it uses.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from datarl.errors import UserError
-from datarl.rewards.base import RewardResult
+from datarl.rewards.base import SCORING_ERRORS, RewardResult
+from datarl.rewards.router_config import (
+    DEFAULT_TABLE,
+    SOURCES,
+    Problem,
+    RouterConfig,
+    RouterConfigError,
+    Source,
+)
+from datarl.rewards.validity import INVALID, invalid_reason
 
-
-@dataclass(frozen=True)
-class Source:
-    """One reward source: where its scoring function lives and what it needs.
-
-    name: the name a router table uses (``rtv.math``).
-    module, function: the scoring function ``function(record, response, **options) -> RewardResult``.
-    options: the option names it accepts (``sources.<name>:`` in a config).
-    batched: for model sources, the batched function (same options, lists in, a list out): scored in the
-        process that holds the model, many items per forward pass, never one per worker.
-    model_option: the option that names a learned source's model (its absence is a config error).
-    makes_model: the command that makes that model (for the error message).
-    needs: the record field the source compares the response with (its absence is a bad record).
-    needs_hint: how to give that field.
-    warm_up: a function of ``module`` every scoring process calls once before its first item.
-    """
-
-    name: str
-    module: str
-    function: str
-    options: tuple[str, ...] = ()
-    batched: str | None = None
-    model_option: str | None = None
-    makes_model: str | None = None
-    needs: str | None = None
-    needs_hint: str = ""
-    warm_up: str | None = None
-
-
-_BON_HINT = "add best-of-N references first: datarl build-references FILE -o OUT --bt BT_DIR"
-SOURCES: dict[str, Source] = {
-    s.name: s
-    for s in (
-        Source("rtv.math", "datarl.rewards.math", "score_math", ("rel_tol", "step_credit")),
-        Source("rtv.ifeval", "datarl.rewards.ifeval", "score_ifeval", ("mode",), warm_up="warm_up"),
-        Source("rtv.code", "datarl.rewards.code", "score_code", ("partial_credit", "config")),
-        Source(
-            "bt",
-            "datarl.rewards.bt",
-            "score_bt",
-            ("model", "scale", "shift"),
-            batched="score_bt_batch",
-            model_option="model",
-            makes_model="datarl train-bt",
-        ),
-        Source(
-            "genrm.gt",
-            "datarl.rewards.genrm",
-            "score_genrm_gt",
-            ("judge", "max_answer_chars"),
-            batched="score_genrm_gt_batch",
-            model_option="judge",
-            makes_model="datarl train-genrm",
-            needs="ground_truth",
-            needs_hint="give the final answer",
-        ),
-        Source(
-            "genrm.bon",
-            "datarl.rewards.genrm",
-            "score_genrm_bon",
-            ("judge", "max_answer_chars"),
-            batched="score_genrm_bon_batch",
-            model_option="judge",
-            makes_model="datarl train-genrm",
-            needs="reference",
-            needs_hint=_BON_HINT,
-        ),
-        # The synthetic suite's hidden rubric (general records only): an experiment's no-hacking control.
-        Source("gold.rubric", "datarl.synth.gold", "score_rubric"),
-    )
-}
-
-# The paper's routing: verifiers where a task has one, the judge against best-of-N references otherwise.
-DEFAULT_TABLE: dict[str, str] = {
-    "math": "rtv.math",
-    "ifeval": "rtv.ifeval",
-    "code": "rtv.code",
-    "general": "genrm.bon",
-}
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Why some records (``records``: their indices; empty for a config problem) cannot be scored."""
-
-    field: str
-    message: str
-    records: tuple[int, ...]
-
-
-def _model_exists(spec: str) -> bool:
-    """A model option's value names something loadable: a path, or an alias a package ships."""
-    if os.path.exists(spec):
-        return True
-    from datarl.models.loading import ALIASES
-
-    return spec in ALIASES
-
-
-class RouterConfigError(UserError, ValueError):
-    """A router config that cannot work; the message says how to fix it."""
-
-
-def _probe_options(source: str, opts: Mapping[str, Any]) -> None:
-    """Check a rule-based source's option values now, by scoring an empty item with them: a bad
-    value (``rel_tol: abc``) is a config error, where scoring would report every item as an
-    internal error. Rule sources check their options before they look at the item."""
-    spec = SOURCES[source]
-    try:
-        getattr(importlib.import_module(spec.module), spec.function)({}, "", **dict(opts))
-    except ImportError:
-        return  # an optional dependency is missing: scoring reports it per item (source_unavailable)
-    except (ValueError, TypeError) as exc:
-        raise RouterConfigError(f"sources.{source}: {exc}") from None
-
-
-@dataclass(frozen=True)
-class RouterConfig:
-    """Which source scores each task, and each source's options.
-
-    table: task -> source name (a key of ``SOURCES``).
-    options: source name -> keyword arguments for that source's scoring function.
-    """
-
-    table: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TABLE))
-    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for task, source in self.table.items():
-            if source not in SOURCES:
-                raise RouterConfigError(
-                    f"router: task {task!r} points at unknown source {source!r}; "
-                    f"available sources: {', '.join(sorted(SOURCES))}"
-                )
-        for source, opts in self.options.items():
-            if source not in SOURCES:
-                raise RouterConfigError(f"sources: unknown source {source!r}; available: {', '.join(sorted(SOURCES))}")
-            if not isinstance(opts, Mapping):
-                raise RouterConfigError(f"sources.{source}: options must be a mapping")
-            allowed = SOURCES[source].options
-            for key in opts:
-                if key not in allowed:
-                    raise RouterConfigError(
-                        f"sources.{source}: unknown option {key!r}; allowed: {', '.join(allowed) or 'none'}"
-                    )
-            if opts and SOURCES[source].model_option is None:
-                _probe_options(source, opts)
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None) -> RouterConfig:
-        """Build from a config dict: the default table updated by ``router:``."""
-        data = data or {}
-        unknown = set(data) - {"router", "sources"}
-        if unknown:
-            raise RouterConfigError(f"unknown config section(s) {sorted(unknown)}; expected 'router' and 'sources'")
-        table = dict(DEFAULT_TABLE)
-        overrides = data.get("router") or {}
-        if not isinstance(overrides, Mapping):
-            raise RouterConfigError("router: must map task names to source names")
-        for task, source in overrides.items():
-            if source in (None, "none"):
-                table.pop(task, None)
-            else:
-                table[str(task)] = str(source)
-        options = data.get("sources") or {}
-        if not isinstance(options, Mapping):
-            raise RouterConfigError("sources: must map source names to option mappings")
-        return cls(table=table, options={k: dict(v or {}) for k, v in options.items()})
-
-    def source_for(self, task: str) -> str | None:
-        return self.table.get(task)
-
-    def record_problem(self, record: Mapping[str, Any]) -> tuple[str, str] | None:
-        """Why this router cannot score ``record`` (``(field, message)``), or None: no source for its
-        task, a learned source without its model, or a record without what its source compares with."""
-        task = str(record.get("task"))
-        source = self.source_for(task)
-        if source is None:
-            return ("task", self.missing_source_message(task))
-        missing_model = self.model_problem(task)
-        if missing_model:
-            return ("task", missing_model)
-        spec = SOURCES[source]
-        if spec.needs and not str(record.get(spec.needs) or "").strip():
-            return (spec.needs, f"missing; {source} compares the response with it; {spec.needs_hint}")
-        return None
-
-    def model_problem(self, task: str) -> str | None:
-        """Why ``task``'s source cannot score at all here (a learned source with no model set), or None."""
-        source = self.source_for(task)
-        spec = SOURCES.get(source or "")
-        if spec is not None and spec.model_option and not dict(self.options.get(spec.name, {})).get(spec.model_option):
-            return (
-                f"task {task!r} is routed to {source}, which needs a model: set "
-                f"sources.{source}.{spec.model_option} in the config (a directory made by `{spec.makes_model}`)"
-            )
-        return None
-
-    def preflight(self, records: Sequence[Mapping[str, Any]]) -> list[Problem]:
-        """Every reason these records cannot be scored, before any work: per problem, the records it
-        concerns (a task without a source, a learned source without its model, records lacking the field
-        their source compares with), then model options that name no directory, alias or endpoint."""
-        grouped: dict[tuple[str, str], list[int]] = {}
-        for i, record in enumerate(records):
-            problem = self.record_problem(record)
-            if problem is not None:
-                grouped.setdefault(problem, []).append(i)
-        problems = [Problem(f, m, tuple(idx)) for (f, m), idx in grouped.items()]
-        for source in sorted(set(self.table.values())):
-            spec = SOURCES[source]
-            value = dict(self.options.get(source, {})).get(spec.model_option) if spec.model_option else None
-            if isinstance(value, str) and not _model_exists(value):
-                problems.append(
-                    Problem(f"sources.{source}.{spec.model_option}", f"{value}: no such model directory", ())
-                )
-        return problems
-
-    def missing_source_message(self, task: str) -> str:
-        return (
-            f"no reward source is configured for task {task!r}; add one under 'router:' in the config "
-            f"(available sources: {', '.join(sorted(SOURCES))})"
-        )
-
+__all__ = [
+    "Router",
+    "RouterConfig",
+    "RouterConfigError",
+    "SOURCES",
+    "DEFAULT_TABLE",
+    "Source",
+    "Problem",
+    "FALLBACK_ON",
+]
 
 _NO_SOURCE = Source("none", "", "")
+FALLBACK_ON = frozenset({"wrong_answer", "no_answer"})
+"""The verdicts of a task's source that ask its fallback: the verifier says wrong, or finds no answer."""
 
 
 class Router:
@@ -281,40 +71,82 @@ class Router:
         """Whether the source of ``task`` is model-based (score it with :meth:`score_many`, in-process)."""
         return SOURCES.get(self.config.source_for(task) or "", _NO_SOURCE).batched is not None
 
-    def score_many(self, records: Sequence[Mapping[str, Any]], responses: Sequence[str]) -> list[RewardResult]:
-        """Score many records in this process, in order; batched sources get one call per source."""
+    def score_many(
+        self, records: Sequence[Mapping[str, Any]], responses: Sequence[str], *, fallback: bool = True
+    ) -> list[RewardResult]:
+        """Score many records in this process, in order; batched sources get one call per source, and so do
+        fallbacks (with ``fallback``)."""
         out: list[RewardResult | None] = [None] * len(records)
         groups: dict[str, list[int]] = {}
         for i, record in enumerate(records):
-            source = self.config.source_for(str(record.get("task")))
-            if self.is_batched(str(record.get("task"))):
-                groups.setdefault(str(source), []).append(i)
+            task = str(record.get("task"))
+            invalid = self._invalid(record, responses[i])
+            if invalid is not None:
+                out[i] = invalid
+            elif self.is_batched(task):
+                groups.setdefault(str(self.config.source_for(task)), []).append(i)
             else:
-                out[i] = self.score(record, responses[i])
+                out[i] = self.score(record, responses[i], fallback=False)
         for source, idx in groups.items():
-            spec = SOURCES[source]
-            opts = dict(self.config.options.get(source, {}))
-            try:
-                fn = getattr(importlib.import_module(spec.module), str(spec.batched))
-                results = fn([records[i] for i in idx], [responses[i] for i in idx], **opts)
-            except Exception as exc:  # as in score(): report, never crash the run
-                results = [
-                    RewardResult(0.0, source, {"failure": "internal_error", "error": f"{type(exc).__name__}: {exc}"})
-                    for _ in idx
-                ]
-            for i, result in zip(idx, results):
-                info = dict(result.info)
-                info.setdefault("routed_by", f"task={records[i].get('task')} -> {source}")
-                out[i] = RewardResult(float(result.score), result.source, info)
-        return [r for r in out if r is not None]
+            for i, result in zip(
+                idx, self._score_batch(source, [records[i] for i in idx], [responses[i] for i in idx])
+            ):
+                out[i] = result
+        results = [r for r in out if r is not None]
+        return self.apply_fallbacks(records, responses, results) if fallback else results
 
-    def score(self, record: Mapping[str, Any], response: str) -> RewardResult:
+    def score(self, record: Mapping[str, Any], response: str, *, fallback: bool = True) -> RewardResult:
+        """Score one response: an invalid one (:mod:`~datarl.rewards.validity`) is 0 before any source sees it;
+        with ``fallback`` (default), a task's fallback source is asked here too (a model fallback then loads
+        its model in this process: engines pass False and batch the fallbacks themselves)."""
+        invalid = self._invalid(record, response)
+        if invalid is not None:
+            return invalid
         task = str(record.get("task"))
         source = self.config.source_for(task)
         if source is None:
             return RewardResult(
                 0.0, "none", {"failure": "no_source", "error": self.config.missing_source_message(task)}
             )
+        result = self._score_one(source, record, response)
+        if fallback and self.needs_fallback(record, result):
+            return self._merged(record, result, self._score_one(str(self.config.fallback_for(task)), record, response))
+        return result
+
+    def needs_fallback(self, record: Mapping[str, Any], result: RewardResult) -> bool:
+        """Whether ``record``'s task has a fallback and its source's verdict calls for it (``FALLBACK_ON``)."""
+        return self.config.fallback_for(str(record.get("task"))) is not None and result.failure in FALLBACK_ON
+
+    def apply_fallbacks(
+        self, records: Sequence[Mapping[str, Any]], responses: Sequence[str], results: Sequence[RewardResult]
+    ) -> list[RewardResult]:
+        """``results`` with every verdict that calls for a fallback replaced by the merged verdict; each fallback
+        source is asked once for all its items (one batch for a model source)."""
+        out = list(results)
+        groups: dict[str, list[int]] = {}
+        for i, (record, result) in enumerate(zip(records, results)):
+            if self.needs_fallback(record, result):
+                groups.setdefault(str(self.config.fallback_for(str(record.get("task")))), []).append(i)
+        for source, idx in groups.items():
+            if SOURCES[source].batched is not None:
+                second = self._score_batch(source, [records[i] for i in idx], [responses[i] for i in idx])
+            else:
+                second = [self._score_one(source, records[i], responses[i]) for i in idx]
+            for i, result in zip(idx, second):
+                out[i] = self._merged(records[i], results[i], result)
+        return out
+
+    def _invalid(self, record: Mapping[str, Any], response: Any) -> RewardResult | None:
+        reason = invalid_reason(record, response)
+        if reason is None:
+            return None
+        task = str(record.get("task")) if isinstance(record, Mapping) else "None"
+        source = self.config.source_for(task) or "none"
+        return RewardResult(
+            0.0, source, {"failure": INVALID, "invalid": reason, "routed_by": f"task={task} -> {source}"}
+        )
+
+    def _score_one(self, source: str, record: Mapping[str, Any], response: str) -> RewardResult:
         try:
             fn = self._fn(source)
         except ImportError as exc:
@@ -327,5 +159,51 @@ class Router:
         except Exception as exc:  # a source must not raise; if one does, report it, don't crash the run
             return RewardResult(0.0, source, {"failure": "internal_error", "error": f"{type(exc).__name__}: {exc}"})
         info = dict(result.info)
-        info.setdefault("routed_by", f"task={task} -> {source}")
+        info.setdefault("routed_by", f"task={record.get('task')} -> {source}")
         return RewardResult(float(result.score), result.source, info)
+
+    def _score_batch(
+        self, source: str, records: Sequence[Mapping[str, Any]], responses: Sequence[str]
+    ) -> list[RewardResult]:
+        spec = SOURCES[source]
+        opts = dict(self.config.options.get(source, {}))
+        try:
+            fn = getattr(importlib.import_module(spec.module), str(spec.batched))
+            results = fn(list(records), list(responses), **opts)
+        except Exception as exc:  # as in score(): report, never crash the run
+            results = [
+                RewardResult(0.0, source, {"failure": "internal_error", "error": f"{type(exc).__name__}: {exc}"})
+                for _ in records
+            ]
+        out = []
+        for record, result in zip(records, results):
+            info = dict(result.info)
+            info.setdefault("routed_by", f"task={record.get('task')} -> {source}")
+            out.append(RewardResult(float(result.score), result.source, info))
+        return out
+
+    def _merged(self, record: Mapping[str, Any], first: RewardResult, second: RewardResult) -> RewardResult:
+        """The verifier's verdict and the fallback's, and which decided. The fallback decides (1.0 when its score
+        is above 0.5, else 0.0: a verifier's reward stays binary) unless it failed (a judge that is down): then
+        the verifier's verdict stands, flagged with ``fallback_error``."""
+        task = record.get("task")
+        verdicts = {
+            r.source: {"score": r.score, **{k: v for k, v in r.info.items() if k != "routed_by"}}
+            for r in (first, second)
+        }
+        routed = f"task={task} -> {first.source}, fallback {second.source}"
+        if second.failure is not None and second.failure in SCORING_ERRORS:
+            error = second.info.get("error") or second.failure
+            info = {
+                **first.info,
+                "verdicts": verdicts,
+                "decided_by": first.source,
+                "fallback_error": error,
+                "routed_by": routed,
+            }
+            return RewardResult(first.score, first.source, info)
+        accepted = second.score > 0.5
+        info = {"verdicts": verdicts, "decided_by": second.source, "fallback_score": second.score, "routed_by": routed}
+        if not accepted:
+            info["failure"] = first.failure or "wrong_answer"
+        return RewardResult(1.0 if accepted else 0.0, second.source, info)

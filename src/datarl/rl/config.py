@@ -71,6 +71,8 @@ class PPOConfig:
     whiten_advantages: normalise advantages over the batch.
     reward_shift: added to every routed score (e.g. -0.5 centres a [0, 1] reward).
     cutoff_penalty: subtracted from the score of a response cut off at max_new_tokens without EOS.
+    cutoff_invalid: a response cut off at max_new_tokens without EOS is invalid for every source (0 with
+        ``failure: invalid_response``, :mod:`datarl.rewards.validity`); False scores it as written.
     temperature, top_p, max_new_tokens: rollout sampling.
     max_grad_norm: gradient clipping for both models.
     value_init: ``policy`` (a separate critic: the SFT body and a zero head), a BT model directory (its body
@@ -105,6 +107,7 @@ class PPOConfig:
     whiten_advantages: bool = True
     reward_shift: float = 0.0
     cutoff_penalty: float = 0.0
+    cutoff_invalid: bool = True
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 128

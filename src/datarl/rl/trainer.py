@@ -149,7 +149,13 @@ def train(
             )
             t_gen = time.perf_counter()
             # 3. rewards from the router (verifiers in worker processes, learned models batched here)
-            rows = [records[g.prompt_index] for g in gens]
+            # a response cut off at max_new_tokens is invalid for every source (rewards.validity)
+            rows = [
+                {**records[g.prompt_index], "response_finished": g.finished}
+                if p.cutoff_invalid
+                else records[g.prompt_index]
+                for g in gens
+            ]
             results = rewarders.score(rows, [g.text for g in gens])
             scores, finished = _shaped_scores(results, gens, p, device)
             t_reward = time.perf_counter()

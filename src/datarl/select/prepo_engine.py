@@ -265,7 +265,8 @@ def _score_chunk(
     gens = sorted(sampled, key=lambda g: (g.prompt_index, g.sample_index))
     t1 = time.perf_counter()
     dicts = [r.to_dict() for r in records]
-    results = scorer.score([dicts[g.prompt_index] for g in gens], [g.text for g in gens])
+    rows = [{**dicts[g.prompt_index], "response_finished": g.finished} for g in gens]  # cut off: invalid
+    results = scorer.score(rows, [g.text for g in gens])
     summary.generate_seconds += t1 - t0
     summary.score_seconds += time.perf_counter() - t1
     entries = [
