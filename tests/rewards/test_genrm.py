@@ -307,6 +307,34 @@ def test_openai_no_verdict_token_and_one_missing():
         server.shutdown()
 
 
+def _llama_cpp_eos_first(body):
+    # llama-cpp-python on SmolLM2 (HardVerify-Math judge prompts): when end-of-sequence is the greedy first token
+    # the reply has empty logprobs, unless min_tokens masks it; the listed log-probs stay unmasked ("" is the EOS).
+    top = {"": -1.19, "\n": -1.35, " A": -2.61, " B": -4.60}
+    if body.get("min_tokens", 0) >= 1:
+        return 200, (_chat(top) if "messages" in body else _completion(top))
+    if "messages" in body:
+        choice = {"message": {"role": "assistant", "content": ""}, "logprobs": {"content": [], "refusal": None}}
+    else:
+        choice = {"text": "", "logprobs": {"text_offset": [], "token_logprobs": [], "tokens": [], "top_logprobs": []}}
+    return 200, {"choices": [{**choice, "finish_reason": "stop"}]}
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_openai_end_of_sequence_first_still_gives_a_verdict(api):
+    server, calls, url = _serve(_llama_cpp_eos_first)
+    try:
+        spec = {"backend": "openai", "base_url": url, "model": "m", "api": api}
+        r = score_genrm_bon(GENERAL, "good", judge=spec)
+        assert r.failure is None, r.info
+        assert r.info["p_response_first"] == pytest.approx(readout(-2.61, -4.60))
+        assert all(body["min_tokens"] == 1 for _, body in calls)
+        _assert_judge_error({**spec, "min_tokens": 0}, "the generation ended at once")
+        assert "min_tokens" not in calls[-1][1]
+    finally:
+        server.shutdown()
+
+
 def test_openai_connection_refused_and_bad_spec():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

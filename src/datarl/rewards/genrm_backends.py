@@ -12,7 +12,9 @@ first generated position, or the exception that made the call fail (never a gues
   top_logprobs: k``). Items run concurrently (``batch_size`` threads); each call has a timeout and
   ``retries`` retries with backoff. A response without logprobs, or whose top logprobs hold neither
   verdict token, is an error; when only one verdict token is listed, the other is given the lowest
-  listed log-prob (an upper bound) and ``missing_verdict`` is recorded.
+  listed log-prob (an upper bound) and ``missing_verdict`` is recorded. Requests carry ``min_tokens: 1``:
+  llama-cpp-python returns no logprobs at all when the greedy first token ends the generation (a small
+  judge's end-of-sequence often leads), and the verdict read-out needs that position's distribution.
 """
 
 from __future__ import annotations
@@ -176,6 +178,9 @@ class OpenAIJudgeConfig:
     top_logprobs: alternatives requested at the verdict position (OpenAI caps chat at 20).
     backoff_s: sleep before retry k is ``backoff_s * 2**k``.
     api_key: sent as a bearer token when set (else ``$OPENAI_API_KEY`` if present).
+    min_tokens: sent as ``min_tokens`` (vLLM, SGLang, llama-cpp-python): the first token is never end-of-sequence,
+        else llama-cpp-python answers an end-of-sequence first token with empty logprobs. It only masks that token:
+        P("A") is renormalised over A/B, so it is unchanged. 0 leaves the field out (endpoints that refuse it).
     gt_format: how ``genrm.gt`` writes the ground truth in its slot.
     """
 
@@ -188,6 +193,7 @@ class OpenAIJudgeConfig:
     top_logprobs: int = 20
     backoff_s: float = 0.5
     api_key: str | None = None
+    min_tokens: int = 1
     gt_format: str = GT_FORMAT
 
     def __post_init__(self) -> None:
@@ -195,6 +201,8 @@ class OpenAIJudgeConfig:
             raise JudgeError(f"api must be 'completions' or 'chat', got {self.api!r}")
         if self.timeout_s <= 0 or self.retries < 0 or self.batch_size < 1 or self.top_logprobs < 2:
             raise JudgeError("timeout_s > 0, retries >= 0, batch_size >= 1 and top_logprobs >= 2 are required")
+        if self.min_tokens < 0:
+            raise JudgeError(f"min_tokens must be >= 0 (0 leaves it out), got {self.min_tokens}")
         if not str(self.base_url).startswith(("http://", "https://")):
             raise JudgeError(f"base_url must be an http(s) URL, got {self.base_url!r}")
 
@@ -212,6 +220,12 @@ class OpenAIJudge:
         self.name = f"openai:{cfg.model}"
 
     def _body(self, prompt: str) -> tuple[str, dict[str, Any]]:
+        path, body = self._request(prompt)
+        if self.cfg.min_tokens:
+            body["min_tokens"] = self.cfg.min_tokens
+        return path, body
+
+    def _request(self, prompt: str) -> tuple[str, dict[str, Any]]:
         c = self.cfg
         if c.api == "chat":
             return "/chat/completions", {
@@ -269,11 +283,13 @@ class OpenAIJudge:
         if self.cfg.api == "chat":
             content = lp.get("content") or []
             if not content or not content[0].get("top_logprobs"):
-                raise JudgeError("chat response has no top_logprobs at the first token")
+                ended = " (the generation ended at once: set min_tokens >= 1)" if not content else ""
+                raise JudgeError(f"chat response has no top_logprobs at the first token{ended}")
             return {str(t["token"]): float(t["logprob"]) for t in content[0]["top_logprobs"]}
         tops = lp.get("top_logprobs") or []
         if not tops or not tops[0]:
-            raise JudgeError("completions response has no top_logprobs at the first token")
+            ended = " (the generation ended at once: set min_tokens >= 1)" if not lp.get("tokens") else ""
+            raise JudgeError(f"completions response has no top_logprobs at the first token{ended}")
         return {str(k): float(v) for k, v in tops[0].items()}
 
     def _one(self, prompt: str) -> tuple[float | Exception, dict[str, Any]]:
