@@ -36,7 +36,11 @@ def config(micro_policy, run_dir, **changes):
         "workers": 1,
         "pairs": {"per_task": 3, "samples_per_prompt": 2, "max_new_tokens": 12, "min_gold_gap": 0.0},
         "bt": {"steps": 2, "pairs_per_step": 2},
-        "genrm": {"steps": 2, "batch_size": 2},
+        "genrm": {
+            "steps": 2,
+            "batch_size": 2,
+            "heldout": {"gt_responses": 4, "pair_prompts": 2, "samples_per_prompt": 2, "max_new_tokens": 12},
+        },
         "references": {"n": 2, "max_new_tokens": 12},
         "select": {"fraction": 0.5, "samples_per_prompt": 2, "max_new_tokens": 12},
         "train": {
@@ -73,6 +77,9 @@ def test_all_stages_then_a_rerun_skips_them_all(micro_policy, tmp_path):
         "train/selection/report.json",
     ):
         assert (tmp_path / "run" / path).exists(), path
+    judge_meta = json.load(open(tmp_path / "run" / "judge" / "datarl_genrm.json"))
+    assert judge_meta["heldout"]["gt"]["items"] == 4  # the judge's held-out table, from eval prompts
+    assert "How far to trust the judge" in (tmp_path / "run" / "train" / "report.html").read_text()
     general_refs = [
         json.loads(line)
         for line in open(tmp_path / "run" / "data" / "eval.jsonl")

@@ -179,3 +179,42 @@ def test_calibrate_genrm_cli_refuses_a_directory_that_is_not_a_judge(base_dir, t
     assert main(["calibrate-genrm", base_dir, str(rows)]) == 2
     err = capsys.readouterr().err
     assert "not a judge directory" in err and "Traceback" not in err
+
+
+def test_gt_share_draws_that_share_half_correct_half_wrong():
+    import random as _random
+
+    from datarl.models.genrm_train import _batches
+
+    with pytest.raises(ValueError, match="gt_share"):
+        GenRMTrainConfig(gt_share=1.0)
+    pools = {"pairs": [([1], 1.0)] * 50, "gt_correct": [([2], 1.0)], "gt_wrong": [([3], 0.0)] * 200}
+    batch = next(_batches(pools, GenRMTrainConfig(batch_size=16, gt_share=0.5), _random.Random(0)))
+    kinds = [ids[0] for ids, _ in batch]
+    assert kinds.count(1) == 8 and kinds.count(2) == 4 and kinds.count(3) == 4
+    # without a share every example is drawn alike: the rare correct item is rare
+    drawn = [
+        ids[0]
+        for b, _ in zip(_batches(pools, GenRMTrainConfig(batch_size=16), _random.Random(0)), range(20))
+        for ids, _ in b
+    ]
+    assert drawn.count(2) < 10
+
+
+def test_calibrate_after_training_stores_the_threshold_and_the_judge_keeps_its_answer_cap(base_dir, tmp_path):
+    from datarl.rewards.genrm_backends import HFJudge
+
+    recs = _math_records(120)
+    gt = [{**r, "response": r["reference"]} for r in recs] + [
+        {**r, "response": "2 + 2 = 5\n#### 5", "correct": False} for r in recs
+    ]
+    cfg = GenRMTrainConfig(
+        steps=2, batch_size=4, warmup_steps=1, eval_fraction=0.3, calibrate=True, max_answer_chars=200
+    )
+    meta = train_genrm([], base_dir, str(tmp_path / "j"), cfg, gt_records=gt, log=None)
+    entry = meta["calibration"]["genrm.gt"]
+    assert 0 < entry["threshold"] < 1 and entry["n"] >= 20 and entry["accuracy"] >= entry["accuracy_at_0.5"]
+    genrm.clear_judge_cache()
+    judge = HFJudge.load(str(tmp_path / "j"))
+    assert judge.calibration["genrm.gt"] == entry["threshold"] and judge.max_answer_chars == 200
+    genrm.clear_judge_cache()

@@ -156,8 +156,17 @@ def make_run_dir(root: Path, *, selection: bool = True, summary: bool = True) ->
         "steps": 40,
         "seed": 0,
         "curriculum": "paper",
-        "reward": {"router": dict(SOURCE), "sources": {"bt": {"model": "/cache/bt"}}},
+        "reward": {
+            "router": dict(SOURCE),
+            "sources": {"bt": {"model": "/cache/bt"}, "genrm.bon": {"judge": str(root / "judge")}},
+        },
     }
+    (root / "judge").mkdir()
+    heldout = {
+        "gt": {"agreement": 0.912, "balanced_agreement": 0.861, "position_consistency": 0.83, "items": 500.0},
+        "pairs": {"agreement": 0.771, "balanced_agreement": 0.771, "position_consistency": 0.802, "items": 640.0},
+    }
+    (root / "judge" / "datarl_genrm.json").write_text(json.dumps({"heldout": heldout}))
     (run / "config.json").write_text(json.dumps(config))
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _metrics_rows()))
     evals = _eval_rows()
@@ -211,7 +220,7 @@ def test_every_section_is_present_and_drawn(full_report):
     assert 'id="header"' in page
     for sid in SECTIONS:
         body = _section(page, sid)
-        if sid != "before-after":
+        if sid not in ("before-after", "judge"):
             assert "<img" in body, f"{sid} drew no figure"
         assert 'class="msg"' not in body, f"{sid} says it has no data: {body[:200]}"
     header = page.split("</header>")[0]
@@ -219,10 +228,21 @@ def test_every_section_is_present_and_drawn(full_report):
         assert shown in header
 
 
+def test_judge_section_shows_the_heldout_table(full_report, tmp_path):
+    body = _section(full_report[3], "judge")
+    for shown in ("0.912", "0.861", "0.830", "0.771", "0.802", "500", "640", "rtv.math", "gold ordering"):
+        assert shown in body
+    # a judge trained outside the pipeline (no held-out table) says so instead of showing nothing
+    run = make_run_dir(tmp_path)
+    (tmp_path / "judge" / "datarl_genrm.json").write_text(json.dumps({"metrics": {}}))
+    html_path, _ = write_report(run)
+    assert "no held-out table" in _section(html_path.read_text(encoding="utf-8"), "judge")
+
+
 def test_page_is_self_contained(full_report):
     page = full_report[3]
     images = re.findall(r'<img[^>]*\bsrc="([^"]*)"', page)
-    assert len(images) == 6  # every section but the before/after table
+    assert len(images) == 6  # every section but the before/after and judge tables
     assert all(src.startswith("data:image/png;base64,") for src in images)
     assert not re.search(r'(?:src|href)\s*=\s*["\']?\s*(?:https?:)?//', page, re.I)
     assert "<script" not in page and "<link" not in page and "@import" not in page

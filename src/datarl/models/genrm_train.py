@@ -70,6 +70,11 @@ class GenRMTrainConfig:
     gt_from_pairs: also make ground-truth items from pairs that carry ``ground_truth``.
     gt_format: how the ground truth is written in its slot (must contain ``{ground_truth}``).
     max_answer_chars: per-slot character cap in the judge prompt.
+    gt_share: share of each batch drawn from the ground-truth items, half from correct and half from wrong
+        responses (the rest from the pairs); None draws from all items alike. A fixed share keeps both
+        skills training whatever the sets' sizes.
+    calibrate: fit the ``genrm.gt`` decision threshold on the held-out ground-truth items after training
+        and store it with the judge (see :func:`calibrate_judge`); needs ``eval_fraction > 0``.
     seed: split, batch order and initialisation-independent randomness.
     """
 
@@ -84,6 +89,8 @@ class GenRMTrainConfig:
     gt_from_pairs: bool = True
     gt_format: str = GT_FORMAT
     max_answer_chars: int = MAX_ANSWER_CHARS
+    gt_share: float | None = None
+    calibrate: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -95,6 +102,8 @@ class GenRMTrainConfig:
             raise ValueError("gt_tie_target must be in [0.5, 1] (P(correct response's slot wins))")
         if "{ground_truth}" not in self.gt_format:
             raise ValueError("gt_format must contain '{ground_truth}'")
+        if self.gt_share is not None and not 0.0 < self.gt_share < 1.0:
+            raise ValueError("gt_share must be in (0, 1), or None to draw from all items alike")
         if self.max_eval_items < 1 or self.max_answer_chars < 16 or self.weight_decay < 0:
             raise ValueError("max_eval_items >= 1, max_answer_chars >= 16 and weight_decay >= 0 are required")
 
@@ -149,6 +158,7 @@ def _split(items: list[Item], cfg: GenRMTrainConfig) -> tuple[list[Item], list[I
 
 
 def _examples(judge: HFJudge, items: Sequence[Item], cfg: GenRMTrainConfig) -> list[tuple[list[int], float]]:
+    """Both orders of every item, encoded, with P("A") as the target."""
     prompts, targets = [], []
     for _, q, resp, ref, t in items:
         prompts += [
@@ -174,8 +184,28 @@ def evaluate(judge: HFJudge, items: Sequence[Item], cfg: GenRMTrainConfig) -> di
     return metrics
 
 
+def _batches(pools: Mapping[str, list[tuple[list[int], float]]], cfg: GenRMTrainConfig, rng: random.Random) -> Any:
+    """Endless batches. Pools: ``pairs``, ``gt_correct``, ``gt_wrong`` (both orders of each item). With
+    ``gt_share``, that share of each batch comes from the ground-truth pools, half correct and half wrong
+    (a judge that always says "wrong" gains nothing however rare correct answers are), the rest from the
+    pairs; without it, every example is drawn alike."""
+    everything = [ex for pool in pools.values() for ex in pool]
+    gt_pools = [pools[k] for k in ("gt_correct", "gt_wrong") if pools.get(k)]
+    pairs = pools.get("pairs") or []
+    n_gt = round(cfg.batch_size * cfg.gt_share) if cfg.gt_share is not None and gt_pools and pairs else None
+    while True:
+        if n_gt is None:
+            yield [everything[rng.randrange(len(everything))] for _ in range(cfg.batch_size)]
+            continue
+        batch = []
+        for i in range(n_gt):
+            pool = gt_pools[i % len(gt_pools)]
+            batch.append(pool[rng.randrange(len(pool))])
+        yield batch + [pairs[rng.randrange(len(pairs))] for _ in range(cfg.batch_size - n_gt)]
+
+
 def _train_loop(
-    judge: HFJudge, data: list[tuple[list[int], float]], cfg: GenRMTrainConfig, log: Any
+    judge: HFJudge, pools: Mapping[str, list[tuple[list[int], float]]], cfg: GenRMTrainConfig, log: Any
 ) -> dict[str, float]:
     import torch
 
@@ -186,9 +216,10 @@ def _train_loop(
     a_id, b_id = judge.verdict_ids
     losses: list[float] = []
     start = time.perf_counter()
+    batches = _batches(pools, cfg, rng)
     for step in range(cfg.steps):
         set_lr(opt, lr_factor(step, cfg.steps, cfg.warmup_steps))
-        batch = [data[rng.randrange(len(data))] for _ in range(cfg.batch_size)]
+        batch = next(batches)
         logp = torch.log_softmax(judge.next_logits([ids for ids, _ in batch]).float(), dim=-1)
         target = torch.tensor([t for _, t in batch])
         loss = -(target * logp[:, a_id] + (1 - target) * logp[:, b_id]).mean()
@@ -224,10 +255,15 @@ def train_genrm(
         raise ValueError("every prompt fell in the held-out split; lower eval_fraction or add data")
     torch.manual_seed(cfg.seed)
     judge = HFJudge.load(base, gt_format=cfg.gt_format)  # fails here if A/B are not single tokens
-    data = _examples(judge, train, cfg)
+    pools = {
+        "pairs": _examples(judge, [it for it in train if it[0] == "pairs"], cfg),
+        "gt_correct": _examples(judge, [it for it in train if it[0] == "gt" and it[4] > 0.0], cfg),
+        "gt_wrong": _examples(judge, [it for it in train if it[0] == "gt" and it[4] == 0.0], cfg),
+    }
     before = evaluate(judge, test, cfg) if test else {}
-    stats = _train_loop(judge, data, cfg, log)
+    stats = _train_loop(judge, pools, cfg, log)
     after = evaluate(judge, test, cfg) if test else {}
+    calibration = _fit_gt_threshold(judge, test, cfg) if cfg.calibrate else None
     counts = {
         f"{split}/{kind}": sum(it[0] == kind for it in part)
         for split, part in (("train", train), ("heldout", test))
@@ -244,6 +280,8 @@ def train_genrm(
         "metrics": after,
         "metrics_before": before,
     }
+    if calibration is not None:
+        meta["calibration"] = {SOURCE_GT: calibration}
     save_model_dir(out_dir.rstrip("/"), judge.policy.model, judge.policy.tokenizer, meta_file=GENRM_META, meta=meta)
     if log is not None:
         log(f"GenRM judge written to {out_dir}: {after}")
@@ -251,6 +289,26 @@ def train_genrm(
 
 
 # ----------------------------------------------------------------------------- calibration
+
+
+def _fit_gt_threshold(judge: HFJudge, test: Sequence[Item], cfg: GenRMTrainConfig) -> dict[str, Any] | None:
+    """The ``genrm.gt`` threshold fitted on the held-out ground-truth items of training prompts, or None
+    (with a reason logged by the caller's metrics) when they do not hold both labels."""
+    sub = [it for it in test if it[0] == "gt" and it[4] != 0.5]
+    labels = [it[4] > 0.5 for it in sub]
+    if len(sub) < 20 or all(labels) or not any(labels):
+        return None
+    res = judge_batch(judge, [(q, r, ref) for _, q, r, ref, _ in sub], max_answer_chars=cfg.max_answer_chars)
+    scores = [x.score for x in res]
+    threshold, accuracy = fit_threshold(scores, labels)
+    return {
+        "threshold": threshold,
+        "accuracy": accuracy,
+        "accuracy_at_0.5": _accuracy(scores, labels, 0.5),
+        "n": len(sub),
+        "correct": sum(labels),
+        "fitted_on": "held-out ground-truth items of training prompts",
+    }
 
 
 def fit_threshold(scores: Sequence[float], labels: Sequence[bool]) -> tuple[float, float]:

@@ -164,21 +164,41 @@ def stage_bt(cfg: PipelineConfig, ledger: Ledger) -> Stage:
     return run, {**opts, "tasks": tasks}, [cfg.path("pairs.jsonl")]
 
 
+GT_SAMPLES = 1200  # the embedded default's sampled math responses to training prompts (rtv.math labels them)
+
+
 def stage_genrm(cfg: PipelineConfig, ledger: Ledger) -> Stage:
+    opts = dict(cfg.genrm)
+    heldout_opts = dict(opts.pop("heldout", None) or {})
+    gt_samples = int(opts.pop("gt_samples", GT_SAMPLES if cfg.policy == "tiny" else 0))
+    # The held-out table needs gold checks (rtv.math, the rubric): the embedded suite's eval split.
+    heldout_path = raw_paths(cfg)["eval"] if cfg.data is None else None
+    train_path = raw_paths(cfg)["train"]
+
     def run() -> tuple[list[str], dict[str, Any]]:
-        from datarl.models.genrm_train import GenRMTrainConfig, train_genrm
+        from datarl.models.genrm_build import build_judge
+        from datarl.models.genrm_heldout import HeldoutConfig
+        from datarl.models.genrm_train import GenRMTrainConfig
+        from datarl.models.sft import default_cache_dir
         from datarl.preferences import load_pairs
 
-        meta = train_genrm(
+        meta = build_judge(
             load_pairs(cfg.path("pairs.jsonl")),
             policy_dir(cfg, ledger),
             cfg.path("judge"),
-            GenRMTrainConfig(seed=cfg.seed, **cfg.genrm),
+            GenRMTrainConfig(seed=cfg.seed, **opts),
+            train_records=read_prompts(train_path) if gt_samples else (),
+            gt_samples=gt_samples,
+            heldout_records=read_prompts(heldout_path) if heldout_path else (),
+            heldout=HeldoutConfig(**heldout_opts),
+            cache_dir=default_cache_dir() if cfg.policy == "tiny" else None,  # the embedded judge, like the SFT
             log=_log,
         )
-        return [cfg.path("judge")], {"metrics": meta.get("metrics", {})}
+        return [cfg.path("judge")], {"metrics": meta.get("metrics", {}), "heldout": meta.get("heldout", {})}
 
-    return run, dict(cfg.genrm), [cfg.path("pairs.jsonl")]
+    section = {**opts, "heldout": heldout_opts, "gt_samples": gt_samples}
+    inputs = [cfg.path("pairs.jsonl"), train_path] + ([heldout_path] if heldout_path else [])
+    return run, section, inputs
 
 
 def stage_references(cfg: PipelineConfig, ledger: Ledger) -> Stage:

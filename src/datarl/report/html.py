@@ -20,7 +20,7 @@ from datarl.io import write_bytes
 from datarl.report import plots
 from datarl.report.load import RunData, before_after, difference, find_key, gold_tasks, load_run, number, suffixes
 
-SECTIONS = ("training", "gold", "hacking", "diversity", "curriculum", "selection", "before-after")
+SECTIONS = ("training", "gold", "hacking", "diversity", "curriculum", "selection", "judge", "before-after")
 Panel = Callable[[Any, RunData], None]
 
 _CSS = """
@@ -273,6 +273,43 @@ def _before_after(run: RunData) -> str:
     )
 
 
+_JUDGE_KINDS = {
+    "gt": "genrm.gt: SFT responses to eval math prompts vs rtv.math",
+    "pairs": "genrm.bon: pairs of SFT responses to eval general prompts vs the gold ordering",
+}
+
+
+def _judge(run: RunData) -> str:
+    if not run.judges:
+        return _msg("the run's reward sources name no local GenRM judge")
+    parts = []
+    for spec, meta in run.judges.items():
+        table = meta.get("heldout") or {}
+        if not isinstance(table, Mapping) or not table:
+            parts.append(
+                f"<h3>{_e(spec)}</h3>" + _msg("this judge has no held-out table (trained outside the pipeline)")
+            )
+            continue
+        head = (
+            "<tr><th>held-out items</th><th>n</th><th>agreement</th><th>balanced agreement</th>"
+            "<th>position consistency</th><th>judge errors</th></tr>"
+        )
+        rows = "".join(
+            f"<tr><td>{_e(_JUDGE_KINDS.get(kind, kind))}</td><td>{_fmt(row.get('items'), 0)}</td>"
+            f"<td>{_fmt(row.get('agreement'))}</td><td>{_fmt(row.get('balanced_agreement'))}</td>"
+            f"<td>{_fmt(row.get('position_consistency'))}</td><td>{_fmt(row.get('judge_errors'), 0)}</td></tr>"
+            for kind, row in table.items()
+            if isinstance(row, Mapping)
+        )
+        parts.append(f"<h3>{_e(spec)}</h3><table>{head}{rows}</table>")
+    return "".join(parts) + (
+        "<p>Measured when the pipeline built the judge, on items from evaluation prompts it never trained on. "
+        "Agreement: the judge's verdict (score above 0.5) matches the gold check; balanced agreement: the mean "
+        "over the two labels, so a judge that always says the same thing gets 0.5; position consistency: both "
+        "orders of an item gave the same verdict. A general reward from a judge near 0.5 here is noise.</p>"
+    )
+
+
 _BUILDERS: dict[str, tuple[str, Callable[[RunData], str]]] = {
     "training": ("Training curves", _training),
     "gold": ("Gold evaluation", _gold),
@@ -280,6 +317,7 @@ _BUILDERS: dict[str, tuple[str, Callable[[RunData], str]]] = {
     "diversity": ("Response diversity", _diversity),
     "curriculum": ("Curriculum", _curriculum),
     "selection": ("Pre-PPO selection", _selection),
+    "judge": ("How far to trust the judge", _judge),
     "before-after": ("Before and after training", _before_after),
 }
 

@@ -35,6 +35,7 @@ class RunData:
     evals: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] | None = None
     selection: dict[str, Any] | None = None
+    judges: dict[str, dict[str, Any]] = field(default_factory=dict)  # judge directory -> its datarl_genrm.json
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -96,6 +97,7 @@ def load_run(run_dir: str | Path) -> RunData:
     run.evals = _read_jsonl(path / "eval.jsonl", run.problems)
     run.summary = _read_json(path / "summary.json", run.problems)
     run.selection = _read_json(path / "selection" / "report.json", run.problems)
+    run.judges = _read_judges(run.config, path, run.problems)
     for name, present in (
         ("config.json", run.config is not None),
         ("metrics.jsonl", bool(run.metrics)),
@@ -129,6 +131,25 @@ def suffixes(rows: Iterable[Mapping[str, Any]], pattern: str) -> list[str]:
     rx = re.compile(pattern)
     found = {m.group(1) for row in rows for key in row if (m := rx.fullmatch(key))}
     return ordered(found)
+
+
+def _read_judges(config: Mapping[str, Any] | None, run_dir: Path, problems: list[str]) -> dict[str, dict[str, Any]]:
+    """The metadata of every local GenRM judge the run's reward sources name (``sources.genrm.*.judge``)."""
+    sources = find_key(config, "sources")
+    judges: dict[str, dict[str, Any]] = {}
+    if not isinstance(sources, Mapping):
+        return judges
+    for name, opts in sources.items():
+        spec = opts.get("judge") if isinstance(opts, Mapping) and str(name).startswith("genrm.") else None
+        if not isinstance(spec, str) or spec in judges:
+            continue
+        found = [d / "datarl_genrm.json" for d in (Path(spec), run_dir / spec) if (d / "datarl_genrm.json").is_file()]
+        if found:
+            meta_path = found[0]
+            meta = _read_json(meta_path, problems)
+            if meta is not None:
+                judges[spec] = meta
+    return judges
 
 
 def find_key(config: Mapping[str, Any] | None, key: str) -> Any:

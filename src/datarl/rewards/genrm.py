@@ -194,10 +194,16 @@ def judge_batch(
     judge: str | Mapping[str, Any] | JudgeBackend,
     items: Sequence[tuple[Any, str, str]],
     *,
-    max_answer_chars: int = MAX_ANSWER_CHARS,
+    max_answer_chars: int | None = None,
 ) -> list[JudgeResult]:
-    """Judge ``(prompt, response, reference)`` triples; both orders of every item go in one batch."""
+    """Judge ``(prompt, response, reference)`` triples; both orders of every item go in one batch.
+
+    max_answer_chars: per-slot cap; None takes the judge's own (what it was trained with, from its
+    ``datarl_genrm.json``), else :data:`MAX_ANSWER_CHARS`.
+    """
     backend = get_judge(judge)
+    if max_answer_chars is None:
+        max_answer_chars = getattr(backend, "max_answer_chars", None) or MAX_ANSWER_CHARS
     prompts: list[str] = []
     for question, response, reference in items:
         prompts.append(judge_prompt(question, response, reference, max_answer_chars=max_answer_chars))
@@ -234,7 +240,12 @@ def _to_reward(result: JudgeResult, source: str, reference: str) -> RewardResult
 
 
 def _score(
-    record: Mapping[str, Any], response: str, reference: str | None, source: str, judge: Any, max_answer_chars: int
+    record: Mapping[str, Any],
+    response: str,
+    reference: str | None,
+    source: str,
+    judge: Any,
+    max_answer_chars: int | None,
 ) -> RewardResult:
     return _score_many([record], [response], [reference], source, judge, max_answer_chars)[0]
 
@@ -245,7 +256,7 @@ def _score_many(
     references: Sequence[str | None],
     source: str,
     judge: Any,
-    max_answer_chars: int,
+    max_answer_chars: int | None,
 ) -> list[RewardResult]:
     """Judge many records in one batch (both orders of every item together); never raises."""
     if judge is None:
@@ -331,7 +342,7 @@ def score_genrm_gt(
     response: str,
     *,
     judge: str | Mapping[str, Any] | None = None,
-    max_answer_chars: int = MAX_ANSWER_CHARS,
+    max_answer_chars: int | None = None,
 ) -> RewardResult:
     """``genrm.gt``: P(response at least as good as the ground-truth answer)."""
     return _score(record, response, gt_reference(record, judge), SOURCE_GT, judge, max_answer_chars)
@@ -342,7 +353,7 @@ def score_genrm_bon(
     response: str,
     *,
     judge: str | Mapping[str, Any] | None = None,
-    max_answer_chars: int = MAX_ANSWER_CHARS,
+    max_answer_chars: int | None = None,
 ) -> RewardResult:
     """``genrm.bon``: P(response better than the record's best-of-N ``reference``)."""
     return _score(record, response, _bon_reference(record), SOURCE_BON, judge, max_answer_chars)
@@ -353,7 +364,7 @@ def score_genrm_gt_batch(
     responses: Sequence[str],
     *,
     judge: str | Mapping[str, Any] | None = None,
-    max_answer_chars: int = MAX_ANSWER_CHARS,
+    max_answer_chars: int | None = None,
 ) -> list[RewardResult]:
     """``score_genrm_gt`` for many records in one judge batch."""
     return _score_many(
@@ -366,7 +377,7 @@ def score_genrm_bon_batch(
     responses: Sequence[str],
     *,
     judge: str | Mapping[str, Any] | None = None,
-    max_answer_chars: int = MAX_ANSWER_CHARS,
+    max_answer_chars: int | None = None,
 ) -> list[RewardResult]:
     """``score_genrm_bon`` for many records in one judge batch."""
     return _score_many(records, responses, [_bon_reference(r) for r in records], SOURCE_BON, judge, max_answer_chars)

@@ -82,8 +82,10 @@ class HFJudge:
         gt_format: str = GT_FORMAT,
         verdict_ids: Sequence[int] | None = None,
         calibration: Mapping[str, float] | None = None,
+        max_answer_chars: int | None = None,
     ) -> None:
         self.policy = policy
+        self.max_answer_chars = max_answer_chars  # what the judge was trained with (None: the default)
         self.batch_size = int(batch_size)
         self.gt_format = gt_format
         self.calibration = dict(calibration or {})  # source -> decision threshold (see genrm.calibrate)
@@ -110,6 +112,7 @@ class HFJudge:
                 meta = json.load(fh)
             opts.setdefault("gt_format", meta.get("gt_format", GT_FORMAT))
             opts.setdefault("verdict_ids", meta.get("verdict_token_ids"))
+            opts.setdefault("max_answer_chars", (meta.get("config") or {}).get("max_answer_chars"))
             opts.setdefault(
                 "calibration", {src: float(c["threshold"]) for src, c in (meta.get("calibration") or {}).items()}
             )

@@ -1,0 +1,154 @@
+"""How far to trust a GenRM judge: its agreement with the gold checks on held-out responses.
+
+The held-out items come from the policy the judge will score, on *evaluation* prompts (never in the
+judge's training data, which is made from training prompts):
+
+- ``gt`` (``genrm.gt``): the policy's sampled responses to math prompts, labelled by ``rtv.math``.
+  The judge agrees when its score is above 0.5 exactly where the verifier says correct.
+- ``pairs`` (``genrm.bon``): two sampled responses to a general prompt whose gold scores (the rubric)
+  differ by more than ``min_gold_gap``; no label noise, so the judge is measured against the gold
+  ordering. The judge agrees when it prefers the better one.
+
+Per kind the table holds ``agreement`` (share agreeing), ``balanced_agreement`` (mean of the
+agreement on each label: a judge that always says "wrong" gets 0.5 however rare correct answers
+are), ``position_consistency`` (both orders gave the same verdict), the item count and, for ``gt``,
+the labels' balance. :func:`heldout_items` samples the items; :func:`judge_table` measures a judge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from datarl.rewards.genrm import MAX_ANSWER_CHARS, SOURCE_GT, get_judge, judge_batch
+
+__all__ = ["HeldoutConfig", "HeldoutItem", "heldout_items", "math_samples", "judge_table"]
+
+
+@dataclass(frozen=True)
+class HeldoutConfig:
+    """Which held-out items are sampled.
+
+    gt_responses: sampled responses to math evaluation prompts (one per prompt while prompts last).
+    pair_prompts: general evaluation prompts sampled for pairs.
+    samples_per_prompt: responses per general prompt (pairs are formed among them).
+    min_gold_gap: two responses form a pair only if their gold scores differ by more than this.
+    max_new_tokens: sampling budget per response.
+    seed: sampling seed.
+    """
+
+    gt_responses: int = 500
+    pair_prompts: int = 150
+    samples_per_prompt: int = 4
+    min_gold_gap: float = 0.2
+    max_new_tokens: int = 96
+    seed: int = 123
+
+    def __post_init__(self) -> None:
+        if self.gt_responses < 0 or self.pair_prompts < 0 or self.samples_per_prompt < 2 or self.max_new_tokens < 1:
+            raise ValueError(
+                "gt_responses >= 0, pair_prompts >= 0, samples_per_prompt >= 2 and max_new_tokens >= 1 are required"
+            )
+
+
+@dataclass(frozen=True)
+class HeldoutItem:
+    """One judged item: ``label`` is True when ``response`` should beat ``reference``."""
+
+    kind: str
+    prompt: Any
+    response: str
+    reference: str
+    label: bool
+
+
+def heldout_items(
+    records: Sequence[Mapping[str, Any]], policy: Any, cfg: HeldoutConfig | None = None, *, gt_format: str
+) -> list[HeldoutItem]:
+    """Sample ``policy`` on evaluation ``records`` (synth records with ``task``) into held-out items."""
+    from datarl.models.generate import JOB_BATCH_SIZE, SamplingConfig
+    from datarl.preferences import make_pairs
+
+    cfg = cfg or HeldoutConfig()
+    items = [
+        HeldoutItem(
+            "gt",
+            r["prompt"],
+            r["response"],
+            gt_format.format(ground_truth=str(r["ground_truth"]).strip()),
+            r["correct"],
+        )
+        for r in math_samples(records, policy, cfg.gt_responses, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    ]
+    general = [r for r in records if r.get("task") == "general"][: cfg.pair_prompts]
+    if general:
+        pairs = make_pairs(
+            general,
+            policy,
+            samples_per_prompt=cfg.samples_per_prompt,
+            label_noise=0.0,
+            seed=cfg.seed,
+            min_gold_gap=cfg.min_gold_gap,
+            min_pairs_per_prompt=0,
+            sampling=SamplingConfig(max_new_tokens=cfg.max_new_tokens, batch_size=JOB_BATCH_SIZE),
+        )
+        items += [HeldoutItem("pairs", p["prompt"], p["chosen"], p["rejected"], True) for p in pairs]
+    return items
+
+
+def math_samples(
+    records: Sequence[Mapping[str, Any]], policy: Any, n: int, *, max_new_tokens: int = 96, seed: int = 0
+) -> list[dict[str, Any]]:
+    """``n`` sampled responses of ``policy`` to the math ``records`` (spread over the prompts), each a copy of
+    its record with ``response`` and ``correct`` (``rtv.math`` scores 1)."""
+    from datarl.models.generate import JOB_BATCH_SIZE, SamplingConfig, generate
+    from datarl.rewards.math import score_math
+
+    math = [r for r in records if r.get("task") == "math" and str(r.get("ground_truth", "")).strip()]
+    if not math or n <= 0:
+        return []
+    per_prompt = -(-n // len(math))
+    math = math[: -(-n // per_prompt)]  # no more prompts than n responses need
+    sampling = SamplingConfig(
+        max_new_tokens=max_new_tokens, samples_per_prompt=per_prompt, seed=seed, batch_size=JOB_BATCH_SIZE
+    )
+    out = []
+    for g in generate(policy, [r["prompt"] for r in math], sampling)[:n]:
+        rec = dict(math[g.prompt_index])
+        out.append({**rec, "response": g.text, "correct": score_math(rec, g.text).score == 1.0})
+    return out
+
+
+def judge_table(
+    judge: Any, items: Sequence[HeldoutItem], *, max_answer_chars: int = MAX_ANSWER_CHARS
+) -> dict[str, dict[str, float]]:
+    """Per kind: agreement, balanced_agreement, position_consistency, items, positives, judge_errors, threshold.
+
+    A judge calibrated for ``genrm.gt`` is measured with its threshold on the ``gt`` items, as scoring uses it.
+    """
+    backend = get_judge(judge)
+    table: dict[str, dict[str, float]] = {}
+    for kind in sorted({it.kind for it in items}):
+        sub = [it for it in items if it.kind == kind]
+        results = judge_batch(
+            backend, [(it.prompt, it.response, it.reference) for it in sub], max_answer_chars=max_answer_chars
+        )
+        threshold = (getattr(backend, "calibration", None) or {}).get(SOURCE_GT, 0.5) if kind == "gt" else 0.5
+        verdicts = [r.score > threshold for r in results]
+        agree = [v == it.label for v, it in zip(verdicts, sub)]
+        per_label = [
+            sum(a for a, it in zip(agree, sub) if it.label == label) / count
+            for label in (True, False)
+            if (count := sum(it.label == label for it in sub))
+        ]
+        table[kind] = {
+            "agreement": sum(agree) / len(sub),
+            "balanced_agreement": sum(per_label) / len(per_label),
+            "position_consistency": sum(r.position_consistent for r in results) / len(results),
+            "items": float(len(sub)),
+            "positives": float(sum(it.label for it in sub)),
+            "judge_errors": float(sum(r.error is not None for r in results)),
+            "threshold": threshold,
+        }
+    return table

@@ -1,0 +1,121 @@
+"""The pipeline's judge: built once per digest and cached, measured on held-out items from eval prompts."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import pytest
+
+from datarl.models.genrm_build import build_judge, judge_digest
+from datarl.models.genrm_heldout import HeldoutConfig, HeldoutItem, heldout_items, judge_table
+from datarl.models.genrm_train import GenRMTrainConfig
+from datarl.rewards import genrm
+from datarl.rewards.genrm_backends import GENRM_META
+from datarl.synth import SynthConfig, build_suite
+
+REFUSALS = ["I am not sure.", "I do not know.", "No idea, sorry."]
+
+
+@pytest.fixture(scope="module")
+def suite():
+    return build_suite(SynthConfig(tasks=("math", "general"), train_per_task=60, pool_per_task=0, eval_per_task=12))
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory, suite):
+    from datarl.models.tiny import MICRO, build_tiny_policy
+
+    texts = [r["prompt"] + "\n" + r["reference"] for rs in suite.values() for r in rs]
+    policy = build_tiny_policy(texts, MICRO, seed=0)
+    out = str(tmp_path_factory.mktemp("base"))
+    policy.model.save_pretrained(out)
+    policy.tokenizer.save_pretrained(out)
+    return out
+
+
+def _pairs(suite):
+    rng = random.Random(0)
+    return [{"prompt": r["prompt"], "chosen": r["reference"], "rejected": rng.choice(REFUSALS)} for r in suite["train"]]
+
+
+def test_heldout_config_validation():
+    with pytest.raises(ValueError, match="samples_per_prompt"):
+        HeldoutConfig(samples_per_prompt=1)
+
+
+def test_judge_table_counts_agreement_per_label(base_dir):
+    from datarl.rewards.genrm_backends import HFJudge
+
+    judge = HFJudge.load(base_dir)
+    items = [
+        HeldoutItem("gt", "q", "#### 3", "#### 3", True),
+        HeldoutItem("gt", "q", "2 + 2 = 5\n#### 5", "#### 4", False),
+        HeldoutItem("gt", "q", "#### 8", "#### 9", False),
+    ]
+    table = judge_table(judge, items)
+    row = table["gt"]
+    assert row["items"] == 3 and row["positives"] == 1 and row["judge_errors"] == 0
+    # an identical response and reference score exactly 0.5: never "better", so the correct item disagrees
+    wrong_ok = sum(
+        r.score <= 0.5 for r in genrm.judge_batch(judge, [("q", i.response, i.reference) for i in items[1:]])
+    )
+    assert row["agreement"] == pytest.approx(wrong_ok / 3)
+    assert row["balanced_agreement"] == pytest.approx((0 + wrong_ok / 2) / 2)
+    assert row["position_consistency"] <= 2 / 3  # the tie is never position consistent
+
+
+def test_heldout_items_sample_math_against_the_verifier_and_general_pairs(base_dir, suite):
+    from datarl.models.loading import load_policy
+
+    cfg = HeldoutConfig(gt_responses=10, pair_prompts=6, samples_per_prompt=3, max_new_tokens=24, min_gold_gap=0.0)
+    items = heldout_items(suite["eval"], load_policy(base_dir), cfg, gt_format="#### {ground_truth}")
+    gt = [it for it in items if it.kind == "gt"]
+    assert len(gt) == 10 and all(it.reference.startswith("#### ") for it in gt)
+    assert all(it.label is True for it in items if it.kind == "pairs")
+    eval_prompts = {r["prompt"] for r in suite["eval"]}
+    assert all(it.prompt in eval_prompts for it in items)
+
+
+def test_build_judge_caches_by_digest_and_stores_the_heldout_table(base_dir, suite, tmp_path):
+    genrm.clear_judge_cache()
+    pairs = _pairs(suite)
+    cfg = GenRMTrainConfig(steps=3, batch_size=4, warmup_steps=1, eval_fraction=0.0)
+    held = HeldoutConfig(gt_responses=6, pair_prompts=4, samples_per_prompt=2, max_new_tokens=16, min_gold_gap=0.0)
+    logs: list[str] = []
+    cache = str(tmp_path / "cache")
+    first = build_judge(
+        pairs,
+        base_dir,
+        str(tmp_path / "run1" / "judge"),
+        cfg,
+        heldout_records=suite["eval"],
+        heldout=held,
+        cache_dir=cache,
+        log=logs.append,
+    )
+    assert set(first["heldout"]) <= {"gt", "pairs"} and first["heldout"]["gt"]["items"] == 6
+    saved = json.load(open(tmp_path / "run1" / "judge" / GENRM_META))
+    assert saved["heldout"] == first["heldout"]
+    assert len(os.listdir(os.path.join(cache, "genrm"))) == 1
+    assert not any("reusing" in m for m in logs)
+    # the same inputs in another run directory: copied from the cache, not trained again
+    second = build_judge(
+        pairs,
+        base_dir,
+        str(tmp_path / "run2" / "judge"),
+        cfg,
+        heldout_records=suite["eval"],
+        heldout=held,
+        cache_dir=cache,
+        log=logs.append,
+    )
+    assert any("reusing cached judge" in m for m in logs) and second["heldout"] == first["heldout"]
+    assert os.path.isfile(tmp_path / "run2" / "judge" / "config.json")
+    # anything the judge depends on changes the digest
+    base = judge_digest(pairs, (), suite["eval"], base_dir, cfg, held)
+    assert judge_digest(pairs[1:], (), suite["eval"], base_dir, cfg, held) != base
+    assert judge_digest(pairs, (), suite["eval"], base_dir, GenRMTrainConfig(steps=4), held) != base
+    assert judge_digest(pairs, (), suite["eval"][1:], base_dir, cfg, held) != base
+    genrm.clear_judge_cache()
