@@ -192,6 +192,9 @@ def test_gt_share_draws_that_share_half_correct_half_wrong():
     batch = next(_batches(pools, GenRMTrainConfig(batch_size=16, gt_share=0.5), _random.Random(0)))
     kinds = [ids[0] for ids, _ in batch]
     assert kinds.count(1) == 8 and kinds.count(2) == 4 and kinds.count(3) == 4
+    natural = GenRMTrainConfig(batch_size=16, gt_share=0.5, gt_balance=False)
+    drawn_gt = [ids[0] for b, _ in zip(_batches(pools, natural, _random.Random(0)), range(20)) for ids, _ in b]
+    assert drawn_gt.count(1) == 160 and drawn_gt.count(2) < 10  # half pairs; the rare correct item stays rare
     # without a share every example is drawn alike: the rare correct item is rare
     drawn = [
         ids[0]

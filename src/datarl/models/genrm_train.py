@@ -70,9 +70,11 @@ class GenRMTrainConfig:
     gt_from_pairs: also make ground-truth items from pairs that carry ``ground_truth``.
     gt_format: how the ground truth is written in its slot (must contain ``{ground_truth}``).
     max_answer_chars: per-slot character cap in the judge prompt.
-    gt_share: share of each batch drawn from the ground-truth items, half from correct and half from wrong
-        responses (the rest from the pairs); None draws from all items alike. A fixed share keeps both
-        skills training whatever the sets' sizes.
+    gt_share: share of each batch drawn from the ground-truth items (the rest from the pairs); None draws
+        from all items alike. A fixed share keeps both skills training whatever the sets' sizes.
+    gt_balance: with ``gt_share``, half of the ground-truth share from correct and half from wrong responses
+        (a judge that always says "wrong" gains nothing however rare correct answers are); False draws them
+        in their natural proportion.
     calibrate: fit the ``genrm.gt`` decision threshold on the held-out ground-truth items after training
         and store it with the judge (see :func:`calibrate_judge`); needs ``eval_fraction > 0``.
     seed: split, batch order and initialisation-independent randomness.
@@ -90,7 +92,8 @@ class GenRMTrainConfig:
     gt_format: str = GT_FORMAT
     max_answer_chars: int = MAX_ANSWER_CHARS
     gt_share: float | None = None
-    calibrate: bool = False
+    gt_balance: bool = True
+    calibrate: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -186,11 +189,12 @@ def evaluate(judge: HFJudge, items: Sequence[Item], cfg: GenRMTrainConfig) -> di
 
 def _batches(pools: Mapping[str, list[tuple[list[int], float]]], cfg: GenRMTrainConfig, rng: random.Random) -> Any:
     """Endless batches. Pools: ``pairs``, ``gt_correct``, ``gt_wrong`` (both orders of each item). With
-    ``gt_share``, that share of each batch comes from the ground-truth pools, half correct and half wrong
-    (a judge that always says "wrong" gains nothing however rare correct answers are), the rest from the
-    pairs; without it, every example is drawn alike."""
+    ``gt_share``, that share of each batch comes from the ground-truth pools (half correct, half wrong with
+    ``gt_balance``), the rest from the pairs; without it, every example is drawn alike."""
     everything = [ex for pool in pools.values() for ex in pool]
     gt_pools = [pools[k] for k in ("gt_correct", "gt_wrong") if pools.get(k)]
+    if not cfg.gt_balance:
+        gt_pools = [[ex for pool in gt_pools for ex in pool]]
     pairs = pools.get("pairs") or []
     n_gt = round(cfg.batch_size * cfg.gt_share) if cfg.gt_share is not None and gt_pools and pairs else None
     while True:
