@@ -144,6 +144,10 @@ def test_changing_a_stage_config_redoes_it_and_what_follows(micro_policy, tmp_pa
             "not divisible by minibatch_size",
         ),
         ({"pairs": {"per_prompt": 3}}, "unknown option"),
+        ({"genrm": {"stepz": 3}}, "genrm .besides gt_samples and heldout.: unknown option"),
+        ({"genrm": {"gt_share": 1.5}}, "gt_share must be in .0, 1."),
+        ({"genrm": {"heldout": {"samples_per_prompt": 1}}}, "samples_per_prompt"),
+        ({"genrm": {"gt_samples": -1}}, "genrm.gt_samples"),
         ({"reward": {"router": {"math": "nope"}}}, "unknown source"),
     ],
 )

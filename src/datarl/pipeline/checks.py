@@ -24,6 +24,7 @@ def check(cfg: PipelineConfig) -> None:
 
     pairs: PairsOptions = section_options(PairsOptions, cfg.pairs, "pairs")
     section_options(ReferencesOptions, cfg.references, "references")
+    _check_genrm(cfg)
     if cfg.policy != "tiny":
         from datarl.models.loading import PolicyLoadError, resolve_alias
 
@@ -50,6 +51,25 @@ def check(cfg: PipelineConfig) -> None:
     pool = _pool_preview(cfg)
     _check_selection(sel, pool)
     _check_train(cfg, pool)
+
+
+def _check_genrm(cfg: PipelineConfig) -> None:
+    """The judge's section: ``GenRMTrainConfig`` fields plus ``gt_samples`` and ``heldout`` (``HeldoutConfig``)."""
+    from datarl.models.genrm_heldout import HeldoutConfig
+    from datarl.models.genrm_train import GenRMTrainConfig
+
+    opts = dict(cfg.genrm)
+    held = opts.pop("heldout", None) or {}
+    samples = opts.pop("gt_samples", 0)
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
+        raise ConfigError(f"genrm.gt_samples: a count >= 0 is required, got {samples!r}")
+    if not isinstance(held, Mapping):
+        raise ConfigError("genrm.heldout: a mapping of HeldoutConfig options is required")
+    try:
+        section_options(GenRMTrainConfig, opts, "genrm (besides gt_samples and heldout)")
+        section_options(HeldoutConfig, held, "genrm.heldout")
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"genrm: {exc}") from None
 
 
 def _pool_preview(cfg: PipelineConfig) -> dict[str, list[dict[str, Any]]]:
