@@ -79,7 +79,7 @@ def test_all_stages_then_a_rerun_skips_them_all(micro_policy, tmp_path):
         assert (tmp_path / "run" / path).exists(), path
     judge_meta = json.load(open(tmp_path / "run" / "judge" / "datarl_genrm.json"))
     assert judge_meta["heldout"]["gt"]["items"] == 4  # the judge's held-out table, from eval prompts
-    assert "How far to trust the judge" in (tmp_path / "run" / "train" / "report.html").read_text()
+    assert "SFT responses to eval math prompts vs rtv.math" in (tmp_path / "run" / "train" / "report.html").read_text()
     general_refs = [
         json.loads(line)
         for line in open(tmp_path / "run" / "data" / "eval.jsonl")
