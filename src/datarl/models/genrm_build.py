@@ -102,7 +102,9 @@ def build_judge(
             _copy_dir(cached, out_dir)
             with open(os.path.join(out_dir, GENRM_META), encoding="utf-8") as fh:
                 return dict(json.load(fh))
-    target = cached or out_dir
+    # Built in out_dir and copied to the cache only when complete (with its table): a crash never leaves
+    # a cached judge without its held-out table.
+    target = out_dir
     os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
     from datarl.models.loading import load_policy
 
@@ -121,7 +123,7 @@ def build_judge(
         if log is not None:
             log("judge on held-out items: " + _table_line(meta["heldout"]))
     if cached is not None:
-        _copy_dir(cached, out_dir)
+        _copy_dir(out_dir, cached)
     return meta
 
 
