@@ -108,14 +108,15 @@ def build_judge(
     os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
     from datarl.models.loading import load_policy
 
-    sampled = math_samples(train_records, load_policy(base), gt_samples, seed=cfg.seed) if gt_samples else []
+    policy = load_policy(base) if gt_samples or heldout_records else None  # the sampler, loaded once
+    sampled = math_samples(train_records, policy, gt_samples, seed=cfg.seed) if gt_samples else []
     if log is not None and sampled:
         log(f"{len(sampled)} sampled math responses for the judge ({sum(r['correct'] for r in sampled)} correct)")
     meta = train_genrm(pairs, base, target, cfg, gt_records=[*gt_records, *sampled], log=log)
     meta["gt_samples"] = {"n": len(sampled), "correct": sum(r["correct"] for r in sampled)}
     if heldout_records:
         start = time.perf_counter()
-        items = heldout_items(heldout_records, load_policy(base), heldout, gt_format=cfg.gt_format)
+        items = heldout_items(heldout_records, policy, heldout, gt_format=cfg.gt_format)
         meta["heldout"] = judge_table(HFJudge.load(target), items, max_answer_chars=cfg.max_answer_chars)
         meta["heldout_seconds"] = time.perf_counter() - start
         meta["heldout_config"] = dict(heldout.__dict__)

@@ -52,7 +52,7 @@ from datarl.rewards.genrm import (
 )
 from datarl.rewards.genrm_backends import GENRM_META, HFJudge
 
-__all__ = ["GenRMTrainConfig", "train_genrm", "judge_items", "fit_threshold", "calibrate_judge"]
+__all__ = ["GenRMTrainConfig", "train_genrm", "judge_items", "fit_threshold", "calibration_entry", "calibrate_judge"]
 
 
 @dataclass(frozen=True)
@@ -303,15 +303,20 @@ def _fit_gt_threshold(judge: HFJudge, test: Sequence[Item], cfg: GenRMTrainConfi
     if len(sub) < 20 or all(labels) or not any(labels):
         return None
     res = judge_batch(judge, [(q, r, ref) for _, q, r, ref, _ in sub], max_answer_chars=cfg.max_answer_chars)
-    scores = [x.score for x in res]
+    entry = calibration_entry([x.score for x in res], labels)
+    return {**entry, "fitted_on": "held-out ground-truth items of training prompts"}
+
+
+def calibration_entry(scores: Sequence[float], labels: Sequence[bool]) -> dict[str, Any]:
+    """What a judge stores for one source's calibration: the fitted threshold, its accuracy, the accuracy at
+    0.5, and how many responses (and correct ones) it was fitted on."""
     threshold, accuracy = fit_threshold(scores, labels)
     return {
         "threshold": threshold,
         "accuracy": accuracy,
         "accuracy_at_0.5": _accuracy(scores, labels, 0.5),
-        "n": len(sub),
-        "correct": sum(labels),
-        "fitted_on": "held-out ground-truth items of training prompts",
+        "n": len(scores),
+        "correct": sum(bool(x) for x in labels),
     }
 
 
@@ -370,15 +375,8 @@ def calibrate_judge(
     if failed:
         raise JudgeError(f"the judge failed on {len(failed)} calibration items: {failed[0]}")
     scores = [res.score for res in results]
-    threshold, accuracy = fit_threshold(scores, labels)
-    at_half = _accuracy(scores, labels, 0.5)
-    entry = {
-        "threshold": threshold,
-        "accuracy": accuracy,
-        "accuracy_at_0.5": at_half,
-        "n": len(scores),
-        "correct": sum(labels),
-    }
+    entry = calibration_entry(scores, labels)
+    threshold, accuracy, at_half = entry["threshold"], entry["accuracy"], entry["accuracy_at_0.5"]
     meta.setdefault("calibration", {})[source] = entry
     write_json(meta_path, meta)
     clear_judge_cache()  # judges loaded before this see the new calibration on their next load
