@@ -136,3 +136,27 @@ def test_partial_credit_flag_reaches_the_code_verifier(tmp_path):
         assert res.returncode == 0, res.stderr
         got = json.loads(out.read_text())
         assert got["reward"] == expected and got["reward_source"] == "rtv.code"
+
+
+def test_interrupt_raised_inside_a_finaliser_is_not_lost():
+    # CI bug: SIGTERM arrived while a regex object's __del__ ran; Python printed "Exception ignored" and
+    # dropped the KeyboardInterrupt, and `datarl select` went on to exit 0.
+    script = """
+import sys, time
+from datarl.cli import install_interrupt_handlers
+install_interrupt_handlers()
+class Finalised:
+    def __del__(self):
+        raise KeyboardInterrupt
+try:
+    Finalised()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        time.sleep(0.001)
+except KeyboardInterrupt:
+    sys.exit(130)
+sys.exit(0)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130, proc.stderr
+    assert "Exception ignored" not in proc.stderr

@@ -20,7 +20,7 @@ from datarl.errors import UserError
 from . import data, rewards, runs, serving
 from .common import EXIT_INTERRUPTED, EXIT_USAGE
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "build_parser", "install_interrupt_handlers", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +40,23 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _redeliver_swallowed_interrupt(unraisable: object) -> None:
+    """A KeyboardInterrupt raised while a finaliser (``__del__``, a weakref callback) runs is printed
+    and dropped by Python, and the command would go on to the end. Deliver it again 10 ms later,
+    from a timer, so it lands outside the finaliser; print every other unraisable as Python does."""
+    if isinstance(getattr(unraisable, "exc_value", None), KeyboardInterrupt):
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        return
+    sys.__unraisablehook__(unraisable)  # type: ignore[arg-type]
+
+
+def install_interrupt_handlers() -> None:
+    """SIGTERM cleans up like Ctrl-C, and no interrupt is lost in a finaliser."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGALRM, _raise_interrupt)
+    sys.unraisablehook = _redeliver_swallowed_interrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -53,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Model loading's per-file progress bars and load reports are noise on a command line.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # clean up like Ctrl-C
+    install_interrupt_handlers()
     try:
         return int(args.fn(args))
     except UserError as exc:
