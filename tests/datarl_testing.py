@@ -58,3 +58,46 @@ def save_micro_policy(texts: Iterable[str], out: str | Path, seed: int = 0) -> s
 def micro_backbone(path: str | Path) -> str:
     """A micro policy whose vocabulary covers :func:`toy_pairs` (a base for BT and judge tests)."""
     return save_micro_policy((p["prompt"] + " " + p["chosen"] + " " + p["rejected"] for p in toy_pairs()), path)
+
+
+MICRO_SYNTH = {"train_per_task": 6, "pool_per_task": 6, "eval_per_task": 2}
+
+
+def micro_suite_policy(out: str | Path) -> str:
+    """A micro policy that knows the micro suite's words (:data:`MICRO_SYNTH`), saved under ``out``."""
+    from datarl.synth import SynthConfig, build_suite
+
+    suite = build_suite(SynthConfig(**MICRO_SYNTH))
+    return save_micro_policy((str(r["prompt"]) + " " + str(r["reference"]) for r in suite["train"]), out)
+
+
+def micro_pipeline_mapping(policy_dir: str, run_dir: str | Path, **changes: Any) -> dict[str, Any]:
+    """A pipeline config whose every stage runs in seconds (micro suite, micro policy, a few steps)."""
+    data: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "policy": policy_dir,
+        "synth": dict(MICRO_SYNTH),
+        "workers": 1,
+        "pairs": {"per_task": 3, "samples_per_prompt": 2, "max_new_tokens": 12, "min_gold_gap": 0.0},
+        "bt": {"steps": 2, "pairs_per_step": 2},
+        "genrm": {
+            "steps": 2,
+            "batch_size": 2,
+            "heldout": {"gt_responses": 4, "pair_prompts": 2, "samples_per_prompt": 2, "max_new_tokens": 12},
+        },
+        "references": {"n": 2, "max_new_tokens": 12},
+        "select": {"fraction": 0.5, "samples_per_prompt": 2, "max_new_tokens": 12},
+        "train": {
+            "ppo": {
+                "steps": 2,
+                "prompts_per_step": 4,
+                "samples_per_prompt": 2,
+                "minibatch_size": 4,
+                "max_new_tokens": 12,
+            },
+            "eval": {"every": 1, "per_task": 1, "diversity_prompts": 1, "diversity_samples": 2, "max_new_tokens": 12},
+            "threads": 1,
+        },
+    }
+    data.update(changes)
+    return data

@@ -11,52 +11,16 @@ import pytest
 pytest.importorskip("torch")
 
 from datarl.errors import ConfigError  # noqa: E402
-from datarl.models.tiny import MICRO, build_tiny_policy  # noqa: E402
 from datarl.pipeline import STAGES, PipelineConfig, load_pipeline_config, run_pipeline  # noqa: E402
-from datarl.synth import SynthConfig, build_suite  # noqa: E402
-
-SYNTH = {"train_per_task": 6, "pool_per_task": 6, "eval_per_task": 2}
-
+from datarl_testing import micro_pipeline_mapping, micro_suite_policy  # noqa: E402
 
 @pytest.fixture(scope="module")
 def micro_policy(tmp_path_factory):
-    root = tmp_path_factory.mktemp("micro")
-    suite = build_suite(SynthConfig(**SYNTH))
-    policy = build_tiny_policy([str(r["prompt"]) + " " + str(r["reference"]) for r in suite["train"]], MICRO)
-    policy.model.save_pretrained(root)
-    policy.tokenizer.save_pretrained(root)
-    return str(root)
+    return micro_suite_policy(tmp_path_factory.mktemp("micro"))
 
 
 def config(micro_policy, run_dir, **changes):
-    data = {
-        "run_dir": str(run_dir),
-        "policy": micro_policy,
-        "synth": dict(SYNTH),
-        "workers": 1,
-        "pairs": {"per_task": 3, "samples_per_prompt": 2, "max_new_tokens": 12, "min_gold_gap": 0.0},
-        "bt": {"steps": 2, "pairs_per_step": 2},
-        "genrm": {
-            "steps": 2,
-            "batch_size": 2,
-            "heldout": {"gt_responses": 4, "pair_prompts": 2, "samples_per_prompt": 2, "max_new_tokens": 12},
-        },
-        "references": {"n": 2, "max_new_tokens": 12},
-        "select": {"fraction": 0.5, "samples_per_prompt": 2, "max_new_tokens": 12},
-        "train": {
-            "ppo": {
-                "steps": 2,
-                "prompts_per_step": 4,
-                "samples_per_prompt": 2,
-                "minibatch_size": 4,
-                "max_new_tokens": 12,
-            },
-            "eval": {"every": 1, "per_task": 1, "diversity_prompts": 1, "diversity_samples": 2, "max_new_tokens": 12},
-            "threads": 1,
-        },
-    }
-    data.update(changes)
-    return PipelineConfig(**data)
+    return PipelineConfig(**micro_pipeline_mapping(micro_policy, run_dir, **changes))
 
 
 def test_all_stages_then_a_rerun_skips_them_all(micro_policy, tmp_path):

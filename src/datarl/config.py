@@ -10,7 +10,7 @@ from typing import Any
 
 from datarl.errors import ConfigError
 
-__all__ = ["ConfigError", "load_config", "unknown_keys"]
+__all__ = ["ConfigError", "did_you_mean", "load_config", "unknown_keys"]
 
 
 def unknown_keys(cls: type, keys: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -18,6 +18,19 @@ def unknown_keys(cls: type, keys: Iterable[str]) -> tuple[list[str], list[str]]:
     names, both sorted (for an error that names the bad keys and the allowed ones)."""
     known = sorted(f.name for f in dataclasses.fields(cls))
     return sorted(set(keys) - set(known)), known
+
+
+def did_you_mean(unknown: Iterable[str], known: Iterable[str]) -> str:
+    """``" (did you mean 'steps' for 'stpes'?)"`` for the unknown names close to a known one, else ``""``."""
+    import difflib
+
+    known = list(known)
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        if close:
+            hints.append(f"{close[0]!r} for {name!r}")
+    return f" (did you mean {', '.join(hints)}?)" if hints else ""
 
 
 def load_config(path: str | None) -> dict[str, Any]:

@@ -80,6 +80,59 @@ def _parse_pipeline(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(fn=cmd_pipeline)
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from datarl.study import dry_run, load_study, run_study
+    from datarl.study.execute import executor_for
+
+    if args.parallel < 1:
+        print("datarl: error: --parallel must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    spec = load_study(args.study, args.study_dir)
+    if args.dry_run:
+        print(dry_run(spec, args.costs_from or []))
+        return 0
+    executor = executor_for(args.engine, args.parallel, args.ray_address, args.gpus_per_run)
+    results = run_study(spec, executor, log=lambda m: print(m, file=sys.stderr))
+    for c in results["comparisons"]:
+        if "difference" in c:
+            print(
+                f"{c['metric']} {c['arm']} vs {c['vs']} on {c['task']}: {c['difference']:+.3f} "
+                f"[{_num(c['low'])}, {_num(c['high'])}] -> {c['verdict']}"
+            )
+    print(f"results: {os.path.join(spec.study_dir, 'results.md')} and study.html")
+    return 0
+
+
+def _num(x: float | None) -> str:
+    return "–" if x is None else f"{x:+.3f}"
+
+
+def _parse_study(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "study",
+        help="ablations: arms x seeds of the pipeline, shared stages, paired statistics",
+        description="Run a study (YAML: base pipeline config, arms as overrides, seeds, baseline, comparisons; "
+        "see docs/studies.md and examples/studies/). Every (arm, seed) is a pipeline run under "
+        "STUDY_DIR/runs/<arm>/seed-<k>; stages that are equal across runs are computed once and linked. "
+        "Finished runs are skipped and an interrupted study resumes. Writes results.json (statistics: "
+        "per-prompt paired differences with bootstrap intervals), timings.json, results.md and study.html.",
+    )
+    p.add_argument("study", metavar="STUDY.yaml")
+    p.add_argument("--study-dir", metavar="DIR", help="override study_dir from the study file")
+    p.add_argument("--dry-run", action="store_true", help="print the run matrix, what is shared, a time estimate")
+    p.add_argument(
+        "--costs-from",
+        metavar="RUN_DIR",
+        action="append",
+        help="with --dry-run: also take per-stage costs from this pipeline run (repeatable)",
+    )
+    p.add_argument("--parallel", type=int, default=1, help="runs at once; the cores are split between them")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="local processes or Ray tasks")
+    p.add_argument("--ray-address", metavar="ADDR", help="with --engine ray: the cluster (default: a local Ray)")
+    p.add_argument("--gpus-per-run", type=float, default=0.0, help="with --engine ray: GPUs each run asks for")
+    p.set_defaults(fn=cmd_study)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from datarl.report import ReportError, write_report
 
@@ -115,4 +168,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands, in `datarl --help` order."""
     _parse_train(sub)
     _parse_pipeline(sub)
+    _parse_study(sub)
     _parse_report(sub)

@@ -24,6 +24,7 @@ def check(cfg: PipelineConfig) -> None:
 
     pairs: PairsOptions = section_options(PairsOptions, cfg.pairs, "pairs")
     section_options(ReferencesOptions, cfg.references, "references")
+    _check_bt(cfg)
     _check_genrm(cfg)
     if cfg.policy != "tiny":
         from datarl.models.loading import PolicyLoadError, resolve_alias
@@ -51,6 +52,20 @@ def check(cfg: PipelineConfig) -> None:
     pool = _pool_preview(cfg)
     _check_selection(sel, pool)
     _check_train(cfg, pool)
+
+
+def _check_bt(cfg: PipelineConfig) -> None:
+    """The BT model's section: ``BTTrainConfig`` fields plus ``tasks`` (which pairs it learns)."""
+    from datarl.models.bt_train import BTTrainConfig
+
+    opts = dict(cfg.bt)
+    tasks = opts.pop("tasks", ["general"])
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
+        raise ConfigError(f"bt.tasks: a non-empty list of task names is required, got {tasks!r}")
+    try:
+        section_options(BTTrainConfig, opts, "bt (besides tasks)")
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bt: {exc}") from None
 
 
 def _check_genrm(cfg: PipelineConfig) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from datarl.config import load_config, unknown_keys
+from datarl.config import did_you_mean, load_config, unknown_keys
 from datarl.errors import ConfigError
 
 __all__ = [
@@ -15,6 +15,8 @@ __all__ = [
     "PairsOptions",
     "ReferencesOptions",
     "load_pipeline_config",
+    "pipeline_config_from_mapping",
+    "SECTIONS",
     "router_mapping",
     "raw_paths",
     "data_path",
@@ -22,7 +24,7 @@ __all__ = [
 ]
 
 SPLITS = ("train", "pool", "eval")
-_SECTIONS = ("synth", "pairs", "bt", "genrm", "references", "select", "train", "reward")
+SECTIONS = ("synth", "pairs", "bt", "genrm", "references", "select", "train", "reward")
 
 
 @dataclass(frozen=True)
@@ -69,34 +71,46 @@ class PipelineConfig:
 
 def load_pipeline_config(path: str, run_dir: str | None = None) -> PipelineConfig:
     """Read a pipeline config; relative paths are relative to the file (``run_dir`` to the cwd)."""
-    data = dict(load_config(path))
+    return pipeline_config_from_mapping(
+        load_config(path), base_dir=os.path.dirname(os.path.abspath(path)), where=path, run_dir=run_dir
+    )
+
+
+def pipeline_config_from_mapping(
+    mapping: Mapping[str, Any], *, base_dir: str, where: str, run_dir: str | None = None
+) -> PipelineConfig:
+    """A pipeline config from its mapping: relative data and policy paths are relative to ``base_dir``,
+    ``run_dir`` to the cwd; ``where`` names the source in errors (a file, or a study's arm)."""
+    data = dict(mapping)
     unknown, names = unknown_keys(PipelineConfig, data)
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown}; allowed: {', '.join(names)}")
-    base = os.path.dirname(os.path.abspath(path))
-    for name in _SECTIONS:
+        raise ConfigError(
+            f"{where}: unknown key(s) {unknown}{did_you_mean(unknown, names)}; allowed: {', '.join(names)}"
+        )
+    base = base_dir
+    for name in SECTIONS:
         if not isinstance(data.get(name) or {}, Mapping):
-            raise ConfigError(f"{path}: {name}: must be a mapping of options")
+            raise ConfigError(f"{where}: {name}: must be a mapping of options")
     if data.get("data") is not None:
         sec = data["data"]
         if not isinstance(sec, Mapping) or set(sec) != {"train", "pool", "eval"}:
-            raise ConfigError(f"{path}: data: must give exactly train, pool and eval record files")
+            raise ConfigError(f"{where}: data: must give exactly train, pool and eval record files")
         data["data"] = {k: os.path.normpath(os.path.join(base, str(v))) for k, v in sec.items()}
         if str(data.get("policy") or "tiny") == "tiny":
             raise ConfigError(
-                f"{path}: with your own data, set policy: to your SFT model (HF dir or alias); "
+                f"{where}: with your own data, set policy: to your SFT model (HF dir or alias); "
                 "the tiny policy only knows the synthetic suite"
             )
     policy = str(data.get("policy") or "tiny")
     if policy != "tiny" and os.path.exists(os.path.join(base, policy)):
         data["policy"] = os.path.normpath(os.path.join(base, policy))
     data["run_dir"] = os.path.abspath(run_dir or data.get("run_dir") or "runs/pipeline")
-    for name in _SECTIONS:
+    for name in SECTIONS:
         data[name] = dict(data.get(name) or {})
     try:
         return PipelineConfig(**data)
     except TypeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -130,7 +144,9 @@ def section_options(cls: type, section: Mapping[str, Any], where: str) -> Any:
     """A section mapping as its typed options; unknown keys are a :class:`ConfigError` naming the allowed ones."""
     unknown, names = unknown_keys(cls, section)
     if unknown:
-        raise ConfigError(f"{where}: unknown option(s) {unknown}; allowed: {', '.join(names)}")
+        raise ConfigError(
+            f"{where}: unknown option(s) {unknown}{did_you_mean(unknown, names)}; allowed: {', '.join(names)}"
+        )
     return cls(**section)
 
 

@@ -35,14 +35,21 @@ from datarl.pipeline.checks import check
 from datarl.pipeline.config import PipelineConfig
 from datarl.pipeline.ledger import Ledger, fingerprint
 from datarl.pipeline.stages import STAGES
+from datarl.pipeline.store import StageStore, run_relative
 
 __all__ = ["run_pipeline"]
 
 
 def run_pipeline(
-    cfg: PipelineConfig, *, log: Callable[[str], None] = print, stop_before: str | None = None
+    cfg: PipelineConfig,
+    *,
+    log: Callable[[str], None] = print,
+    stop_before: str | None = None,
+    store: StageStore | None = None,
 ) -> dict[str, Any]:
-    """Run every stage not already done; returns the ledger. ``stop_before`` ends early (tests)."""
+    """Run every stage not already done; returns the ledger. ``stop_before`` ends before that stage (a study
+    computes shared stages first); ``store`` holds stages shared with other runs (a study's arms and seeds):
+    a stored stage with this run's fingerprint is linked instead of computed, and a computed one is stored."""
     os.makedirs(cfg.run_dir, exist_ok=True)
     check(cfg)  # every user mistake we can see, before the first minute of work
     ledger = Ledger(cfg.path("stages.json"))
@@ -54,15 +61,27 @@ def run_pipeline(
         fn, section, inputs = make(cfg, ledger)
         if fn is None:  # stage not part of this pipeline (synth with user data, sft with a given policy)
             continue
-        stage_fingerprint = fingerprint(section, inputs, upstream)
+        stage_fingerprint = fingerprint(run_relative(section, cfg.run_dir), inputs, upstream)
         upstream.append(stage_fingerprint)
         if ledger.is_done(stage, stage_fingerprint):
+            if store and not store.has(stage, stage_fingerprint):  # done before it could be stored
+                entry = ledger.done[stage]
+                extra = {k: v for k, v in entry.items() if k not in ("fingerprint", "outputs", "seconds")}
+                store.put(stage, stage_fingerprint, cfg.run_dir, entry["outputs"], extra, entry["seconds"])
             log(f"[{stage}] up to date, skipped")
+            continue
+        shared = store.link(stage, stage_fingerprint, cfg.run_dir) if store else None
+        if shared is not None:
+            outputs = shared.pop("outputs")
+            ledger.record(stage, stage_fingerprint, outputs, 0.0, **shared)
+            log(f"[{stage}] shared, linked from {shared['shared_from']}")
             continue
         log(f"[{stage}] running")
         start = time.perf_counter()
         outputs, extra = fn()
         ledger.record(stage, stage_fingerprint, outputs, time.perf_counter() - start, **extra)
+        if store:
+            store.put(stage, stage_fingerprint, cfg.run_dir, outputs, extra, ledger.done[stage]["seconds"])
         log(f"[{stage}] done in {time.perf_counter() - start:.0f} s")
     log(f"pipeline finished in {time.perf_counter() - total:.0f} s")
     return ledger.done

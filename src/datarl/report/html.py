@@ -23,7 +23,7 @@ from datarl.report.load import RunData, before_after, difference, find_key, gold
 SECTIONS = ("training", "gold", "hacking", "diversity", "curriculum", "selection", "judge", "before-after")
 Panel = Callable[[Any, RunData], None]
 
-_CSS = """
+CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0 auto;
        max-width: 1320px; padding: 0 24px 48px; color: #222; }
 header { border-bottom: 2px solid #444; padding: 12px 0; }
@@ -346,7 +346,7 @@ def render_html(run: RunData) -> str:
     sections = "\n".join(_section(sid, title, build(run)) for sid, (title, build) in _BUILDERS.items())
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>datarl report: '
-        f"{_e(run.run_dir.name)}</title><style>{_CSS}</style></head><body>\n{_header(run)}\n{sections}\n"
+        f"{_e(run.run_dir.name)}</title><style>{CSS}</style></head><body>\n{_header(run)}\n{sections}\n"
         "</body></html>\n"
     )
 

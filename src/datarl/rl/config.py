@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from datarl.config import unknown_keys
+from datarl.config import did_you_mean, unknown_keys
 from datarl.errors import ConfigError
 
 __all__ = ["PPOConfig", "EvalConfig", "LoggingConfig", "TrainConfig", "ConfigError"]
@@ -42,7 +42,9 @@ def _build(cls: type[_Section], data: object, where: str) -> _Section:
         raise ConfigError(f"{where}: must be a mapping of options, got {type(data).__name__}")
     unknown, names = unknown_keys(cls, data)
     if unknown:
-        raise ConfigError(f"{where}: unknown option(s) {unknown}; allowed: {', '.join(names)}")
+        raise ConfigError(
+            f"{where}: unknown option(s) {unknown}{did_you_mean(unknown, names)}; allowed: {', '.join(names)}"
+        )
     try:
         return cls(**dict(data))
     except (TypeError, ValueError) as exc:
@@ -214,6 +216,8 @@ class EvalConfig:
 
     every: steps between evaluations (0: only before and after training).
     per_task: eval prompts per task (0 = all).
+    tasks: evaluate only these tasks (empty = every task of the eval split); a study whose metric needs
+        one task pays for one.
     gold: ``synth`` (the suite's gold checks, hidden rubric for general) or ``verifiers``
         (math/code/ifeval verifiers only; general prompts are not gold-evaluated).
     diversity_prompts: eval prompts per task sampled for the diversity metrics (0 disables).
@@ -223,6 +227,7 @@ class EvalConfig:
 
     every: int = 10
     per_task: int = 0
+    tasks: tuple[str, ...] = ()
     gold: str = "synth"
     diversity_prompts: int = 10
     diversity_samples: int = 5
@@ -235,6 +240,9 @@ class EvalConfig:
             raise ValueError("diversity_samples must be >= 2 and max_new_tokens >= 1")
         if self.gold not in ("synth", "verifiers"):
             raise ValueError("gold must be 'synth' or 'verifiers'")
+        if isinstance(self.tasks, str) or not all(isinstance(t, str) for t in self.tasks):
+            raise ValueError(f"tasks must be a list of task names, got {self.tasks!r}")
+        object.__setattr__(self, "tasks", tuple(self.tasks))
 
 
 @dataclass(frozen=True)
@@ -326,7 +334,10 @@ class TrainConfig:
         }
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise ConfigError(f"unknown top-level key(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
+            raise ConfigError(
+                f"unknown top-level key(s) {unknown}{did_you_mean(unknown, allowed)}; "
+                f"allowed: {', '.join(sorted(allowed))}"
+            )
         data_sec = data.get("data") or {}
         if not isinstance(data_sec, Mapping) or set(data_sec) - {"train", "eval"}:
             raise ConfigError("data: must be a mapping with 'train' and optionally 'eval' (record files)")

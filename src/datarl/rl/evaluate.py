@@ -53,8 +53,12 @@ def gold_function(kind: str) -> Callable[[Mapping[str, Any], str], RewardResult 
     return verifiers_only
 
 
-def eval_subset(records: Sequence[Mapping[str, Any]], per_task: int) -> list[Mapping[str, Any]]:
-    """The first ``per_task`` records of each task (all when 0), in file order."""
+def eval_subset(
+    records: Sequence[Mapping[str, Any]], per_task: int, tasks: Sequence[str] = ()
+) -> list[Mapping[str, Any]]:
+    """The first ``per_task`` records of each task (all when 0), in file order; only ``tasks`` when given."""
+    if tasks:
+        records = [r for r in records if r.get("task") in tasks]
     if not per_task:
         return list(records)
     seen: dict[str, int] = {}
@@ -116,7 +120,8 @@ def evaluate(
     """One evaluation at ``step`` (updates ``monitor``).
 
     Returns the :class:`EvalResult` (``to_row()`` is the ``eval.jsonl`` line) and one item per eval prompt
-    (``index``, ``id``, ``task``, ``gold`` (None where no gold check applies), ``response``). ``baseline``: the
+    (``index``, ``id``, ``task``, ``gold`` (None where no gold check applies), ``proxy`` (the training reward,
+    None where it is a verifier), ``response``). ``baseline``: the
     step-0 gold per prompt, in ``records`` order, for the paired gains.
     """
     row: dict[str, Any] = {}
@@ -129,12 +134,18 @@ def evaluate(
     scores = {task: TaskScore(s["mean"], s["n"], s["ci95_low"], s["ci95_high"]) for task, s in summary.items()}
     gains = _gains(records, baseline, gold) if baseline is not None else {}
     # The proxy is worth scoring where the training reward is not a verifier (the gold check itself).
-    learned = [(r, t, g) for r, t, g in judged if not str(router.config.source_for(str(r["task"]))).startswith("rtv.")]
+    learned = [
+        i
+        for i, (r, g) in enumerate(zip(records, gold))
+        if g is not None and not str(router.config.source_for(str(r["task"]))).startswith("rtv.")
+    ]
+    proxy_of: dict[int, float] = {}
     if learned:
-        proxy = engine.score([dict(r) for r, _, _ in learned], [t for _, t, _ in learned])
+        proxy = engine.score([dict(records[i]) for i in learned], [texts[i] for i in learned])
         by_task: dict[str, list[tuple[float, float]]] = {}
-        for (r, _, g), p in zip(learned, proxy):
-            by_task.setdefault(str(r["task"]), []).append((p.score, g))
+        for i, p in zip(learned, proxy):
+            proxy_of[i] = p.score
+            by_task.setdefault(str(records[i]["task"]), []).append((p.score, float(gold[i])))
         for task, vals in sorted(by_task.items()):
             p_mean = sum(p for p, _ in vals) / len(vals)
             g_mean = sum(g for _, g in vals) / len(vals)
@@ -149,7 +160,7 @@ def evaluate(
     row.update(_diversity(policy, records, cfg, seed=seed, temperature=temperature))
     row["eval/cut_off"] = sum(not g.finished for g in gens) / max(1, len(gens))
     items = [
-        {"index": i, "id": r.get("id"), "task": r.get("task"), "gold": g, "response": t}
+        {"index": i, "id": r.get("id"), "task": r.get("task"), "gold": g, "proxy": proxy_of.get(i), "response": t}
         for i, (r, t, g) in enumerate(zip(records, texts, gold))
     ]
     return EvalResult(step, scores, gains, row), items

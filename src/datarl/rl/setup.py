@@ -112,6 +112,10 @@ def prepare(cfg: TrainConfig, *, resume: bool = False) -> RunInputs:
         raise ConfigError(f"reward: {exc}") from None
     train = _records(cfg.train_path, "train")
     evals = _records(cfg.eval_path, "eval") if cfg.eval_path else []
+    missing = sorted(set(cfg.eval_cfg.tasks) - {str(r["task"]) for r in evals})
+    if evals and missing:
+        have = sorted({str(r["task"]) for r in evals})
+        raise ConfigError(f"eval.tasks: the eval split has no prompts of task(s) {missing} (it has {have})")
     check_sources(router, train, f"data.train ({cfg.train_path})")
     try:
         curriculum = CurriculumConfig.from_value(cfg.curriculum, cfg.ppo.steps)

@@ -115,7 +115,7 @@ def train(
     run_eval = _Evaluation(
         cfg,
         policy,
-        eval_subset(inputs.eval, cfg.eval_cfg.per_task),
+        eval_subset(inputs.eval, cfg.eval_cfg.per_task, cfg.eval_cfg.tasks),
         router,
         rewarders,
         monitor,

@@ -1,0 +1,321 @@
+"""A study's results: per-prompt scores read from every run, the comparisons with their intervals, the
+final score per arm, curves, and the run matrix; written as ``results.json`` (every statistic),
+``timings.json`` (the run matrix with times), ``results.md`` (the tables, ready to paste) and ``study.html``.
+
+Scores are paired by prompt: a run's evaluation at step k writes ``train/eval/step_<k>.jsonl`` with the gold
+score (and, where the training reward is learned, the proxy) of every eval prompt; every arm and seed scores
+the same prompts, so a comparison uses per-prompt differences between the arm and the baseline of the same
+seed. Statistics are :mod:`datarl.metrics.compare` (``scipy.stats.bootstrap``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from datarl.metrics.compare import iqm, seed_interval, stratified_interval, verdict
+from datarl.study.plan import DONE_FILE
+from datarl.study.spec import HIGHER_IS_BETTER, METRICS, RunSpec, StudySpec
+
+__all__ = ["RunScores", "load_run_scores", "compute_results", "run_matrix", "results_markdown"]
+
+IQM_MIN_SEEDS = 5  # below this the per-seed values are listed instead
+
+
+@dataclass
+class RunScores:
+    """One run's evaluations: step -> task -> prompt key -> score, for gold and for the hacking gap."""
+
+    arm: str
+    seed: int
+    gold: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
+    gap: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
+    stages: dict[str, Any] = field(default_factory=dict)
+    finished: bool = False
+
+    @property
+    def steps(self) -> list[int]:
+        return sorted(self.gold)
+
+    def last(self, kind: str) -> dict[str, dict[str, float]]:
+        table = self.gold if kind == "gold" else self.gap
+        return table[max(table)] if table else {}
+
+
+def load_run_scores(run: RunSpec) -> RunScores:
+    """Every evaluation the run wrote (none yet: empty)."""
+    out = RunScores(run.arm, run.seed, finished=os.path.exists(os.path.join(run.run_dir, DONE_FILE)))
+    eval_dir = os.path.join(run.run_dir, "train", "eval")
+    names = sorted(os.listdir(eval_dir)) if os.path.isdir(eval_dir) else []
+    for name in names:
+        if not (name.startswith("step_") and name.endswith(".jsonl")):
+            continue
+        step = int(name[5:-6])
+        gold: dict[str, dict[str, float]] = {}
+        gap: dict[str, dict[str, float]] = {}
+        with open(os.path.join(eval_dir, name), encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                item = json.loads(line)
+                task, key = str(item.get("task")), str(item.get("id") or item["index"])
+                if item.get("gold") is None:
+                    continue
+                gold.setdefault(task, {})[key] = float(item["gold"])
+                if item.get("proxy") is not None:
+                    gap.setdefault(task, {})[key] = float(item["proxy"]) - float(item["gold"])
+        out.gold[step] = gold
+        if gap:
+            out.gap[step] = gap
+    ledger = os.path.join(run.run_dir, "stages.json")
+    if os.path.exists(ledger):
+        with open(ledger, encoding="utf-8") as fh:
+            out.stages = json.load(fh)
+    return out
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def _r(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 6)
+
+
+def _paired(a: Mapping[str, float], b: Mapping[str, float]) -> list[float]:
+    return [a[k] - b[k] for k in sorted(set(a) & set(b))]
+
+
+def _steps_to(run: RunScores, task: str, target: float) -> tuple[int, bool]:
+    """First eval step whose mean gold on ``task`` reaches ``target``; (censored step, False) if none."""
+    steps = run.steps
+    for step in steps:
+        values = list(run.gold[step].get(task, {}).values())
+        if values and _mean(values) >= target - 1e-12:
+            return step, True
+    gap = steps[-1] - steps[-2] if len(steps) > 1 else 1
+    return (steps[-1] + gap if steps else 0), False
+
+
+def _compare_prompts(kind: str, arm: list[RunScores], base: list[RunScores], task: str) -> dict[str, Any] | None:
+    strata, per_seed, n = [], {}, 0
+    base_by_seed = {r.seed: r for r in base}
+    for run in arm:
+        other = base_by_seed.get(run.seed)
+        if other is None:
+            continue
+        diffs = _paired(run.last(kind).get(task, {}), other.last(kind).get(task, {}))
+        if diffs:
+            strata.append(diffs)
+            per_seed[run.seed] = _mean(diffs)
+            n = max(n, len(diffs))
+    if not strata:
+        return None
+    est, low, high = stratified_interval(strata, seed=0)
+    return {"difference": est, "low": low, "high": high, "per_seed": per_seed, "prompts": n}
+
+
+def _compare_steps(arm: list[RunScores], base: list[RunScores], task: str) -> dict[str, Any] | None:
+    per_seed, not_reached = {}, 0
+    base_by_seed = {r.seed: r for r in base}
+    for run in arm:
+        other = base_by_seed.get(run.seed)
+        if other is None or not other.steps or not run.steps:
+            continue
+        final = list(other.last("gold").get(task, {}).values())
+        if not final:
+            continue
+        target = _mean(final)
+        mine, reached = _steps_to(run, task, target)
+        theirs, _ = _steps_to(other, task, target)
+        not_reached += not reached
+        per_seed[run.seed] = float(mine - theirs)
+    if not per_seed:
+        return None
+    est, low, high = seed_interval(list(per_seed.values()), seed=0)
+    return {"difference": est, "low": low, "high": high, "per_seed": per_seed, "not_reached": not_reached}
+
+
+def compute_results(spec: StudySpec, runs: Sequence[RunScores]) -> dict[str, Any]:
+    """Every number of the study, from the runs' per-prompt scores (see the module docstring)."""
+    by_arm: dict[str, list[RunScores]] = {a: [r for r in runs if r.arm == a] for a in spec.arms}
+    comparisons = []
+    for comp in spec.comparisons:
+        arm, base = by_arm[comp.arm], by_arm[comp.vs]
+        kind = "gap" if comp.metric == "hacking_gap" else "gold"
+        tasks = list(comp.tasks) or sorted({t for r in arm + base for t in r.last(kind)})
+        for task in tasks:
+            found = _compare_steps(arm, base, task) if comp.metric == "steps_to_baseline" else None
+            if comp.metric != "steps_to_baseline":
+                found = _compare_prompts(kind, arm, base, task)
+            row: dict[str, Any] = {"metric": comp.metric, "arm": comp.arm, "vs": comp.vs, "task": task}
+            if found is None:
+                comparisons.append({**row, "verdict": "no data"})
+                continue
+            est, low, high = found["difference"], found["low"], found["high"]
+            sign = [v for v in found["per_seed"].values() if est != 0 and (v > 0) == (est > 0) and v != 0]
+            row.update(
+                {
+                    "difference": _r(est),
+                    "low": _r(low),
+                    "high": _r(high),
+                    "half_width": _r((high - low) / 2),
+                    "per_seed": {str(k): _r(v) for k, v in sorted(found["per_seed"].items())},
+                    "seeds": len(found["per_seed"]),
+                    "seeds_agreeing": len(sign),
+                    "verdict": verdict(low, high, est, HIGHER_IS_BETTER[comp.metric]),
+                    **{k: found[k] for k in ("prompts", "not_reached") if k in found},
+                }
+            )
+            comparisons.append(row)
+    final: dict[str, dict[str, Any]] = {}
+    for arm, arm_runs in by_arm.items():
+        tasks = sorted({t for r in arm_runs for t in r.last("gold")})
+        for task in tasks:
+            strata = {r.seed: list(r.last("gold").get(task, {}).values()) for r in arm_runs}
+            strata = {s: v for s, v in strata.items() if v}
+            est, low, high = stratified_interval(list(strata.values()), seed=0)
+            per_seed = {str(s): _r(_mean(v)) for s, v in sorted(strata.items())}
+            entry = {"mean": _r(est), "low": _r(low), "high": _r(high), "per_seed": per_seed}
+            if len(strata) >= IQM_MIN_SEEDS:
+                entry["iqm"] = _r(iqm([_mean(v) for v in strata.values()]))
+            final.setdefault(arm, {})[task] = entry
+    return {
+        "study": spec.path,
+        "study_dir": spec.study_dir,
+        "digest": spec.digest(),
+        "seeds": list(spec.seeds),
+        "baseline": spec.baseline,
+        "arms": list(spec.arms),
+        "metrics": {m: METRICS[m] for m in sorted({c.metric for c in spec.comparisons})},
+        "interval": "95% percentile bootstrap (scipy.stats.bootstrap, 2000 resamples, rng seed 0): prompts "
+        "resampled within each seed; steps_to_baseline: the per-seed values resampled",
+        "comparisons": comparisons,
+        "final": final,
+        "curves": {arm: _curves(arm_runs, "gold") for arm, arm_runs in by_arm.items()},
+        "hacking_gap": {arm: _curves(arm_runs, "gap") for arm, arm_runs in by_arm.items()},
+        "runs": [{"arm": r.arm, "seed": r.seed, "evaluated_steps": r.steps} for r in runs],
+    }
+
+
+def run_matrix(runs: Sequence[RunScores]) -> dict[str, Any]:
+    """``timings.json``: each run's status and seconds, and what linking the shared stages saved (times vary
+    between machines and between an interrupted study and a whole one, so they are not in ``results.json``)."""
+    return {"runs": [_run_row(r) for r in runs], "sharing": _sharing(runs)}
+
+
+def _curves(runs: Sequence[RunScores], kind: str) -> dict[str, Any]:
+    """task -> steps, and the mean/min/max over seeds of the per-run mean at each step."""
+    out: dict[str, Any] = {}
+    tasks = sorted({t for r in runs for step in (r.gold if kind == "gold" else r.gap).values() for t in step})
+    for task in tasks:
+        by_step: dict[int, list[float]] = {}
+        for r in runs:
+            for step, table in (r.gold if kind == "gold" else r.gap).items():
+                if table.get(task):
+                    by_step.setdefault(step, []).append(_mean(list(table[task].values())))
+        steps = sorted(by_step)
+        out[task] = {
+            "steps": steps,
+            "mean": [_r(_mean(by_step[s])) for s in steps],
+            "min": [_r(min(by_step[s])) for s in steps],
+            "max": [_r(max(by_step[s])) for s in steps],
+            "runs": [len(by_step[s]) for s in steps],
+        }
+    return out
+
+
+def _run_row(run: RunScores) -> dict[str, Any]:
+    computed = sum(float(e.get("seconds") or 0) for e in run.stages.values() if not e.get("shared_from"))
+    saved = sum(float(e.get("saved_seconds") or 0) for e in run.stages.values() if e.get("shared_from"))
+    return {
+        "arm": run.arm,
+        "seed": run.seed,
+        "status": "finished" if run.finished else ("started" if run.stages else "not started"),
+        "last_step": run.steps[-1] if run.steps else None,
+        "computed_seconds": round(computed, 1),
+        "linked_seconds_saved": round(saved, 1),
+        "stages": {
+            s: ("linked" if e.get("shared_from") else f"{e.get('seconds', 0)} s") for s, e in run.stages.items()
+        },
+    }
+
+
+def _sharing(runs: Sequence[RunScores]) -> dict[str, Any]:
+    rows = [_run_row(r) for r in runs]
+    computed = sum(r["computed_seconds"] for r in rows)
+    saved = sum(r["linked_seconds_saved"] for r in rows)
+    return {
+        "computed_seconds": round(computed, 1),
+        "saved_seconds": round(saved, 1),
+        "alone_seconds": round(computed + saved, 1),
+        "note": "saved: the seconds the linked stages took where they were computed, once per run that linked them",
+    }
+
+
+def _f(x: Any, digits: int = 3, signed: bool = False) -> str:
+    if x is None:
+        return "–"
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+
+
+def results_markdown(results: Mapping[str, Any], timings: Mapping[str, Any]) -> str:
+    """The tables of ``results.json`` and ``timings.json`` as Markdown."""
+    lines = [
+        f"# Study `{os.path.basename(results['study'])}`",
+        "",
+        f"Seeds {results['seeds']}; baseline `{results['baseline']}`; {results['interval']}. A difference is "
+        "called better or worse only when its interval excludes 0; otherwise the half-width is the smallest "
+        "difference this study could have resolved.",
+        "",
+        "## Comparisons",
+        "",
+        "| metric | arm vs baseline | task | difference [95% CI] | per seed | seeds agreeing | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in results["comparisons"]:
+        if c.get("verdict") == "no data":
+            lines.append(f"| {c['metric']} | {c['arm']} vs {c['vs']} | {c['task']} | – | – | – | no data |")
+            continue
+        digits = 1 if c["metric"] == "steps_to_baseline" else 3
+        ci = f"{_f(c['difference'], digits, True)} [{_f(c['low'], digits, True)}, {_f(c['high'], digits, True)}]"
+        seeds = ", ".join(f"{k}: {_f(v, digits, True)}" for k, v in c["per_seed"].items())
+        call = c["verdict"]
+        if call == "no difference resolved" and c.get("half_width") is not None:
+            call += f" (±{_f(c['half_width'], digits)})"
+        lines.append(
+            f"| {c['metric']} | {c['arm']} vs {c['vs']} | {c['task']} | {ci} | {seeds} | "
+            f"{c['seeds_agreeing']}/{c['seeds']} | {call} |"
+        )
+    lines += ["", "## Final gold per arm (last evaluation)", "", "| arm | task | mean [95% CI] | per seed | IQM |"]
+    lines.append("|---|---|---|---|---|")
+    for arm, tasks in results["final"].items():
+        for task, e in tasks.items():
+            seeds = ", ".join(f"{k}: {_f(v)}" for k, v in e["per_seed"].items())
+            lines.append(
+                f"| {arm} | {task} | {_f(e['mean'])} [{_f(e['low'])}, {_f(e['high'])}] | {seeds} | {_f(e.get('iqm'))} |"
+            )
+    lines += [
+        "",
+        "## Runs",
+        "",
+        "| run | status | last step | computed (s) | saved by linking (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in timings["runs"]:
+        lines.append(
+            f"| {r['arm']}/seed-{r['seed']} | {r['status']} | {r['last_step'] if r['last_step'] is not None else '–'} "
+            f"| {r['computed_seconds']:.0f} | {r['linked_seconds_saved']:.0f} |"
+        )
+    s = timings["sharing"]
+    lines += [
+        "",
+        f"Shared stages: {s['computed_seconds']:.0f} s computed in all; the runs alone would have taken "
+        f"{s['alone_seconds']:.0f} s ({s['saved_seconds']:.0f} s saved by linking).",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""A study's statistics from per-prompt scores in the files a run writes (``train/eval/step_<k>.jsonl``):
+the paired differences, the stratified bootstrap interval, per-seed values, sign agreement, the verdict,
+steps to the baseline's final gold and the hacking gap, checked against numbers computed here."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("scipy")
+
+from scipy import stats  # noqa: E402
+
+from datarl.study.results import compute_results, load_run_scores  # noqa: E402
+from datarl.study.spec import Comparison, RunSpec, StudySpec  # noqa: E402
+from datarl_testing import write_jsonl  # noqa: E402
+
+SEEDS = (0, 1, 2)
+
+
+def _spec(root: str) -> StudySpec:
+    runs = tuple(
+        RunSpec(arm, s, {}, os.path.join(root, "runs", arm, f"seed-{s}")) for arm in ("base", "new") for s in SEEDS
+    )
+    return StudySpec(
+        path=os.path.join(root, "study.yaml"),
+        study_dir=root,
+        seeds=SEEDS,
+        seed_keys=("train.seed",),
+        baseline="base",
+        arms={"base": {}, "new": {"x": 1}},
+        comparisons=(
+            Comparison("gold", "new", "base", ("math",)),
+            Comparison("hacking_gap", "new", "base", ("general",)),
+            Comparison("steps_to_baseline", "new", "base", ("math",)),
+        ),
+        share=(),
+        runs=runs,
+    )
+
+
+def _write(run: RunSpec, step: int, math_gold: list[float | None], general: list[tuple[float, float]]) -> None:
+    rows = [{"index": i, "id": f"m{i}", "task": "math", "gold": g, "proxy": None} for i, g in enumerate(math_gold)]
+    rows += [
+        {"index": 100 + i, "id": f"g{i}", "task": "general", "gold": g, "proxy": p} for i, (p, g) in enumerate(general)
+    ]
+    os.makedirs(os.path.join(run.run_dir, "train", "eval"), exist_ok=True)
+    write_jsonl(os.path.join(run.run_dir, "train", "eval", f"step_{step:06d}.jsonl"), rows)
+
+
+@pytest.fixture()
+def world(tmp_path):
+    spec = _spec(str(tmp_path))
+    rng = np.random.default_rng(7)
+    truth: dict[tuple[str, int], dict[str, list]] = {}
+    for run in spec.runs:
+        lift = 0.25 if run.arm == "new" else 0.0
+        os.makedirs(run.run_dir)
+        for step in (0, 10, 20):
+            p = min(1.0, 0.2 + lift * step / 20 + 0.01 * run.seed)
+            math_gold = [float(x) for x in rng.random(40) < p]
+            math_gold[3] = None  # no gold check for this prompt: left out of every comparison
+            general = [(float(a), float(b)) for a, b in zip(rng.random(12), rng.random(12))]
+            _write(run, step, math_gold, general)
+            truth[(run.name, step)] = {"math": math_gold, "general": general}
+    return spec, truth
+
+
+def test_comparisons_match_numbers_computed_by_hand(world):
+    spec, truth = world
+    results = compute_results(spec, [load_run_scores(r) for r in spec.runs])
+    rows = {c["metric"]: c for c in results["comparisons"]}
+
+    strata = []
+    for s in SEEDS:
+        new, base = truth[(f"new/seed-{s}", 20)]["math"], truth[(f"base/seed-{s}", 20)]["math"]
+        strata.append(np.array([a - b for a, b in zip(new, base) if a is not None and b is not None]))
+    ci = stats.bootstrap(
+        tuple(strata),
+        lambda *xs, axis=-1: np.mean(np.stack([x.mean(axis=axis) for x in xs]), axis=0),
+        n_resamples=2000,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(0),
+    ).confidence_interval
+    gold = rows["gold"]
+    expected = float(np.mean([x.mean() for x in strata]))
+    assert gold["difference"] == pytest.approx(expected, abs=1e-6)
+    assert (gold["low"], gold["high"]) == (pytest.approx(ci.low, abs=1e-6), pytest.approx(ci.high, abs=1e-6))
+    assert gold["prompts"] == 39 and gold["seeds"] == 3
+    assert gold["per_seed"] == {str(s): pytest.approx(float(x.mean()), abs=1e-6) for s, x in zip(SEEDS, strata)}
+    assert gold["seeds_agreeing"] == sum((x.mean() > 0) == (expected > 0) and x.mean() != 0 for x in strata)
+    assert gold["verdict"] == ("better" if ci.low > 0 else "no difference resolved")
+    assert gold["verdict"] == "better"  # a 25-point lift over 39 prompts x 3 seeds is resolved
+
+    gaps = []
+    for s in SEEDS:
+        new, base = truth[(f"new/seed-{s}", 20)]["general"], truth[(f"base/seed-{s}", 20)]["general"]
+        gaps.append(np.array([(pa - ga) - (pb - gb) for (pa, ga), (pb, gb) in zip(new, base)]))
+    assert rows["hacking_gap"]["difference"] == pytest.approx(float(np.mean([g.mean() for g in gaps])), abs=1e-6)
+    lo, hi = rows["hacking_gap"]["low"], rows["hacking_gap"]["high"]
+    assert rows["hacking_gap"]["verdict"] == (
+        "no difference resolved" if lo <= 0 <= hi else "better" if hi < 0 else "worse"
+    )
+
+    per_seed = {}
+    for s in SEEDS:
+        target = np.mean([g for g in truth[(f"base/seed-{s}", 20)]["math"] if g is not None])
+
+        def first(arm: str) -> int:
+            for step in (0, 10, 20):
+                if np.mean([g for g in truth[(f"{arm}/seed-{s}", step)]["math"] if g is not None]) >= target - 1e-12:
+                    return step
+            return 30
+
+        per_seed[str(s)] = float(first("new") - first("base"))
+    assert rows["steps_to_baseline"]["per_seed"] == per_seed
+
+
+def test_final_scores_and_curves(world):
+    spec, truth = world
+    results = compute_results(spec, [load_run_scores(r) for r in spec.runs])
+    final = results["final"]["new"]["math"]
+    means = [np.mean([g for g in truth[(f"new/seed-{s}", 20)]["math"] if g is not None]) for s in SEEDS]
+    assert final["mean"] == pytest.approx(float(np.mean(means)), abs=1e-6)
+    assert final["low"] <= final["mean"] <= final["high"]
+    assert "iqm" not in final  # three seeds: the per-seed values are listed instead
+    curve = results["curves"]["base"]["math"]
+    assert curve["steps"] == [0, 10, 20] and curve["runs"] == [3, 3, 3]
+    assert all(lo <= m <= hi for lo, m, hi in zip(curve["min"], curve["mean"], curve["max"]))
+    assert set(results["hacking_gap"]["new"]) == {"general"}
+
+
+def test_a_run_without_evaluations_gives_no_data_not_an_error(world, tmp_path):
+    spec, _ = world
+    runs = [load_run_scores(r) for r in spec.runs if r.arm == "base"]  # the new arm never ran
+    results = compute_results(spec, runs)
+    assert [c["verdict"] for c in results["comparisons"]] == ["no data"] * 3
+    assert "new" not in results["final"]
