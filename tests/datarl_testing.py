@@ -101,3 +101,28 @@ def micro_pipeline_mapping(policy_dir: str, run_dir: str | Path, **changes: Any)
     }
     data.update(changes)
     return data
+
+
+MICRO_STUDY_ARMS = {"random": {"select.strategy": "random"}, "lowest": {}}
+
+
+def micro_study_file(tmp_path: Path, policy: str, **changes: Any) -> str:
+    """A 2-arm x 2-seed study of the micro pipeline (3 PPO steps, a checkpoint each step), written as YAML."""
+    import yaml
+
+    base = micro_pipeline_mapping(policy, "unused")
+    base.pop("run_dir")
+    base["train"]["ppo"]["steps"] = 3
+    base["train"]["save_every"] = 1
+    base["train"]["eval"]["per_task"] = 2
+    data = {
+        "base": base,
+        "seeds": [0, 1],
+        "arms": MICRO_STUDY_ARMS,
+        "baseline": "random",
+        "comparisons": [{"metric": "gold"}, {"metric": "steps_to_baseline", "tasks": ["math"]}],
+        **changes,
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)

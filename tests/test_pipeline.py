@@ -14,6 +14,7 @@ from datarl.errors import ConfigError  # noqa: E402
 from datarl.pipeline import STAGES, PipelineConfig, load_pipeline_config, run_pipeline  # noqa: E402
 from datarl_testing import micro_pipeline_mapping, micro_suite_policy  # noqa: E402
 
+
 @pytest.fixture(scope="module")
 def micro_policy(tmp_path_factory):
     return micro_suite_policy(tmp_path_factory.mktemp("micro"))

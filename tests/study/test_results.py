@@ -109,13 +109,13 @@ def test_comparisons_match_numbers_computed_by_hand(world):
     for s in SEEDS:
         target = np.mean([g for g in truth[(f"base/seed-{s}", 20)]["math"] if g is not None])
 
-        def first(arm: str) -> int:
+        def first(arm: str, seed: int, target: float) -> int:
             for step in (0, 10, 20):
-                if np.mean([g for g in truth[(f"{arm}/seed-{s}", step)]["math"] if g is not None]) >= target - 1e-12:
+                if np.mean([g for g in truth[(f"{arm}/seed-{seed}", step)]["math"] if g is not None]) >= target - 1e-12:
                     return step
             return 30
 
-        per_seed[str(s)] = float(first("new") - first("base"))
+        per_seed[str(s)] = float(first("new", s, target) - first("base", s, target))
     assert rows["steps_to_baseline"]["per_seed"] == per_seed
 
 

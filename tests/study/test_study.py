@@ -10,11 +10,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 pytest.importorskip("torch")
 pytest.importorskip("scipy")
@@ -23,9 +21,8 @@ from scipy import stats  # noqa: E402
 
 from datarl.study import StudyError, load_study, run_study  # noqa: E402
 from datarl.study.execute import LocalExecutor  # noqa: E402
-from datarl_testing import micro_pipeline_mapping, micro_suite_policy, read_jsonl  # noqa: E402
-
-ARMS = {"random": {"select.strategy": "random"}, "lowest": {}}
+from datarl_testing import MICRO_STUDY_ARMS as ARMS  # noqa: E402
+from datarl_testing import micro_study_file, micro_suite_policy, read_jsonl  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -33,30 +30,11 @@ def micro_policy(tmp_path_factory):
     return micro_suite_policy(tmp_path_factory.mktemp("micro"))
 
 
-def study_file(tmp_path: Path, policy: str, **changes) -> str:
-    base = micro_pipeline_mapping(policy, "unused")
-    base.pop("run_dir")
-    base["train"]["ppo"]["steps"] = 3
-    base["train"]["save_every"] = 1
-    base["train"]["eval"]["per_task"] = 2
-    data = {
-        "base": base,
-        "seeds": [0, 1],
-        "arms": ARMS,
-        "baseline": "random",
-        "comparisons": [{"metric": "gold"}, {"metric": "steps_to_baseline", "tasks": ["math"]}],
-        **changes,
-    }
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def finished(micro_policy, tmp_path_factory):
     """The micro study run once to the end (in-process driver, runs as worker processes)."""
     root = tmp_path_factory.mktemp("study")
-    spec = load_study(study_file(root, micro_policy), str(root / "out"))
+    spec = load_study(micro_study_file(root, micro_policy), str(root / "out"))
     logs: list[str] = []
     start = time.perf_counter()
     results = run_study(spec, LocalExecutor(1), log=logs.append)
@@ -136,7 +114,7 @@ def test_a_rerun_skips_finished_runs_and_recomputes_nothing(finished):
 
 def test_a_killed_study_resumes_to_the_same_results(finished, micro_policy, tmp_path):
     spec, results, _, _ = finished
-    path = study_file(tmp_path, micro_policy)
+    path = micro_study_file(tmp_path, micro_policy)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "datarl.cli", "study", path, "--study-dir", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -180,7 +158,7 @@ def test_a_killed_study_resumes_to_the_same_results(finished, micro_policy, tmp_
     ],
 )
 def test_bad_study_files_are_one_line_errors(micro_policy, tmp_path, change, fragment):
-    path = study_file(tmp_path, micro_policy, **change)
+    path = micro_study_file(tmp_path, micro_policy, **change)
     with pytest.raises(StudyError, match=fragment) as info:
         load_study(path, str(tmp_path / "out"))
     assert "\n" not in str(info.value)
@@ -189,14 +167,14 @@ def test_bad_study_files_are_one_line_errors(micro_policy, tmp_path, change, fra
 
 def test_a_study_dir_made_by_another_study_is_refused(finished, micro_policy, tmp_path):
     spec, _, _, _ = finished
-    other = load_study(study_file(tmp_path, micro_policy, seeds=[0, 1, 2]), spec.study_dir)
+    other = load_study(micro_study_file(tmp_path, micro_policy, seeds=[0, 1, 2]), spec.study_dir)
     with pytest.raises(StudyError, match="made by a different study"):
         run_study(other, LocalExecutor(1), log=lambda m: None)
 
 
 def test_cli_dry_run_prints_the_matrix_sharing_and_estimate(finished, micro_policy, tmp_path):
     spec, _, _, _ = finished
-    path = study_file(tmp_path, micro_policy, seeds=[0, 1, 2])
+    path = micro_study_file(tmp_path, micro_policy, seeds=[0, 1, 2])
     proc = subprocess.run(
         [sys.executable, "-m", "datarl.cli", "study", path, "--study-dir", str(tmp_path / "new"), "--dry-run",
          "--costs-from", spec.run_dir("lowest", 0)],
