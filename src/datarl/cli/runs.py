@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .common import EXIT_USAGE
+from .common import EXIT_INTERRUPTED, EXIT_USAGE
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -92,7 +92,11 @@ def cmd_study(args: argparse.Namespace) -> int:
         print(dry_run(spec, args.costs_from or []))
         return 0
     executor = executor_for(args.engine, args.parallel, args.ray_address, args.gpus_per_run)
-    results = run_study(spec, executor, log=lambda m: print(m, file=sys.stderr))
+    try:
+        results = run_study(spec, executor, log=lambda m: print(m, file=sys.stderr))
+    except KeyboardInterrupt:
+        print("datarl: interrupted; run the same command to resume (finished runs are kept)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     for c in results["comparisons"]:
         if "difference" in c:
             print(
