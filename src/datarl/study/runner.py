@@ -18,8 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from datarl.io import write_json, write_text
-from datarl.pipeline.store import StageStore
-from datarl.study.execute import STORE_DIR, Task, write_run_file
+from datarl.study.execute import Task, write_run_file
 from datarl.study.html import study_html
 from datarl.study.plan import DONE_FILE, Plan, describe, make_plan, measured_costs, next_stage
 from datarl.study.results import RunScores, compute_results, load_run_scores, results_markdown, run_matrix
@@ -83,7 +82,6 @@ def run_study(spec: StudySpec, executor: Any, *, log: Callable[[str], None] = pr
     _claim(spec)
     for run in spec.runs:
         write_run_file(run, spec.study_dir, spec.share)
-    StageStore(os.path.join(spec.study_dir, STORE_DIR), spec.share)
     plan = make_plan(spec)
     for name in plan.finished:
         log(f"{name}: finished earlier, skipped")
