@@ -94,6 +94,18 @@ def test_comparisons_match_numbers_computed_by_hand(world):
     assert gold["seeds_agreeing"] == sum((x.mean() > 0) == (expected > 0) and x.mean() != 0 for x in strata)
     assert gold["verdict"] == ("better" if ci.low > 0 else "no difference resolved")
     assert gold["verdict"] == "better"  # a 25-point lift over 39 prompts x 3 seeds is resolved
+    by_seed = stats.bootstrap(
+        (np.array([x.mean() for x in strata]),),
+        lambda x, axis=-1: x.mean(axis=axis),
+        n_resamples=2000,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(0),
+    ).confidence_interval
+    assert (gold["seed_low"], gold["seed_high"]) == (
+        pytest.approx(by_seed.low, abs=1e-6),
+        pytest.approx(by_seed.high, abs=1e-6),
+    )
 
     gaps = []
     for s in SEEDS:

@@ -24,6 +24,7 @@ from datarl.study.spec import HIGHER_IS_BETTER, METRICS, RunSpec, StudySpec
 __all__ = ["RunScores", "load_run_scores", "compute_results", "run_matrix", "results_markdown"]
 
 IQM_MIN_SEEDS = 5  # below this the per-seed values are listed instead
+SEED_INTERVAL_MIN_SEEDS = 3  # a bootstrap over the per-seed differences alone, shown beside the main interval
 
 
 @dataclass
@@ -116,7 +117,10 @@ def _compare_prompts(kind: str, arm: list[RunScores], base: list[RunScores], tas
     if not strata:
         return None
     est, low, high = stratified_interval(strata, seed=0)
-    return {"difference": est, "low": low, "high": high, "per_seed": per_seed, "prompts": n}
+    out = {"difference": est, "low": low, "high": high, "per_seed": per_seed, "prompts": n}
+    if len(per_seed) >= SEED_INTERVAL_MIN_SEEDS:  # beside it: how far the seeds alone scatter the difference
+        _, out["seed_low"], out["seed_high"] = seed_interval(list(per_seed.values()), seed=0)
+    return out
 
 
 def _compare_steps(arm: list[RunScores], base: list[RunScores], task: str) -> dict[str, Any] | None:
@@ -169,6 +173,7 @@ def compute_results(spec: StudySpec, runs: Sequence[RunScores]) -> dict[str, Any
                     "seeds_agreeing": len(sign),
                     "verdict": verdict(low, high, est, HIGHER_IS_BETTER[comp.metric]),
                     **{k: found[k] for k in ("prompts", "not_reached") if k in found},
+                    **{k: _r(found[k]) for k in ("seed_low", "seed_high") if k in found},
                 }
             )
             comparisons.append(row)
@@ -284,6 +289,8 @@ def results_markdown(results: Mapping[str, Any], timings: Mapping[str, Any]) -> 
         digits = 1 if c["metric"] == "steps_to_baseline" else 3
         ci = f"{_f(c['difference'], digits, True)} [{_f(c['low'], digits, True)}, {_f(c['high'], digits, True)}]"
         seeds = ", ".join(f"{k}: {_f(v, digits, True)}" for k, v in c["per_seed"].items())
+        if c.get("seed_low") is not None:
+            seeds += f"; seeds alone [{_f(c['seed_low'], digits, True)}, {_f(c['seed_high'], digits, True)}]"
         call = c["verdict"]
         if call == "no difference resolved" and c.get("half_width") is not None:
             call += f" (±{_f(c['half_width'], digits)})"
