@@ -126,3 +126,58 @@ def micro_study_file(tmp_path: Path, policy: str, **changes: Any) -> str:
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(data))
     return str(path)
+
+
+LAYOUT_DATA = Path(__file__).resolve().parent / "data" / "layouts"
+"""Hand-written files in other projects' layouts (GSM8K, MATH, HumanEval, MBPP, APPS, IFEval, messages)."""
+
+
+def layout_rows(name: str) -> list[dict[str, Any]]:
+    """The rows of the fixture ``tests/data/layouts/NAME`` as written."""
+    return read_jsonl(LAYOUT_DATA / name)
+
+
+def write_rows(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> str:
+    """Write ``rows`` as Parquet when ``path`` ends in ``.parquet``, else as JSONL; returns the path."""
+    if str(path).endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist([dict(r) for r in rows]), str(path))
+        return str(path)
+    return write_jsonl(path, rows)
+
+
+def score_layout(
+    tmp_path: Path,
+    rows: list[dict[str, Any]],
+    responses: list[str],
+    *,
+    name: str = "in.jsonl",
+    router: Mapping[str, Any] | None = None,
+    layout: str | None = None,
+    mapped: tuple[str, ...] = (),
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Score ``rows`` (an upstream layout) with ``responses`` added as a ``response`` column through
+    ``datarl score``'s engine; returns the output rows and the layout lines announced. Every output row keeps
+    the input row's columns unchanged, but for ``mapped``: columns the layout fills with a datarl field of the
+    same name (messages' ``prompt``)."""
+    from datarl.rewards.router import RouterConfig
+    from datarl.rows import open_rows
+    from datarl.scoring import ScoreOptions, score_file
+
+    src = write_rows(tmp_path / name, [{**row, "response": r} for row, r in zip(rows, responses, strict=True)])
+    given = [obj for _, obj, _ in open_rows(src).rows]  # as read: Parquet fills missing struct fields with null
+    out = tmp_path / f"scored-{name}.jsonl"
+    lines: list[str] = []
+    options = ScoreOptions(
+        workers=1, progress=False, router=RouterConfig.from_mapping(dict(router or {})), layout=layout
+    )
+    summary = score_file(src, str(out), options, announce=lines.append)
+    scored = read_jsonl(out)
+    assert summary.bad_lines == 0, read_jsonl(str(out) + ".errors.jsonl")
+    for row, got in zip(given, scored, strict=True):
+        for column, value in row.items():
+            if column not in mapped:
+                assert got[column] == value, f"column {column} changed"
+    return scored, lines

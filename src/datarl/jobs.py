@@ -50,12 +50,20 @@ def response_rows(records: Sequence[Record], generations: Sequence[Any], samples
 
 
 def generate_file(
-    input_path: str, output_path: str, policy: Any, sampling: Any, *, progress: bool = False
+    input_path: str,
+    output_path: str,
+    policy: Any,
+    sampling: Any,
+    *,
+    progress: bool = False,
+    layout: str | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> GenerateSummary:
-    """Sample ``policy`` on every record of ``input_path``; write records with ``response``."""
+    """Sample ``policy`` on every record of ``input_path``; write records with ``response``. ``layout`` and
+    ``announce`` as for :func:`datarl.records.load_records`."""
     from datarl.models.generate import generate
 
-    records = read_all_records(input_path)
+    records = read_all_records(input_path, layout=layout, announce=announce)
     start = time.perf_counter()
     gens = generate(policy, [r.prompt for r in records], sampling, progress=progress)
     write_records(output_path, response_rows(records, gens, sampling.samples_per_prompt))

@@ -9,12 +9,18 @@ fix it. Unknown fields are kept and written back unchanged, so users' own column
 Task-specific checks of ``tests`` (code) and ``instruction_id_list``/``kwargs``
 (ifeval) are delegated to the verifier that understands them, so the record layer and
 the scorer can never disagree about what is valid.
+
+A file in another project's layout (verl, GSM8K, MATH, HumanEval, MBPP, APPS, IFEval,
+chat messages; ``datarl.layouts``) loads as it is: its layout is chosen once per file,
+from its columns, and each row becomes a record whose derived fields (``task``,
+``prompt``, ``ground_truth``, ``tests``...) are laid over the row's own columns. Bad rows
+name the upstream column (``answer``, ``reward_model.ground_truth``).
 """
 
 from __future__ import annotations
 
 import difflib
-import json
+import itertools
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,8 +28,12 @@ from typing import Any
 
 from datarl.errors import InputError, UserError
 from datarl.io import remove_stale, write_records
+from datarl.layouts import Detected, LayoutError, RowProblem, choose_layout
+from datarl.rows import open_rows
+from datarl.tasks import TASKS
 
-TASKS = ("math", "code", "ifeval", "general")
+SAMPLE_ROWS = 20
+"""Rows read before a file's layout is chosen (their columns, and values where a layout needs them)."""
 CHAT_ROLES = ("system", "user", "assistant", "tool")
 # Fields the records layer itself understands; anything else is carried through.
 KNOWN_FIELDS = (
@@ -91,57 +101,46 @@ class RecordError:
 
 @dataclass
 class LoadResult:
+    """What a file held: its valid records, its bad lines, how many lines (rows) in all, and the layout
+    it was read in (``layout.native``: a datarl file; ``layout.line()``: the mapping otherwise)."""
+
     records: list[Record]
     errors: list[RecordError]
     total_lines: int
+    layout: Detected | None = None
 
 
 # --- reading --------------------------------------------------------------------
 
 
 def iter_raw(path: str) -> Iterator[tuple[int, Any, str]]:
-    """Yield ``(line_number, parsed_object_or_exception, line_text)`` for JSONL or Parquet.
-
-    Blank JSONL lines are skipped (they are not records). A line that is not valid
-    JSON yields the ``ValueError`` in place of the object.
-    """
-    if path.endswith(".parquet"):
-        yield from _iter_parquet(path)
-        return
-    with open(path, "rb") as fh:
-        for number, raw_line in enumerate(fh, start=1):
-            text = raw_line.decode("utf-8", errors="replace")
-            if not text.strip():
-                continue
-            try:
-                yield number, json.loads(text), text
-            except ValueError as exc:
-                yield number, exc, text
-
-
-def _iter_parquet(path: str) -> Iterator[tuple[int, Any, str]]:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    for number, row in enumerate(table.to_pylist(), start=1):
-        yield number, row, ""
+    """Yield ``(line_number, parsed_object_or_exception, line_text)`` for JSONL, Parquet or a ``datasets``
+    directory (``datarl.rows.open_rows``): blank JSONL lines are skipped, a line that is not valid JSON
+    yields the ``ValueError`` in place of the object."""
+    yield from open_rows(path).rows
 
 
 def load_records(
     path: str,
     *,
     extra_check: Callable[[Record], tuple[str, str] | None] | None = None,
+    layout: str | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> LoadResult:
-    """Load and validate every record of ``path``.
+    """Load and validate every record of ``path`` (JSONL, Parquet, or a ``datasets`` directory).
 
     ``extra_check`` lets a caller add a check (e.g. "the router has a source for this
     task"); it returns ``(field, message)`` for a bad record or None.
-    Raises :class:`~datarl.errors.InputError` only for a missing or unreadable file.
+    ``layout``: read the file in this layout (a name of ``datarl.layouts.LAYOUT_NAMES``)
+    instead of detecting it. ``announce`` receives the mapping line once when the file is
+    not a datarl file (``layout gsm8k: task=math, prompt<-question, ...``).
+    Raises :class:`~datarl.errors.InputError` only for a missing or unreadable file, an
+    unknown layout, or a file whose columns fit several layouts.
     """
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
     try:
-        return _load(path, extra_check)
+        return _load(path, extra_check, layout, announce)
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except ImportError as exc:  # pyarrow's native parts missing for a .parquet file
@@ -155,16 +154,18 @@ def read_all_records(
     error: type[UserError] = InputError,
     limit: int = 10,
     allow_empty: bool = False,
+    layout: str | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> list[Record]:
     """The records of an input every line of which must be valid (prompts to sample, a training set).
 
     A missing or unreadable file, any bad line (the first ``limit`` listed with file, line and field) or a
     file with no records (unless ``allow_empty``) raises ``error``, its message prefixed with ``what``
-    (e.g. ``data.train``).
+    (e.g. ``data.train``). ``layout`` and ``announce`` as for :func:`load_records`.
     """
     where = f"{what}: " if what else ""
     try:
-        loaded = load_records(path)
+        loaded = load_records(path, layout=layout, announce=announce)
     except InputError as exc:
         raise error(f"{where}{exc}") from None
     if loaded.errors:
@@ -177,12 +178,27 @@ def read_all_records(
     return loaded.records
 
 
-def _load(path: str, extra_check: Callable[[Record], tuple[str, str] | None] | None) -> LoadResult:
-    name = os.path.basename(path)
+def _load(
+    path: str,
+    extra_check: Callable[[Record], tuple[str, str] | None] | None,
+    layout: str | None,
+    announce: Callable[[str], None] | None,
+) -> LoadResult:
+    name = os.path.basename(path.rstrip(os.sep))
+    table = open_rows(path)
+    head = list(itertools.islice(table.rows, SAMPLE_ROWS))
+    sample = [obj for _, obj, _ in head if isinstance(obj, dict)]
+    columns = table.columns if table.columns is not None else {key for row in sample for key in row}
+    try:
+        detected = choose_layout(columns, sample, layout)
+    except LayoutError as exc:
+        raise LayoutError(f"{path}: {exc}") from None
+    if announce is not None and not detected.native:
+        announce(detected.line())
     records: list[Record] = []
     errors: list[RecordError] = []
     total = 0
-    for number, obj, text in iter_raw(path):
+    for number, obj, text in itertools.chain(head, table.rows):
         total += 1
         snippet = text[:500]
         if isinstance(obj, ValueError):
@@ -196,9 +212,22 @@ def _load(path: str, extra_check: Callable[[Record], tuple[str, str] | None] | N
                 )
             )
             continue
+        mapped = False
+        if not detected.native and isinstance(obj, dict):
+            try:
+                obj, whole = detected.record(obj)
+            except RowProblem as problem:
+                errors.append(RecordError(path, number, problem.field, problem.message, snippet))
+                continue
+            mapped = not whole
         result = parse_record(obj, path=path, line=number, default_id=f"{name}:{number}")
         if isinstance(result, RecordError):
-            errors.append(RecordError(result.path, result.line, result.field, result.message, snippet))
+            field_name, message = result.field, result.message
+            if mapped:
+                field_name = detected.source_of(field_name)
+            elif field_name == "task" and isinstance(obj, dict) and obj.get("task") is None:
+                message += detected.no_fit_hint()
+            errors.append(RecordError(result.path, result.line, field_name, message, snippet))
             continue
         if extra_check is not None:
             problem = extra_check(result)
@@ -206,7 +235,7 @@ def _load(path: str, extra_check: Callable[[Record], tuple[str, str] | None] | N
                 errors.append(RecordError(path, number, problem[0], problem[1], snippet))
                 continue
         records.append(result)
-    return LoadResult(records, errors, total)
+    return LoadResult(records, errors, total, detected)
 
 
 # --- validation -----------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,7 @@ class ScoreOptions:
     router: which source scores which task, with source options.
     engine: ``local`` (forked worker processes) or ``ray`` (Ray Data actor pools; ``pip install 'datarl[ray]'``).
     ray: a ``datarl.executors.ray_engine.RayOptions`` for ``engine="ray"`` (None: its defaults, a local Ray).
+    layout: read the input in this layout (``datarl.layouts.LAYOUT_NAMES``) instead of detecting it.
     """
 
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -49,6 +50,7 @@ class ScoreOptions:
     router: RouterConfig = field(default_factory=RouterConfig)
     engine: str = "local"
     ray: Any = None
+    layout: str | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -104,17 +106,31 @@ class ScoreSummary:
         return "\n".join(out)
 
 
-def load_for_scoring(path: str, router: RouterConfig) -> LoadResult:
-    """Load ``path``; a record whose task the router cannot score is a bad line too."""
+def load_for_scoring(
+    path: str,
+    router: RouterConfig,
+    *,
+    layout: str | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> LoadResult:
+    """Load ``path``; a record whose task the router cannot score is a bad line too. ``layout`` and
+    ``announce`` as for :func:`datarl.records.load_records`."""
 
     def routed(rec: Record) -> tuple[str, str] | None:
         return router.record_problem(rec.to_dict()) if rec.response is not None else None
 
-    return load_records(path, extra_check=routed)
+    return load_records(path, extra_check=routed, layout=layout, announce=announce)
 
 
-def score_file(input_path: str, output_path: str, options: ScoreOptions | None = None) -> ScoreSummary:
-    """Score every record of ``input_path`` that has a response; write ``output_path``."""
+def score_file(
+    input_path: str,
+    output_path: str,
+    options: ScoreOptions | None = None,
+    *,
+    announce: Callable[[str], None] | None = None,
+) -> ScoreSummary:
+    """Score every record of ``input_path`` that has a response; write ``output_path``. ``announce`` gets the
+    input's layout mapping when it is not a datarl file."""
     options = options or ScoreOptions()
     if options.engine == "ray":
         from datarl.executors.ray_engine import import_ray
@@ -122,7 +138,7 @@ def score_file(input_path: str, output_path: str, options: ScoreOptions | None =
         import_ray()  # a missing Ray is a one-line error before any work
     if os.path.abspath(input_path) == os.path.abspath(output_path):
         raise InputError("output must differ from input (the input is read while the output is written)")
-    loaded = load_for_scoring(input_path, options.router)
+    loaded = load_for_scoring(input_path, options.router, layout=options.layout, announce=announce)
     errors_path = output_path + ".errors.jsonl"
     if loaded.errors and options.strict:
         raise InputError(

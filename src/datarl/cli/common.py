@@ -77,6 +77,26 @@ def ray_options(args: argparse.Namespace):  # -> RayOptions | None
         raise InputError(f"bad --ray-* option: {exc}") from None
 
 
+# datarl.layouts.LAYOUT_NAMES, spelled out so that `datarl --help` does not import the layouts (a test keeps
+# the two equal)
+LAYOUT_CHOICES = ("datarl", "verl", "gsm8k", "math", "humaneval", "mbpp", "apps", "ifeval", "messages")
+
+
+def add_layout(p: argparse.ArgumentParser, what: str = "the input") -> None:
+    p.add_argument(
+        "--layout",
+        choices=LAYOUT_CHOICES,
+        metavar="NAME",
+        help=f"read {what} in this layout instead of detecting it from its columns: "
+        f"{', '.join(LAYOUT_CHOICES)} (README 'Layouts')",
+    )
+
+
+def announce(line: str) -> None:
+    """Print a file's layout mapping (once per file read) where it does not mix with a command's output."""
+    print(line, file=sys.stderr)
+
+
 def add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config",

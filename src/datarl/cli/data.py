@@ -9,7 +9,9 @@ import sys
 from .common import (
     add_config,
     add_engine,
+    add_layout,
     add_sampling,
+    announce,
     policy_from,
     ray_options,
     router_config,
@@ -23,7 +25,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from datarl.records import format_errors
     from datarl.scoring import load_for_scoring
 
-    loaded = load_for_scoring(args.input, router_config(args))
+    loaded = load_for_scoring(args.input, router_config(args), layout=args.layout, announce=print)
     tasks: dict[str, int] = {}
     for rec in loaded.records:
         tasks[rec.task] = tasks.get(rec.task, 0) + 1
@@ -39,12 +41,14 @@ def _parse_validate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "validate",
         help="check a records file without scoring it",
-        description="Check every line of a JSONL/Parquet records file against the record "
-        "schema and the router. Prints 'file:line: field: problem' for each bad "
-        "line; exit 1 if any.",
+        description="Check every line of a JSONL/Parquet records file (or a datasets directory) against the "
+        "record schema and the router. A file in another project's layout (verl, GSM8K, MATH, HumanEval, "
+        "MBPP, APPS, IFEval, chat messages) is detected from its columns and its mapping printed first. "
+        "Prints 'file:line: field: problem' for each bad line; exit 1 if any.",
     )
     p.add_argument("input", metavar="FILE")
     p.add_argument("--max-errors", type=int, default=50, help="errors to print (default 50)")
+    add_layout(p)
     add_config(p)
     p.set_defaults(fn=cmd_validate)
 
@@ -60,8 +64,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         router=router_config(args),
         engine=args.engine,
         ray=ray_options(args),
+        layout=args.layout,
     )
-    summary = score_file(args.input, args.output, options)
+    summary = score_file(args.input, args.output, options, announce=announce)
     print(summary.format())
     return 0
 
@@ -98,6 +103,7 @@ def _parse_score(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--strict", action="store_true", help="refuse the whole file if any line is bad")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    add_layout(p)
     p.add_argument(
         "--partial-credit",
         action="store_true",
@@ -212,7 +218,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.backend == "vllm":
         summary = _generate_vllm_file(args, sampling)
     else:
-        summary = generate_file(args.input, args.output, policy_from(args.policy), sampling, progress=stderr_is_tty())
+        summary = generate_file(
+            args.input,
+            args.output,
+            policy_from(args.policy),
+            sampling,
+            progress=stderr_is_tty(),
+            layout=args.layout,
+            announce=announce,
+        )
     print(summary.format())
     return 0
 
@@ -235,7 +249,7 @@ def _generate_vllm_file(args: argparse.Namespace, sampling):  # -> GenerateSumma
         raise GenerationError(f"--backend vllm needs a HF model directory or hub id, not a GGUF file ({path})")
     from transformers import AutoTokenizer
 
-    records = read_all_records(args.input)
+    records = read_all_records(args.input, layout=args.layout, announce=announce)
     tokenizer = AutoTokenizer.from_pretrained(path)
     start = time.perf_counter()
     gens = generate_vllm(path, [r.prompt for r in records], sampling, tokenizer=tokenizer)
@@ -260,6 +274,7 @@ def _parse_generate(sub: argparse._SubParsersAction) -> None:
         default="hf",
         help="hf: transformers on CPU or GPU (default); vllm: vLLM on a CUDA GPU (pip install 'datarl[vllm]')",
     )
+    add_layout(p)
     p.set_defaults(fn=cmd_generate)
 
 
@@ -271,7 +286,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from datarl.records import read_all_records
     from datarl.synth import gold_check
 
-    records = read_all_records(args.input)
+    records = read_all_records(args.input, layout=args.layout, announce=announce)
     if args.limit:
         records = records[: args.limit]
     summary, rows = eval_records(
@@ -305,6 +320,7 @@ def _parse_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N records")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gold-check processes")
     add_sampling(p, temperature=0.0)
+    add_layout(p)
     p.set_defaults(fn=cmd_eval)
 
 

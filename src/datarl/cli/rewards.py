@@ -9,8 +9,10 @@ import sys
 from .common import (
     add_config,
     add_engine,
+    add_layout,
     add_sampling,
     add_training,
+    announce,
     base_dir,
     policy_from,
     ray_options,
@@ -25,7 +27,7 @@ def cmd_make_pairs(args: argparse.Namespace) -> int:
     from datarl.preferences import make_pairs
     from datarl.records import read_all_records
 
-    records = read_all_records(args.input)
+    records = read_all_records(args.input, layout=args.layout, announce=announce)
     if args.limit:
         records = records[: args.limit]
     sampling = sampling_from(args)
@@ -64,6 +66,7 @@ def _parse_make_pairs(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-noise", type=float, default=0.1, help="fraction of flipped labels (default 0.1)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
     add_sampling(p, temperature=1.0, n=4)
+    add_layout(p)
     p.set_defaults(fn=cmd_make_pairs)
 
 
@@ -103,7 +106,9 @@ def cmd_train_genrm(args: argparse.Namespace) -> int:
     from datarl.preferences import load_pairs
     from datarl.records import read_all_records
 
-    gt_records = [r.to_dict() for r in read_all_records(args.gt)] if args.gt else None
+    gt_records = (
+        [r.to_dict() for r in read_all_records(args.gt, layout=args.layout, announce=announce)] if args.gt else None
+    )
     metrics = train_genrm(
         load_pairs(args.pairs),
         base_dir(args),
@@ -131,6 +136,7 @@ def _parse_train_genrm(sub: argparse._SubParsersAction) -> None:
         metavar="RECORDS",
         help="records with ground_truth and response (e.g. scored SFT samples) for judge-vs-ground-truth examples",
     )
+    add_layout(p, "--gt's records")
     p.set_defaults(fn=cmd_train_genrm)
 
 
@@ -140,7 +146,7 @@ def cmd_calibrate_genrm(args: argparse.Namespace) -> int:
     from datarl.models.genrm_train import calibrate_judge
     from datarl.records import read_all_records
 
-    records = [r.to_dict() for r in read_all_records(args.records)]
+    records = [r.to_dict() for r in read_all_records(args.records, layout=args.layout, announce=announce)]
     entry = calibrate_judge(args.judge, records, log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(entry, indent=2))
     return 0
@@ -162,6 +168,7 @@ def _parse_calibrate_genrm(sub: argparse._SubParsersAction) -> None:
         "records",
         help="JSONL/Parquet records with ground_truth and response (e.g. datarl generate output on training prompts)",
     )
+    add_layout(p, "RECORDS")
     p.set_defaults(fn=cmd_calibrate_genrm)
 
 
@@ -170,7 +177,7 @@ def cmd_build_references(args: argparse.Namespace) -> int:
     from datarl.records import read_all_records
     from datarl.references import build_references
 
-    records = read_all_records(args.input)
+    records = read_all_records(args.input, layout=args.layout, announce=announce)
     sampling = sampling_from(args)
     rows = build_references(
         [r.to_dict() for r in records],
@@ -198,6 +205,7 @@ def _parse_build_references(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     p.add_argument("--bt", required=True, metavar="DIR", help="BT reward model directory (datarl train-bt)")
     add_sampling(p, temperature=1.0, n=8)
+    add_layout(p)
     p.set_defaults(fn=cmd_build_references)
 
 
@@ -246,6 +254,8 @@ def cmd_select(args: argparse.Namespace) -> int:
             restart=args.restart,
             engine=args.engine,
             ray=ray_options(args),
+            layout=args.layout,
+            announce=announce,
         )
     except KeyboardInterrupt:
         if os.path.exists(scores):
@@ -331,6 +341,7 @@ def _parse_select(sub: argparse._SubParsersAction) -> None:
     add_engine(p, generation=True)
     add_config(p)
     add_sampling(p, temperature=1.0, n=4)
+    add_layout(p, "POOL")
     p.set_defaults(fn=cmd_select)
 
 

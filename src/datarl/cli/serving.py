@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .common import add_config, router_config
+from .common import add_config, add_layout, announce, router_config
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -110,7 +110,7 @@ def cmd_export_verl(args: argparse.Namespace) -> int:
         )
     if not os.path.exists(args.input):
         raise InputError(f"{args.input}: no such file")
-    loaded = load_records(args.input)
+    loaded = load_records(args.input, layout=args.layout, announce=announce)
     if loaded.errors:
         raise InputError(
             f"{len(loaded.errors)} bad line(s), first: {loaded.errors[0]}; "
@@ -171,6 +171,7 @@ def _parse_export_verl(sub: argparse._SubParsersAction) -> None:
         help="run config (YAML/JSON): its curriculum:, ppo: and seed: set the order; its reward: section "
         "the reward_model.style of each task",
     )
+    add_layout(p)
     p.set_defaults(fn=cmd_export_verl)
 
 

@@ -54,6 +54,7 @@ from typing import Any, NamedTuple
 
 from datarl.errors import UserError
 from datarl.io import atomic_path
+from datarl.layouts.verl import DATA_SOURCE_PREFIX
 from datarl.records import Record, parse_record
 
 __all__ = [
@@ -70,7 +71,6 @@ __all__ = [
     "DATA_SOURCE_PREFIX",
 ]
 
-DATA_SOURCE_PREFIX = "datarl/"
 CONFIG_ENV = "DATARL_REWARD_CONFIG"
 EXTRA_INFO_KEYS = ("id", "task", "domain", "index", "record")
 SCORE_KEYS = ("score", "reward_source", "failure", "error", "record_id", "task", "reward_info")

@@ -98,6 +98,15 @@ def _boxes_backwards(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
+def last_boxed(text: str) -> str | None:
+    """The content of the last complete ``\\boxed{...}`` (or ``\\fbox{...}``, ``\\boxed 5``) in ``text``,
+    stripped; None when there is none. How MATH's solutions give their final answer."""
+    for _, _, content in _boxes_backwards(text):
+        if content.strip():
+            return content.strip()
+    return None
+
+
 def _final_boxes(text: str) -> tuple[int, list[str]] | None:
     """The end of the last box and the contents of the final group, in reading order."""
     boxes = _boxes_backwards(text)

@@ -77,9 +77,11 @@ class SelectSummary:
         return format_summary(self)
 
 
-def _load_pool(path: str, cfg: SelectConfig) -> tuple[list[Record], list[RecordError], int, int]:
+def _load_pool(
+    path: str, cfg: SelectConfig, layout: str | None, announce: Callable[[str], None] | None
+) -> tuple[list[Record], list[RecordError], int, int]:
     """Valid pool records in ``cfg.domains``, load errors, total lines, records outside the domains."""
-    loaded = load_records(path)
+    loaded = load_records(path, layout=layout, announce=announce)
     if not loaded.records:
         detail = (
             f"; all {len(loaded.errors)} lines are bad:\n{format_errors(loaded.errors, 5)}"
@@ -107,8 +109,9 @@ def _load_pool(path: str, cfg: SelectConfig) -> tuple[list[Record], list[RecordE
     return records, loaded.errors, loaded.total_lines, len(loaded.records) - len(records)
 
 
-def _load_train(path: str) -> list[dict[str, Any]]:
-    return [{**r.raw, "id": r.id} for r in read_all_records(path, what="the training set", limit=5, allow_empty=True)]
+def _load_train(path: str, announce: Callable[[str], None] | None) -> list[dict[str, Any]]:
+    records = read_all_records(path, what="the training set", limit=5, allow_empty=True, announce=announce)
+    return [{**r.raw, "id": r.id} for r in records]
 
 
 def check_router(router: Router, records: Sequence[Record]) -> None:
@@ -312,7 +315,14 @@ class _Inputs:
 
 
 def _inputs(
-    pool_path: str, out_path: str, scores_path: str, cfg: SelectConfig, train_path: str | None, merge: bool
+    pool_path: str,
+    out_path: str,
+    scores_path: str,
+    cfg: SelectConfig,
+    train_path: str | None,
+    merge: bool,
+    layout: str | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> _Inputs:
     if merge and not train_path:
         raise SelectError("merge needs the training set (--train TRAIN)")
@@ -320,8 +330,8 @@ def _inputs(
         raise InputError("the output and scores paths must differ from the pool and training files")
     if not os.path.isdir(os.path.dirname(os.path.abspath(out_path))):
         raise InputError(f"{out_path}: output directory does not exist")
-    records, errors, total_lines, excluded = _load_pool(pool_path, cfg)
-    train = _load_train(train_path) if train_path else None
+    records, errors, total_lines, excluded = _load_pool(pool_path, cfg, layout, announce)
+    train = _load_train(train_path, announce) if train_path else None
     if merge and train is not None:
         clash = sorted({r["id"] for r in train} & {r.id for r in records})
         if clash:
@@ -387,6 +397,8 @@ def run_select(
     on_chunk: Callable[[int, int], None] | None = None,
     engine: str = "local",
     ray: Any = None,
+    layout: str | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> SelectSummary:
     """Pre-PPO selection of ``pool_path`` into ``out_path`` (see the module docstring).
 
@@ -400,6 +412,8 @@ def run_select(
     engine: ``local``, or ``ray`` to score on Ray Data actor pools (``pip install 'datarl[ray]'``; the same
         scores); ray: its ``datarl.executors.ray_engine.RayOptions`` (None: a local Ray; sampling moves to
         a Ray actor only with ``generate_gpus`` > 0).
+    layout: read the pool in this layout (``datarl.layouts.LAYOUT_NAMES``) instead of detecting it;
+    announce: receives the layout mapping of the pool and training files that are not datarl files.
     """
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
@@ -424,6 +438,8 @@ def run_select(
             restart,
             on_chunk,
             runner,
+            layout,
+            announce,
         )
     finally:
         if runner is not None:
@@ -444,12 +460,14 @@ def _run_select(
     restart: bool,
     on_chunk: Callable[[int, int], None] | None,
     runner: Any,
+    layout: str | None,
+    announce: Callable[[str], None] | None,
 ) -> SelectSummary:
     start = time.perf_counter()
     cfg = cfg or SelectConfig()
     router = Router(router_config or RouterConfig())
     scores_path = scores_path or out_path + ".scores.jsonl"
-    inp = _inputs(pool_path, out_path, scores_path, cfg, train_path, merge)
+    inp = _inputs(pool_path, out_path, scores_path, cfg, train_path, merge, layout, announce)
     check_router(router, inp.candidates)
     if runner is not None:  # a stage needing GPUs the cluster lacks fails now, not after sampling
         runner.preflight(router.config, sorted({r.task for r in inp.candidates}), generate=True)
