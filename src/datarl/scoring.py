@@ -26,6 +26,7 @@ from datarl.executors.engine import LocalEngine
 from datarl.io import progress_bar, write_records
 from datarl.records import LoadResult, Record, format_errors, load_records, write_errors
 from datarl.rewards.base import RewardResult
+from datarl.rewards.bt import refit
 from datarl.rewards.router import Router, RouterConfig
 
 
@@ -147,6 +148,8 @@ def score_file(input_path: str, output_path: str, options: ScoreOptions | None =
             if isinstance(engine, LocalEngine)
             else iter(engine.score(to_score, [r["response"] for r in to_score]))
         )
+        if "bt" in {*options.router.table.values(), *options.router.fallbacks.values()}:
+            results = iter(refit(list(results)))  # a fitted bt mapping covers the whole file, whatever the engine
         write_records(output_path, _merge(loaded.records, results, summary, bar))
         write_errors(errors_path, loaded.errors)
     finally:
