@@ -7,6 +7,8 @@ Guarantees:
 - every item has a wall-clock limit enforced by killing its worker, so one
   pathological answer cannot stall the run; a timed-out item scores 0 with
   ``reward_info.failure = "timeout"``;
+- a ``bt`` reward model whose mapping is fitted on the records being scored gets one fit
+  over the whole file, whatever the engine cuts it into (``rewards.bt.refit``);
 - the output is written to a temporary file and renamed into place only when the
   run completes, so an interrupted run (Ctrl-C, SIGTERM) leaves no half-written
   output and no worker processes.
