@@ -268,3 +268,4 @@ def test_batch_callers_refuse_a_mapping_that_would_change_every_batch(rm_dir, bt
     assert "sources.bt.shift" in problems(model=rm_dir)[0]
     assert problems(model=rm_dir, shift=0.0, scale=1.0) == [] and problems(model=rm_dir, mapping="none") == []
     assert problems(model=bt_dir) == []
+    assert problems(model=os.path.join(bt_dir, "not-trained-yet")) == []  # a pipeline's bt stage makes it later

@@ -371,8 +371,16 @@ def mapping_problem(options: Mapping[str, Any]) -> str | None:
     if options.get("shift") is not None and options.get("scale") is not None:
         return None
     model = options.get("model")
-    if not isinstance(model, str) or os.path.isfile(os.path.join(model, META_FILE)):
+    if not isinstance(model, str):
         return None  # no model at all is reported by the router's preflight
+    if os.path.isdir(model):
+        if os.path.isfile(os.path.join(model, META_FILE)):
+            return None
+    else:
+        from datarl.models.loading import hub_cached_file
+
+        if hub_cached_file(model) is None:
+            return None  # not made yet (a pipeline's bt stage) or missing (reported by the preflight)
     return (
         f"sources.bt: {model} has no stored mapping (no {META_FILE}), so its logistic would be fitted on every "
         "batch and the same response would earn different rewards; set sources.bt.shift and sources.bt.scale "
