@@ -28,7 +28,7 @@ from datarl.executors.engine import LocalEngine
 from datarl.io import progress_bar, write_records
 from datarl.records import LoadResult, Record, format_errors, load_records, write_errors
 from datarl.rewards.base import RewardResult
-from datarl.rewards.bt import refit
+from datarl.rewards.bt import mapping_problem, refit
 from datarl.rewards.router import Router, RouterConfig
 
 
@@ -150,8 +150,8 @@ def score_file(input_path: str, output_path: str, options: ScoreOptions | None =
             if isinstance(engine, LocalEngine)
             else iter(engine.score(to_score, [r["response"] for r in to_score]))
         )
-        if "bt" in {*options.router.table.values(), *options.router.fallbacks.values()}:
-            results = iter(refit(list(results)))  # a fitted bt mapping covers the whole file, whatever the engine
+        if _fits_bt(options.router):  # one fit over the whole file, whatever the engine cuts it into
+            results = iter(refit(list(results)))
         write_records(output_path, _merge(loaded.records, results, summary, bar))
         write_errors(errors_path, loaded.errors)
     finally:
@@ -160,6 +160,13 @@ def score_file(input_path: str, output_path: str, options: ScoreOptions | None =
         engine.close()  # stops and reaps the workers even on Ctrl-C
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _fits_bt(router: RouterConfig) -> bool:
+    """Whether a routed ``bt`` source fits its mapping on the records it scores (then the results are gathered
+    and refitted together; else they stream)."""
+    routed = {*router.table.values(), *router.fallbacks.values()}
+    return "bt" in routed and mapping_problem(dict(router.options.get("bt", {}))) is not None
 
 
 def _engine(options: ScoreOptions, items: int) -> Any:
