@@ -60,6 +60,47 @@ def micro_backbone(path: str | Path) -> str:
     return save_micro_policy((p["prompt"] + " " + p["chosen"] + " " + p["rejected"] for p in toy_pairs()), path)
 
 
+def micro_answering_policy(path: str | Path, steps: int = 80) -> str:
+    """:func:`micro_backbone` trained for a few seconds on :func:`toy_pairs`' chosen answers, so that its samples
+    end (EOS) within about 20 tokens and are not cut off (a cut-off response scores 0 before any reward model)."""
+    from datarl.models.loading import load_policy
+    from datarl.models.train_lm import LMTrainConfig, train_lm
+
+    micro_backbone(path)
+    policy = load_policy(str(path))
+    train_lm(policy, [(p["prompt"], p["chosen"]) for p in toy_pairs()], LMTrainConfig(steps=steps, batch_size=8))
+    policy.model.save_pretrained(str(path))
+    return str(path)
+
+
+def micro_reward_model(out: str | Path, tokenizer_dir: str | Path, *, seed: int = 0) -> str:
+    """An off-the-shelf-style reward model: a tiny ``LlamaForSequenceClassification`` (one output, seeded random
+    weights) saved with the tokenizer of ``tokenizer_dir`` (its chat template included) and no ``datarl_bt.json``,
+    as a model from the hub is; returns its path."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+    )
+    model = LlamaForSequenceClassification(config)
+    with torch.no_grad():  # a head large enough that responses differ visibly
+        model.score.weight.normal_(0.0, 1.0)
+    model.save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return str(out)
+
+
 MICRO_SYNTH = {"train_per_task": 6, "pool_per_task": 6, "eval_per_task": 2}
 
 

@@ -160,3 +160,88 @@ sys.exit(0)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 130, proc.stderr
     assert "Exception ignored" not in proc.stderr
+
+
+def _hub_cache(root: Path, repo: str, model_dir: str) -> dict[str, str]:
+    """A local Hugging Face cache holding ``model_dir`` as hub repository ``repo`` (laid out as a download
+    leaves it); the environment that points the hub library at it, offline."""
+    import shutil
+
+    entry = root / f"models--{repo.replace('/', '--')}"
+    (entry / "refs").mkdir(parents=True)
+    (entry / "refs" / "main").write_text("0" * 40)
+    shutil.copytree(model_dir, entry / "snapshots" / ("0" * 40))
+    return {**os.environ, "HF_HUB_CACHE": str(root), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def test_an_off_the_shelf_reward_model_drives_score_select_and_references(tmp_path):
+    pytest.importorskip("torch")
+    from datarl.rewards.bt import fit_mapping, logistic
+    from datarl_testing import WORDS, micro_answering_policy, micro_reward_model, read_jsonl, write_jsonl
+
+    policy = micro_answering_policy(tmp_path / "policy")  # its samples end: none is cut off (scored 0)
+    rm = micro_reward_model(tmp_path / "rm", policy)  # no datarl_bt.json: a model from elsewhere
+    env = _hub_cache(tmp_path / "hub", "acme/tiny-rm", rm)
+    prompts = [f"Tell me about the {w} number {i}." for i, w in enumerate(WORDS[:6])]
+    answers = ["The river is nice and calm.", "No.", "I like the lamp a lot.", "The snow."]
+    rows = [{"id": f"g{i}", "task": "general", "prompt": p, "response": answers[i % 4]} for i, p in enumerate(prompts)]
+    inp = write_jsonl(tmp_path / "in.jsonl", [*rows, {"id": "x", "task": "general", "prompt": prompts[0]}])
+
+    # datarl score, the model given by its hub name (from the local cache): a logistic fitted on the file
+    cfg = tmp_path / "score.json"
+    cfg.write_text(json.dumps({"router": {"general": "bt"}, "sources": {"bt": {"model": "acme/tiny-rm"}}}))
+    out = tmp_path / "scored.jsonl"
+    res = run("score", inp, "-o", str(out), "--workers", "1", "--config", str(cfg), env=env)
+    assert res.returncode == 0, res.stderr
+    scored = [r for r in read_jsonl(out) if "reward" in r]
+    assert len(scored) == 6 and "reward" not in read_jsonl(out)[-1]
+    shift, scale = fit_mapping([r["reward_info"]["raw"] for r in scored])
+    for r in scored:
+        info = r["reward_info"]
+        assert r["reward_source"] == "bt" and info["bt_model"] == "acme/tiny-rm" and info["bt_input"] == "chat_template"
+        assert info["mapping_from"] == {"shift": "fit", "scale": "fit"} and info["fitted_on"] == 6
+        assert r["reward"] == pytest.approx(logistic(info["raw"], shift, scale))
+    assert len({round(r["reward"], 6) for r in scored}) > 1
+
+    # datarl serve refuses it: a mapping fitted per request would change the reward from batch to batch
+    res = run("serve", "--config", str(cfg), env=env)
+    assert res.returncode == 2 and "sources.bt.shift" in res.stderr and "Traceback" not in res.stderr
+
+    # datarl select in chunks of 2 prompts: one fit over the whole pool, not one per chunk
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{k: v for k, v in r.items() if k != "response"} for r in rows])
+    sel_cfg = tmp_path / "select.json"
+    sel_cfg.write_text(
+        json.dumps(
+            {
+                "router": {"general": "bt"},
+                "sources": {"bt": {"model": rm}},
+                "select": {"prompts_per_chunk": 2, "fraction": 0.5},
+            }
+        )
+    )
+    sel = tmp_path / "selected.jsonl"
+    sampling = ["--n", "2", "--max-new-tokens", "24", "--policy", policy]
+    res = run("select", pool, "-o", str(sel), "--config", str(sel_cfg), "--workers", "1", *sampling, env=env)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(Path(str(sel) + ".report.json").read_text())
+    entries = read_jsonl(str(sel) + ".scores.jsonl")[1:]
+    raws = [s["raw"] for e in entries for s in e["refit"]]
+    assert len(entries) == 6 and len(raws) == 12 and {e["chunk"] for e in entries} == {0, 1, 2}
+    shift, scale = fit_mapping(raws)
+    assert report["bt_mapping"]["fitted_on"] == 12 and report["bt_mapping"]["shift"] == pytest.approx(shift)
+    chunk_scores = [x for e in entries for x in e["rewards"]]
+    assert chunk_scores != pytest.approx([logistic(x, shift, scale) for x in raws])  # the chunks' own fits differ
+    kept = read_jsonl(sel)
+    assert len(kept) == 3
+    for row in kept:
+        entry = next(e for e in entries if e["id"] == row["id"])
+        assert row["prepo"]["rewards"] == pytest.approx([logistic(s["raw"], shift, scale) for s in entry["refit"]])
+
+    # datarl build-references by hub name: the best of N by the model's raw score
+    ref = tmp_path / "ref.jsonl"
+    res = run("build-references", pool, "-o", str(ref), "--bt", "acme/tiny-rm", *sampling, env=env)
+    assert res.returncode == 0, res.stderr
+    for row in read_jsonl(ref):
+        info = row["reference_info"]
+        assert info["bt_input"] == "chat_template" and info["n"] == 2
+        assert info["chosen_index"] == max(range(2), key=lambda k: (info["bt_scores"][k], -k))

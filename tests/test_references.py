@@ -71,7 +71,7 @@ def test_non_general_records_are_untouched(setup):
 def test_keep_existing_and_missing_model(setup, tmp_path):
     records, policy, bt_dir = setup
     assert build_references(records, policy, bt_dir, n=2, keep_existing=True, sampling=SAMPLING) == records
-    with pytest.raises(BTModelError, match="no such BT model"):
+    with pytest.raises(BTModelError, match="no such reward model"):
         build_references(records, policy, str(tmp_path / "absent"), n=2)
     with pytest.raises(ValueError):
         build_references(records, policy, bt_dir, n=0)

@@ -1,9 +1,10 @@
 """Best-of-N references (``datarl build-references``): what ``genrm.bon`` compares responses with.
 
 For every ``general`` record, sample ``n`` responses from the SFT policy, score them with
-the BT reward model (``rewards.bt.bt_scores``) and write the highest-scoring one as the
-record's ``reference`` (the first on ties), recording
-``reference_info: {n, bt_scores, chosen_index, bt_model, replaced_existing}``.
+the BT reward model (``rewards.bt.bt_scores``: one made by ``datarl train-bt``, or any Hugging Face
+sequence-classification reward model) and write the highest-scoring one as the record's ``reference`` (the
+first on ties), recording ``reference_info: {n, bt_scores, chosen_index, bt_model, bt_input,
+replaced_existing}`` (``bt_scores`` are raw: no mapping changes which sample is best).
 Records of other tasks pass through unchanged (they have ground truth or tests).
 
 A general record that already has a ``reference`` is given a new one by default (the
@@ -37,8 +38,9 @@ def build_references(
     """``records`` as dicts, in order, with best-of-``n`` references on the general ones.
 
     policy: the SFT ``models.Policy`` to sample.
-    bt_model_dir: a directory made by ``datarl train-bt`` (checked before any sampling;
-        ``rewards.bt.BTModelError`` if unusable).
+    bt_model_dir: a directory made by ``datarl train-bt``, or a Hugging Face sequence-classification reward
+        model (a directory or a hub id in the local cache); checked before any sampling
+        (``rewards.bt.BTModelError`` if unusable).
     n: samples per general prompt (>= 1).
     seed: sampling seed.
     sampling: a ``SamplingConfig``; its ``samples_per_prompt`` and ``seed`` are replaced by ``n`` and ``seed``.
@@ -50,7 +52,7 @@ def build_references(
 
     if n < 1:
         raise ValueError("n must be >= 1")
-    load_bt(bt_model_dir)  # fail before spending time on sampling
+    bt_input = load_bt(bt_model_dir).input_format  # fail before spending time on sampling
     out = [as_dict(r) for r in records]
     todo = [i for i, r in enumerate(out) if r.get("task") == "general" and not (keep_existing and r.get("reference"))]
     if not todo:
@@ -73,6 +75,7 @@ def build_references(
             "bt_scores": scores,
             "chosen_index": best,
             "bt_model": bt_model_dir,
+            "bt_input": bt_input,
             "replaced_existing": bool(rec.get("reference")),
         }
         rec["reference"] = ts[best]

@@ -7,6 +7,8 @@ Guarantees:
 - every item has a wall-clock limit enforced by killing its worker, so one
   pathological answer cannot stall the run; a timed-out item scores 0 with
   ``reward_info.failure = "timeout"``;
+- a ``bt`` reward model whose mapping is fitted on the records being scored gets one fit
+  over the whole file, whatever the engine cuts it into (``rewards.bt.refit``);
 - the output is written to a temporary file and renamed into place only when the
   run completes, so an interrupted run (Ctrl-C, SIGTERM) leaves no half-written
   output and no worker processes.
@@ -26,6 +28,7 @@ from datarl.executors.engine import LocalEngine
 from datarl.io import progress_bar, write_records
 from datarl.records import LoadResult, Record, format_errors, load_records, write_errors
 from datarl.rewards.base import RewardResult
+from datarl.rewards.bt import mapping_problem, refit
 from datarl.rewards.router import Router, RouterConfig
 
 
@@ -163,6 +166,8 @@ def score_file(
             if isinstance(engine, LocalEngine)
             else iter(engine.score(to_score, [r["response"] for r in to_score]))
         )
+        if _fits_bt(options.router):  # one fit over the whole file, whatever the engine cuts it into
+            results = iter(refit(list(results)))
         write_records(output_path, _merge(loaded.records, results, summary, bar))
         write_errors(errors_path, loaded.errors)
     finally:
@@ -171,6 +176,13 @@ def score_file(
         engine.close()  # stops and reaps the workers even on Ctrl-C
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _fits_bt(router: RouterConfig) -> bool:
+    """Whether a routed ``bt`` source fits its mapping on the records it scores (then the results are gathered
+    and refitted together; else they stream)."""
+    routed = {*router.table.values(), *router.fallbacks.values()}
+    return "bt" in routed and mapping_problem(dict(router.options.get("bt", {}))) is not None
 
 
 def _engine(options: ScoreOptions, items: int) -> Any:

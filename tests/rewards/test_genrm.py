@@ -1,5 +1,6 @@
 """GenRM judge: readout maths, order averaging, the local HF backend, and the OpenAI-compatible
-backend against canned local HTTP servers (timeouts, no logprobs, HTTP 500)."""
+backend against canned local HTTP servers (timeouts, no logprobs, HTTP 500), including chat servers that
+return no logprobs at all (the verdict read from the text), end to end through ``datarl score``."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pytest
 from datarl.rewards import genrm
 from datarl.rewards.genrm import JudgeError, combine, judge_batch, readout, score_genrm_bon, score_genrm_gt
 from datarl.rewards.genrm_backends import HFJudge, OpenAIJudge, OpenAIJudgeConfig
+from datarl.rewards.judge import text_verdict
 
 MATH = {"id": "m1", "task": "math", "prompt": "Ann has 3 pens. Ann gets 4 more. How many pens?", "ground_truth": "7"}
 GENERAL = {"id": "g1", "task": "general", "prompt": "Describe the sea.", "reference": "The sea is wide and blue."}
@@ -129,7 +131,7 @@ def micro_judge():
 def test_hf_identical_response_and_reference_is_parity(micro_judge):
     res = judge_batch(micro_judge, [("Ann has 3 pens.", "#### 7", "#### 7"), ("q", "some text", "some text")])
     for r in res:
-        assert r.error is None
+        assert r.error is None and r.readout == "logits"
         assert r.score == pytest.approx(0.5, abs=1e-5)
         assert r.p_response_first == pytest.approx(r.p_reference_first, abs=1e-5)
 
@@ -282,12 +284,15 @@ def test_openai_timeout_is_judge_error():
         server.shutdown()
 
 
-def test_openai_no_logprobs_is_judge_error_without_retry():
+def test_openai_no_logprobs_is_judge_error_without_retry_when_logprobs_are_required():
     server, calls, url = _serve(lambda body: (200, {"choices": [{"text": " A", "logprobs": None}]}))
     try:
-        spec = {"backend": "openai", "base_url": url, "model": "m", "retries": 3}
+        spec = {"backend": "openai", "base_url": url, "model": "m", "retries": 3, "readout": "logprobs"}
         _assert_judge_error(spec, "no logprobs")
         assert len(calls) == 2  # a well-formed answer without logprobs is not retried
+        r = score_genrm_bon(GENERAL, "good", judge={**spec, "readout": "auto"})  # the default reads the text
+        assert r.failure is None and r.info["readout"] == "text" and r.score == 0.5  # "A" in both orders
+        assert not r.info["position_consistent"] and r.info["response_first"]["reply"] == " A"
     finally:
         server.shutdown()
 
@@ -347,6 +352,142 @@ def test_openai_connection_refused_and_bad_spec():
     with pytest.raises(JudgeError):
         OpenAIJudgeConfig(base_url="http://x", model="m", timeout_s=0)
     assert OpenAIJudge(OpenAIJudgeConfig(base_url="http://x", model="m")).name == "openai:m"
+
+
+# --- chat servers that return no logprobs: the verdict read from the text ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reply, verdict",
+    [
+        ("A", "A"),
+        (" B.", "B"),
+        ("**A**", "A"),
+        ("[[B]]", "B"),
+        ("Answer: B", "B"),
+        ("The better answer is A.\nBecause it is right.", "A"),
+        ("B - it gives the number", "B"),
+        ("A is better", None),  # not plainly a verdict: never guessed
+        ("A better answer would be B", None),
+        ("A or B", None),
+        ("Both are fine.", None),
+        ("", None),
+        ("AB", None),
+    ],
+)
+def test_text_verdict(reply, verdict):
+    assert text_verdict(reply) == verdict
+
+
+def _text_only(body):
+    """A chat model behind an API without logprobs: it prefers the slot that holds "good", says so in words
+    for prompts about riddles, and follows the request's max_tokens loosely (the reply is the verdict)."""
+    text = body.get("prompt") or body["messages"][0]["content"]
+    if "riddle" in text:
+        reply = "Both answers are equally good."
+    else:
+        reply = "A" if "[Answer A]\ngood" in text else "**B**"
+    if "messages" in body:
+        choice = {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "length"}
+    else:
+        choice = {"index": 0, "text": reply, "finish_reason": "length"}
+    return 200, {"id": "x", "object": "chat.completion", "choices": [choice]}
+
+
+@pytest.mark.parametrize("api", ["chat", "completions"])
+def test_openai_without_logprobs_reads_the_verdict_from_the_text(api):
+    server, calls, url = _serve(_text_only)
+    try:
+        spec = {"backend": "openai", "base_url": url, "model": "chatty", "api": api, "retries": 2}
+        better = score_genrm_bon({**GENERAL, "reference": "ref"}, "good", judge=spec)
+        worse = score_genrm_bon({**GENERAL, "reference": "good"}, "bad", judge=spec)
+        assert better.failure is None and better.score == 1.0 and better.info["position_consistent"]
+        assert worse.failure is None and worse.score == 0.0 and worse.info["position_consistent"]
+        for r in (better, worse):
+            assert r.info["readout"] == "text" and r.info["backend"] == "openai:chatty"
+        assert better.info["response_first"]["reply"] == "A" and better.info["reference_first"]["reply"] == "**B**"
+        assert (better.info["p_response_first"], better.info["p_reference_first"]) == (1.0, 0.0)
+        assert len(calls) == 4  # a reply without logprobs is used, not retried
+        assert calls[0][1]["logprobs"] in (True, 20)  # asked for (auto), and done without
+        r = score_genrm_bon({**GENERAL, "prompt": "A riddle."}, "good", judge=spec)
+        assert r.failure == "judge_error" and r.score == 0.0 and r.info["readout"] == "text"
+        assert "states no verdict" in r.info["error"] and "Both answers" in r.info["error"]
+        assert len(calls) == 6  # no retry: the same question gets the same answer
+        calls.clear()
+        text = score_genrm_bon(
+            {**GENERAL, "reference": "ref"}, "good", judge={**spec, "readout": "text", "max_tokens": 8}
+        )
+        assert text.score == 1.0 and text.info["readout"] == "text"
+        assert all("logprobs" not in b and "top_logprobs" not in b and b["max_tokens"] == 8 for _, b in calls)
+    finally:
+        server.shutdown()
+
+
+def test_one_order_with_logprobs_and_one_without_is_a_mixed_readout():
+    def half(body):
+        text = body.get("prompt") or body["messages"][0]["content"]
+        return _canned(body) if "[Answer A]\ngood" in text else _text_only(body)
+
+    server, _, url = _serve(half)
+    try:
+        r = score_genrm_bon(
+            {**GENERAL, "reference": "ref"}, "good", judge={"backend": "openai", "base_url": url, "model": "m"}
+        )
+        assert r.failure is None and r.info["readout"] == "mixed"
+        assert r.info["response_first"]["readout"] == "logprobs" and r.info["reference_first"]["readout"] == "text"
+        assert r.score == pytest.approx(0.5 * (0.8 + 1.0))
+    finally:
+        server.shutdown()
+
+
+def test_an_endpoint_that_refuses_logprobs_says_to_read_the_text():
+    def refuse(body):
+        if "logprobs" in body:
+            return 400, {"error": {"message": "logprobs is not supported for this model"}}
+        return _text_only(body)
+
+    server, _, url = _serve(refuse)
+    try:
+        spec = {"backend": "openai", "base_url": url, "model": "m", "api": "chat"}
+        _assert_judge_error(spec, "set readout: text")
+        r = score_genrm_bon({**GENERAL, "reference": "ref"}, "good", judge={**spec, "readout": "text"})
+        assert r.failure is None and r.score == 1.0 and r.info["readout"] == "text"
+    finally:
+        server.shutdown()
+    with pytest.raises(JudgeError, match="readout"):
+        OpenAIJudgeConfig(base_url="http://x", model="m", readout="tokens")
+
+
+def test_datarl_score_with_a_chat_judge_that_returns_no_logprobs(tmp_path):
+    server, calls, url = _serve(_text_only)
+    try:
+        judge = {"backend": "openai", "base_url": url, "model": "chatty", "api": "chat"}
+        cfg = tmp_path / "judge.json"
+        cfg.write_text(json.dumps({"router": {"general": "genrm.bon"}, "sources": {"genrm.bon": {"judge": judge}}}))
+        rows = [
+            {**GENERAL, "id": "better", "reference": "ref", "response": "good"},
+            {**GENERAL, "id": "worse", "reference": "good", "response": "bad"},
+            {**GENERAL, "id": "riddle", "prompt": "A riddle.", "response": "good"},
+        ]
+        inp = tmp_path / "in.jsonl"
+        inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        out = tmp_path / "out.jsonl"
+        res = subprocess.run(
+            [sys.executable, "-m", "datarl.cli", "score", str(inp), "-o", str(out), "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        assert res.returncode == 0, res.stderr
+        got = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+        assert got["better"]["reward"] == 1.0 and got["worse"]["reward"] == 0.0
+        for row in got.values():
+            assert row["reward_source"] == "genrm.bon" and row["reward_info"]["readout"] == "text"
+        assert got["riddle"]["reward"] == 0.0 and got["riddle"]["reward_info"]["failure"] == "judge_error"
+        assert "judge_error=1" in res.stdout and len(calls) == 6
+    finally:
+        server.shutdown()
 
 
 # --- a real llama-cpp-python server on the SmolLM2 GGUF (slow) -----------------------------------

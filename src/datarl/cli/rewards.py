@@ -203,7 +203,13 @@ def _parse_build_references(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", metavar="POOL")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
-    p.add_argument("--bt", required=True, metavar="DIR", help="BT reward model directory (datarl train-bt)")
+    p.add_argument(
+        "--bt",
+        required=True,
+        metavar="MODEL",
+        help="the reward model: a directory made by datarl train-bt, or any Hugging Face sequence-classification "
+        "reward model (a directory or a hub id in the local cache)",
+    )
     add_sampling(p, temperature=1.0, n=8)
     add_layout(p)
     p.set_defaults(fn=cmd_build_references)

@@ -27,6 +27,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    cfg.router.check_batch_use()  # rewards are asked for a batch at a time
 
     def ready(url: str) -> None:
         print(url, flush=True)  # stdout: the bound URL alone, for scripts (port 0 picks a free port)

@@ -37,7 +37,9 @@ def load_router_config(path: str | None):  # -> RouterConfig
 
     data = load_config(path)
     reward = data.get("reward", data)
-    return RouterConfig.from_mapping({k: reward[k] for k in ("router", "sources") if k in reward})
+    config = RouterConfig.from_mapping({k: reward[k] for k in ("router", "sources") if k in reward})
+    config.check_batch_use()  # OpenRLHF asks for rewards a batch at a time
+    return config
 
 
 def _service() -> RewardService:

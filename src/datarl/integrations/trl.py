@@ -196,6 +196,7 @@ class RewardFunc:
                 else:
                     opts = {**dict((cfg.get("sources") or {}).get(self.source) or {}), **self.options}
                     config = RouterConfig(table={t: self.source for t in self.tasks}, options={self.source: opts})
+                config.check_batch_use()  # TRL asks for rewards a batch at a time
                 self._router = Router(config)
             return self._router
 

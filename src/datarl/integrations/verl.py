@@ -282,7 +282,9 @@ def _build_router(config_path: str | None) -> Any:
 
     data = load_config(config_path) if config_path else {}
     reward = data.get("reward", data)  # a whole run config, or just its reward section
-    return Router(RouterConfig.from_mapping({k: reward[k] for k in ("router", "sources") if k in reward}))
+    config = RouterConfig.from_mapping({k: reward[k] for k in ("router", "sources") if k in reward})
+    config.check_batch_use()  # verl asks for rewards a batch (or an item) at a time
+    return Router(config)
 
 
 def _record_from_ground_truth(task: str, ground_truth: Any) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from datarl.models.optim import (
     set_lr,
     update_bar,
 )
-from datarl.rewards.bt import META_FILE, encode_texts, raw_rewards
+from datarl.rewards.bt import META_FILE, encode_texts, fit_mapping, raw_rewards
 
 __all__ = ["BTTrainConfig", "BTDataError", "train_bt", "split_by_prompt", "pair_metrics"]
 
@@ -270,8 +270,7 @@ def train_bt(
     model.eval()
     train_r = _rewards_of(model, data, pad)
     flat = [x for pair in train_r for x in pair]
-    shift = sum(flat) / len(flat)
-    scale = math.sqrt(sum((x - shift) ** 2 for x in flat) / max(1, len(flat) - 1)) or 1.0
+    shift, scale = fit_mapping(flat)
     metrics: dict[str, Any] = {
         **{f"bt/{k}": v for k, v in loss_summary(losses).items()},
         "bt/train_pairs": len(train),

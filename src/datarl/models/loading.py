@@ -57,6 +57,26 @@ def save_model_dir(
                 json.dump(dict(meta or {}), fh, indent=2, default=str)
 
 
+def is_hub_id(spec: str) -> bool:
+    """``spec`` is shaped like a hub id (``org/name`` or ``name``) and is not an existing path."""
+    return bool(_HUB_ID.match(spec)) and not os.path.exists(spec)
+
+
+def hub_cached_file(spec: str, filename: str = "config.json") -> str | None:
+    """The local path of ``filename`` of hub repository ``spec`` in the Hugging Face cache, or None (no network)."""
+    if not is_hub_id(spec):
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        found = try_to_load_from_cache(spec, filename)
+    except Exception:  # an id the hub library refuses (e.g. two slashes): not cached
+        return None
+    return found if isinstance(found, str) else None
+
+
 def resolve_alias(spec: str) -> str:
     """Map an alias such as ``smollm2-135m`` to a file path; other specs pass through."""
     if spec not in ALIASES:

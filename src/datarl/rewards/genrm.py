@@ -21,8 +21,11 @@ placed in a response slot, because the order-averaged score needs the reference 
 
 Judge specs (``judge=`` option): a model directory or alias (``smollm2-135m``) for the local
 Hugging Face backend, or a mapping ``{backend: "openai", base_url, model, api: "completions" |
-"chat", timeout_s, retries, batch_size, top_logprobs}`` for any OpenAI-compatible endpoint that
-returns logprobs (vLLM, SGLang, llama-cpp-python). Judges are cached per process by spec.
+"chat", timeout_s, retries, batch_size, top_logprobs, readout, max_tokens}`` for any OpenAI-compatible
+endpoint: with logprobs (vLLM, SGLang, llama-cpp-python) P("A") is read from them; from a chat model
+that returns none, the verdict is read from the reply's text (``reward_info.readout``: ``logits``,
+``logprobs`` or ``text``, the last a lower-resolution readout: each order gives 0 or 1). Judges are
+cached per process by spec.
 
 Calibration: a judge directory may carry a fitted decision threshold per source
 (``datarl calibrate-genrm``, from responses labelled by a verifier); its scores are then mapped by
@@ -30,7 +33,8 @@ Calibration: a judge directory may carry a fitted decision threshold per source
 ``reward_info`` keeps the ``raw_score`` and the ``calibration_threshold``.
 
 Failures never raise and are never a silent 0.5: a missing reference is ``failure: "no_reference"``
-and a failed judge call (timeout, HTTP error, no logprobs, no verdict token) is
+and a failed judge call (timeout, HTTP error, neither logprobs nor a verdict in the text, no verdict
+token) is
 ``failure: "judge_error"`` with the error, both with reward 0.0.
 """
 
@@ -98,7 +102,9 @@ class JudgeResult:
     position_consistent: both orders preferred the same answer.
     backend: which backend judged (``hf:<spec>`` or ``openai:<model>``).
     error: why the judge call failed (then the probabilities are NaN); None on success.
-    info: backend details (truncation, missing verdict tokens, attempts).
+    info: backend details (truncation, missing verdict tokens, attempts, a text-read reply).
+    readout: where the verdicts came from (``logits``, ``logprobs`` or ``text``; ``mixed`` when the two
+        orders differ, each order's then in ``info``).
     """
 
     score: float
@@ -108,6 +114,7 @@ class JudgeResult:
     backend: str
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    readout: str = ""
 
 
 def _clip(text: str, limit: int) -> str:
@@ -209,17 +216,23 @@ def judge_batch(
         prompts.append(judge_prompt(question, response, reference, max_answer_chars=max_answer_chars))
         prompts.append(judge_prompt(question, reference, response, max_answer_chars=max_answer_chars))
     out = backend.verdict_probs(prompts) if prompts else []
+    default = str(getattr(backend, "readout", "") or "")
     results = []
     for i in range(len(items)):
         (p1, d1), (p2, d2) = out[2 * i], out[2 * i + 1]
+        d1, d2 = dict(d1), dict(d2)
+        r1, r2 = str(d1.pop("readout", default)), str(d2.pop("readout", default))
+        if r1 != r2:  # one order read from logprobs, the other from text: each says which
+            d1["readout"], d2["readout"] = r1, r2
+        how = r1 if r1 == r2 else "mixed"
         info = {k: v for k, v in {"response_first": d1, "reference_first": d2}.items() if v}
         errors = [p for p in (p1, p2) if isinstance(p, Exception)]
         if errors:
             message = "; ".join(f"{type(e).__name__}: {e}" for e in errors)
-            results.append(JudgeResult(0.0, math.nan, math.nan, False, backend.name, message, info))
+            results.append(JudgeResult(0.0, math.nan, math.nan, False, backend.name, message, info, how))
             continue
         score, consistent = combine(float(p1), float(p2))  # type: ignore[arg-type]
-        results.append(JudgeResult(score, float(p1), float(p2), consistent, backend.name, None, info))  # type: ignore[arg-type]
+        results.append(JudgeResult(score, float(p1), float(p2), consistent, backend.name, None, info, how))  # type: ignore[arg-type]
     return results
 
 
@@ -227,6 +240,7 @@ def _to_reward(result: JudgeResult, source: str, reference: str) -> RewardResult
     info: dict[str, Any] = {
         "reference": reference[:REFERENCE_INFO_CHARS],
         "backend": result.backend,
+        **({"readout": result.readout} if result.readout else {}),
         "p_response_first": result.p_response_first,
         "p_reference_first": result.p_reference_first,
         "position_consistent": result.position_consistent,

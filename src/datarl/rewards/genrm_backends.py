@@ -10,11 +10,18 @@ first generated position, or the exception that made the call fail (never a gues
 - :class:`OpenAIJudge`: ``POST {base_url}/completions`` (``max_tokens=1``, ``logprobs=k``; the judge
   prompt is wrapped as a plain-text user turn) or ``/chat/completions`` (``logprobs: true,
   top_logprobs: k``). Items run concurrently (``batch_size`` threads); each call has a timeout and
-  ``retries`` retries with backoff. A response without logprobs, or whose top logprobs hold neither
-  verdict token, is an error; when only one verdict token is listed, the other is given the lowest
-  listed log-prob (an upper bound) and ``missing_verdict`` is recorded. Requests carry ``min_tokens: 1``:
-  llama-cpp-python returns no logprobs at all when the greedy first token ends the generation (a small
-  judge's end-of-sequence often leads), and the verdict read-out needs that position's distribution.
+  ``retries`` retries with backoff. A response whose top logprobs hold neither verdict token is an error;
+  when only one verdict token is listed, the other is given the lowest listed log-prob (an upper bound)
+  and ``missing_verdict`` is recorded. Requests carry ``min_tokens: 1``: llama-cpp-python returns no
+  logprobs at all when the greedy first token ends the generation (a small judge's end-of-sequence often
+  leads), and the verdict read-out needs that position's distribution.
+
+  Endpoints that return no logprobs (many hosted chat APIs): with ``readout: auto`` (default) the verdict
+  is then read from the reply's text (:func:`~datarl.rewards.judge.text_verdict`: ``A``/``B``, ``Answer:
+  B``...), P("A") is 1 or 0 and the item's ``readout`` is ``text``, a lower-resolution readout than
+  ``logprobs`` (both orders still averaged: a score of 0, 0.5 or 1). ``readout: text`` never asks for
+  logprobs (for endpoints that refuse the field); ``readout: logprobs`` makes a reply without them an
+  error. A reply with neither usable logprobs nor a verdict in its text is an error, never a guess.
 """
 
 from __future__ import annotations
@@ -30,11 +37,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from datarl.rewards.judge import GT_FORMAT, VERDICTS, JudgeError, readout
+from datarl.rewards.judge import GT_FORMAT, VERDICTS, JudgeError, readout, text_verdict
 
 __all__ = ["HFJudge", "OpenAIJudge", "OpenAIJudgeConfig", "build_backend", "verdict_token_ids", "GENRM_META"]
 
 GENRM_META = "datarl_genrm.json"
+REPLY_INFO_CHARS = 40  # of a text-read reply, kept in the item's details
 
 
 def build_backend(spec: str | Mapping[str, Any]) -> Any:
@@ -73,6 +81,8 @@ def verdict_token_ids(tokenizer: Any, verdicts: Sequence[str] = VERDICTS) -> lis
 
 class HFJudge:
     """A local causal LM judge. ``batch_size``: judge prompts per forward pass."""
+
+    readout = "logits"
 
     def __init__(
         self,
@@ -181,6 +191,11 @@ class OpenAIJudgeConfig:
     top_logprobs: alternatives requested at the verdict position (OpenAI caps chat at 20).
     backoff_s: sleep before retry k is ``backoff_s * 2**k``.
     api_key: sent as a bearer token when set (else ``$OPENAI_API_KEY`` if present).
+    readout: ``auto`` (the verdict token's logprobs; the reply's text where the endpoint returns none),
+        ``logprobs`` (a reply without them is an error) or ``text`` (never ask for logprobs: for endpoints
+        that refuse them). A text verdict is 0 or 1 per order, flagged ``readout: text`` in ``reward_info``.
+    max_tokens: tokens the judge may generate. The logprobs readout looks at the first only; raise it (e.g. 8)
+        for a model that returns no logprobs and wraps its verdict (``**A**``, ``Answer: A``).
     min_tokens: sent as ``min_tokens`` (vLLM, SGLang, llama-cpp-python): the first token is never end-of-sequence,
         else llama-cpp-python answers an end-of-sequence first token with empty logprobs. It only masks that token:
         P("A") is renormalised over A/B, so it is unchanged. 0 leaves the field out (endpoints that refuse it).
@@ -198,10 +213,16 @@ class OpenAIJudgeConfig:
     api_key: str | None = None
     min_tokens: int = 1
     gt_format: str = GT_FORMAT
+    readout: str = "auto"
+    max_tokens: int = 1
 
     def __post_init__(self) -> None:
         if self.api not in ("completions", "chat"):
             raise JudgeError(f"api must be 'completions' or 'chat', got {self.api!r}")
+        if self.readout not in ("auto", "logprobs", "text"):
+            raise JudgeError(f"readout must be 'auto', 'logprobs' or 'text', got {self.readout!r}")
+        if self.max_tokens < 1:
+            raise JudgeError(f"max_tokens must be >= 1, got {self.max_tokens}")
         if self.timeout_s <= 0 or self.retries < 0 or self.batch_size < 1 or self.top_logprobs < 2:
             raise JudgeError("timeout_s > 0, retries >= 0, batch_size >= 1 and top_logprobs >= 2 are required")
         if self.min_tokens < 0:
@@ -214,8 +235,14 @@ class _Retryable(Exception):
     pass
 
 
+class _NoLogprobs(Exception):
+    """A well-formed reply without usable logprobs (the text may still hold the verdict)."""
+
+
 class OpenAIJudge:
     """Judges through an OpenAI-compatible endpoint with concurrency, timeouts and retries."""
+
+    readout = "logprobs"
 
     def __init__(self, cfg: OpenAIJudgeConfig) -> None:
         self.cfg = cfg
@@ -230,22 +257,26 @@ class OpenAIJudge:
 
     def _request(self, prompt: str) -> tuple[str, dict[str, Any]]:
         c = self.cfg
+        want_logprobs = c.readout != "text"
         if c.api == "chat":
-            return "/chat/completions", {
+            body: dict[str, Any] = {
                 "model": c.model,
                 "messages": [{"role": "user", "content": prompt}],
-                "max_tokens": 1,
+                "max_tokens": c.max_tokens,
                 "temperature": 0.0,
-                "logprobs": True,
-                "top_logprobs": c.top_logprobs,
             }
-        return "/completions", {
+            if want_logprobs:
+                body.update(logprobs=True, top_logprobs=c.top_logprobs)
+            return "/chat/completions", body
+        body = {
             "model": c.model,
             "prompt": f"User: {prompt}\nAssistant:",
-            "max_tokens": 1,
+            "max_tokens": c.max_tokens,
             "temperature": 0.0,
-            "logprobs": c.top_logprobs,
         }
+        if want_logprobs:
+            body["logprobs"] = c.top_logprobs
+        return "/completions", body
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
@@ -261,6 +292,8 @@ class OpenAIJudge:
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:200].decode("utf-8", "replace")
             err = f"HTTP {exc.code} from {path}: {detail}"
+            if exc.code == 400 and "logprob" in detail.lower() and self.cfg.readout != "text":
+                err += " (this endpoint refuses logprobs: set readout: text in the judge spec)"
             raise (_Retryable(err) if exc.code >= 500 or exc.code == 429 else JudgeError(err)) from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
@@ -268,18 +301,22 @@ class OpenAIJudge:
                 f"request to {path} failed after {self.cfg.timeout_s:g} s limit: {type(reason).__name__}: {reason}"
             ) from None
         try:
-            return json.loads(raw)
+            data = json.loads(raw)
         except ValueError:
             raise _Retryable(f"{path} returned a body that is not JSON: {raw[:120]!r}") from None
-
-    def _top(self, data: Mapping[str, Any]) -> dict[str, float]:
-        """token -> log-prob at the first generated position."""
         try:
-            lp = data["choices"][0].get("logprobs")
-        except (KeyError, IndexError, TypeError, AttributeError):
+            choice = data["choices"][0]
+            if not isinstance(choice, Mapping):
+                raise TypeError
+        except (KeyError, IndexError, TypeError):
             raise JudgeError(f"response has no choices: {str(data)[:160]}") from None
-        if not lp:
-            raise JudgeError(
+        return choice
+
+    def _top(self, choice: Mapping[str, Any]) -> dict[str, float]:
+        """token -> log-prob at the first generated position; :class:`_NoLogprobs` when the reply has none."""
+        lp = choice.get("logprobs")
+        if not lp or not isinstance(lp, Mapping):
+            raise _NoLogprobs(
                 "response has no logprobs; the endpoint must support logprobs "
                 "(for llama-cpp-python start the server with --logits_all true)"
             )
@@ -287,13 +324,40 @@ class OpenAIJudge:
             content = lp.get("content") or []
             if not content or not content[0].get("top_logprobs"):
                 ended = " (the generation ended at once: set min_tokens >= 1)" if not content else ""
-                raise JudgeError(f"chat response has no top_logprobs at the first token{ended}")
+                raise _NoLogprobs(f"chat response has no top_logprobs at the first token{ended}")
             return {str(t["token"]): float(t["logprob"]) for t in content[0]["top_logprobs"]}
         tops = lp.get("top_logprobs") or []
         if not tops or not tops[0]:
             ended = " (the generation ended at once: set min_tokens >= 1)" if not lp.get("tokens") else ""
-            raise JudgeError(f"completions response has no top_logprobs at the first token{ended}")
+            raise _NoLogprobs(f"completions response has no top_logprobs at the first token{ended}")
         return {str(k): float(v) for k, v in tops[0].items()}
+
+    def _reply(self, choice: Mapping[str, Any]) -> str:
+        if self.cfg.api == "chat":
+            message = choice.get("message")
+            content = message.get("content") if isinstance(message, Mapping) else None
+        else:
+            content = choice.get("text")
+        return content if isinstance(content, str) else ""
+
+    def _read(self, choice: Mapping[str, Any], attempt: int) -> tuple[float | Exception, dict[str, Any]]:
+        """P("A") and details from one reply: its logprobs, else (``readout`` auto or text) its text."""
+        why = "readout: text asks for no logprobs"
+        if self.cfg.readout != "text":
+            try:
+                return self._prob(self._top(choice), attempt)
+            except _NoLogprobs as exc:
+                if self.cfg.readout == "logprobs":
+                    return JudgeError(str(exc)), {"attempts": attempt + 1} if attempt else {}
+                why = str(exc)
+        details: dict[str, Any] = {"readout": "text", **({"attempts": attempt + 1} if attempt else {})}
+        reply = self._reply(choice)
+        details["reply"] = reply[:REPLY_INFO_CHARS]
+        verdict = text_verdict(reply)
+        if verdict is None:
+            hint = " (raise max_tokens if the verdict was cut)" if self.cfg.max_tokens < 8 else ""
+            return JudgeError(f"{why}, and the reply {reply[:80]!r} states no verdict A or B{hint}"), details
+        return (1.0 if verdict == VERDICTS[0] else 0.0), details
 
     def _one(self, prompt: str) -> tuple[float | Exception, dict[str, Any]]:
         path, body = self._body(prompt)
@@ -302,8 +366,7 @@ class OpenAIJudge:
             if attempt:
                 time.sleep(self.cfg.backoff_s * 2 ** (attempt - 1))
             try:
-                top = self._top(self._post(path, body))
-                return self._prob(top, attempt)
+                return self._read(self._post(path, body), attempt)
             except _Retryable as exc:
                 last = exc
             except JudgeError as exc:  # a well-formed answer we cannot use: retrying will not help

@@ -36,9 +36,12 @@ class Source:
         process that holds the model, many items per forward pass, never one per worker.
     model_option: the option that names a learned source's model (its absence is a config error).
     makes_model: the command that makes that model (for the error message).
+    model_hint: what else the model option accepts (for the same message).
     needs: the record field the source compares the response with (its absence is a bad record).
     needs_hint: how to give that field.
     warm_up: a function of ``module`` every scoring process calls once before its first item.
+    batch_check: a function of ``module`` taking the source's options and returning why the source would not
+        give a stable reward to callers that score one batch at a time (PPO, ``datarl serve``), or None.
     """
 
     name: str
@@ -48,9 +51,11 @@ class Source:
     batched: str | None = None
     model_option: str | None = None
     makes_model: str | None = None
+    model_hint: str = ""
     needs: str | None = None
     needs_hint: str = ""
     warm_up: str | None = None
+    batch_check: str | None = None
 
 
 _BON_HINT = "add best-of-N references first: datarl build-references FILE -o OUT --bt BT_DIR"
@@ -64,10 +69,13 @@ SOURCES: dict[str, Source] = {
             "bt",
             "datarl.rewards.bt",
             "score_bt",
-            ("model", "scale", "shift"),
+            ("model", "mapping", "scale", "shift"),
             batched="score_bt_batch",
             model_option="model",
             makes_model="datarl train-bt",
+            model_hint=", or any Hugging Face sequence-classification reward model: a directory or a hub id in "
+            "the local cache",
+            batch_check="mapping_problem",
         ),
         Source(
             "genrm.gt",
@@ -115,12 +123,13 @@ class Problem:
 
 
 def _model_exists(spec: str) -> bool:
-    """A model option's value names something loadable: a path, or an alias a package ships."""
+    """A model option's value names something loadable: a path, an alias a package ships, or a hub id in the
+    local Hugging Face cache."""
     if os.path.exists(spec):
         return True
-    from datarl.models.loading import ALIASES
+    from datarl.models.loading import ALIASES, hub_cached_file
 
-    return spec in ALIASES
+    return spec in ALIASES or hub_cached_file(spec) is not None
 
 
 class RouterConfigError(UserError, ValueError):
@@ -252,7 +261,8 @@ class RouterConfig:
             ):
                 return (
                     f"task {task!r} {role} to {source}, which needs a model: set "
-                    f"sources.{source}.{spec.model_option} in the config (a directory made by `{spec.makes_model}`)"
+                    f"sources.{source}.{spec.model_option} in the config (a directory made by `{spec.makes_model}`"
+                    f"{spec.model_hint})"
                 )
         return None
 
@@ -271,9 +281,34 @@ class RouterConfig:
             value = dict(self.options.get(source, {})).get(spec.model_option) if spec.model_option else None
             if isinstance(value, str) and not _model_exists(value):
                 problems.append(
-                    Problem(f"sources.{source}.{spec.model_option}", f"{value}: no such model directory", ())
+                    Problem(
+                        f"sources.{source}.{spec.model_option}",
+                        f"{value}: no such model directory, alias or hub id in the local Hugging Face cache "
+                        "(nothing is downloaded at run time)",
+                        (),
+                    )
                 )
         return problems
+
+    def batch_problems(self) -> list[str]:
+        """Why routed sources would not give a stable reward to a caller that scores one batch at a time (PPO,
+        ``datarl serve``): e.g. a ``bt`` model without a stored mapping, whose logistic is fitted per call."""
+        problems = []
+        for source in sorted({*self.table.values(), *self.fallbacks.values()}):
+            spec = SOURCES[source]
+            if spec.batch_check is None:
+                continue
+            check = getattr(importlib.import_module(spec.module), spec.batch_check)
+            problem = check(dict(self.options.get(source, {})))
+            if problem:
+                problems.append(problem)
+        return problems
+
+    def check_batch_use(self) -> None:
+        """Raise :class:`RouterConfigError` with the first of :meth:`batch_problems` (callers that score one
+        batch at a time call this once, before any scoring)."""
+        for problem in self.batch_problems():
+            raise RouterConfigError(problem)
 
     def missing_source_message(self, task: str) -> str:
         return (

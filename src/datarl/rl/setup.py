@@ -118,6 +118,10 @@ def prepare(cfg: TrainConfig, *, resume: bool = False) -> RunInputs:
         raise ConfigError(f"eval.tasks: the eval split has no prompts of task(s) {missing} (it has {have})")
     check_sources(router, train, f"data.train ({cfg.train_path})")
     try:
+        router.check_batch_use()  # PPO asks for rewards a step at a time
+    except RouterConfigError as exc:
+        raise ConfigError(f"reward.{exc}") from None
+    try:
         curriculum = CurriculumConfig.from_value(cfg.curriculum, cfg.ppo.steps)
         CurriculumSampler([r["task"] for r in train], curriculum, cfg.ppo.prompts_per_step, cfg.seed)
     except CurriculumError as exc:

@@ -12,7 +12,10 @@
 3. sample ``samples_per_prompt`` responses per prompt and score them with the router, ``prompts_per_chunk``
    prompts at a time, appending each chunk's scores to the scores file (default ``OUT.scores.jsonl``)
    with a flush and fsync before the next chunk starts;
-4. select (:func:`datarl.select.prepo.select_prompts`) and write ``OUT`` (the selected pool records,
+4. where a ``bt`` model's mapping was fitted per chunk (a reward model without a stored mapping), map its
+   samples again with one fit over the whole pool (:func:`datarl.rewards.bt.refit`, from the raw scores kept
+   in the scores file), so chunks are comparable and a resumed run equals an uninterrupted one;
+5. select (:func:`datarl.select.prepo.select_prompts`) and write ``OUT`` (the selected pool records,
    or with ``merge`` the training records followed by them) and ``OUT.report.json``, atomically.
 
 Resuming: the scores file's first line is a header with a fingerprint of everything that decides the
@@ -38,6 +41,8 @@ from datarl.errors import InputError
 from datarl.executors.engine import LocalEngine, ScoringEngine
 from datarl.io import progress_bar, write_json, write_records
 from datarl.records import Record, RecordError, format_errors, load_records, read_all_records, write_errors
+from datarl.rewards.base import RewardResult
+from datarl.rewards.bt import refit, refit_state
 from datarl.rewards.router import Router, RouterConfig
 from datarl.select.prepo import (
     SCORING_ERRORS,
@@ -291,7 +296,26 @@ def _score_chunk(
         e["failures"].append(res.failure)
         e["finished"].append(g.finished)
         e["source"] = res.source
+        state = refit_state(res)
+        if state is not None:  # a bt mapping fitted on this chunk: refitted on the whole pool at the end
+            e.setdefault("refit", [None] * (len(e["rewards"]) - 1)).append(state)
+        elif "refit" in e:
+            e["refit"].append(None)
     return entries
+
+
+def _refitted(entries: Mapping[str, dict[str, Any]]) -> tuple[dict[str, list[float]], dict[str, Any] | None]:
+    """Per prompt id, the rewards with every chunk-fitted bt mapping replaced by one fit over the whole pool
+    (what one call scoring every sample would give), and that mapping (None when there was none)."""
+    where = [(pid, k) for pid, e in entries.items() for k, state in enumerate(e.get("refit") or ()) if state]
+    rewards = {pid: list(e["rewards"]) for pid, e in entries.items()}
+    if not where:
+        return rewards, None
+    done = refit([RewardResult(rewards[pid][k], "bt", entries[pid]["refit"][k]) for pid, k in where])
+    for (pid, k), res in zip(where, done):
+        rewards[pid][k] = res.score
+    info = done[0].info
+    return rewards, {key: info[key] for key in ("bt_model", "shift", "scale", "mapping_from", "fitted_on")}
 
 
 def _append(path: str, entries: list[dict[str, Any]]) -> None:
@@ -492,8 +516,9 @@ def _run_select(
         _score_all(inp, policy, scorer, cfg, done, summary, progress, on_chunk, runner)
     finally:
         scorer.close()
+    rewards, bt_mapping = _refitted({r.id: done[r.id] for r in inp.candidates})
     scored = [
-        ScoredPrompt({**r.raw, "id": r.id}, r.domain, tuple(done[r.id]["rewards"]), tuple(done[r.id]["failures"]))
+        ScoredPrompt({**r.raw, "id": r.id}, r.domain, tuple(rewards[r.id]), tuple(done[r.id]["failures"]))
         for r in inp.candidates
     ]
     result = select_prompts(scored, cfg, prior_drops=inp.prior)
@@ -522,6 +547,7 @@ def _run_select(
             "seconds": round(summary.seconds, 3),
             "generate_seconds": round(summary.generate_seconds, 3),
             "score_seconds": round(summary.score_seconds, 3),
+            **({"bt_mapping": bt_mapping} if bt_mapping else {}),
         },
         inp.records,
     )

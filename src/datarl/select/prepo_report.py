@@ -1,7 +1,8 @@
 """The Pre-PPO selection report (``OUT.report.json``) and the summary ``datarl select`` prints.
 
 Report keys: the settings (strategy, normalise, scope, fraction or count, seed, samples_per_prompt,
-sampling, policy, router table), ``totals`` (pool lines, invalid, excluded by domain, each drop reason,
+sampling, policy, router table, and ``bt_mapping`` where a ``bt`` mapping was fitted on the pool's samples:
+model, shift, scale, mapping_from, fitted_on), ``totals`` (pool lines, invalid, excluded by domain, each drop reason,
 eligible, kept, written), ``domains`` (per domain: count, eligible, kept, dropped and ``dropped_by_reason``,
 mean and std of the prompt scores, ``threshold`` / ``threshold_z`` / ``threshold_percentile``: the
 highest score, z and percentile kept (``lowest`` only, else None), and ``histogram``: prompt scores
@@ -112,7 +113,7 @@ def build_report(
         **settings,
         **{
             k: meta[k]
-            for k in ("policy", "router", "pool", "train", "output", "merged", "scores", "errors")
+            for k in ("policy", "router", "bt_mapping", "pool", "train", "output", "merged", "scores", "errors")
             if k in meta
         },
         "kept": len(result.selected),
