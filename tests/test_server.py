@@ -1,7 +1,10 @@
 """`datarl serve`: OpenRLHF's remote reward protocol over real HTTP on loopback.
 
 Rewards must equal the router's; nothing may come back as a non-200 or be dropped (OpenRLHF turns a
-non-200 into a silent None); concurrent requests are batched; SIGTERM finishes in-flight work and exits 0.
+non-200 into a silent None) except what the issue asks for (401 without the token, 400 for oversized
+headers, 503 past the connection cap); concurrent requests are batched; stalled, idle and hostile clients
+are cut off by the limits; SIGTERM finishes in-flight work and exits 0 whatever the clients do.
+Timing appears only as the issue's generous bounds (1 s of delay, 10 s to exit).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import datarl.integrations.openrlhf_reward as hook_module
 from datarl.cli import main
 from datarl.integrations.openrlhf import make_label, openrlhf_rows, parse_label, split_response
 from datarl.rewards.router import Router
-from datarl.server import RewardHTTPServer, RewardService, ServeConfig
+from datarl.server import RewardService, ServeConfig
+from datarl.server_http import RewardServer
 from datarl.synth import SynthConfig, build_suite
 
 WRONG = {
@@ -57,27 +61,52 @@ def batch(records: list[dict], responses: list[str]) -> dict:
     }
 
 
-def post(url: str, body, raw: bool = False) -> tuple[int, dict]:
+def post(url: str, body, raw: bool = False, path: str = "/get_reward", headers: dict | None = None) -> tuple[int, dict]:
     data = body if raw else json.dumps(body).encode()
-    req = urllib.request.Request(url + "/get_reward", data=data, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json", **(headers or {})})
     with urllib.request.urlopen(req, timeout=120) as resp:
         return resp.status, json.loads(resp.read())
 
 
-class Running:
-    """An in-process server on 127.0.0.1, port chosen by the OS."""
+def raw_request(address, data: bytes, timeout: float = 30) -> bytes:
+    """Send ``data`` on a fresh connection and read until the server closes it (or ``timeout``)."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(data)
+        return read_until_closed(sock)
 
-    def __init__(self, start: bool = True, **kw) -> None:
-        self.service = RewardService(ServeConfig(workers=2, **kw), start=start)
-        self.httpd = RewardHTTPServer(self.service, "127.0.0.1", 0)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05})
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out
+
+
+def reply_of(raw: bytes) -> tuple[int, dict]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+class Running:
+    """An in-process server on 127.0.0.1, port chosen by the OS, run by a thread (no signals there)."""
+
+    def __init__(self, start: bool = True, verbose: bool = False, **kw) -> None:
+        self.service = RewardService(ServeConfig(**{"workers": 2, **kw}), start=start)
+        self.server = RewardServer(self.service, verbose=verbose)
+        self.thread = threading.Thread(target=self.server.run)
         self.thread.start()
-        self.url = self.httpd.url
+        self.url = self.server.url
+        self.address = self.server.sock.getsockname()[:2]
+
+    def health(self, path: str = "/health", headers: dict | None = None) -> dict:
+        req = urllib.request.Request(self.url + path, headers=headers or {})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.thread.join()
-        self.httpd.server_close()
+        self.server.stop()
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive()
         self.service.close()
 
 
@@ -148,8 +177,7 @@ def test_malformed_body_comes_back_200_with_request_error(server, body):
 
 
 def test_missing_content_length_is_200_too(server):
-    host, port = server.httpd.server_address[:2]
-    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn = http.client.HTTPConnection(*server.address, timeout=30)
     conn.putrequest("POST", "/")
     conn.endheaders()
     resp = conn.getresponse()
@@ -272,34 +300,251 @@ def test_cli_rejects_bad_options_and_busy_port(capsys):
     assert "cannot listen on 127.0.0.1" in capsys.readouterr().err
 
 
-def test_sigterm_finishes_in_flight_request_and_exits_0(records):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+TOKEN = "test-token-0123456789abcdef"
+HALF_HEAD = b"POST /get_reward HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le"
+HALF_BODY = b'POST /get_reward HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 500\r\n\r\n{"query": ['
+
+
+def one_math(records: list[dict]) -> dict:
+    math = next(r for r in records if r["task"] == "math")
+    return batch([math], [math["reference"]])
+
+
+def test_token_is_required_on_every_request_and_may_come_in_the_path(records, capsys):
+    srv = Running(token=TOKEN, workers=1, verbose=True)
+    try:
+        body = one_math(records)
+        refused = [
+            {},  # no header: refused before the body is looked at
+            {"headers": {"Authorization": "Bearer wrong-token-0123456789"}},
+            {"headers": {"Authorization": TOKEN}},  # not a Bearer credential
+            {"headers": {"Authorization": f"Basic {TOKEN}"}},
+            {"path": "/wrong-token-0123456789/get_reward"},
+            {"path": f"/get_reward/{TOKEN}"},  # the token counts as the first path segment only
+            {"path": f"/{TOKEN[:-1]}/get_reward"},
+        ]
+        for kwargs in refused:
+            with pytest.raises(urllib.error.HTTPError) as err:
+                post(srv.url, body, **kwargs)
+            assert err.value.code == 401, kwargs
+            assert err.value.headers["WWW-Authenticate"].startswith("Bearer")
+            assert "Authorization: Bearer TOKEN" in json.loads(err.value.read())["error"]
+        with pytest.raises(urllib.error.HTTPError) as err:
+            srv.health()
+        assert err.value.code == 401
+        # the header, or the token as the first path segment: OpenRLHF's client sends no header, only the URL
+        assert post(srv.url, body, headers={"Authorization": f"Bearer {TOKEN}"})[1]["rewards"] == [1.0]
+        assert post(srv.url, body, path=f"/{TOKEN}/get_reward")[1]["rewards"] == [1.0]
+        assert post(srv.url, body, path=f"/{TOKEN}")[1]["rewards"] == [1.0]
+        health = srv.health(f"/{TOKEN}/health")
+        assert health["stats"]["requests"] == 3  # no refused request reached the scorer
+        assert health["http"]["unauthorized"] == len(refused) + 1
+        assert srv.health(headers={"Authorization": f"Bearer {TOKEN}"})["status"] == "ok"
+    finally:
+        srv.close()
+    log = capsys.readouterr().err
+    assert "POST /<token>/get_reward 200" in log and "POST /get_reward 401" in log and TOKEN not in log
+
+
+def test_non_loopback_host_needs_a_token_or_insecure(capsys, monkeypatch):
+    monkeypatch.delenv("DATARL_SERVE_TOKEN", raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "0.0.0.0 is not a loopback address" in err and "--insecure" in err
+    assert main(["serve", "--token", "short", "--workers", "1"]) == 2
+    assert "at least 16" in capsys.readouterr().err
+    assert main(["serve", "--token", "has/slash/0123456789", "--workers", "1"]) == 2
+    assert "letters, digits" in capsys.readouterr().err
+    monkeypatch.setenv("DATARL_SERVE_TOKEN", "short-from-env")  # the environment is read when --token is not given
+    assert main(["serve", "--host", "0.0.0.0", "--workers", "1"]) == 2
+    assert "at least 16" in capsys.readouterr().err
+    for host in ("0.0.0.0", "::", "10.1.2.3", "rm1.cluster.internal"):
+        with pytest.raises(ValueError, match="not a loopback address"):
+            ServeConfig(host=host)
+        ServeConfig(host=host, token=TOKEN)  # allowed (not bound here: the tests listen on loopback only)
+        ServeConfig(host=host, insecure=True)
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
+        ServeConfig(host=host)
+    assert TOKEN not in repr(ServeConfig(token=TOKEN))
+
+
+def test_nested_brackets_get_a_request_error_reply(server, records):
+    status, reply = post(server.url, b"[" * 100_000, raw=True)
+    assert status == 200 and reply["rewards"] == [] and "nested too deeply" in reply["request_error"]
+    math = next(r for r in records if r["task"] == "math")
+    q = chat(math["prompt"])
+    deep = json.loads("[" * 200 + "]" * 200)  # parses, but would break the batch on its way to the workers
+    labels = ['{"task": "math", "ground_truth": ' + "[" * 100_000, {**json.loads(make_label(math)), "x": deep}]
+    body = {"query": [q + math["reference"]] * 3, "prompts": [q] * 3, "labels": [*labels, make_label(math)]}
+    status, reply = post(server.url, body)
+    assert status == 200 and reply["rewards"] == [0.0, 0.0, 1.0]  # the good sample is scored all the same
+    assert "nested too deeply" in reply["error"][0] and "nested more than 32 levels" in reply["error"][1]
+
+
+def test_200_idle_connections_do_not_delay_a_good_request(server, records):
+    body = one_math(records)
+
+    def timed() -> float:
+        t0 = time.perf_counter()
+        assert post(server.url, body)[1]["rewards"] == [1.0]
+        return time.perf_counter() - t0
+
+    alone = min(timed() for _ in range(3))
+    held = []
+    try:
+        for k in range(200):  # half send nothing, half stop in the middle of a header
+            held.append(socket.create_connection(server.address, timeout=30))
+            if k % 2:
+                held[-1].sendall(HALF_HEAD)
+        deadline = time.monotonic() + 30
+        while server.health()["http"]["connections"] < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.health()["http"]["connections"] >= 200  # all accepted and held open
+        with_idle = timed()
+    finally:
+        for sock in held:
+            sock.close()
+    assert with_idle < alone + 1.0, (alone, with_idle)
+
+
+def test_stalled_clients_are_cut_off_by_the_read_timeout():
+    srv = Running(workers=1, read_timeout_s=1.0)
+    try:
+        t0 = time.perf_counter()
+        silent = socket.create_connection(srv.address, timeout=30)
+        half_head = socket.create_connection(srv.address, timeout=30)
+        half_head.sendall(HALF_HEAD)
+        half_body = socket.create_connection(srv.address, timeout=30)
+        half_body.sendall(HALF_BODY)
+        time.sleep(0.5)
+        half_head.sendall(b"ngth: 5\r\n")  # trickling bytes does not move the deadline
+        assert read_until_closed(silent) == b"" and read_until_closed(half_head) == b""
+        status, reply = reply_of(read_until_closed(half_body))
+        assert status == 200 and "did not arrive within --read-timeout 1 s" in reply["request_error"]
+        assert time.perf_counter() - t0 < 10  # 1 s each, with a generous margin for a loaded machine
+        health = srv.health()
+        assert health["http"]["body_timeouts"] == 1 and health["stats"]["requests"] == 0
+        for sock in (silent, half_head, half_body):
+            sock.close()
+    finally:
+        srv.close()
+
+
+def test_connection_cap_answers_503_and_idle_connections_make_room(records):
+    srv = Running(workers=1, max_connections=8, read_timeout_s=2.0)
+    body = one_math(records)
+    try:
+        idle = [socket.create_connection(srv.address, timeout=30) for _ in range(7)]
+        assert post(srv.url, body)[1]["rewards"] == [1.0]  # the 8th connection is served
+        idle.append(socket.create_connection(srv.address, timeout=30))
+        time.sleep(0.3)
+        with pytest.raises(urllib.error.HTTPError) as err:  # a 9th is not: 503, which OpenRLHF retries
+            post(srv.url, body)
+        assert err.value.code == 503
+        for sock in idle:  # the read timeout closes the idle connections...
+            assert read_until_closed(sock) == b""
+            sock.close()
+        assert post(srv.url, body)[1]["rewards"] == [1.0]  # ...and the server serves again
+    finally:
+        srv.close()
+
+
+def test_body_and_header_limits(records):
+    srv = Running(workers=1, max_body_mb=0.01, max_header_kb=4)
+    try:
+        status, reply = post(srv.url, {"query": ["x" * 20_000], "prompts": ["p"], "labels": ["4"]})
+        assert status == 200 and "over the 0.01 MB limit" in reply["request_error"]
+        chunk = b'{"query": ["' + b"x" * 20_000 + b'"]}'
+        chunked = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunked += b"%x\r\n%s\r\n0\r\n\r\n" % (len(chunk), chunk)
+        status, reply = reply_of(raw_request(srv.address, chunked))  # no Content-Length: counted as it comes
+        assert status == 200 and "over the 0.01 MB limit" in reply["request_error"]
+        big_header = b"POST / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 5000 + b"\r\nContent-Length: 2\r\n\r\n{}"
+        assert raw_request(srv.address, big_header).startswith(b"HTTP/1.1 400 ")  # arrives whole
+        with socket.create_connection(srv.address, timeout=30) as sock:  # arrives in pieces, never ends
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
+            for _ in range(10):
+                try:
+                    sock.sendall(b"X-More: " + b"a" * 1000 + b"\r\n")
+                except OSError:
+                    break  # closed by the server
+                time.sleep(0.05)
+            assert read_until_closed(sock).startswith(b"HTTP/1.1 400 ")
+        assert srv.health()["http"]["too_large"] == 3
+        assert post(srv.url, one_math(records))[1]["rewards"] == [1.0]
+    finally:
+        srv.close()
+
+
+def test_stop_flags_samples_not_scored_within_the_drain_timeout(records):
+    srv = Running(start=False, workers=1, drain_timeout_s=0.5)  # the scorer never runs: nothing gets scored
+    result: dict = {}
+    recs = records[:3]
+    t = threading.Thread(target=lambda: result.update(post(srv.url, batch(recs, [r["reference"] for r in recs]))[1]))
+    t.start()
+    try:
+        deadline = time.monotonic() + 30
+        while srv.service.batcher.queued() < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        t0 = time.perf_counter()
+        srv.server.stop()
+        t.join(timeout=30)
+        srv.thread.join(timeout=30)
+        assert not srv.thread.is_alive() and time.perf_counter() - t0 < 10
+    finally:
+        srv.close()
+    assert result["rewards"] == [0.0] * 3 and result["failure"] == ["shutting_down"] * 3
+    assert result["extra_logs"]["error"] == [1.0] * 3 and "--drain-timeout 0.5 s" in result["error"][0]
+
+
+def test_sigterm_with_idle_and_half_sent_connections_finishes_scoring_and_exits_0(records):
+    env = {**{k: v for k, v in os.environ.items() if k != "DATARL_SERVE_TOKEN"}, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "datarl", "serve", "--port", "0", "--workers", "1", "--max-wait-ms", "2000"]
+    cmd += ["--token"]  # alone: a token is generated and printed
     proc = subprocess.Popen(
-        [sys.executable, "-m", "datarl", "serve", "--port", "0", "--workers", "1", "--max-wait-ms", "2000"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+        cmd + ["--read-timeout", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
+    held: list[socket.socket] = []
     try:
         url = proc.stdout.readline().strip()
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url), (url, proc.stderr.read() if proc.poll() else "")
         port = int(url.rsplit(":", 1)[1])
+        while "generated a token" not in (line := proc.stderr.readline()):
+            assert line, proc.stderr.read()
+        token = re.search(r"DATARL_SERVE_TOKEN=([\w.~-]+)", line).group(1)
+        assert len(token) >= 32
+        url += "/" + token
         result: dict = {}
         recs = records[:3]
         t = threading.Thread(target=lambda: result.update(post(url, batch(recs, [r["reference"] for r in recs]))[1]))
         t.start()
+        for k in range(30):  # idle, half a header, half a body
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+            held[-1].sendall(
+                [b"", HALF_HEAD, HALF_BODY.replace(b"/get_reward", f"/{token}/get_reward".encode())][k % 3]
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # wait until the request waits in the batcher (2 s window)
             with urllib.request.urlopen(url + "/health", timeout=10) as resp:
                 if json.loads(resp.read())["queued"] == 3:
                     break
             time.sleep(0.02)
+        t0 = time.perf_counter()
         proc.send_signal(signal.SIGTERM)
-        t.join(timeout=60)
-        assert result.get("rewards") == [1.0, 1.0, 1.0]  # answered, not dropped
-        assert proc.wait(timeout=60) == 0
+        assert proc.wait(timeout=30) == 0
+        assert time.perf_counter() - t0 < 10
+        t.join(timeout=30)
+        assert result.get("rewards") == [1.0, 1.0, 1.0]  # the request being scored was answered, not dropped
+        for k, sock in enumerate(held):
+            got = read_until_closed(sock)
+            if k % 3 == 2:  # a body still arriving: told why, not scored
+                status, reply = reply_of(got)
+                assert status == 200 and reply["request_error"].startswith("shutting_down:"), reply
+            else:
+                assert got == b""
     finally:
+        for sock in held:
+            sock.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()

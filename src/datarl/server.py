@@ -1,30 +1,29 @@
-"""``datarl serve``: the reward router as an HTTP service for OpenRLHF's remote reward model.
+"""The reward service behind ``datarl serve``: OpenRLHF's remote reward protocol without HTTP.
 
 The protocol (request and reply shapes, labels, how the response is cut from the query, why the reply is
-always HTTP 200 and ``extra_logs`` holds numbers only) is in :mod:`datarl.integrations.openrlhf`. Here:
+always HTTP 200 and ``extra_logs`` holds numbers only) is in :mod:`datarl.integrations.openrlhf`; the HTTP
+server (uvicorn, tokens, limits, shutdown) in :mod:`datarl.server_http`. Here:
 
 - Samples of all in-flight requests are batched by one scorer thread (up to ``max_batch`` items, waiting
   at most ``max_wait_ms`` after the first) and scored by a :class:`~datarl.executors.engine.LocalEngine`
   (long-lived forked workers with per-item timeouts, which inherit the sources' warm-up, e.g. IFEval's
   Punkt model; model sources batched in-process). At most ``max_queue`` samples wait;
   a request that does not fit is answered at once with every sample flagged ``overloaded``.
-- ``GET /health`` returns the state and counters. SIGTERM/SIGINT: stop accepting, finish every accepted
-  request, exit 0.
+- :meth:`RewardService.begin` parses a request and queues its samples; the :class:`Scoring` it returns is
+  waited on by a thread (:meth:`Scoring.wait`, used by OpenRLHF's ``reward_func`` file hook) or by an
+  event loop (:meth:`Scoring.add_done_callback`), and :meth:`Scoring.reply` builds the reply, flagging
+  any sample that was not scored (a stop before its turn).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
-import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from datarl.executors.engine import LocalEngine
@@ -39,29 +38,42 @@ from datarl.integrations.openrlhf import (
 )
 from datarl.rewards.base import RewardResult
 from datarl.rewards.router import Router, RouterConfig
+from datarl.server_auth import bind_problem, token_problem
 
 __all__ = [
     "ServeConfig",
     "RewardBatcher",
     "RewardService",
-    "RewardHTTPServer",
-    "serve",
+    "Scoring",
     "make_label",
     "openrlhf_rows",
 ]  # the label helpers are re-exported: users build labels here
 
+SHUTTING_DOWN = "shutting_down: the server is stopping; retry against another replica"
+
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """Options of the reward service.
+    """Options of the reward service and its HTTP server.
 
     host, port: where to listen (port 0: the OS picks a free port; the bound URL is printed).
+    token: the shared secret every request must carry (``Authorization: Bearer TOKEN`` or the path
+        ``/TOKEN/...``); None: no check. At least 16 URL-safe characters. Not shown in ``repr``.
+    insecure: allow a non-loopback ``host`` without a token (refused otherwise).
     workers: scoring worker processes per batch.
     max_batch: samples scored together in one batch.
     max_wait_ms: how long the scorer waits for more samples after the first one arrives.
     max_queue: samples allowed to wait for the scorer; a request that does not fit is flagged ``overloaded``.
     timeout_s: wall-clock limit per sample; past it the sample scores 0 with failure ``timeout``.
-    max_body_mb: largest request body accepted.
+    max_body_mb: largest request body accepted (larger: a ``request_error`` reply, connection closed).
+    max_header_kb: largest request line plus headers (larger: HTTP 400, connection closed).
+    read_timeout_s: how long a client may take to send a request's headers (from connecting, or from the
+        end of its previous reply), and again its body; past it the connection is closed (headers) or
+        answered with a ``request_error`` (body). Idle keep-alive connections close after 5 s.
+    max_connections: open connections served at once; requests on connections beyond it get HTTP 503
+        (OpenRLHF's client retries those after 1 s).
+    drain_timeout_s: on SIGTERM/SIGINT, how long requests already received may still be scored; samples
+        not scored by then come back flagged ``shutting_down``, and the process exits 0.
     strip_pattern: regex of end-of-sequence markers removed (repeatedly) from the end of each response;
         "" keeps the response as sent.
     router: which source scores which task.
@@ -69,12 +81,18 @@ class ServeConfig:
 
     host: str = "127.0.0.1"
     port: int = 0
+    token: str | None = field(default=None, repr=False)
+    insecure: bool = False
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     max_batch: int = 256
     max_wait_ms: float = 5.0
     max_queue: int = 4096
     timeout_s: float = 30.0
     max_body_mb: float = 64.0
+    max_header_kb: float = 16.0
+    read_timeout_s: float = 15.0
+    max_connections: int = 1024
+    drain_timeout_s: float = 60.0
     strip_pattern: str = DEFAULT_STRIP_PATTERN
     router: RouterConfig = field(default_factory=RouterConfig)
 
@@ -86,11 +104,19 @@ class ServeConfig:
             (self.max_wait_ms >= 0, "--max-wait-ms must be >= 0"),
             (self.max_queue >= 1, "--max-queue must be at least 1"),
             (self.timeout_s > 0, "--timeout must be positive"),
-            (self.max_body_mb > 0, "max_body_mb must be positive"),
+            (self.max_body_mb > 0, "--max-body-mb must be positive"),
+            (self.max_header_kb >= 1, "--max-header-kb must be at least 1"),
+            (self.read_timeout_s > 0, "--read-timeout must be positive"),
+            (self.max_connections >= 1, "--max-connections must be at least 1"),
+            (self.drain_timeout_s >= 0, "--drain-timeout must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        if self.token is not None and (problem := token_problem(self.token)):
+            raise ValueError(problem)
+        if problem := bind_problem(self.host, self.token, self.insecure):
+            raise ValueError(problem)
         try:
             re.compile(self.strip_pattern)
         except re.error as exc:
@@ -98,14 +124,38 @@ class ServeConfig:
 
 
 class _Ticket:
-    """One request's samples waiting for results."""
+    """One request's samples waiting for results (filled by the scorer thread)."""
 
     def __init__(self, n: int) -> None:
         self.results: list[RewardResult | None] = [None] * n
         self.remaining = n
         self.done = threading.Event()
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
         if n == 0:
             self.done.set()
+
+    def fill(self, i: int, result: RewardResult) -> None:
+        """Record one result (scorer thread); the last one runs the callbacks."""
+        with self._lock:  # the scorer thread and abandon() may fill the same ticket
+            if self.results[i] is not None:
+                return
+            self.results[i] = result
+            self.remaining -= 1
+            if self.remaining:
+                return
+            self.done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once every result is in (at once if they are); it runs in the scorer thread."""
+        with self._lock:
+            if not self.done.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
 
 
 class RewardBatcher:
@@ -126,6 +176,7 @@ class RewardBatcher:
             "multi_request_batches": 0,
             "max_batch_items": 0,
             "rejected_items": 0,
+            "abandoned_items": 0,
             "scoring_s": 0.0,
         }
         # Workers fork once (on the first batch) and serve every later batch: no per-batch fork and warm-up.
@@ -144,7 +195,7 @@ class RewardBatcher:
         ticket = _Ticket(len(records))
         with self._cond:
             if self._closing:
-                return "shutting_down: the server is stopping; retry against another replica"
+                return SHUTTING_DOWN
             if len(self._pending) + len(records) > self.config.max_queue:
                 self.stats["rejected_items"] += len(records)
                 return (
@@ -157,17 +208,36 @@ class RewardBatcher:
             self._cond.notify()
         return ticket
 
-    def close(self) -> None:
-        """Score what is queued, then stop the scorer thread (never started: score it here)."""
+    def abandon(self, reason: str) -> int:
+        """Stop taking samples and answer every queued one with failure ``reason`` (the batch being scored
+        finishes); returns how many were abandoned."""
+        with self._cond:
+            self._closing = True
+            dropped = list(self._pending)
+            self._pending.clear()
+            self.stats["abandoned_items"] += len(dropped)
+            self._cond.notify()
+        for ticket, i, rec, _ in dropped:
+            ticket.fill(i, _failed(reason, self.router.config.source_for(str(rec.get("task"))) or "none"))
+        return len(dropped)
+
+    def close(self, timeout_s: float | None = None) -> bool:
+        """Score what is queued, then stop the scorer thread (never started: score it here) and the workers.
+        With ``timeout_s``, wait at most that long for the scorer; if it is still busy then, abandon the queue
+        and leave it (a daemon thread; the workers stop when this process exits). True when all stopped."""
         with self._cond:
             self._closing = True
             self._cond.notify()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        else:
+        if self._thread is None:
             self._run()  # returns once the queue is empty
+        else:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                self.abandon(SHUTTING_DOWN)
+                return False
+            self._thread = None
         self._engine.close()
+        return True
 
     def _take_batch(self) -> list[tuple[_Ticket, int, dict[str, Any], str]] | None:
         with self._cond:
@@ -206,19 +276,63 @@ class RewardBatcher:
             self.stats["max_batch_items"] = max(self.stats["max_batch_items"], len(batch))
             self.stats["scoring_s"] = round(self.stats["scoring_s"] + time.perf_counter() - started, 4)
             for (ticket, i, _, _), result in zip(batch, results):
-                ticket.results[i] = result
-                ticket.remaining -= 1
-                if ticket.remaining == 0:
-                    ticket.done.set()
+                ticket.fill(i, result)
 
 
 def _failed(message: str, source: str = "none") -> RewardResult:
     return RewardResult(0.0, source, {"failure": message.split(":", 1)[0], "error": message})
 
 
+class Scoring:
+    """One request on its way through the service: wait for it, then take its :meth:`reply` (once)."""
+
+    def __init__(
+        self,
+        service: RewardService,
+        results: list[RewardResult | None],
+        hows: list[str],
+        todo: list[int],
+        sources: list[str],
+        ticket: _Ticket | None,
+        request_error: str | None = None,
+    ) -> None:
+        self._service, self._results, self._hows = service, results, hows
+        self._todo, self._sources, self._ticket = todo, sources, ticket
+        self._request_error = request_error
+        self._replied = False
+
+    @property
+    def done(self) -> bool:
+        return self._ticket is None or self._ticket.done.is_set()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until every sample is scored (or ``timeout_s`` passes); True when all are."""
+        return self._ticket is None or self._ticket.done.wait(timeout_s)
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        """``callback()`` once every sample is scored; it may run in the scorer thread."""
+        if self._ticket is None:
+            callback()
+        else:
+            self._ticket.add_done_callback(callback)
+
+    def reply(self, unscored: str = SHUTTING_DOWN) -> dict[str, Any]:
+        """The reply; a sample not scored yet is flagged with failure ``unscored``."""
+        if not self._replied:
+            self._replied = True
+            self._service.finished()
+        if self._request_error is not None:
+            return bad_request_reply(self._request_error)
+        if self._ticket is not None:
+            scored = list(self._ticket.results)  # a snapshot: the scorer may still be filling it
+            for i, source, result in zip(self._todo, self._sources, scored):
+                self._results[i] = result if result is not None else _failed(unscored, source)
+        return build_reply([r for r in self._results if r is not None], self._hows)
+
+
 class RewardService:
     """The protocol without HTTP: :meth:`handle` turns one request body into one reply (used by the HTTP
-    server and by OpenRLHF's ``reward_func`` file hook)."""
+    server through :meth:`begin`, and by OpenRLHF's ``reward_func`` file hook)."""
 
     def __init__(self, config: ServeConfig | None = None, *, start: bool = True) -> None:
         self.config = config or ServeConfig()
@@ -235,9 +349,10 @@ class RewardService:
     def start(self) -> None:
         self.batcher.start()
 
-    def close(self) -> None:
+    def close(self, timeout_s: float | None = None) -> bool:
+        """Stop: score what is queued (at most ``timeout_s``, then abandon it); True when everything stopped."""
         self.draining = True
-        self.batcher.close()
+        return self.batcher.close(timeout_s)
 
     def health(self) -> dict[str, Any]:
         return {
@@ -252,13 +367,32 @@ class RewardService:
         }
 
     def handle(self, payload: Any) -> dict[str, Any]:
-        """Score one request body; never raises (problems are flagged in the reply)."""
+        """Score one request body and wait for it; never raises (problems are flagged in the reply)."""
+        scoring = self.begin(payload)
+        scoring.wait()
+        return scoring.reply()
+
+    def begin(self, payload: Any) -> Scoring:
+        """Check one request body and queue its samples; never raises (a bug becomes a ``request_error``)."""
         with self._lock:
             self.requests += 1
+            self.in_flight += 1
+        try:
+            return self._begin(payload)
+        except Exception as exc:  # must still come back as a reply with a flag, never a dropped connection
+            return Scoring(self, [], [], [], [], None, f"internal error: {type(exc).__name__}: {exc}")
+
+    def _begin(self, payload: Any) -> Scoring:
         if not isinstance(payload, dict) or not isinstance(payload.get("query"), list):
-            return bad_request_reply(
+            return Scoring(
+                self,
+                [],
+                [],
+                [],
+                [],
+                None,
                 "the body must be a JSON object with a 'query' list "
-                "(and 'prompts' and 'labels' lists of the same length)"
+                "(and 'prompts' and 'labels' lists of the same length)",
             )
         queries = payload["query"]
         prompts, labels = payload.get("prompts"), payload.get("labels")
@@ -286,128 +420,17 @@ class RewardService:
             todo.append(i)
             records.append(record)
             responses.append(response)
-        with self._lock:
-            self.in_flight += 1
-        try:
-            self._score(todo, records, responses, results)
-        finally:
-            with self._lock:
-                self.in_flight -= 1
-        return build_reply([r for r in results if r is not None], hows)
-
-    def _score(
-        self, todo: list[int], records: list[dict[str, Any]], responses: list[str], results: list[RewardResult | None]
-    ) -> None:
+        sources = [self.router.config.source_for(str(rec["task"])) or "none" for rec in records]
         if not todo:
-            return
+            return Scoring(self, results, hows, [], [], None)
         ticket = self.batcher.submit(records, responses)
         if isinstance(ticket, str):
-            for i, rec in zip(todo, records):
-                results[i] = _failed(ticket, self.router.config.source_for(str(rec["task"])) or "none")
-            return
-        ticket.done.wait()
-        for i, result in zip(todo, ticket.results):
-            results[i] = result
+            for i, source in zip(todo, sources):
+                results[i] = _failed(ticket, source)
+            return Scoring(self, results, hows, [], [], None)
+        return Scoring(self, results, hows, todo, sources, ticket)
 
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "datarl-serve"
-    timeout = 60  # seconds a client may take to send its request: a stalled one cannot block shutdown
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        if self.path.split("?", 1)[0].rstrip("/") in ("/health", "/healthz"):
-            self._send(200, self.server.service.health())  # type: ignore[attr-defined]
-        else:
-            self._send(404, {"error": f"no such path {self.path}; POST rewards to any path, GET /health"})
-
-    def do_POST(self) -> None:  # noqa: N802
-        service: RewardService = self.server.service  # type: ignore[attr-defined]
-        try:
-            length = int(self.headers.get("Content-Length") or -1)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            return self._send(200, bad_request_reply("a Content-Length header is required"))
-        if length > service.config.max_body_mb * 2**20:
-            self.close_connection = True
-            return self._send(
-                200,
-                bad_request_reply(
-                    f"body of {length} bytes is over the {service.config.max_body_mb:g} MB limit; send smaller batches"
-                ),
-            )
-        try:
-            payload = json.loads(self.rfile.read(length))
-        except (ValueError, UnicodeDecodeError) as exc:
-            return self._send(200, bad_request_reply(f"the body is not JSON ({exc})"))
-        try:
-            reply = service.handle(payload)
-        except Exception as exc:  # a bug must still come back as 200 with a flag, never a dropped connection
-            reply = bad_request_reply(f"internal error: {type(exc).__name__}: {exc}")
-        self._send(200, reply)
-
-    def _send(self, status: int, body: Mapping[str, Any]) -> None:
-        data = json.dumps(body, ensure_ascii=False, default=str).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client went away; nothing to answer
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        if self.server.verbose:  # type: ignore[attr-defined]
-            super().log_message(format, *args)
-
-
-class RewardHTTPServer(ThreadingHTTPServer):
-    """A thread per connection; non-daemon threads so that closing waits for in-flight requests."""
-
-    daemon_threads = False
-    block_on_close = True
-    request_queue_size = 1024  # socketserver's default of 5 drops connections under a burst
-
-    def __init__(self, service: RewardService, host: str, port: int, verbose: bool = False) -> None:
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.service, self.verbose = service, verbose
-        super().__init__((host, port), _Handler)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
-
-
-def serve(config: ServeConfig, *, on_ready: Callable[[str], None] | None = None, verbose: bool = False) -> int:
-    """Run until SIGTERM or SIGINT, then stop accepting, finish accepted requests and return 0.
-    ``on_ready(url)`` is called once the socket listens. Must run in the main thread (signals)."""
-    service = RewardService(config)
-    try:
-        httpd = RewardHTTPServer(service, config.host, config.port, verbose)
-    except OSError as exc:
-        service.close()
-        raise OSError(
-            f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc}); "
-            "pick another --port (0: any free port) or --host"
-        ) from None
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda s, f: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    loop = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="datarl-http")
-    loop.start()
-    try:
-        if on_ready is not None:
-            on_ready(httpd.url)
-        while not stop.wait(0.5):
-            pass
-    finally:
-        service.draining = True
-        httpd.shutdown()  # stop accepting; connections not yet accepted are refused when the socket closes
-        loop.join()
-        httpd.server_close()  # waits for every accepted request to be answered
-        service.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0
+    def finished(self) -> None:
+        """One request answered (called by :meth:`Scoring.reply`)."""
+        with self._lock:
+            self.in_flight -= 1

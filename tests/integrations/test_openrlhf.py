@@ -12,8 +12,10 @@ A driver script runs in that venv and calls OpenRLHF's code, unchanged:
   and label with the tokenizer's chat template, as ``--data.apply_chat_template --data.label_key label`` does;
 - ``SingleTurnAgentExecutor.execute`` (what every vLLM rollout actor runs) tokenizes the prompt, takes the
   "generated" tokens, decodes prompt + response with special tokens kept and asks the reward endpoints:
-  two ``datarl serve`` URLs (``--reward.remote_url A,B`` is split on commas; 0.11 rotates one-query calls
-  across the URLs and shards a multi-query call into ceil(n/k) slices), then our file hook;
+  two ``datarl serve`` URLs, each server requiring a token that the URL carries in its path
+  (``http://HOST:PORT/TOKEN/get_reward``: OpenRLHF's client sends no header) (``--reward.remote_url A,B``
+  is split on commas; 0.11 rotates one-query calls across the URLs and shards a multi-query call into
+  ceil(n/k) slices), then our file hook;
 - ``SamplesGenerator._process_response_into_experience`` turns each result into OpenRLHF's Experience
   (``torch.tensor([reward])``, every ``extra_logs`` value into a tensor).
 
@@ -146,18 +148,23 @@ print(json.dumps({"http": asyncio.run(run(cfg["urls"])), "hook": asyncio.run(run
 '''
 
 
+TOKEN = "openrlhf-test-token-0123456789"
+
+
 def _start_server() -> tuple[subprocess.Popen, str]:
+    """A server that requires a token; the URL returned carries it as OpenRLHF's client must (no header)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "datarl", "serve", "--port", "0", "--workers", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "DATARL_SERVE_TOKEN": TOKEN},
     )
     url = proc.stdout.readline().strip()
     if not url.startswith("http://127.0.0.1:"):
         proc.kill()
         raise AssertionError(f"datarl serve did not start: {proc.stderr.read()}")
-    return proc, url
+    return proc, f"{url}/{TOKEN}"
 
 
 def _health(url: str) -> dict:

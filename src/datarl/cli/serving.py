@@ -8,20 +8,35 @@ import sys
 
 from .common import add_config, add_layout, announce, router_config
 
+_GENERATE = "\0generate"  # --token given without a value
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from datarl.errors import InputError
-    from datarl.server import ServeConfig, serve
+    from datarl.server import ServeConfig
+    from datarl.server_auth import TOKEN_ENV, new_token
+    from datarl.server_http import serve
 
+    generated = False
+    token = args.token if args.token not in (None, _GENERATE) else os.environ.get(TOKEN_ENV) or None
+    if token is None and args.token == _GENERATE:
+        token, generated = new_token(), True
     try:
         cfg = ServeConfig(
             host=args.host,
             port=args.port,
+            token=token,
+            insecure=args.insecure,
             workers=args.workers,
             max_batch=args.max_batch,
             max_wait_ms=args.max_wait_ms,
             max_queue=args.max_queue,
             timeout_s=args.timeout,
+            max_body_mb=args.max_body_mb,
+            max_header_kb=args.max_header_kb,
+            read_timeout_s=args.read_timeout,
+            max_connections=args.max_connections,
+            drain_timeout_s=args.drain_timeout,
             strip_pattern=args.strip_pattern,
             router=router_config(args),
         )
@@ -31,12 +46,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def ready(url: str) -> None:
         print(url, flush=True)  # stdout: the bound URL alone, for scripts (port 0 picks a free port)
+        if cfg.token is None:
+            access = "no token (any local user can post rewards)"
+            reward_url = f"{url}/get_reward"
+        else:
+            shown = cfg.token if generated else "TOKEN"
+            access = f"token required (Authorization: Bearer {shown}, or the path /{shown}/...)"
+            reward_url = f"{url}/{shown}/get_reward"
         print(
-            f"datarl serve: POST rewards to {url}/get_reward (any path), GET {url}/health; "
-            f"router {dict(cfg.router.table)}; Ctrl-C or SIGTERM stops after in-flight requests",
+            f"datarl serve: POST rewards to {reward_url} (OpenRLHF: --reward.remote_url {reward_url}), "
+            f"GET {url}/health; {access}; router {dict(cfg.router.table)}; "
+            "Ctrl-C or SIGTERM stops after in-flight requests",
             file=sys.stderr,
             flush=True,
         )
+        if generated:
+            print(
+                f"datarl serve: generated a token; set {TOKEN_ENV}={cfg.token} to reuse it", file=sys.stderr, flush=True
+            )
 
     try:
         return serve(cfg, on_ready=ready, verbose=args.verbose)
@@ -49,13 +76,35 @@ def _parse_serve(sub: argparse._SubParsersAction) -> None:
         "serve",
         help="serve the reward router over HTTP (OpenRLHF's remote reward model)",
         description="Answer OpenRLHF's remote reward requests (--reward.remote_url URL/get_reward): "
-        "POST {query, prompts, labels} -> {rewards, scores, extra_logs}, always HTTP "
-        "200 with per-sample errors flagged. Labels are JSON records "
+        "POST {query, prompts, labels} -> {rewards, scores, extra_logs}, HTTP 200 "
+        "with per-sample errors flagged (401 without the server's token). Labels are JSON records "
         "(datarl.integrations.openrlhf.make_label) or math answers. Samples of "
-        "concurrent requests are scored together. GET /health. Prints the bound URL.",
+        "concurrent requests are scored together. GET /health. Prints the bound URL. "
+        "Listens on loopback unless told otherwise; elsewhere it needs a token (--token or "
+        "DATARL_SERVE_TOKEN) or --insecure.",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default %(default)s); any other than loopback needs a token or --insecure",
+    )
     p.add_argument("--port", type=int, default=0, help="port; 0 = any free port (default %(default)s)")
+    p.add_argument(
+        "--token",
+        nargs="?",
+        const=_GENERATE,
+        default=None,
+        metavar="TOKEN",
+        help="require this token on every request: 'Authorization: Bearer TOKEN' or the path /TOKEN/... "
+        "(OpenRLHF: --reward.remote_url http://HOST:PORT/TOKEN/get_reward). Default: $DATARL_SERVE_TOKEN, "
+        "which other users cannot read in `ps` as they can a command line; --token alone uses that or "
+        "generates one and prints it. At least 16 URL-safe characters",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without a token (only on a network where every host is trusted)",
+    )
     p.add_argument(
         "--workers",
         type=int,
@@ -81,6 +130,36 @@ def _parse_serve(sub: argparse._SubParsersAction) -> None:
         default=30.0,
         metavar="SECONDS",
         help="wall-clock limit per sample; past it the sample scores 0 with failure 'timeout' (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=1024,
+        help="open connections served at once; requests beyond get HTTP 503, which OpenRLHF retries "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="time a client has to send its headers, and then its body; a connection past it is closed "
+        "(default %(default)s)",
+    )
+    p.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body, in MB (default %(default)s)")
+    p.add_argument(
+        "--max-header-kb",
+        type=float,
+        default=16.0,
+        help="largest request line plus headers, in KB (default %(default)s)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long requests already received may still be scored; samples not scored by "
+        "then come back flagged 'shutting_down' (default %(default)s)",
     )
     p.add_argument(
         "--strip-pattern",

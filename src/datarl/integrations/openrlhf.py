@@ -1,7 +1,8 @@
 """OpenRLHF's remote reward protocol: labels, responses and replies (no I/O; used by ``datarl serve``
 and by the ``reward_func`` file hook in :mod:`datarl.integrations.openrlhf_reward`).
 
-Protocol (OpenRLHF ``--reward.remote_url http://HOST:PORT/get_reward``; any POST path is accepted)::
+Protocol (OpenRLHF ``--reward.remote_url http://HOST:PORT/TOKEN/get_reward``; any POST path is accepted,
+after the token when the server has one: see :mod:`datarl.server_auth`)::
 
     request  {"query": [str], "prompts": [str], "labels": [str]}          one entry per sample
     reply    {"rewards": [float], "scores": [float],
@@ -17,21 +18,27 @@ Protocol (OpenRLHF ``--reward.remote_url http://HOST:PORT/get_reward``; any POST
 - A label routes its sample: a JSON object string of the datarl record (``task`` and the fields its
   verifier needs: ``ground_truth``, ``tests``, ``instruction_id_list``/``kwargs``, ...; see
   :func:`make_label`); a dict is accepted too. Any other string is a math ground truth (OpenRLHF's math
-  recipes use the answer as the label). A record without ``prompt`` gets the ``prompts`` text.
-- The reply is always HTTP 200: OpenRLHF turns a non-200 into a silent ``None`` reward. A sample that
+  recipes use the answer as the label). A record without ``prompt`` gets the ``prompts`` text. A label
+  nested more than ``MAX_LABEL_DEPTH`` levels is a ``bad_label`` (it would break the batch it is scored in).
+- The reply is always HTTP 200 (OpenRLHF turns a non-200 into a ``None`` reward after retrying), except
+  where the request never reaches the protocol: 401 without the server's token, 400 for oversized headers,
+  503 past the connection cap (:mod:`datarl.server_http`). A sample that
   could not be scored (bad label, no source for its task, queue full, internal error) gets reward 0,
   ``extra_logs.error = 1`` and its message in ``error``; ``extra_logs.failure = 1`` whenever
   ``reward_info`` has a failure class (that includes model-output failures such as ``no_answer``).
   ``extra_logs`` holds numbers only because OpenRLHF turns every value into ``torch.tensor([value])``;
   the text lives in the top-level keys, which OpenRLHF ignores. A body that is not a JSON object with a
-  ``query`` list gets empty lists and ``request_error`` (``null`` otherwise).
+  ``query`` list (not JSON, nested too deeply, too large, too slow to arrive) gets empty lists and
+  ``request_error`` ``bad_request: ...``, or ``shutting_down: ...`` when the server stops while it arrives
+  (``null`` otherwise).
 
 Use (OpenRLHF 0.11)::
 
     write openrlhf_rows(records) as JSONL: [{"input": prompt, "label": make_label(record)}, ...]
-    datarl serve --host 0.0.0.0 --port 5000 [--config run.yaml]       # on each reward host
+    DATARL_SERVE_TOKEN=$TOKEN datarl serve --host 0.0.0.0 --port 5000 [--config run.yaml]   # each reward host
     python -m openrlhf.cli.train_ppo_ray ... --data.input_key input --data.label_key label \
-        --data.apply_chat_template --reward.remote_url http://RM1:5000/get_reward,http://RM2:5000/get_reward
+        --data.apply_chat_template \
+        --reward.remote_url http://RM1:5000/$TOKEN/get_reward,http://RM2:5000/$TOKEN/get_reward
 
 OpenRLHF's rollout asks for one sample per request and rotates over the comma-separated URLs (a call
 with n samples is cut into ceil(n / URLs) slices); the server batches the samples of concurrent requests.
@@ -59,6 +66,22 @@ DEFAULT_STRIP_PATTERN = r"<\|[\w.\-]{1,40}\|>|</s>|<eos>|<end_of_turn>|<pad>"
 ERROR_FAILURES = SCORING_ERRORS | {"bad_label", "bad_request", "overloaded", "shutting_down"}
 # Record fields a label never needs to carry.
 _NOT_IN_LABEL = ("response", "reward", "reward_source", "reward_info", "prompt")
+# Deepest nesting of lists and objects a label may have. Real labels (test lists, IFEval kwargs) are 3 or 4
+# deep; a label nested hundreds deep would make the whole batch it is scored in fail to reach the workers.
+MAX_LABEL_DEPTH = 32
+
+
+def _nesting_depth(value: Any, limit: int) -> int:
+    """Depth of nested lists/dicts in ``value`` (a scalar is 0), level by level without recursion; stops
+    counting past ``limit``."""
+    depth, level = 0, [value]
+    while depth <= limit:
+        containers = [v for v in level if isinstance(v, (list, dict))]
+        if not containers:
+            break
+        depth += 1
+        level = [c for v in containers for c in (v.values() if isinstance(v, dict) else v)]
+    return depth
 
 
 def make_label(record: Mapping[str, Any]) -> str:
@@ -80,6 +103,8 @@ def parse_label(label: Any, prompt: Any, index: int) -> tuple[dict[str, Any] | N
             label = json.loads(label)
         except ValueError as exc:
             return None, f"labels[{index}]: looks like a JSON object but does not parse ({exc})"
+        except RecursionError:
+            return None, f"labels[{index}]: looks like a JSON object but is nested too deeply to parse"
     if isinstance(label, str):
         if not label.strip():
             return None, (
@@ -89,6 +114,8 @@ def parse_label(label: Any, prompt: Any, index: int) -> tuple[dict[str, Any] | N
         label = {"task": "math", "ground_truth": label}
     if not isinstance(label, dict):
         return None, f"labels[{index}] must be a JSON object string or a math answer, got {type(label).__name__}"
+    if _nesting_depth(label, MAX_LABEL_DEPTH) > MAX_LABEL_DEPTH:
+        return None, f"labels[{index}] is nested more than {MAX_LABEL_DEPTH} levels deep; no record needs that"
     obj = dict(label)
     if obj.get("prompt") in (None, ""):
         obj["prompt"] = prompt if isinstance(prompt, str) and prompt.strip() else "(prompt not sent)"
@@ -138,5 +165,10 @@ def build_reply(results: Sequence[RewardResult], hows: Sequence[str]) -> dict[st
     }
 
 
+def request_error_reply(error: str) -> dict[str, Any]:
+    """A reply with no samples and ``request_error`` set (a body that could not be taken as a request)."""
+    return {**build_reply([], []), "request_error": error}
+
+
 def bad_request_reply(message: str) -> dict[str, Any]:
-    return {**build_reply([], []), "request_error": f"bad_request: {message}"}
+    return request_error_reply(f"bad_request: {message}")
