@@ -89,7 +89,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     spec = load_study(args.study, args.study_dir)
     if args.dry_run:
-        print(dry_run(spec, args.costs_from or []))
+        print(dry_run(spec, args.costs_from or [], args.parallel))
         return 0
     executor = executor_for(args.engine, args.parallel, args.ray_address, args.gpus_per_run)
     try:

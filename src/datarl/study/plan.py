@@ -111,7 +111,7 @@ def measured_costs(run_dirs: list[str]) -> dict[str, float]:
         with open(path, encoding="utf-8") as fh:
             ledger = json.load(fh)
         for stage, entry in ledger.items():
-            if entry.get("shared_from") or not entry.get("seconds"):
+            if entry.get("shared_from") or entry.get("seconds") is None:
                 continue
             seconds = float(entry["seconds"])
             if stage == "train":
@@ -135,15 +135,19 @@ def _steps(mapping: Mapping[str, Any]) -> int:
     return int(((mapping.get("train") or {}).get("ppo") or {}).get("steps") or 40)
 
 
-def estimate_seconds(plan: Plan, costs: Mapping[str, float]) -> tuple[float, list[str]]:
-    """Seconds left (shared stages once, the rest per unfinished run) and the stages with no measured cost."""
-    total, unknown = 0.0, set()
+def estimate_seconds(plan: Plan, costs: Mapping[str, float], parallel: int = 1) -> tuple[float, float, list[str]]:
+    """``(compute, wall, unknown)``: the seconds of work left (shared stages once, the rest per unfinished run),
+    the wall time with ``parallel`` runs at once (a wave's leaders and the runs to the end share the slots;
+    costs are taken as measured, so measure at the parallelism you will use), and the stages with no cost."""
+    compute, wall, unknown = 0.0, 0.0, set()
     for stage, leaders in plan.waves:
-        for _ in leaders:
-            if stage in costs:
-                total += costs[stage]
-            else:
+        if stage not in costs:
+            if leaders:
                 unknown.add(stage)
+            continue
+        compute += costs[stage] * len(leaders)
+        wall += costs[stage] * -(-len(leaders) // max(1, parallel))
+    per_run = 0.0
     for run in plan.spec.runs:
         if run.name in plan.finished:
             continue
@@ -153,11 +157,11 @@ def estimate_seconds(plan: Plan, costs: Mapping[str, float]) -> tuple[float, lis
             if stage not in costs:
                 unknown.add(stage)
             else:
-                total += costs[stage] * (_steps(run.mapping) if stage == "train" else 1)
-    return total, sorted(unknown, key=_STAGE_NAMES.index)
+                per_run += costs[stage] * (_steps(run.mapping) if stage == "train" else 1)
+    return compute + per_run, wall + per_run / max(1, parallel), sorted(unknown, key=_STAGE_NAMES.index)
 
 
-def describe(plan: Plan, costs: Mapping[str, float]) -> str:
+def describe(plan: Plan, costs: Mapping[str, float], parallel: int = 1) -> str:
     """The ``--dry-run`` text: the matrix, what is shared, what is left, the estimate."""
     spec = plan.spec
     lines = [f"study {spec.path} -> {spec.study_dir}", f"runs ({len(spec.runs)}): arms x seeds {list(spec.seeds)}"]
@@ -173,8 +177,9 @@ def describe(plan: Plan, costs: Mapping[str, float]) -> str:
         runs = sum(len(g) for g in groups.values())
         how = "shared" if stage in spec.share else "per run"
         lines.append(f"  {stage:<11} {how:<8} computed {len(groups) if stage in spec.share else runs}x for {runs} runs")
-    total, unknown = estimate_seconds(plan, costs)
-    estimate = f"about {total / 60:.1f} min from measured costs"
+    compute, wall, unknown = estimate_seconds(plan, costs, parallel)
+    estimate = f"about {wall / 60:.1f} min with --parallel {parallel} ({compute / 60:.1f} min of runs' work)"
+    estimate += ", from measured costs"
     if unknown:
         estimate += f"; not counted (no measured cost yet): {', '.join(unknown)}"
     lines.append(f"time left: {estimate}")

@@ -70,11 +70,11 @@ def write_results(spec: StudySpec, runs: list[RunScores]) -> dict[str, Any]:
     return results
 
 
-def dry_run(spec: StudySpec, costs_from: list[str] = ()) -> str:
+def dry_run(spec: StudySpec, costs_from: list[str] = (), parallel: int = 1) -> str:
     """The run matrix, what is shared, and a time estimate (nothing is written)."""
     plan = make_plan(spec)
     costs = measured_costs([r.run_dir for r in spec.runs] + list(costs_from))
-    return describe(plan, costs)
+    return describe(plan, costs, parallel)
 
 
 def run_study(spec: StudySpec, executor: Any, *, log: Callable[[str], None] = print) -> dict[str, Any]:
