@@ -46,7 +46,7 @@ integration-venvs: $(STAMP)
 	@$(PIP) -e '.[ray]' > $(VENV)/install-ray.log 2>&1 || { grep -v "is ignored:" $(VENV)/install-ray.log; exit 1; }
 
 test-integration: $(STAMP) integration-venvs
-	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -m integration tests/integrations tests/executors/test_ray_engine.py
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -m integration tests/integrations tests/executors/test_ray_engine.py tests/study/test_study_ray.py
 
 bench: $(STAMP)
 	$(PY) bench/score_math.py
