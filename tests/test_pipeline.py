@@ -138,3 +138,13 @@ def test_shipped_configs_load(tmp_path):
     assert demo.embedded and demo.policy == "tiny"
     user = load_pipeline_config(os.path.join(here, "pipeline_user.yaml"), str(tmp_path / "user"))
     assert not user.embedded and user.policy == "smollm2-135m"
+
+
+def test_select_none_trains_on_the_original_prompts_only(micro_policy, tmp_path):
+    cfg = config(micro_policy, tmp_path / "run", select={"strategy": "none"})
+    run_pipeline(cfg, log=lambda m: None, stop_before="train")
+    selected = (tmp_path / "run" / "data" / "selected.jsonl").read_text()
+    assert selected == (tmp_path / "run" / "data" / "train.jsonl").read_text()
+    assert not (tmp_path / "run" / "data" / "selected.jsonl.scores.jsonl").exists()  # the pool was not sampled
+    with pytest.raises(ConfigError, match="strategy none"):
+        run_pipeline(config(micro_policy, tmp_path / "r2", select={"strategy": "none", "fraction": 0.2}))

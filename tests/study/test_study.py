@@ -112,6 +112,23 @@ def test_a_rerun_skips_finished_runs_and_recomputes_nothing(finished):
     assert again == results
 
 
+def test_compact_results_alone_aggregate_the_study_in_another_directory(finished, tmp_path):
+    # as a later session would: the committed compact/ folder, no run directories
+    import dataclasses
+    import shutil
+
+    spec, results, _, _ = finished
+    shutil.copytree(os.path.join(spec.study_dir, "compact"), tmp_path / "again" / "compact")
+    moved = load_study(spec.path, str(tmp_path / "again"))
+    logs: list[str] = []
+    again = run_study(moved, LocalExecutor(1), log=logs.append)
+    assert sum("finished earlier, skipped" in m for m in logs) == 4
+    assert {k: v for k, v in again.items() if k != "study_dir"} == {
+        k: v for k, v in results.items() if k != "study_dir"
+    }
+    assert dataclasses.replace(moved, study_dir=spec.study_dir).digest() == spec.digest()
+
+
 def test_a_killed_study_resumes_to_the_same_results(finished, micro_policy, tmp_path):
     spec, results, _, _ = finished
     path = micro_study_file(tmp_path, micro_policy)
@@ -122,7 +139,7 @@ def test_a_killed_study_resumes_to_the_same_results(finished, micro_policy, tmp_
     deadline = time.time() + 240
     killed_in = None
     while time.time() < deadline and proc.poll() is None:
-        done = [r for r in runs if (r / "study_run_done.json").exists()]
+        done = [r for r in runs if (out / "compact" / r.parent.name / f"{r.name}.json.gz").exists()]
         mid = [r for r in runs if r not in done and list((r / "train" / "checkpoints").glob("step-*"))]
         if done and mid:
             os.killpg(proc.pid, signal.SIGKILL)  # the driver and its worker processes at once

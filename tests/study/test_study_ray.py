@@ -60,7 +60,7 @@ def test_a_run_whose_ray_worker_dies_is_retried_and_resumes(ray_session, local_r
     while thread.is_alive() and time.time() < deadline and killed is None:
         for run in spec.runs:
             pid_file = os.path.join(run.run_dir, "ray_worker.pid")
-            done = os.path.exists(os.path.join(run.run_dir, "study_run_done.json"))
+            done = os.path.exists(run.compact_path)
             ckpt = os.path.join(run.run_dir, "train", "checkpoints")
             if not done and os.path.exists(pid_file) and os.path.isdir(ckpt) and os.listdir(ckpt):
                 os.kill(int(open(pid_file).read()), signal.SIGKILL)

@@ -40,7 +40,8 @@ class PipelineConfig:
     pairs: :class:`PairsOptions` fields.
     bt: ``BTTrainConfig`` fields; genrm: ``GenRMTrainConfig`` fields.
     references: :class:`ReferencesOptions` fields.
-    select: ``SelectConfig`` fields (Pre-PPO).
+    select: ``SelectConfig`` fields (Pre-PPO); ``{strategy: none}`` adds no pool prompts (train on the original
+        prompts only, a study's baseline).
     reward: router overrides (``router:``, ``sources:``); the pipeline fills in its BT model and judge.
     train: the ``datarl train`` sections (``ppo``, ``eval``, ``curriculum``, ``hacking``, ``logging``,
         ``workers``, ``save_every``, ...).

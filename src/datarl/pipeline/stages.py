@@ -30,7 +30,7 @@ from datarl.pipeline.config import (
 )
 from datarl.pipeline.ledger import Ledger, fingerprint
 
-__all__ = ["STAGES", "Stage", "policy_dir", "load_stage_policy", "train_config", "read_prompts"]
+__all__ = ["NO_SELECTION", "STAGES", "Stage", "policy_dir", "load_stage_policy", "train_config", "read_prompts"]
 
 Stage = tuple[Callable[[], tuple[list[str], dict[str, Any]]] | None, Any, list[str]]
 
@@ -228,8 +228,21 @@ def stage_references(cfg: PipelineConfig, ledger: Ledger) -> Stage:
     return run, dataclasses.asdict(opts), [*raw_paths(cfg).values(), cfg.path("bt")]
 
 
+NO_SELECTION = "none"  # select.strategy of a run trained on the original prompts only (a study's baseline)
+
+
 def stage_select(cfg: PipelineConfig, ledger: Ledger) -> Stage:
     out = data_path(cfg, "selected")
+    if cfg.select.get("strategy") == NO_SELECTION:  # no pool prompts: the training set as it is
+
+        def copy() -> tuple[list[str], dict[str, Any]]:
+            copy_into(data_path(cfg, "train"), out)
+            stale = out + ".report.json"  # a selection report of an earlier config would be taken for this one
+            if os.path.exists(stale):
+                os.remove(stale)
+            return [out], {"kept": 0}
+
+        return copy, {"select": dict(cfg.select)}, [data_path(cfg, "train")]
 
     def run() -> tuple[list[str], dict[str, Any]]:
         from datarl.rewards.router import RouterConfig

@@ -10,6 +10,7 @@ shareable stage in pipeline order, so a stage's leader finds every stage before 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections.abc import Mapping
@@ -21,9 +22,7 @@ from datarl.pipeline.stages import STAGES
 from datarl.pipeline.store import run_relative
 from datarl.study.spec import RunSpec, StudySpec
 
-__all__ = ["Plan", "make_plan", "measured_costs", "estimate_seconds", "describe", "run_finished", "DONE_FILE"]
-
-DONE_FILE = "study_run_done.json"
+__all__ = ["Plan", "make_plan", "measured_costs", "estimate_seconds", "describe", "run_finished", "read_compact"]
 _STAGE_NAMES = list(STAGES)
 
 
@@ -49,12 +48,17 @@ def next_stage(stage: str) -> str | None:
 
 
 def run_finished(run: RunSpec) -> bool:
-    """The run went to the end with this config (the driver writes :data:`DONE_FILE` then)."""
-    path = os.path.join(run.run_dir, DONE_FILE)
-    if not os.path.exists(path):
-        return False
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh).get("config") == run.mapping
+    """The run went to the end with this config (its compact results exist: :attr:`RunSpec.compact_path`)."""
+    compact = read_compact(run)
+    return compact is not None and compact.get("config") == run.mapping
+
+
+def read_compact(run: RunSpec) -> dict[str, Any] | None:
+    """The run's compact results (``None`` when it has not finished)."""
+    if not os.path.exists(run.compact_path):
+        return None
+    with gzip.open(run.compact_path, "rt", encoding="utf-8") as fh:
+        return json.load(fh)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ seed. Statistics are :mod:`datarl.metrics.compare` (``scipy.stats.bootstrap``).
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -17,11 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from datarl.io import write_bytes
 from datarl.metrics.compare import iqm, seed_interval, stratified_interval, verdict
-from datarl.study.plan import DONE_FILE
+from datarl.study.plan import read_compact
 from datarl.study.spec import HIGHER_IS_BETTER, METRICS, RunSpec, StudySpec
 
-__all__ = ["RunScores", "load_run_scores", "compute_results", "run_matrix", "results_markdown"]
+__all__ = ["RunScores", "load_run_scores", "write_compact", "compute_results", "run_matrix", "results_markdown"]
 
 IQM_MIN_SEEDS = 5  # below this the per-seed values are listed instead
 SEED_INTERVAL_MIN_SEEDS = 3  # a bootstrap over the per-seed differences alone, shown beside the main interval
@@ -48,8 +50,49 @@ class RunScores:
 
 
 def load_run_scores(run: RunSpec) -> RunScores:
-    """Every evaluation the run wrote (none yet: empty)."""
-    out = RunScores(run.arm, run.seed, finished=os.path.exists(os.path.join(run.run_dir, DONE_FILE)))
+    """Every evaluation of the run: from its compact results once it has finished (see
+    :func:`write_compact`), else from its run directory (none yet: empty)."""
+    compact = read_compact(run)
+    if compact is not None and compact.get("config") == run.mapping:
+        return RunScores(
+            run.arm,
+            run.seed,
+            gold=_int_steps(compact["gold"]),
+            gap=_int_steps(compact["gap"]),
+            stages=compact["stages"],
+            finished=True,
+        )
+    return _from_run_dir(run)
+
+
+def _int_steps(table: Mapping[str, Any]) -> dict[int, dict[str, dict[str, float]]]:
+    return {int(step): tasks for step, tasks in table.items()}
+
+
+def write_compact(run: RunSpec, seconds: float) -> None:
+    """The finished run's compact results (config, per-prompt gold and gap at every evaluation, the stages'
+    times), gzipped JSON at :attr:`RunSpec.compact_path` (byte-identical for identical runs: no timestamp in
+    the gzip header; times are in ``stages`` and ``seconds`` only)."""
+    scores = _from_run_dir(run)
+    blob = {
+        "config": run.mapping,
+        "arm": run.arm,
+        "seed": run.seed,
+        "seconds": round(seconds, 1),
+        "gold": {str(k): v for k, v in sorted(scores.gold.items())},
+        "gap": {str(k): v for k, v in sorted(scores.gap.items())},
+        "stages": {
+            stage: {k: entry[k] for k in ("seconds", "shared_from", "saved_seconds") if k in entry}
+            for stage, entry in scores.stages.items()
+        },
+    }
+    data = json.dumps(blob, sort_keys=True).encode()
+    os.makedirs(os.path.dirname(run.compact_path), exist_ok=True)
+    write_bytes(run.compact_path, gzip.compress(data, mtime=0))
+
+
+def _from_run_dir(run: RunSpec) -> RunScores:
+    out = RunScores(run.arm, run.seed)
     eval_dir = os.path.join(run.run_dir, "train", "eval")
     names = sorted(os.listdir(eval_dir)) if os.path.isdir(eval_dir) else []
     for name in names:

@@ -20,8 +20,15 @@ from typing import Any
 from datarl.io import write_json, write_text
 from datarl.study.execute import Task, write_run_file
 from datarl.study.html import study_html
-from datarl.study.plan import DONE_FILE, Plan, describe, make_plan, measured_costs, next_stage
-from datarl.study.results import RunScores, compute_results, load_run_scores, results_markdown, run_matrix
+from datarl.study.plan import Plan, describe, make_plan, measured_costs, next_stage
+from datarl.study.results import (
+    RunScores,
+    compute_results,
+    load_run_scores,
+    results_markdown,
+    run_matrix,
+    write_compact,
+)
 from datarl.study.spec import RunSpec, StudyError, StudySpec
 
 __all__ = ["run_study", "dry_run", "write_results", "STUDY_FILE"]
@@ -100,7 +107,7 @@ def run_study(spec: StudySpec, executor: Any, *, log: Callable[[str], None] = pr
 
     def finished(run: RunSpec, seconds: float, error: str | None) -> None:
         if error is None:
-            write_json(os.path.join(run.run_dir, DONE_FILE), {"config": run.mapping, "seconds": round(seconds, 1)})
+            write_compact(run, seconds)
             done[0] += 1
         log(
             f"[{done[0]}/{total}] {run.name}: {'FAILED: ' + error if error else 'finished'} in {seconds:.0f} s "

@@ -90,6 +90,14 @@ class RunSpec:
     def name(self) -> str:
         return f"{self.arm}/seed-{self.seed}"
 
+    @property
+    def compact_path(self) -> str:
+        """``STUDY_DIR/compact/<arm>/seed-<k>.json.gz``: the finished run's config, per-prompt scores and
+        times (run_dir is ``STUDY_DIR/runs/<arm>/seed-<k>``). Its presence marks the run finished; it is small
+        enough to commit, so a later session (or machine) aggregates the study without the run directories."""
+        study_dir = os.path.dirname(os.path.dirname(os.path.dirname(self.run_dir)))
+        return os.path.join(study_dir, "compact", self.arm, f"seed-{self.seed}.json.gz")
+
     def config(self) -> PipelineConfig:
         return pipeline_config_from_mapping(self.mapping, base_dir=self.run_dir, where=self.name, run_dir=self.run_dir)
 
