@@ -92,8 +92,7 @@ def test_comparisons_match_numbers_computed_by_hand(world):
     assert gold["prompts"] == 39 and gold["seeds"] == 3
     assert gold["per_seed"] == {str(s): pytest.approx(float(x.mean()), abs=1e-6) for s, x in zip(SEEDS, strata)}
     assert gold["seeds_agreeing"] == sum((x.mean() > 0) == (expected > 0) and x.mean() != 0 for x in strata)
-    assert gold["verdict"] == ("better" if ci.low > 0 else "no difference resolved")
-    assert gold["verdict"] == "better"  # a 25-point lift over 39 prompts x 3 seeds is resolved
+    assert gold["verdict"] == "better"  # a 25-point lift over 39 prompts x 3 seeds: both intervals above 0
     by_seed = stats.bootstrap(
         (np.array([x.mean() for x in strata]),),
         lambda x, axis=-1: x.mean(axis=axis),
@@ -112,10 +111,10 @@ def test_comparisons_match_numbers_computed_by_hand(world):
         new, base = truth[(f"new/seed-{s}", 20)]["general"], truth[(f"base/seed-{s}", 20)]["general"]
         gaps.append(np.array([(pa - ga) - (pb - gb) for (pa, ga), (pb, gb) in zip(new, base)]))
     assert rows["hacking_gap"]["difference"] == pytest.approx(float(np.mean([g.mean() for g in gaps])), abs=1e-6)
-    lo, hi = rows["hacking_gap"]["low"], rows["hacking_gap"]["high"]
-    assert rows["hacking_gap"]["verdict"] == (
-        "no difference resolved" if lo <= 0 <= hi else "better" if hi < 0 else "worse"
-    )
+    gap = rows["hacking_gap"]
+    sides = {"better" if hi < 0 else "worse" if lo > 0 else "none" for lo, hi in ((gap["low"], gap["high"]),
+             (gap["seed_low"], gap["seed_high"]))}  # fmt: skip
+    assert gap["verdict"] == (sides.pop() if len(sides) == 1 and "none" not in sides else "no difference resolved")
 
     per_seed = {}
     for s in SEEDS:
@@ -151,3 +150,20 @@ def test_a_run_without_evaluations_gives_no_data_not_an_error(world, tmp_path):
     results = compute_results(spec, runs)
     assert [c["verdict"] for c in results["comparisons"]] == ["no data"] * 3
     assert "new" not in results["final"]
+
+
+@pytest.mark.parametrize(
+    "prompts, seeds, n, call",
+    [
+        ((0.01, 0.03), (0.005, 0.04), 3, "better"),
+        ((0.01, 0.03), (-0.01, 0.04), 3, "no difference resolved"),  # the seeds scatter across 0
+        ((-0.03, -0.01), (-0.04, -0.02), 3, "worse"),
+        ((0.01, 0.03), (0.005, 0.04), 2, "no difference resolved"),  # two seeds: never called
+        ((-0.01, 0.03), (0.005, 0.04), 5, "no difference resolved"),
+    ],
+)
+def test_the_decision_needs_three_seeds_and_both_intervals(prompts, seeds, n, call):
+    from datarl.metrics.compare import decide
+
+    verdict, why = decide(0.02 if call != "worse" else -0.03, prompts, seeds, n, True)
+    assert verdict == call and why

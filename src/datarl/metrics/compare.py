@@ -16,10 +16,11 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["stratified_interval", "seed_interval", "verdict", "iqm", "N_RESAMPLES", "CONFIDENCE"]
+__all__ = ["stratified_interval", "seed_interval", "verdict", "decide", "iqm", "N_RESAMPLES", "CONFIDENCE", "MIN_SEEDS"]
 
 N_RESAMPLES = 2000
 CONFIDENCE = 0.95
+MIN_SEEDS = 3  # below this, run-to-run variation is not measured and no difference is called
 
 
 def _mean_of_means(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -63,6 +64,29 @@ def verdict(low: float, high: float, difference: float, higher_is_better: bool) 
     if math.isnan(low) or math.isnan(high) or low <= 0.0 <= high:
         return "no difference resolved"
     return "better" if (difference > 0) == higher_is_better else "worse"
+
+
+def decide(
+    difference: float,
+    prompts: tuple[float, float],
+    seeds: tuple[float, float],
+    n_seeds: int,
+    higher_is_better: bool,
+) -> tuple[str, str]:
+    """``(verdict, why)`` for a paired comparison: **better**/**worse** only with at least :data:`MIN_SEEDS`
+    seeds and when both the prompt-level interval and the seed-level one (the per-seed differences
+    bootstrapped) exclude 0. Why both: two PPO seeds of the *same* arm differ by more than the prompt-level
+    interval (measured: 1.3 points of math gold over 2,100 prompts at 10 steps, against +-1.0), so the prompts
+    alone would call run-to-run noise an effect; the seeds alone, with few of them, are coarse."""
+    if n_seeds < MIN_SEEDS:
+        return "no difference resolved", f"{n_seeds} seed(s): run-to-run variation needs at least {MIN_SEEDS}"
+    calls = [verdict(low, high, difference, higher_is_better) for low, high in (prompts, seeds)]
+    if calls[0] == calls[1] != "no difference resolved":
+        return calls[0], "both intervals exclude 0"
+    if calls == ["no difference resolved"] * 2:
+        return calls[0], "neither interval excludes 0"
+    alone = "the prompts' interval" if calls[0] != "no difference resolved" else "the seeds' interval"
+    return "no difference resolved", f"only {alone} excludes 0"
 
 
 def iqm(values: Sequence[float]) -> float:

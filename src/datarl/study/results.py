@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datarl.io import write_bytes
-from datarl.metrics.compare import iqm, seed_interval, stratified_interval, verdict
+from datarl.metrics.compare import MIN_SEEDS, decide, iqm, seed_interval, stratified_interval
 from datarl.study.plan import read_compact
 from datarl.study.spec import HIGHER_IS_BETTER, METRICS, RunSpec, StudySpec
 
 __all__ = ["RunScores", "load_run_scores", "write_compact", "compute_results", "run_matrix", "results_markdown"]
 
 IQM_MIN_SEEDS = 5  # below this the per-seed values are listed instead
-SEED_INTERVAL_MIN_SEEDS = 3  # a bootstrap over the per-seed differences alone, shown beside the main interval
 
 
 @dataclass
@@ -161,8 +160,7 @@ def _compare_prompts(kind: str, arm: list[RunScores], base: list[RunScores], tas
         return None
     est, low, high = stratified_interval(strata, seed=0)
     out = {"difference": est, "low": low, "high": high, "per_seed": per_seed, "prompts": n}
-    if len(per_seed) >= SEED_INTERVAL_MIN_SEEDS:  # beside it: how far the seeds alone scatter the difference
-        _, out["seed_low"], out["seed_high"] = seed_interval(list(per_seed.values()), seed=0)
+    _, out["seed_low"], out["seed_high"] = seed_interval(list(per_seed.values()), seed=0)
     return out
 
 
@@ -184,7 +182,15 @@ def _compare_steps(arm: list[RunScores], base: list[RunScores], task: str) -> di
     if not per_seed:
         return None
     est, low, high = seed_interval(list(per_seed.values()), seed=0)
-    return {"difference": est, "low": low, "high": high, "per_seed": per_seed, "not_reached": not_reached}
+    return {
+        "difference": est,
+        "low": low,
+        "high": high,
+        "seed_low": low,
+        "seed_high": high,
+        "per_seed": per_seed,
+        "not_reached": not_reached,
+    }
 
 
 def compute_results(spec: StudySpec, runs: Sequence[RunScores]) -> dict[str, Any]:
@@ -205,16 +211,24 @@ def compute_results(spec: StudySpec, runs: Sequence[RunScores]) -> dict[str, Any
                 continue
             est, low, high = found["difference"], found["low"], found["high"]
             sign = [v for v in found["per_seed"].values() if est != 0 and (v > 0) == (est > 0) and v != 0]
+            n_seeds = len(found["per_seed"])
+            call, why = decide(
+                est, (low, high), (found["seed_low"], found["seed_high"]), n_seeds, HIGHER_IS_BETTER[comp.metric]
+            )
+            widths = [(high - low) / 2] + (
+                [(found["seed_high"] - found["seed_low"]) / 2] if n_seeds >= MIN_SEEDS else []
+            )
             row.update(
                 {
                     "difference": _r(est),
                     "low": _r(low),
                     "high": _r(high),
-                    "half_width": _r((high - low) / 2),
+                    "half_width": _r(max(widths)),
                     "per_seed": {str(k): _r(v) for k, v in sorted(found["per_seed"].items())},
-                    "seeds": len(found["per_seed"]),
+                    "seeds": n_seeds,
                     "seeds_agreeing": len(sign),
-                    "verdict": verdict(low, high, est, HIGHER_IS_BETTER[comp.metric]),
+                    "verdict": call,
+                    "why": why,
                     **{k: found[k] for k in ("prompts", "not_reached") if k in found},
                     **{k: _r(found[k]) for k in ("seed_low", "seed_high") if k in found},
                 }
@@ -240,8 +254,9 @@ def compute_results(spec: StudySpec, runs: Sequence[RunScores]) -> dict[str, Any
         "baseline": spec.baseline,
         "arms": list(spec.arms),
         "metrics": {m: METRICS[m] for m in sorted({c.metric for c in spec.comparisons})},
-        "interval": "95% percentile bootstrap (scipy.stats.bootstrap, 2000 resamples, rng seed 0): prompts "
-        "resampled within each seed; steps_to_baseline: the per-seed values resampled",
+        "interval": "95% percentile bootstraps (scipy.stats.bootstrap, 2000 resamples, rng seed 0): the "
+        "difference's interval resamples prompts within each seed; 'seeds alone' resamples the per-seed "
+        "differences (steps_to_baseline has only the latter)",
         "comparisons": comparisons,
         "final": final,
         "curves": {arm: _curves(arm_runs, "gold") for arm, arm_runs in by_arm.items()},
@@ -317,8 +332,8 @@ def results_markdown(results: Mapping[str, Any], timings: Mapping[str, Any]) -> 
         f"# Study `{os.path.basename(results['study'])}`",
         "",
         f"Seeds {results['seeds']}; baseline `{results['baseline']}`; {results['interval']}. A difference is "
-        "called better or worse only when its interval excludes 0; otherwise the half-width is the smallest "
-        "difference this study could have resolved.",
+        f"called better or worse only with at least {MIN_SEEDS} seeds and when both intervals exclude 0; "
+        "otherwise the larger half-width is the smallest difference this study could have resolved.",
         "",
         "## Comparisons",
         "",
@@ -336,7 +351,7 @@ def results_markdown(results: Mapping[str, Any], timings: Mapping[str, Any]) -> 
             seeds += f"; seeds alone [{_f(c['seed_low'], digits, True)}, {_f(c['seed_high'], digits, True)}]"
         call = c["verdict"]
         if call == "no difference resolved" and c.get("half_width") is not None:
-            call += f" (±{_f(c['half_width'], digits)})"
+            call += f" (±{_f(c['half_width'], digits)}; {c['why']})"
         lines.append(
             f"| {c['metric']} | {c['arm']} vs {c['vs']} | {c['task']} | {ci} | {seeds} | "
             f"{c['seeds_agreeing']}/{c['seeds']} | {call} |"
