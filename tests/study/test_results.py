@@ -167,3 +167,20 @@ def test_the_decision_needs_three_seeds_and_both_intervals(prompts, seeds, n, ca
 
     verdict, why = decide(0.02 if call != "worse" else -0.03, prompts, seeds, n, True)
     assert verdict == call and why
+
+
+def test_overall_is_the_macro_average_over_tasks(world):
+    import dataclasses
+
+    spec, truth = world
+    spec = dataclasses.replace(spec, comparisons=(Comparison("gold", "new", "base", ("overall",)),))
+    row = compute_results(spec, [load_run_scores(r) for r in spec.runs])["comparisons"][0]
+    per_seed = {}
+    for s in SEEDS:
+        new, base = truth[(f"new/seed-{s}", 20)], truth[(f"base/seed-{s}", 20)]
+        math_d = [a - b for a, b in zip(new["math"], base["math"]) if a is not None and b is not None]
+        general_d = [a[1] - b[1] for a, b in zip(new["general"], base["general"])]
+        per_seed[str(s)] = (np.mean(math_d) + np.mean(general_d)) / 2
+    assert row["task"] == "overall" and row["prompts"] == 39 + 12
+    assert row["per_seed"] == {k: pytest.approx(v, abs=1e-6) for k, v in per_seed.items()}
+    assert row["difference"] == pytest.approx(np.mean(list(per_seed.values())), abs=1e-6)

@@ -144,18 +144,27 @@ def _steps_to(run: RunScores, task: str, target: float) -> tuple[int, bool]:
     return (steps[-1] + gap if steps else 0), False
 
 
+OVERALL = "overall"  # a comparison "task": the macro average over the tasks every run of both arms evaluated
+
+
 def _compare_prompts(kind: str, arm: list[RunScores], base: list[RunScores], task: str) -> dict[str, Any] | None:
+    """Per-prompt paired differences at the last evaluation; ``overall`` gives every task equal weight (the
+    strata are then (seed, task): the mean of their means is the mean over seeds of the macro average)."""
     strata, per_seed, n = [], {}, 0
     base_by_seed = {r.seed: r for r in base}
-    for run in arm:
-        other = base_by_seed.get(run.seed)
-        if other is None:
-            continue
-        diffs = _paired(run.last(kind).get(task, {}), other.last(kind).get(task, {}))
-        if diffs:
-            strata.append(diffs)
-            per_seed[run.seed] = _mean(diffs)
-            n = max(n, len(diffs))
+    pairs = [(run, base_by_seed[run.seed]) for run in arm if run.seed in base_by_seed]
+    if task == OVERALL:
+        common = [set(r.last(kind)) & set(o.last(kind)) for r, o in pairs]
+        tasks = sorted(set.intersection(*common)) if common else []
+    else:
+        tasks = [task]
+    for run, other in pairs:
+        per_task = [_paired(run.last(kind).get(t, {}), other.last(kind).get(t, {})) for t in tasks]
+        per_task = [d for d in per_task if d]
+        if per_task:
+            strata.extend(per_task)
+            per_seed[run.seed] = _mean([_mean(d) for d in per_task])
+            n = max(n, sum(len(d) for d in per_task))
     if not strata:
         return None
     est, low, high = stratified_interval(strata, seed=0)
