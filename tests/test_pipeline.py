@@ -82,7 +82,7 @@ def test_an_interrupted_stage_resumes_there_without_redoing_earlier_ones(micro_p
     ran = [m.split("]")[0][1:] for m in logs if m.endswith("running")]
     skipped = [m.split("]")[0][1:] for m in logs if m.endswith("skipped")]
     assert skipped == ["synth", "pairs", "bt", "genrm"]
-    assert ran == ["references", "select", "train", "eval", "report"]
+    assert ran == ["references", "pool_scores", "select", "train", "eval", "report"]
 
 
 def test_changing_a_stage_config_redoes_it_and_what_follows(micro_policy, tmp_path):

@@ -96,8 +96,8 @@ def test_shared_stages_are_computed_once_and_linked(finished):
         ledger = json.load(open(os.path.join(run.run_dir, "stages.json")))
         for stage, entry in ledger.items():
             computed[stage] = computed.get(stage, 0) + (not entry.get("shared_from"))
-    # one arm keeps the random pool prompts, the other the lowest-scoring: two selections, one of the rest
-    assert computed == {"synth": 1, "pairs": 1, "bt": 1, "genrm": 1, "references": 1, "select": 2,
+    # one arm keeps the random pool prompts, the other the lowest-scoring: one scoring pass, two selections
+    assert computed == {"synth": 1, "pairs": 1, "bt": 1, "genrm": 1, "references": 1, "pool_scores": 1, "select": 2,
                         "train": 4, "eval": 4, "report": 4}  # fmt: skip
     assert os.path.islink(os.path.join(spec.run_dir("lowest", 1), "judge"))
     timings = json.load(open(os.path.join(spec.study_dir, "timings.json")))

@@ -69,7 +69,7 @@ def _parse_pipeline(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "pipeline",
         help="the whole system: synth, SFT, rewards, Pre-PPO, PPO, eval, report",
-        description="Run the stages synth -> sft -> pairs -> bt -> genrm -> references -> select -> "
+        description="Run the stages synth -> sft -> pairs -> bt -> genrm -> references -> pool_scores -> select -> "
         "train -> eval -> report in order under run_dir. A stage whose outputs exist "
         "and whose config and inputs are unchanged is skipped, so an interrupted run "
         "continues where it stopped. examples/demo.yaml is the embedded default "

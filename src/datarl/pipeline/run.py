@@ -8,7 +8,8 @@ Stages, in order (each writes under ``run_dir``)::
     bt          bt/                                Bradley-Terry reward model
     genrm       judge/                             pairwise GenRM judge
     references  data/{train,pool,eval}.jsonl       best-of-N (by BT) references for general prompts
-    select      data/selected.jsonl                Pre-PPO: train + the hardest pool prompts
+    pool_scores data/pool.scores.jsonl             Pre-PPO's scoring: SFT samples of every pool prompt, scored
+    select      data/selected.jsonl                Pre-PPO: train + the hardest pool prompts (no sampling)
     train       train/                             PPO with the hybrid reward and the curriculum
     eval        train/final_eval.json              SFT vs best checkpoint on the whole eval split
     report      train/report.html, report.png      the run's report

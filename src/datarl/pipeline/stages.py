@@ -231,6 +231,49 @@ def stage_references(cfg: PipelineConfig, ledger: Ledger) -> Stage:
 NO_SELECTION = "none"  # select.strategy of a run trained on the original prompts only (a study's baseline)
 
 
+# Options of ``select:`` that only choose among scored prompts: the pool's scores do not depend on them, so
+# runs that differ only in these (lowest vs random vs all, 10% vs 50%) share one scoring pass.
+SELECTION_ONLY = ("strategy", "fraction", "count", "scope", "normalise", "drop_unsolvable", "histogram_bins")
+
+
+def _scores_path(cfg: PipelineConfig) -> str:
+    return cfg.path("data", "pool.scores.jsonl")
+
+
+def stage_pool_scores(cfg: PipelineConfig, ledger: Ledger) -> Stage:
+    """Sample the SFT policy on the pool and score it (the expensive half of Pre-PPO), for every strategy."""
+    if cfg.select.get("strategy") == NO_SELECTION:
+        return None, None, []
+    scoring = {k: v for k, v in cfg.select.items() if k not in SELECTION_ONLY}
+
+    def run() -> tuple[list[str], dict[str, Any]]:
+        from datarl.rewards.router import RouterConfig
+        from datarl.select.prepo import SelectConfig
+        from datarl.select.prepo_engine import run_select
+
+        scratch = cfg.path("data", "pool.all.jsonl")  # the "all" selection: a by-product, removed
+        summary = run_select(
+            data_path(cfg, "pool"),
+            scratch,
+            policy=lambda: load_stage_policy(cfg, ledger),
+            router_config=RouterConfig.from_mapping(router_mapping(cfg)),
+            cfg=SelectConfig.from_mapping({"seed": cfg.seed, **scoring, "strategy": "all"}),
+            train_path=data_path(cfg, "train"),
+            scores_path=_scores_path(cfg),
+            workers=cfg.workers,
+        )
+        for path in (scratch, summary.report_path):
+            if os.path.exists(path):
+                os.remove(path)
+        return [_scores_path(cfg)], {"sampled": summary.sampled_now}
+
+    return (
+        run,
+        {"scoring": scoring, "seed": cfg.seed, "reward": router_mapping(cfg)},
+        [data_path(cfg, "pool"), data_path(cfg, "train"), cfg.path("judge"), cfg.path("bt")],
+    )
+
+
 def stage_select(cfg: PipelineConfig, ledger: Ledger) -> Stage:
     out = data_path(cfg, "selected")
     if cfg.select.get("strategy") == NO_SELECTION:  # no pool prompts: the training set as it is
@@ -249,6 +292,8 @@ def stage_select(cfg: PipelineConfig, ledger: Ledger) -> Stage:
         from datarl.select.prepo import SelectConfig
         from datarl.select.prepo_engine import run_select
 
+        own = out + ".scores.jsonl"  # a copy: the pool's scores may be a link shared with other runs
+        copy_into(_scores_path(cfg), own)
         summary = run_select(
             data_path(cfg, "pool"),
             out,
@@ -258,13 +303,16 @@ def stage_select(cfg: PipelineConfig, ledger: Ledger) -> Stage:
             train_path=data_path(cfg, "train"),
             merge=True,
             workers=cfg.workers,
+            scores_path=own,
         )
+        if summary.sampled_now:
+            raise RuntimeError(f"select sampled {summary.sampled_now} pool prompts the pool_scores stage had not")
         return [out, summary.report_path], {"kept": summary.report.get("kept")}
 
     return (
         run,
         {"select": dict(cfg.select), "reward": router_mapping(cfg)},
-        [data_path(cfg, "pool"), data_path(cfg, "train"), cfg.path("judge"), cfg.path("bt")],
+        [data_path(cfg, "pool"), data_path(cfg, "train"), _scores_path(cfg)],
     )
 
 
@@ -380,6 +428,7 @@ STAGES: dict[str, Callable[[PipelineConfig, Ledger], Stage]] = {
     "bt": stage_bt,
     "genrm": stage_genrm,
     "references": stage_references,
+    "pool_scores": stage_pool_scores,
     "select": stage_select,
     "train": stage_train,
     "eval": stage_eval,

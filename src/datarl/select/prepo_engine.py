@@ -192,9 +192,23 @@ def _fingerprint(policy: Any, router: RouterConfig, cfg: SelectConfig) -> dict[s
             )
         },
         "router": json.loads(
-            json.dumps({"table": dict(router.table), "options": dict(router.options)}, sort_keys=True, default=str)
+            json.dumps(
+                {"table": dict(router.table), "options": _real_paths(dict(router.options))}, sort_keys=True, default=str
+            )
         ),
     }
+
+
+def _real_paths(value: Any) -> Any:
+    """Router options with every existing path resolved: a judge reached through a link (a study's runs link
+    one shared judge) is the same judge, so its scores file serves them all."""
+    if isinstance(value, str) and os.path.isabs(value) and os.path.exists(value):
+        return os.path.realpath(value)
+    if isinstance(value, dict):
+        return {k: _real_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_real_paths(v) for v in value]
+    return value
 
 
 def _record_hash(rec: Record) -> str:

@@ -13,7 +13,7 @@ baseline: random
 comparisons:                    # default: every arm vs the baseline on gold, every evaluated task
   - {metric: gold, tasks: [math, code]}
   - {metric: hacking_gap, tasks: [general]}
-share: [synth, sft, pairs, bt, genrm, references, select]   # stages computed once where equal (default)
+share: [synth, sft, pairs, bt, genrm, references, pool_scores, select]   # stages computed once where equal (default)
 ```
 
 Overrides are dotted keys (``train.ppo.steps: 10``) or nested mappings (``train: {ppo: {steps: 10}}``);
@@ -56,7 +56,7 @@ METRICS = {
     "same seed (lower is better)",
 }
 HIGHER_IS_BETTER = {"gold": True, "hacking_gap": False, "steps_to_baseline": False}
-SHAREABLE = ("synth", "sft", "pairs", "bt", "genrm", "references", "select")
+SHAREABLE = ("synth", "sft", "pairs", "bt", "genrm", "references", "pool_scores", "select")
 _KEYS = ("study_dir", "base", "overrides", "seeds", "seed_keys", "arms", "baseline", "comparisons", "share")
 _COMPARISON_KEYS = ("metric", "tasks", "arms", "vs")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
