@@ -146,5 +146,3 @@ def test_select_none_trains_on_the_original_prompts_only(micro_policy, tmp_path)
     selected = (tmp_path / "run" / "data" / "selected.jsonl").read_text()
     assert selected == (tmp_path / "run" / "data" / "train.jsonl").read_text()
     assert not (tmp_path / "run" / "data" / "selected.jsonl.scores.jsonl").exists()  # the pool was not sampled
-    with pytest.raises(ConfigError, match="strategy none"):
-        run_pipeline(config(micro_policy, tmp_path / "r2", select={"strategy": "none", "fraction": 0.2}))

@@ -44,10 +44,7 @@ def check(cfg: PipelineConfig) -> None:
                 "pairs.file: with your own data, give preference pairs (JSONL of prompt, chosen, "
                 "rejected) for the BT model and the judge; the suite's gold checks cannot label yours"
             )
-    no_selection = cfg.select.get("strategy") == "none"  # the original prompts only
-    if no_selection and set(cfg.select) != {"strategy"}:
-        extra = sorted(set(cfg.select) - {"strategy"})
-        raise ConfigError(f"select: strategy none (no pool prompts) takes no other option, got {extra}")
+    no_selection = cfg.select.get("strategy") == "none"  # the original prompts only (other options unused)
     try:
         RouterConfig.from_mapping(router_mapping(cfg))
         sel = None if no_selection else SelectConfig.from_mapping({"seed": cfg.seed, **cfg.select})

@@ -41,7 +41,7 @@ class PipelineConfig:
     bt: ``BTTrainConfig`` fields; genrm: ``GenRMTrainConfig`` fields.
     references: :class:`ReferencesOptions` fields.
     select: ``SelectConfig`` fields (Pre-PPO); ``{strategy: none}`` adds no pool prompts (train on the original
-        prompts only, a study's baseline).
+        prompts only, a study's baseline; the other select options are then unused).
     reward: router overrides (``router:``, ``sources:``); the pipeline fills in its BT model and judge.
     train: the ``datarl train`` sections (``ppo``, ``eval``, ``curriculum``, ``hacking``, ``logging``,
         ``workers``, ``save_every``, ...).

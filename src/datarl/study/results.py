@@ -71,7 +71,8 @@ def _int_steps(table: Mapping[str, Any]) -> dict[int, dict[str, dict[str, float]
 def write_compact(run: RunSpec, seconds: float) -> None:
     """The finished run's compact results (config, per-prompt gold and gap at every evaluation, the stages'
     times), gzipped JSON at :attr:`RunSpec.compact_path` (byte-identical for identical runs: no timestamp in
-    the gzip header; times are in ``stages`` and ``seconds`` only)."""
+    the gzip header; times are in ``stages`` and ``seconds`` only). The stages' fingerprints are kept so a
+    later session that recomputes the shared stages can check it got the same ones."""
     scores = _from_run_dir(run)
     blob = {
         "config": run.mapping,
@@ -81,7 +82,7 @@ def write_compact(run: RunSpec, seconds: float) -> None:
         "gold": {str(k): v for k, v in sorted(scores.gold.items())},
         "gap": {str(k): v for k, v in sorted(scores.gap.items())},
         "stages": {
-            stage: {k: entry[k] for k in ("seconds", "shared_from", "saved_seconds") if k in entry}
+            stage: {k: entry[k] for k in ("fingerprint", "seconds", "shared_from", "saved_seconds") if k in entry}
             for stage, entry in scores.stages.items()
         },
     }
