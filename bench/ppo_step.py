@@ -14,10 +14,13 @@ same torch thread count:
   lets EOS end responses and the mean lengths are reported;
 - rewards: ``rtv.math``/``rtv.code`` through datarl's router on datarl's side, datarl's TRL
   callables ``rtv_math``/``rtv_code`` on TRL's;
-- KL: datarl's PPO always runs a reference forward (and a critic, which GRPO has not); TRL runs
-  with ``beta=0.02`` so that it too loads a reference model and computes a KL term;
-- the critic: ``--value-init policy`` (default: a separate critic model, a second forward and backward)
-  or ``shared`` (a value head on the policy's body: one forward and backward for both losses).
+- KL: datarl always runs a reference forward (and with ``gae`` a critic, which GRPO has not); TRL runs
+  with ``beta=0.02`` so that it too loads a reference model and computes a KL term (in its loss; datarl
+  keeps it in the reward, ``docs/ppo.md``);
+- the estimator: ``--advantage gae`` (default: PPO with a critic) or the critic-free ``grpo``/``rloo``
+  (datarl's group baselines, no critic loaded or trained);
+- the critic (``gae`` only): ``--value-init policy`` (default: a separate critic model, a second forward and
+  backward) or ``shared`` (a value head on the policy's body: one forward and backward for both losses).
 
 Timing: one warm-up step (not timed), then the mean of ``--steps`` steps per side. datarl's time is
 ``perf/step_s`` = rollout + reward + update (``metrics.jsonl``); TRL's is the wall time between its
@@ -28,7 +31,7 @@ such as reward workers and code sandboxes), which a busy machine inflates less t
 
 Usage: python bench/ppo_step.py [--micro] [--steps 3] [--threads 1] [--max-new-tokens 64]
                                 [--natural-lengths] [--rounds 1] [--workers 1] [--value-init policy|shared]
-                                [--json OUT]
+                                [--advantage gae|grpo|rloo] [--json OUT]
 """
 
 from __future__ import annotations
@@ -124,6 +127,7 @@ def run_datarl(model_dir: str, data: str, run_dir: str, args: argparse.Namespace
                 "max_new_tokens": args.max_new_tokens,
                 "kl_coef": 0.02,
                 "value_init": args.value_init,
+                "advantage": args.advantage,
             },
             "eval": {"every": 0},
             "save_every": 10_000,
@@ -193,7 +197,7 @@ def _report(dl: dict[str, Any], tr: dict[str, Any], args: argparse.Namespace) ->
     t["update_s"] = t["step_s"] - t["rollout_s"] - t["reward_s"]  # reference pass + loss + backward + optimiser
     print(f"{'':<28}{'step s':>9}{'cpu s':>8}{'rollout s':>11}{'reward s':>10}{'update s':>10}{'mean len':>10}")
     for name, row in (
-        (f"datarl PPO (n={len(dl['step_s'])})", d),
+        (f"datarl {args.advantage} (n={len(dl['step_s'])})", d),
         (f"TRL {tr['trl_version']} GRPO (n={len(tr['step_s'])})", t),
     ):
         print(
@@ -231,8 +235,16 @@ def main() -> None:
         choices=("policy", "shared"),
         help="datarl's critic: a separate model (policy, the default) or a head on the policy's body (shared)",
     )
+    parser.add_argument(
+        "--advantage",
+        default="gae",
+        choices=("gae", "grpo", "rloo"),
+        help="datarl's estimator: gae (PPO with a critic, the default) or the critic-free grpo and rloo",
+    )
     parser.add_argument("--json", help="write the numbers to this file")
     args = parser.parse_args()
+    if args.advantage != "gae" and args.value_init != "policy":
+        parser.error(f"--value-init {args.value_init} names a critic; --advantage {args.advantage} has none")
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
 
@@ -251,7 +263,12 @@ def main() -> None:
         model_dir = _model_dir(args.micro, work)
         print(
             f"model {'MICRO (fresh)' if args.micro else model_dir}; 16 prompts x 4 samples = 64 sequences; "
-            f"datarl critic: {'a head on the policy body' if args.value_init == 'shared' else 'a separate model'}"
+            "datarl "
+            + (
+                f"{args.advantage}: no critic"
+                if args.advantage != "gae"
+                else f"critic: {'a head on the policy body' if args.value_init == 'shared' else 'a separate model'}"
+            )
         )
         for rnd in range(args.rounds):
             start = time.perf_counter()

@@ -32,6 +32,8 @@ def test_help_lists_commands():
     [
         (("score", "/nonexistent/in.jsonl", "-o", "/tmp/x.jsonl"), "no such file"),
         (("validate", "/nonexistent/in.jsonl"), "no such file"),
+        (("select", "/nonexistent/in.jsonl", "-o", "/tmp/x.jsonl", "--low", "0.2"), "remove low/high, or use"),
+        (("select", "/nonexistent/in.jsonl", "-o", "/tmp/x.jsonl", "--strategy", "band", "--high", "2"), "in [0, 1]"),
     ],
 )
 def test_user_mistakes_give_one_line_errors_not_tracebacks(args, fragment):

@@ -114,3 +114,55 @@ def test_adaptive_kl_controller_moves_towards_target():
     fixed = ppo.FixedKLController(0.05)
     fixed.update(100.0, 10)
     assert fixed.value == 0.05
+
+
+# Critic-free estimators: two groups, interleaved (group 5: scores 2, 4, 6; group 7: 1, 1).
+SCORES, GROUPS = [2.0, 1.0, 4.0, 6.0, 1.0], [5, 7, 5, 5, 7]
+
+
+def test_grpo_divides_by_the_groups_std_and_dr_grpo_does_not():
+    scores, groups = t(SCORES), torch.tensor(GROUPS)
+    # group 5: mean 4, centred -2, 0, 2, Bessel std sqrt(8 / 2) = 2; group 7: all equal, so 0
+    assert ppo.grpo_advantages(scores, groups).tolist() == pytest.approx([-1, 0, 0, 1, 0], abs=1e-5)
+    assert ppo.grpo_advantages(scores, groups, scale_by_std=False).tolist() == pytest.approx([-2, 0, 0, 2, 0])
+    assert ppo.group_advantages("grpo", scores, groups).tolist() == pytest.approx([-1, 0, 0, 1, 0], abs=1e-5)
+
+
+def test_grpo_with_two_samples_gives_plus_and_minus_one_over_root_two():
+    out = ppo.grpo_advantages(t([0.0, 1.0]), torch.tensor([0, 0]))  # mean 0.5, std sqrt(0.5)
+    assert out.tolist() == pytest.approx([-(0.5**0.5), 0.5**0.5], abs=1e-5)
+
+
+def test_rloo_subtracts_the_mean_of_the_other_samples():
+    scores, groups = t(SCORES), torch.tensor(GROUPS)
+    # 2 - (4 + 6) / 2 = -3, 4 - (2 + 6) / 2 = 0, 6 - (2 + 4) / 2 = 3; group 7: 1 - 1 = 0
+    assert ppo.rloo_advantages(scores, groups).tolist() == pytest.approx([-3, 0, 0, 3, 0])
+    assert ppo.group_advantages("rloo", scores, groups).tolist() == pytest.approx([-3, 0, 0, 3, 0])
+
+
+def test_a_group_of_one_and_an_unknown_estimator_are_refused():
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        ppo.grpo_advantages(t([1.0, 0.0, 1.0]), torch.tensor([0, 0, 1]))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        ppo.rloo_advantages(t([1.0]), torch.tensor([0]))
+    with pytest.raises(ValueError, match="grpo, rloo"):
+        ppo.group_advantages("gae", t([1.0, 0.0]), torch.tensor([0, 0]))
+
+
+def test_reward_to_go_sums_the_rewards_still_to_come_and_equals_gae_without_values():
+    rewards, mask = t([[0.1, 0.2, 0.3], [0.4, 9.0, 9.0]]), t([[1, 1, 1], [1, 0, 0]])
+    assert ppo.reward_to_go(rewards, mask).flatten().tolist() == pytest.approx([0.6, 0.5, 0.3, 0.4, 0, 0])
+    g = torch.Generator().manual_seed(0)
+    rewards, mask = torch.randn(4, 6, generator=g), t([[1] * 6, [1] * 3 + [0] * 3, [1] + [0] * 5, [0] * 6])
+    adv, _ = ppo.gae(rewards * mask, torch.zeros(4, 6), mask, gamma=1.0, lam=1.0)
+    assert torch.allclose(ppo.reward_to_go(rewards, mask), adv, atol=1e-6)
+
+
+def test_a_sequence_advantage_reaches_every_token_minus_the_kl_still_to_come():
+    seq_adv, mask = t([1.0, -1.0]), t([[1, 1, 1], [1, 0, 0]])
+    kl = t([[0.1, 0.2, 0.3], [0.4, 9.0, 9.0]]) * mask
+    # token rewards (kl_coef 0.5): [-0.05, -0.1, -0.15 + 1], [-0.2 - 1]; summed from each token to the end
+    out = ppo.reward_to_go(ppo.token_rewards(seq_adv, kl, mask, kl_coef=0.5), mask)
+    assert out.flatten().tolist() == pytest.approx([0.7, 0.75, 0.85, -1.2, 0, 0])
+    out = ppo.reward_to_go(ppo.token_rewards(seq_adv, kl, mask, kl_coef=0.0), mask)
+    assert out.flatten().tolist() == pytest.approx([1, 1, 1, -1, 0, 0])  # no KL: the advantage broadcast

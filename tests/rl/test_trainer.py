@@ -192,6 +192,12 @@ def test_general_on_a_learned_reward_logs_proxy_and_gap(world, tmp_path):
         ({"data": {"train": "/no/such/train.jsonl"}}, "no such file"),
         ({"ppo": {"value_init": "/no/such/bt"}}, "no such BT model directory"),
         ({"eval": {"gold": "vibes"}}, "gold must be"),
+        ({"ppo": {"advantage": "gpro"}}, r"'gpro' is not an estimator \(did you mean 'grpo' for 'gpro'\?\)"),
+        ({"ppo": {"advantage": "rloo", "samples_per_prompt": 1}}, "samples_per_prompt is 1; set samples_per_prompt"),
+        ({"ppo": {"advantage": "grpo", "value_init": "shared"}}, "value_init: shared asks for a critic"),
+        ({"ppo": {"advantage": "grpo", "critic_warmup_steps": 1}}, "would train a critic alone"),
+        ({"ppo": {"grpo_std": False}}, "grpo_std: False is for advantage: grpo only"),
+        ({"ppo": {"advantage": "rloo", "grpo_std": False}}, "grpo_std: False is for advantage: grpo only"),
     ],
 )
 def test_bad_configs_fail_before_training(world, tmp_path, changes, fragment):
@@ -407,3 +413,87 @@ def test_a_cut_off_rollout_is_invalid_for_every_source_by_default(world, tmp_pat
     row = read_jsonl(tmp_path / "run" / "metrics.jsonl")[0]
     assert row["response/cut_off"] == 1.0  # four tokens: nothing ends
     assert row["reward/mean"] == 0.0  # ifeval's "fewer than 3 words" would pass some; cut off, none counts
+
+
+def _critic_free(world, run_dir, advantage, **ppo):
+    """A critic-free run on prompts whose rewards differ within a group (an untrained micro policy scores 0 on
+    the suite's tasks: every group would be flat and teach nothing)."""
+    rows = run_dir.parent / "short.jsonl"
+    rows.parent.mkdir(parents=True, exist_ok=True)
+    rows.write_text("".join(json.dumps(r) + "\n" for r in _short_answer_rows(8)))
+    changes = {"steps": 3, "samples_per_prompt": 4, "max_new_tokens": 8, "reward_shift": 0.0, "advantage": advantage}
+    return TrainConfig.from_mapping(
+        config(
+            world,
+            run_dir,
+            ppo={**changes, **ppo},
+            data={"train": str(rows), "eval": ""},
+            curriculum="none",
+        )
+    )
+
+
+@pytest.mark.parametrize("advantage, grpo_std", [("grpo", None), ("grpo", False), ("rloo", None)])
+def test_a_critic_free_run_loads_and_trains_no_critic(world, tmp_path, monkeypatch, advantage, grpo_std):
+    import datarl.rl.trainer as trainer_mod
+
+    def no_critic(*args, **kwargs):
+        raise AssertionError("a critic-free run loaded a critic")
+
+    monkeypatch.setattr(trainer_mod, "load_critic", no_critic)
+    run = tmp_path / "run"
+    cfg = _critic_free(world, run, advantage, **({} if grpo_std is None else {"grpo_std": grpo_std}))
+    assert train(cfg, log=lambda m: None).steps == 3
+    metrics = read_jsonl(run / "metrics.jsonl")
+    assert any(0 < m["reward/mean"] < 1 for m in metrics)  # some groups were mixed: there was signal
+    for m in metrics:
+        assert "ppo/policy_loss" in m and "ppo/entropy" in m and "ppo/grad_norm" in m
+        assert "ppo/value_loss" not in m and "ppo/value_clipfrac" not in m
+    state = torch.load(run / "checkpoints" / "step-000003" / "state.pt", weights_only=False)
+    assert state["critic"] is None and state["critic_opt"] is None and state["actor_opt"]["state"]
+    init, after = params(world / "policy"), params(run / "checkpoints" / "step-000003" / "policy")
+    assert any(not torch.equal(init[k], after[k]) for k in init)
+    saved = json.loads((run / "config.json").read_text())["ppo"]
+    assert saved["advantage"] == advantage and saved["grpo_std"] == (
+        None if advantage == "rloo" else grpo_std is not False
+    )
+
+
+def test_a_critic_free_run_resumes_to_the_same_parameters(world, tmp_path):
+    full, cut = tmp_path / "full" / "run", tmp_path / "cut" / "run"
+    train(_critic_free(world, full, "grpo", ppo_epochs=1), log=lambda m: None)
+    train(_critic_free(world, cut, "grpo", ppo_epochs=1), log=lambda m: None, stop_after=1)
+    train(_critic_free(world, cut, "grpo", ppo_epochs=1), resume=True, log=lambda m: None)
+    final_full, final_cut = (params(r / "checkpoints" / "step-000003" / "policy") for r in (full, cut))
+    for key in final_full:
+        assert torch.equal(final_full[key], final_cut[key]), key
+    a, b = read_jsonl(full / "metrics.jsonl"), read_jsonl(cut / "metrics.jsonl")
+    assert [m["step"] for m in b] == [0, 1, 2]
+    assert [m["ppo/policy_loss"] for m in a] == [m["ppo/policy_loss"] for m in b]
+    # the critic cannot appear on resume: a run trained without one refuses to continue with gae
+    with pytest.raises(ConfigError, match="trained with ppo.advantage: grpo, this config says gae"):
+        train(_critic_free(world, cut, "gae"), resume=True, log=lambda m: None)
+
+
+def test_grpo_raises_a_reward_the_policy_can_reach(world, tmp_path):
+    # As test_ppo_raises_a_reward_the_policy_can_reach, with the group baseline in place of the critic.
+    (tmp_path / "short.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _short_answer_rows(16)))
+    cfg = config(
+        world,
+        tmp_path / "run",
+        data={"train": str(tmp_path / "short.jsonl"), "eval": ""},
+        curriculum="none",
+        ppo={
+            "steps": 20,
+            "prompts_per_step": 8,
+            "samples_per_prompt": 4,
+            "minibatch_size": 16,
+            "actor_lr": 3e-3,
+            "reward_shift": 0.0,
+            "max_new_tokens": 8,
+            "advantage": "grpo",
+        },
+    )
+    train(TrainConfig.from_mapping(cfg), log=lambda m: None)
+    rewards = [m["reward/mean"] for m in read_jsonl(tmp_path / "run" / "metrics.jsonl")]
+    assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.15, rewards

@@ -186,6 +186,54 @@ def test_annotated_records_and_prior_drops():
     assert [d.id for d in r.drops] == ["z"]
 
 
+def test_band_keeps_the_mean_rewards_between_low_and_high_ends_included():
+    r = select_prompts(TWO, SelectConfig(strategy="band"))  # [0.1, 0.9]: A's cluster is above, A0 and B0 below
+    assert ids(r) == ["B1", "B2", "B3", "B4"] and r.target == 4 and r.quotas == {"A": 0, "B": 4}
+    assert ids(select_prompts(TWO, SelectConfig(strategy="band", low=0.0, high=0.2))) == ["A0", "B0", "B1"]
+    assert ids(select_prompts(TWO, SelectConfig(strategy="band", low=1.0, high=1.0))) == ["A5", "B5"]
+    assert r.annotated()[0]["prepo"]["strategy"] == "band"
+    assert r.stats["B1"] == select_prompts(TWO, SelectConfig(count=4)).stats["B1"]  # normalised over all eligible
+
+
+def test_band_with_a_size_keeps_the_lowest_inside_the_band_split_by_the_band():
+    # [0.1, 1]: A1..A5 and B1..B5 are inside (5 each); 4 kept: 2 per domain, lowest first
+    cfg = SelectConfig(strategy="band", high=1.0, count=4)
+    assert ids(select_prompts(TWO, cfg)) == ["A1", "A2", "B1", "B2"]
+    # fraction counts the eligible prompts (12), as for the other strategies: 6 kept
+    cfg = SelectConfig(strategy="band", high=1.0, fraction=0.5)
+    assert ids(select_prompts(TWO, cfg)) == ["A1", "A2", "A3", "B1", "B2", "B3"]
+    # quotas follow the band, not the pool: only B has prompts in [0.1, 0.9]
+    assert ids(select_prompts(TWO, SelectConfig(strategy="band", count=2))) == ["B1", "B2"]
+    cfg = SelectConfig(strategy="band", high=1.0, count=3, scope="global", normalise="none")
+    assert ids(select_prompts(TWO, cfg)) == ["B1", "B2", "B3"]  # raw scores 0.2, 0.4, 0.6 under A's 0.96
+
+
+def test_an_empty_or_too_small_band_is_a_clear_error():
+    with pytest.raises(SelectError, match=r"no eligible prompt's mean reward lies in the band \[0.45, 0.55\]"):
+        select_prompts(TWO, SelectConfig(strategy="band", low=0.45, high=0.55))
+    with pytest.raises(SelectError, match=r"band \[0.1, 0.9\] holds 4 of the 12 eligible prompts, fewer than the 5"):
+        select_prompts(TWO, SelectConfig(strategy="band", count=5))
+
+
+def test_band_config_defaults_and_checks():
+    cfg = SelectConfig(strategy="band")
+    assert (cfg.low, cfg.high, cfg.fraction, cfg.count) == (0.1, 0.9, None, None)
+    assert SelectConfig().fraction == 0.10 and SelectConfig().low is None
+    for bad, fragment in (
+        ({"low": 0.2}, "bounds a band, but the strategy is 'lowest'"),
+        ({"strategy": "random", "high": 0.8}, "select.high: bounds a band"),
+        ({"strategy": "band", "low": -0.1}, "select.low: must be a mean reward in"),
+        ({"strategy": "band", "high": 1.5}, "select.high: must be a mean reward in"),
+        ({"strategy": "band", "low": True}, "select.low: must be"),
+        ({"strategy": "band", "low": 0.8, "high": 0.2}, "low 0.8 > high 0.2; swap them"),
+        ({"strategy": "band", "low": 0.95}, "low 0.95 > high 0.9"),
+    ):
+        with pytest.raises(SelectError, match=fragment):
+            SelectConfig(**bad)
+    merged = SelectConfig.from_mapping({"strategy": "band", "low": 0.2}, {"high": 0.7})
+    assert (merged.low, merged.high) == (0.2, 0.7)
+
+
 def test_config_validation_and_mapping_overrides():
     for bad in (
         {"strategy": "highest"},
@@ -221,3 +269,9 @@ def test_report_histograms_and_thresholds():
     assert sum(d["histogram"]["counts"]) == 10 and sum(d["histogram"]["kept_counts"]) == 3
     assert len(d["histogram"]["edges"]) == 21 and rep["kept_ids"] == ["p0", "p1", "p2"]
     assert rep["totals"]["pool_duplicates_dropped"] == 1 and rep["kept"] == 3 and rep["dropped"] == 1
+    assert rep["low"] is None and rep["high"] is None
+    band = select_prompts(items, SelectConfig(strategy="band", low=0.3, high=0.7))
+    rep = build_report(band, band.config, {"pool_lines": 11}, [p for p in items])
+    assert (rep["strategy"], rep["low"], rep["high"], rep["fraction"], rep["count"]) == ("band", 0.3, 0.7, None, None)
+    assert rep["kept_ids"] == ["p3", "p4", "p5", "p6"]  # 3/9 .. 6/9 lie in [0.3, 0.7]
+    assert rep["domains"]["D"]["threshold"] == pytest.approx(6 / 9)  # the highest score kept

@@ -132,6 +132,17 @@ def test_scores_serve_every_strategy_and_a_changed_fingerprint_is_refused(world,
         train_path=world["train"],
     )
     assert every.report["kept"] == every.report["totals"]["eligible"]
+    band = run_select(
+        world["pool"],
+        str(tmp_path / "band.jsonl"),
+        policy=world["policy"],
+        scores_path=scores,
+        cfg=replace(CFG, strategy="band", fraction=None, low=0.0, high=0.0),  # the never-solved prompts
+        train_path=world["train"],
+    )
+    unsolved = [r["id"] for r in read_jsonl(tmp_path / "all.jsonl") if r["prepo"]["score"] == 0.0]
+    assert band.sampled_now == 0 and unsolved and band.report["kept_ids"] == unsolved
+    assert (band.report["low"], band.report["high"]) == (0.0, 0.0) and "mean reward in [0, 0]" in band.format()
     hotter = replace(CFG, temperature=0.7)
     with pytest.raises(SelectError, match=r"different sampling.*--restart"):
         run_select(world["pool"], out, policy=world["policy"], cfg=hotter, scores_path=scores)

@@ -223,6 +223,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     defaults = SelectConfig()
     flags = {
         "strategy": args.strategy,
+        "low": args.low,
+        "high": args.high,
         "fraction": args.fraction,
         "count": args.count,
         "scope": args.scope,
@@ -296,11 +298,25 @@ def _parse_select(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--merge", action="store_true", help="write TRAIN's records, then the selected ones")
     p.add_argument(
         "--strategy",
-        choices=("lowest", "random", "all"),
-        help="lowest (Pre-PPO, default), or the baselines random (same count, seeded) and all",
+        choices=("lowest", "band", "random", "all"),
+        help="lowest (Pre-PPO, default); band (mean reward in [--low, --high], open-r1's pass-rate band); "
+        "or the baselines random (same count, seeded) and all",
+    )
+    p.add_argument(
+        "--low",
+        type=float,
+        help="band: the lowest mean reward kept (default 0.1; ends included)",
+    )
+    p.add_argument(
+        "--high",
+        type=float,
+        help="band: the highest mean reward kept (default 0.9); with --fraction/--count, the band's "
+        "lowest-scoring prompts up to that size, else the whole band",
     )
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--fraction", type=float, help="share of the eligible prompts to keep (default 0.1)")
+    size.add_argument(
+        "--fraction", type=float, help="share of the eligible prompts to keep (default 0.1; band: the whole band)"
+    )
     size.add_argument("--count", type=int, help="keep exactly N prompts (to compare strategies at one count)")
     p.add_argument(
         "--scope",

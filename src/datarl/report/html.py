@@ -176,6 +176,8 @@ def _selection(run: RunData) -> str:
         return _msg("no selection in this run (no selection/report.json)")
     keys = (
         "strategy",
+        "low",
+        "high",
         "normalise",
         "scope",
         "fraction",

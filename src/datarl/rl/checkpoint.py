@@ -2,11 +2,12 @@
 
 A checkpoint is a directory ``RUN_DIR/checkpoints/step-NNNNNN`` holding everything the next
 step depends on: the policy (``policy/``, an ordinary HF model directory, so any checkpoint can
-be evaluated or served as is), the critic and both optimisers' states (``state.pt``), and the
-trainer state (``trainer_state.json``: step, sampler position, KL coefficient, monitor state,
-best score). It is written under a temporary name and renamed into place, and
-``checkpoints/latest`` (a one-line file, itself replaced atomically) names the newest, so a run
-killed at any instant (even ``kill -9`` mid-save) resumes from the last complete checkpoint.
+be evaluated or served as is), the critic and both optimisers' states (``state.pt``; the critic's
+and its optimiser's are None in a critic-free run), and the trainer state (``trainer_state.json``:
+step, sampler position, KL coefficient, monitor state, best score). It is written under a
+temporary name and renamed into place, and ``checkpoints/latest`` (a one-line file, itself
+replaced atomically) names the newest, so a run killed at any instant (even ``kill -9``
+mid-save) resumes from the last complete checkpoint.
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ def save_checkpoint(
         policy.tokenizer.save_pretrained(os.path.join(tmp, "policy"))
         torch.save(
             {
-                "critic": critic.state_dict(),
+                "critic": None if critic is None else critic.state_dict(),
                 "actor_opt": actor_opt.state_dict(),
-                "critic_opt": critic_opt.state_dict(),
+                "critic_opt": None if critic_opt is None else critic_opt.state_dict(),
                 "torch_rng": torch.get_rng_state(),
             },
             os.path.join(tmp, "state.pt"),

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from datarl.config import did_you_mean, unknown_keys
 from datarl.errors import ConfigError
+from datarl.rl.ppo import CRITIC_FREE, ESTIMATORS
 
 __all__ = ["PPOConfig", "EvalConfig", "LoggingConfig", "TrainConfig", "ConfigError"]
 
@@ -57,7 +58,20 @@ class PPOConfig:
 
     steps: PPO steps (one rollout batch and its updates each).
     prompts_per_step: prompts drawn by the curriculum per step.
-    samples_per_prompt: responses sampled per prompt; the rollout batch is their product.
+    samples_per_prompt: responses sampled per prompt; the rollout batch is their product. The samples of
+        one prompt in a step are the group that ``grpo`` and ``rloo`` compare (at least 2).
+    advantage: how advantages are estimated. ``gae`` (the default, the paper's): a critic (``value_init``)
+        and GAE(``gamma``, ``lam``), whitened over the batch with ``whiten_advantages``. ``grpo``: each
+        response's score minus the mean of its prompt's group, divided by the group's std (see
+        ``grpo_std``). ``rloo``: the score minus the mean of the other samples of its prompt. ``grpo`` and
+        ``rloo`` load and train no critic: ``critic_lr``, ``value_clip``, ``gamma``, ``lam`` and
+        ``whiten_advantages`` are not used, and ``value_init`` other than ``policy`` or
+        ``critic_warmup_steps`` > 0 are errors. Every estimator keeps the KL penalty in the reward: with
+        ``grpo``/``rloo`` a token's advantage is its sequence's advantage minus ``kl_coef`` times the KL
+        from that token to the end of the response.
+    grpo_std: ``advantage: grpo`` only: divide by the group's standard deviation (true, GRPO's; the
+        default) or not (false, Dr. GRPO's: no per-prompt rescaling, which favours neither easy nor hard
+        prompts).
     minibatch_size: sequences per optimiser step; must divide the rollout batch.
     micro_batch_size: sequences per forward/backward (gradient accumulation); must divide
         minibatch_size; 0 = minibatch_size.
@@ -115,6 +129,8 @@ class PPOConfig:
     max_new_tokens: int = 128
     max_grad_norm: float = 1.0
     value_init: str = "policy"
+    advantage: str = "gae"
+    grpo_std: bool | None = None
     critic_warmup_steps: int = 0
     old_logprobs: str = "rollout"
     weight_decay: float = 0.0
@@ -127,6 +143,11 @@ class PPOConfig:
     @property
     def micro(self) -> int:
         return self.micro_batch_size or self.minibatch_size
+
+    @property
+    def uses_critic(self) -> bool:
+        """Whether the advantage estimator needs a critic (``gae``); ``grpo`` and ``rloo`` do not."""
+        return self.advantage not in CRITIC_FREE
 
     def __post_init__(self) -> None:
         for name in (
@@ -180,6 +201,39 @@ class PPOConfig:
             raise ValueError(f"old_logprobs must be 'rollout' or 'recompute', got {self.old_logprobs!r}")
         if not isinstance(self.value_init, str) or not self.value_init:
             raise ValueError("value_init must be 'policy', 'shared' or a BT model directory")
+        self._check_estimator()
+
+    def _check_estimator(self) -> None:
+        if self.advantage not in ESTIMATORS:
+            raise ValueError(
+                f"advantage: {self.advantage!r} is not an estimator{did_you_mean([str(self.advantage)], ESTIMATORS)}; "
+                f"use one of {', '.join(ESTIMATORS)}"
+            )
+        if self.grpo_std is not None and (self.advantage != "grpo" or not isinstance(self.grpo_std, bool)):
+            raise ValueError(
+                f"grpo_std: {self.grpo_std!r} is for advantage: grpo only, as true or false "
+                f"(advantage is {self.advantage!r}); remove it or set advantage: grpo"
+            )
+        if self.advantage == "grpo" and self.grpo_std is None:
+            object.__setattr__(self, "grpo_std", True)
+        if self.uses_critic:
+            return
+        name = f"advantage: {self.advantage}"
+        if self.samples_per_prompt < 2:
+            raise ValueError(
+                f"{name} compares the samples of one prompt, but samples_per_prompt is {self.samples_per_prompt}; "
+                "set samples_per_prompt to 2 or more (4 to 16 is usual), or use advantage: gae"
+            )
+        if self.value_init != "policy":
+            raise ValueError(
+                f"value_init: {self.value_init} asks for a critic, but {name} trains none; "
+                "remove value_init, or use advantage: gae"
+            )
+        if self.critic_warmup_steps:
+            raise ValueError(
+                f"critic_warmup_steps: {self.critic_warmup_steps} would train a critic alone, but {name} has none; "
+                "remove critic_warmup_steps, or use advantage: gae"
+            )
 
 
 def _resolve_model_paths(reward: Mapping[str, Any], base_dir: str) -> dict[str, Any]:

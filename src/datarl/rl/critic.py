@@ -12,6 +12,9 @@ policy's log-probs and entropy together with the values, because a shared critic
 of the policy's own body pass. During a critic warm-up (``train_policy`` False) the policy's pass
 builds no graph and only the critic learns. A checkpoint holds :meth:`Critic.state_dict`: the value
 model's parameters, or the shared head's only.
+
+A critic-free run (``advantage: grpo`` or ``rloo``) has no critic at all: the trainer's update pass is
+:func:`policy_pass` alone.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from datarl.rl.rollout import RolloutBatch
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-__all__ = ["Critic", "UpdatePass", "AheadPass", "SeparateCritic", "SharedCritic", "load_critic"]
+__all__ = ["Critic", "UpdatePass", "AheadPass", "SeparateCritic", "SharedCritic", "load_critic", "policy_pass"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,25 @@ class AheadPass:
 
     def rows(self, rows: list[int], width: int) -> AheadPass:
         return AheadPass(self.values[rows, :width], None if self.whole is None else self.whole.rows(rows, width))
+
+
+def policy_pass(
+    policy_model: torch.nn.Module, sub: RolloutBatch, temperature: float, train_policy: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The policy's part of the update's forward pass over ``sub``: the response tokens' log-probs ``[B, T]``
+    (with gradients unless ``train_policy`` is False: a critic warm-up builds no policy graph) and their
+    entropy (detached). A separate critic adds its values; a critic-free run (``grpo``, ``rloo``) uses it
+    alone."""
+    with torch.set_grad_enabled(train_policy):
+        return response_forward(
+            policy_model,
+            sub.input_ids,
+            sub.attention_mask,
+            sub.gather_index,
+            sub.response_ids,
+            temperature,
+            with_entropy=True,
+        )
 
 
 class Critic(Protocol):
@@ -113,16 +135,7 @@ class SeparateCritic:
     def update_pass(
         self, sub: RolloutBatch, temperature: float, train_policy: bool, ahead: AheadPass | None = None
     ) -> UpdatePass:
-        with torch.set_grad_enabled(train_policy):  # critic warm-up: no policy graph to build
-            logp, entropy = response_forward(
-                self.policy_model,
-                sub.input_ids,
-                sub.attention_mask,
-                sub.gather_index,
-                sub.response_ids,
-                temperature,
-                with_entropy=True,
-            )
+        logp, entropy = policy_pass(self.policy_model, sub, temperature, train_policy)
         return UpdatePass(logp, entropy, self.values(sub) if ahead is None else ahead.values)
 
     def backward(self, policy_loss: torch.Tensor, value_loss: torch.Tensor, share: float, train_policy: bool) -> None:

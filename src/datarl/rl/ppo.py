@@ -3,8 +3,13 @@
 Shapes: ``[batch, T]`` over response tokens, with ``mask`` 1 on real tokens and 0 on padding
 (responses are right-aligned to their prompt, so padding is at the end of each row). Every
 function is exact on masked positions: padding never contributes to a sum, a mean or a
-bootstrap value. Hand-computed cases are in ``tests/rl/test_ppo.py``; ``docs/ppo.md`` lists
-which line implements each PPO detail.
+bootstrap value. Sequence-level inputs (scores, group ids) are ``[batch]``. Hand-computed cases
+are in ``tests/rl/test_ppo.py``; ``docs/ppo.md`` lists which line implements each PPO detail.
+
+Advantage estimators (:data:`ESTIMATORS`): ``gae`` needs a critic's values (:func:`gae`); the
+critic-free ``grpo`` and ``rloo`` compare each sequence's score with the other samples of its
+prompt (:func:`group_advantages`), and the per-token KL penalty then enters as its reward-to-go
+(:func:`reward_to_go`).
 """
 
 from __future__ import annotations
@@ -18,18 +23,27 @@ if TYPE_CHECKING:  # torch is imported where it is used: this module's import st
     from torch import Tensor
 
 __all__ = [
+    "ESTIMATORS",
+    "CRITIC_FREE",
     "masked_mean",
     "masked_var",
     "masked_whiten",
     "kl_per_token",
     "token_rewards",
     "gae",
+    "grpo_advantages",
+    "rloo_advantages",
+    "group_advantages",
+    "reward_to_go",
     "policy_loss",
     "value_loss",
     "entropy_from_logits",
     "AdaptiveKLController",
     "FixedKLController",
 ]
+
+ESTIMATORS = ("gae", "grpo", "rloo")  # ppo.advantage: how a sequence's advantage is estimated
+CRITIC_FREE = ("grpo", "rloo")  # the estimators that need no value model
 
 
 def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
@@ -109,6 +123,62 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float)
         next_value = values[:, t] * m
     returns = adv + values * mask
     return adv, returns
+
+
+def _group_sums(x: Tensor, groups: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Each element's group (as ``0..G-1``), each group's size and each group's sum of ``x``."""
+    import torch
+
+    _, index = torch.unique(groups, return_inverse=True)
+    sizes = torch.bincount(index).to(x.dtype)
+    sums = torch.zeros(len(sizes), dtype=x.dtype, device=x.device).index_add_(0, index, x)
+    if bool((sizes < 2).any()):
+        raise ValueError("a group baseline needs at least 2 samples in every group (samples_per_prompt >= 2)")
+    return index, sizes, sums
+
+
+def grpo_advantages(scores: Tensor, groups: Tensor, scale_by_std: bool = True, eps: float = 1e-6) -> Tensor:
+    """GRPO's sequence advantages: ``(r_i - mean_g) / (std_g + eps)`` within each group ``g``.
+
+    ``groups[i]`` names the group of ``scores[i]`` (the samples of one prompt); ``std_g`` is the
+    Bessel-corrected standard deviation of the group's scores. ``scale_by_std=False`` leaves out the
+    division (Dr. GRPO): ``r_i - mean_g``. A group whose scores are all equal gets 0 either way.
+    """
+    index, sizes, sums = _group_sums(scores, groups)
+    centred = scores - (sums / sizes)[index]
+    if not scale_by_std:
+        return centred
+    squares = sums.new_zeros(sums.shape).index_add_(0, index, centred**2)
+    std = (squares / (sizes - 1)).sqrt()
+    return centred / (std[index] + eps)
+
+
+def rloo_advantages(scores: Tensor, groups: Tensor) -> Tensor:
+    """REINFORCE leave-one-out: ``r_i - mean(r_j for the other j of i's group)``.
+
+    Equal to ``k / (k - 1) * (r_i - mean_g)`` for a group of ``k``; a group of equal scores gets 0.
+    """
+    index, sizes, sums = _group_sums(scores, groups)
+    return scores - (sums[index] - scores) / (sizes[index] - 1)
+
+
+def group_advantages(estimator: str, scores: Tensor, groups: Tensor, *, scale_by_std: bool = True) -> Tensor:
+    """The sequence advantages of a critic-free ``estimator`` (``grpo`` or ``rloo``), ``[batch]``."""
+    if estimator == "grpo":
+        return grpo_advantages(scores, groups, scale_by_std)
+    if estimator == "rloo":
+        return rloo_advantages(scores, groups)
+    raise ValueError(f"group_advantages: estimator must be one of {', '.join(CRITIC_FREE)}, got {estimator!r}")
+
+
+def reward_to_go(rewards: Tensor, mask: Tensor) -> Tensor:
+    """``A_t = sum of rewards[t:]`` over each row's real tokens: GAE with ``V = 0`` and ``gamma = lam = 1``.
+
+    Fed :func:`token_rewards` of the group advantages, every token of a sequence gets its sequence's
+    advantage minus the KL penalty still to come (``kl_coef * sum of kl[t:]``).
+    """
+    masked = rewards * mask
+    return masked.flip(-1).cumsum(-1).flip(-1) * mask
 
 
 @dataclass(frozen=True)

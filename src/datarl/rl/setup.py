@@ -3,11 +3,15 @@
 Bad configs fail here with a message that says how to fix them: unknown or out-of-order
 curriculum phases, a phase naming a task the data lacks, a task in the data with no reward
 source (or a learned source without its model), batch sizes that do not divide, a missing policy
-or value model, a run directory that already holds another run.
+or value model, a run directory that already holds another run, a resume that would add or drop
+the critic (``ppo.advantage`` changed between ``gae`` and a critic-free estimator). The options
+of ``ppo:`` themselves (an unknown estimator, ``grpo``/``rloo`` with one sample per prompt, critic
+options without a critic) are checked when the config is read (:mod:`datarl.rl.config`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -93,6 +97,14 @@ def _check_run_dir(cfg: TrainConfig, resume: bool) -> None:
     if resume:
         if not os.path.isfile(saved):
             raise ConfigError(f"--resume: {cfg.run_dir} holds no run (no config.json); start it without --resume")
+        with open(saved, encoding="utf-8") as fh:
+            before = str((json.load(fh).get("ppo") or {}).get("advantage", "gae"))
+        if before != cfg.ppo.advantage and "gae" in (before, cfg.ppo.advantage):  # a critic cannot come or go
+            raise ConfigError(
+                f"--resume: {cfg.run_dir} was trained with ppo.advantage: {before}, this config says "
+                f"{cfg.ppo.advantage}; its checkpoints {'hold' if before == 'gae' else 'lack'} a critic. "
+                f"Resume with advantage: {before}, or start a new run_dir"
+            )
         return
     if os.path.exists(os.path.join(cfg.run_dir, "checkpoints")) or os.path.exists(
         os.path.join(cfg.run_dir, "metrics.jsonl")

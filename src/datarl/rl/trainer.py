@@ -1,10 +1,12 @@
-"""``datarl train``: PPO with a critic, KL to the frozen SFT reference, hybrid rewards and a curriculum.
+"""``datarl train``: PPO with a critic (or a critic-free group baseline), KL to the frozen SFT reference,
+hybrid rewards and a curriculum.
 
 The whole loop is :func:`train`, read top to bottom: set-up (validate everything, load models),
 then per step: draw prompts (curriculum) -> sample responses (rollout) -> score them (router) ->
-old/ref log-probs and values -> KL-penalised token rewards -> GAE -> PPO epochs over minibatches
--> KL controller -> log -> evaluate / checkpoint. The maths is in :mod:`datarl.rl.ppo`; the critic
-(a value model of its own, or a head on the policy's body) is one interface, :class:`~datarl.rl.critic.Critic`.
+old/ref log-probs and values -> KL-penalised token rewards -> GAE (or, with ``advantage: grpo|rloo``,
+group advantages and no values) -> PPO epochs over minibatches -> KL controller -> log -> evaluate /
+checkpoint. The maths is in :mod:`datarl.rl.ppo`; the critic (a value model of its own, or a head on the
+policy's body) is one interface, :class:`~datarl.rl.critic.Critic`, and ``None`` in a critic-free run.
 Each implementation detail is listed in ``docs/ppo.md`` with the line here that implements it.
 
 Determinism: every random draw derives from ``seed`` and the step number (sampling seed, minibatch
@@ -37,7 +39,7 @@ from datarl.rewards.router import Router
 from datarl.rl import ppo
 from datarl.rl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_policy
 from datarl.rl.config import PPOConfig, TrainConfig
-from datarl.rl.critic import AheadPass, Critic, load_critic
+from datarl.rl.critic import AheadPass, Critic, load_critic, policy_pass
 from datarl.rl.eval_result import EvalResult
 from datarl.rl.evaluate import eval_subset, evaluate, load_baseline, write_items
 from datarl.rl.logger import MetricsLogger, truncate_jsonl
@@ -100,7 +102,7 @@ def train(
     policy, reference, critic = _load_models(cfg, inputs)
     device = next(policy.model.parameters()).device
     actor_opt = _adamw(policy.model.parameters(), p.actor_lr, p)
-    critic_opt = _adamw(critic.parameters(), p.critic_lr, p)
+    critic_opt = _adamw(critic.parameters(), p.critic_lr, p) if critic is not None else None
     kl_ctl = _kl_controller(p)
     sampler = CurriculumSampler([r["task"] for r in inputs.train], inputs.curriculum, p.prompts_per_step, cfg.seed)
     monitor = HackingMonitor(HackingConfig.from_mapping(cfg.hacking))
@@ -166,12 +168,19 @@ def train(
             old_logp, ref_logp, values, ahead = _old_passes(
                 policy.model, reference, critic, batch, gens, p, train_policy
             )
-            # 5. KL-penalised per-token rewards, GAE, whitened advantages
+            # 5. KL-penalised per-token rewards, then advantages: GAE on the critic's values, whitened; or, with
+            # no critic (grpo/rloo), each sequence's advantage over its prompt's group minus the KL still to come
             kl = ppo.kl_per_token(old_logp, ref_logp, p.kl_kind) * mask
-            rewards = ppo.token_rewards(scores, kl, mask, kl_ctl.value)
-            advantages, returns = ppo.gae(rewards, values, mask, p.gamma, p.lam)
-            if p.whiten_advantages:
-                advantages = ppo.masked_whiten(advantages, mask)
+            if critic is None:
+                groups = torch.tensor([g.prompt_index for g in gens], device=device)
+                seq_adv = ppo.group_advantages(p.advantage, scores, groups, scale_by_std=bool(p.grpo_std))
+                advantages = ppo.reward_to_go(ppo.token_rewards(seq_adv, kl, mask, kl_ctl.value), mask)
+                returns = None
+            else:
+                rewards = ppo.token_rewards(scores, kl, mask, kl_ctl.value)
+                advantages, returns = ppo.gae(rewards, values, mask, p.gamma, p.lam)
+                if p.whiten_advantages:
+                    advantages = ppo.masked_whiten(advantages, mask)
             # 6. PPO epochs over shuffled minibatches, with gradient accumulation over micro-batches
             stats = _ppo_updates(
                 policy.model,
@@ -234,8 +243,9 @@ def train(
     return TrainResult(cfg.run_dir, state.step, state.best_step, state.best_gold, time.perf_counter() - start_time)
 
 
-def _load_models(cfg: TrainConfig, inputs: RunInputs) -> tuple[Policy, torch.nn.Module, Critic]:
-    """The trainable policy (from the last checkpoint when resuming), the frozen reference, the critic."""
+def _load_models(cfg: TrainConfig, inputs: RunInputs) -> tuple[Policy, torch.nn.Module, Critic | None]:
+    """The trainable policy (from the last checkpoint when resuming), the frozen reference, the critic (None
+    for a critic-free estimator: no value model is loaded)."""
     from datarl.models.loading import load_policy
 
     checkpoint = latest_checkpoint(cfg.run_dir) if inputs.resume else None
@@ -244,6 +254,8 @@ def _load_models(cfg: TrainConfig, inputs: RunInputs) -> tuple[Policy, torch.nn.
     )
     reference = load_policy(inputs.policy_dir, dtype=cfg.dtype, device=cfg.device).model
     reference.requires_grad_(False)
+    if not cfg.ppo.uses_critic:
+        return policy, reference, None
     critic = load_critic(
         inputs.value_init, inputs.policy_dir, policy.model, dtype=cfg.dtype, device=cfg.device
     )  # value_init: shared puts the head on this policy
@@ -262,9 +274,9 @@ def _kl_controller(p: PPOConfig) -> KLController:
 
 def _restore(
     checkpoint: str,
-    critic: Critic,
+    critic: Critic | None,
     actor_opt: torch.optim.Optimizer,
-    critic_opt: torch.optim.Optimizer,
+    critic_opt: torch.optim.Optimizer | None,
     *,
     sampler: CurriculumSampler,
     kl_ctl: KLController,
@@ -272,11 +284,12 @@ def _restore(
 ) -> TrainState:
     """Load a checkpoint into the run's objects: the critic, both optimisers, torch's RNG (``state.pt``), the
     sampler, KL controller and monitor (``trainer_state.json``); its :class:`TrainState`. (The policy was
-    loaded from it by :func:`_load_models`.)"""
+    loaded from it by :func:`_load_models`; a critic-free run has neither critic nor its optimiser.)"""
     saved = load_checkpoint(checkpoint)
-    critic.load_state_dict(saved["state"]["critic"])
     actor_opt.load_state_dict(saved["state"]["actor_opt"])
-    critic_opt.load_state_dict(saved["state"]["critic_opt"])
+    if critic is not None and critic_opt is not None:
+        critic.load_state_dict(saved["state"]["critic"])
+        critic_opt.load_state_dict(saved["state"]["critic_opt"])
     torch.set_rng_state(saved["state"]["torch_rng"])
     return TrainState.from_json(saved["trainer_state"], sampler=sampler, kl_ctl=kl_ctl, monitor=monitor)
 
@@ -361,20 +374,20 @@ def _shaped_scores(
 def _old_passes(
     policy_model: torch.nn.Module,
     ref_model: torch.nn.Module,
-    critic: Critic,
+    critic: Critic | None,
     batch: RolloutBatch,
     gens: Sequence[Generation],
     p: PPOConfig,
     train_policy: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, AheadPass | None]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, AheadPass | None]:
     """Old log-probs, reference log-probs and old values ``[B, T]``, masked, and the critic's pass run ahead.
 
     Passes without gradients, a micro-batch at a time: the reference's log-probs, the critic's values, and the
     policy's with ``old_logprobs: recompute`` (else the sampler's are the old policy's: no extra pass). With one
     epoch over one minibatch in one micro-batch (``fused``) the critic (a shared one: the whole update pass) runs
     ahead instead, with gradients; nothing is updated in between, so its values are the old values and the
-    update reuses its graph."""
-    fused = p.ppo_epochs == 1 and p.micro >= len(batch)
+    update reuses its graph. Without a critic the values are None."""
+    fused = critic is not None and p.ppo_epochs == 1 and p.micro >= len(batch)
     old, ref, val = [], [], []
     with torch.no_grad():
         for start in range(0, len(batch), p.micro):
@@ -383,10 +396,10 @@ def _old_passes(
             if p.old_logprobs == "recompute":
                 old.append(_pad_to(response_forward(policy_model, *args)[0], batch))
             ref.append(_pad_to(response_forward(ref_model, *args)[0], batch))
-            if not fused:
+            if critic is not None and not fused:
                 val.append(_pad_to(critic.values(sub), batch))
-    ahead = critic.run_ahead(batch, p.temperature, train_policy) if fused else None
-    values = (torch.cat(val) if ahead is None else ahead.values.detach()) * batch.mask
+    ahead = critic.run_ahead(batch, p.temperature, train_policy) if critic is not None and fused else None
+    values = None if critic is None else (torch.cat(val) if ahead is None else ahead.values.detach()) * batch.mask
     old_logp = torch.cat(old) * batch.mask if old else _rollout_logprobs(gens, batch.mask)
     return old_logp, torch.cat(ref) * batch.mask, values, ahead
 
@@ -405,14 +418,14 @@ def _pad_to(x: torch.Tensor, batch: RolloutBatch) -> torch.Tensor:
 
 def _ppo_updates(
     policy_model: torch.nn.Module,
-    critic: Critic,
+    critic: Critic | None,
     actor_opt: torch.optim.Optimizer,
-    critic_opt: torch.optim.Optimizer,
+    critic_opt: torch.optim.Optimizer | None,
     batch: RolloutBatch,
     old_logp: torch.Tensor,
-    old_values: torch.Tensor,
+    old_values: torch.Tensor | None,
     advantages: torch.Tensor,
-    returns: torch.Tensor,
+    returns: torch.Tensor | None,
     p: PPOConfig,
     rng: random.Random,
     *,
@@ -420,7 +433,8 @@ def _ppo_updates(
     ahead: AheadPass | None = None,
 ) -> dict[str, float]:
     """PPO epochs over shuffled minibatches; ``ahead``: the critic's pass that gave ``old_values`` (when one
-    epoch of one micro-batch covers the batch), already run with gradients."""
+    epoch of one micro-batch covers the batch), already run with gradients. Without a critic (``grpo``,
+    ``rloo``) the update is the policy's pass and loss alone: no values, no value loss, no critic step."""
     sums: dict[str, list[float]] = defaultdict(list)
     for _epoch in range(p.ppo_epochs):
         order = list(range(len(batch)))
@@ -429,34 +443,46 @@ def _ppo_updates(
             minibatch = order[mb_start : mb_start + p.minibatch_size]
             mb_tokens = float(batch.mask[minibatch].sum().clamp(min=1))
             actor_opt.zero_grad(set_to_none=True)
-            critic_opt.zero_grad(set_to_none=True)
+            if critic_opt is not None:
+                critic_opt.zero_grad(set_to_none=True)
             for mc_start in range(0, len(minibatch), p.micro):
                 rows = minibatch[mc_start : mc_start + p.micro]
                 sub = batch.select(rows)
                 T = sub.mask.shape[1]
                 share = float(sub.mask.sum()) / mb_tokens  # token-weighted: accumulation == one big batch
-                out = critic.update_pass(
-                    sub, p.temperature, train_policy, None if ahead is None else ahead.rows(rows, T)
-                )
-                pl, pst = ppo.policy_loss(out.logp, old_logp[rows, :T], advantages[rows, :T], sub.mask, p.clip_eps)
-                vl, vst = ppo.value_loss(out.values, old_values[rows, :T], returns[rows, :T], sub.mask, p.value_clip)
-                critic.backward(pl, vl, share, train_policy)
+                if critic is None:  # grpo/rloo: the policy's pass and loss alone
+                    logp, entropy = policy_pass(policy_model, sub, p.temperature)
+                    pl, pst = ppo.policy_loss(logp, old_logp[rows, :T], advantages[rows, :T], sub.mask, p.clip_eps)
+                    (pl * share).backward()
+                    vl, vst = None, None
+                else:
+                    out = critic.update_pass(
+                        sub, p.temperature, train_policy, None if ahead is None else ahead.rows(rows, T)
+                    )
+                    entropy = out.entropy
+                    pl, pst = ppo.policy_loss(out.logp, old_logp[rows, :T], advantages[rows, :T], sub.mask, p.clip_eps)
+                    vl, vst = ppo.value_loss(
+                        out.values, old_values[rows, :T], returns[rows, :T], sub.mask, p.value_clip
+                    )
+                    critic.backward(pl, vl, share, train_policy)
                 for key, value in (
                     ("ppo/policy_loss", pl.item()),
-                    ("ppo/value_loss", vl.item()),
+                    ("ppo/value_loss", None if vl is None else vl.item()),
                     ("ppo/clipfrac", pst.clipfrac),
                     ("ppo/approx_kl", pst.approx_kl),
-                    ("ppo/value_clipfrac", vst.clipfrac),
-                    ("ppo/entropy", float(ppo.masked_mean(out.entropy.detach(), sub.mask))),
+                    ("ppo/value_clipfrac", None if vst is None else vst.clipfrac),
+                    ("ppo/entropy", float(ppo.masked_mean(entropy.detach(), sub.mask))),
                 ):
-                    sums[key].append(value)
+                    if value is not None:
+                        sums[key].append(value)
             if train_policy:
                 sums["ppo/grad_norm"].append(
                     float(torch.nn.utils.clip_grad_norm_(policy_model.parameters(), p.max_grad_norm))
                 )
                 actor_opt.step()
-            torch.nn.utils.clip_grad_norm_(critic.parameters(), p.max_grad_norm)
-            critic_opt.step()
+            if critic is not None and critic_opt is not None:
+                torch.nn.utils.clip_grad_norm_(critic.parameters(), p.max_grad_norm)
+                critic_opt.step()
     return {k: sum(v) / len(v) for k, v in sums.items()}
 
 

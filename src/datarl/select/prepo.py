@@ -29,6 +29,14 @@ changes *which* prompts are kept under ``scope: global``. Ties are broken by a s
 the record id, so the result depends on the seed and the scores, never on file order.
 Baselines: ``random`` keeps the same number of prompts (same per-domain split under
 ``scope: domain``) drawn by a seeded hash; ``all`` keeps every eligible prompt.
+
+``band`` (open-r1's pass-rate filter) keeps the eligible prompts whose mean reward (for a verifier,
+the pass rate of the samples) lies in ``[low, high]``, both ends included: neither always solved
+nor never solved. Given ``fraction`` or ``count`` too, it keeps that many (counted over the eligible
+prompts, as the other strategies do, so strategies compare at one size), the lowest-scoring inside
+the band first, split over domains in proportion to their prompts in the band (``scope: domain``);
+a band holding fewer prompts than that is an error. Normalisation still runs over every eligible
+prompt of a domain, so the ``prepo`` stats mean the same under every strategy.
 """
 
 from __future__ import annotations
@@ -58,9 +66,11 @@ __all__ = [
     "matches_domain",
     "SCORING_ERRORS",
     "STRATEGIES",
+    "BAND",
 ]
 
-STRATEGIES = ("lowest", "random", "all")
+STRATEGIES = ("lowest", "band", "random", "all")
+BAND = (0.1, 0.9)  # band's default [low, high]: open-r1's pass-rate band
 SCOPES = ("domain", "global")
 NORMALISERS = ("zscore", "rank", "none")
 
@@ -75,11 +85,14 @@ class SelectError(UserError, ValueError):
 class SelectConfig:
     """How Pre-PPO selects (the ``select:`` section of a run config; flags override it).
 
-    strategy: ``lowest`` (Pre-PPO: keep the lowest-scoring, i.e. hardest), ``random`` (same
-        count, seeded) or ``all`` (every eligible prompt): the baselines to compare against.
+    strategy: ``lowest`` (Pre-PPO: keep the lowest-scoring, i.e. hardest), ``band`` (the prompts
+        whose mean reward lies in [``low``, ``high``]), ``random`` (same count, seeded) or ``all``
+        (every eligible prompt): the baselines to compare against.
     fraction: share of the eligible prompts to keep, in (0, 1]; 0.10 when neither it nor
-        ``count`` is given. Ignored by ``all``.
+        ``count`` is given (``band``: the whole band). Ignored by ``all``.
     count: keep exactly this many prompts instead (compare strategies at the same count).
+    low, high: ``band`` only: the band of mean reward kept, ends included, ``0 <= low <= high <= 1``;
+        0.1 and 0.9 when not given.
     scope: ``domain`` (keep ``fraction`` of every domain) or ``global`` (the lowest normalised
         scores across domains).
     normalise: ``zscore`` or ``rank`` (percentile within the domain), or ``none`` (raw mean
@@ -101,6 +114,8 @@ class SelectConfig:
     strategy: str = "lowest"
     fraction: float | None = None
     count: int | None = None
+    low: float | None = None
+    high: float | None = None
     scope: str = "domain"
     normalise: str = "zscore"
     samples_per_prompt: int = 4
@@ -122,7 +137,8 @@ class SelectConfig:
                 raise SelectError(f"select.{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
         if self.fraction is not None and self.count is not None:
             raise SelectError("select: give fraction or count, not both")
-        if self.fraction is None and self.count is None:
+        self._check_band()
+        if self.fraction is None and self.count is None and self.strategy != "band":
             object.__setattr__(self, "fraction", 0.10)
         if self.fraction is not None and not (isinstance(self.fraction, (int, float)) and 0 < self.fraction <= 1):
             raise SelectError(f"select.fraction: must be in (0, 1], got {self.fraction!r} (0.1 keeps 10%)")
@@ -152,6 +168,24 @@ class SelectConfig:
             if not domains or not all(isinstance(d, str) and d for d in domains):
                 raise SelectError(f"select.domains: must be a non-empty list of domain names, got {self.domains!r}")
             object.__setattr__(self, "domains", domains)
+
+    def _check_band(self) -> None:
+        given = [name for name in ("low", "high") if getattr(self, name) is not None]
+        if self.strategy != "band":
+            if given:
+                raise SelectError(
+                    f"select.{given[0]}: bounds a band, but the strategy is {self.strategy!r}; "
+                    "remove low/high, or use strategy band (--strategy band)"
+                )
+            return
+        for name, default in zip(("low", "high"), BAND):
+            value = getattr(self, name)
+            if value is None:
+                object.__setattr__(self, name, default)
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise SelectError(f"select.{name}: must be a mean reward in [0, 1], got {value!r}")
+        if self.low > self.high:  # type: ignore[operator]
+            raise SelectError(f"select: the band is empty: low {self.low} > high {self.high}; swap them")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None) -> SelectConfig:
@@ -345,8 +379,9 @@ def _drops(
 
 
 def target_count(cfg: SelectConfig, eligible: int) -> int:
-    """How many prompts the strategy keeps out of ``eligible``; SelectError if 0 or too many."""
-    if cfg.strategy == "all":
+    """How many prompts the strategy keeps out of ``eligible``; SelectError if 0 or too many. For ``band``
+    without a size, ``eligible`` (at most: which prompts lie in the band is known once they are scored)."""
+    if cfg.strategy == "all" or (cfg.strategy == "band" and cfg.count is None and cfg.fraction is None):
         target = eligible
     elif cfg.count is not None:
         target = cfg.count
@@ -365,6 +400,26 @@ def target_count(cfg: SelectConfig, eligible: int) -> int:
     if target > eligible:
         raise SelectError(f"count {target} is more than the {eligible} eligible prompts; lower --count")
     return target
+
+
+def _in_band(eligible: list[ScoredPrompt], cfg: SelectConfig, target: int) -> tuple[list[ScoredPrompt], int]:
+    """The eligible prompts whose mean reward lies in ``[cfg.low, cfg.high]``, and how many of them to keep
+    (all of them without ``fraction``/``count``); SelectError if the band is empty or holds too few."""
+    band = f"[{cfg.low:g}, {cfg.high:g}]"
+    inside = [sp for sp in eligible if cfg.low <= sp.mean <= cfg.high]  # type: ignore[operator]
+    if not inside:
+        raise SelectError(
+            f"no eligible prompt's mean reward lies in the band {band} (of {len(eligible)} eligible); "
+            "widen it with --low/--high"
+        )
+    if cfg.count is None and cfg.fraction is None:
+        return inside, len(inside)
+    if target > len(inside):
+        raise SelectError(
+            f"the band {band} holds {len(inside)} of the {len(eligible)} eligible prompts, fewer than the "
+            f"{target} to keep; lower --count/--fraction, widen the band, or give neither to keep the whole band"
+        )
+    return inside, target
 
 
 def select_prompts(
@@ -402,11 +457,15 @@ def select_prompts(
             return (0.0, _hash01(cfg.seed, "random", sp.id))
         return (stats[sp.id][norm], _hash01(cfg.seed, "tie", sp.id))
 
+    candidates, target = _in_band(eligible, cfg, target) if cfg.strategy == "band" else (eligible, target)
     if cfg.scope == "global" or cfg.strategy == "all":
-        keep = {sp.id for sp in sorted(eligible, key=key)[:target]}
+        keep = {sp.id for sp in sorted(candidates, key=key)[:target]}
     else:
-        quotas = allocate(target, {d: len(items) for d, items in by_domain.items()})
-        keep = {sp.id for d, items in by_domain.items() for sp in sorted(items, key=key)[: quotas[d]]}
+        groups: dict[str, list[ScoredPrompt]] = defaultdict(list)
+        for sp in candidates:
+            groups[sp.domain].append(sp)
+        quotas = allocate(target, {d: len(items) for d, items in groups.items()})
+        keep = {sp.id for d, items in groups.items() for sp in sorted(items, key=key)[: quotas[d]]}
     selected = [sp for sp in eligible if sp.id in keep]
     kept: dict[str, int] = {d: 0 for d in sorted(by_domain)}
     for sp in selected:

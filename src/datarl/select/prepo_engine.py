@@ -24,7 +24,7 @@ the same fingerprint skips every prompt already scored (matched by id and a hash
 edited record is scored again) and samples only the rest; chunk ``c`` always covers the same pool
 positions and is sampled with the same seed, so the result equals an uninterrupted run's. A different
 fingerprint is refused (``restart=True`` discards the file). The scores file is reusable across
-strategies: ``lowest``, ``random`` and ``all`` on one pool need one scoring pass.
+strategies: ``lowest``, ``band``, ``random`` and ``all`` on one pool need one scoring pass.
 """
 
 from __future__ import annotations

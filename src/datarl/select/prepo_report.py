@@ -1,13 +1,14 @@
 """The Pre-PPO selection report (``OUT.report.json``) and the summary ``datarl select`` prints.
 
-Report keys: the settings (strategy, normalise, scope, fraction or count, seed, samples_per_prompt,
-sampling, policy, router table, and ``bt_mapping`` where a ``bt`` mapping was fitted on the pool's samples:
-model, shift, scale, mapping_from, fitted_on), ``totals`` (pool lines, invalid, excluded by domain, each drop reason,
-eligible, kept, written), ``domains`` (per domain: count, eligible, kept, dropped and ``dropped_by_reason``,
-mean and std of the prompt scores, ``threshold`` / ``threshold_z`` / ``threshold_percentile``: the
-highest score, z and percentile kept (``lowest`` only, else None), and ``histogram``: prompt scores
-(mean reward, not normalised) in equal bins over [0, 1], with the kept prompts' counts per bin),
-``kept`` and ``dropped`` (counts), ``kept_ids`` and ``drops`` (id, domain, reason, detail).
+Report keys: the settings (strategy, ``low`` and ``high`` (``band``'s bounds, else None), normalise, scope,
+fraction or count, seed, samples_per_prompt, sampling, policy, router table, and ``bt_mapping`` where a ``bt``
+mapping was fitted on the pool's samples: model, shift, scale, mapping_from, fitted_on), ``totals`` (pool
+lines, invalid, excluded by domain, each drop reason, eligible, kept, written), ``domains`` (per domain:
+count, eligible, kept, dropped and ``dropped_by_reason``, mean and std of the prompt scores, ``threshold`` /
+``threshold_z`` / ``threshold_percentile``: the highest score, z and percentile kept (``lowest`` and
+``band``, else None), and ``histogram``: prompt scores (mean reward, not normalised) in equal bins over
+[0, 1], with the kept prompts' counts per bin), ``kept`` and ``dropped`` (counts), ``kept_ids`` and
+``drops`` (id, domain, reason, detail).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _domain(
     mu = sum(means) / len(means) if means else None
     sd = math.sqrt(sum((m - mu) ** 2 for m in means) / len(means)) if mu is not None else None
     threshold: dict[str, Any] = {"score": None, "z": None, "percentile": None}
-    if kept and cfg.strategy == "lowest":
+    if kept and cfg.strategy in ("lowest", "band"):
         norm = {"zscore": "z", "rank": "percentile", "none": "score"}[cfg.normalise]
         top = max(kept, key=lambda sp: result.stats[sp.id][norm])
         threshold = {k: result.stats[top.id][k] for k in threshold}
@@ -95,6 +96,8 @@ def build_report(
         k: getattr(cfg, k)
         for k in (
             "strategy",
+            "low",
+            "high",
             "normalise",
             "scope",
             "fraction",
@@ -136,11 +139,19 @@ def format_summary(summary: Any) -> str:
     """What ``datarl select`` prints: totals, drops and a per-domain table."""
     r = summary.report
     t = r["totals"]
-    how = (
-        (f"count {r['count']}" if r["count"] is not None else f"{r['fraction'] * 100:g}%")
-        if r["strategy"] != "all"
-        else "every eligible prompt"
+    size = (
+        f"count {r['count']}"
+        if r["count"] is not None
+        else f"{r['fraction'] * 100:g}%"
+        if r["fraction"] is not None
+        else "the whole band"
     )
+    if r["strategy"] == "all":
+        how = "every eligible prompt"
+    elif r["strategy"] == "band":
+        how = f"mean reward in [{r['low']:g}, {r['high']:g}], {size}"
+    else:
+        how = size
     lines = [
         f"selected {t['kept']} of {t['eligible']} eligible pool prompts ({r['strategy']}, {how}, "
         f"scope {r['scope']}, {r['normalise']}) -> {summary.output} ({t['written']} records"
