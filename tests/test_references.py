@@ -75,3 +75,16 @@ def test_keep_existing_and_missing_model(setup, tmp_path):
         build_references(records, policy, str(tmp_path / "absent"), n=2)
     with pytest.raises(ValueError):
         build_references(records, policy, bt_dir, n=0)
+
+
+def test_tasks_chooses_which_records_get_a_best_of_n_reference(setup):
+    records, policy, bt_dir = setup
+    out = build_references(records, policy, bt_dir, n=2, sampling=SAMPLING, tasks=("general", "math"))
+    for rec, orig in zip(out, records):
+        if orig["task"] in ("general", "math"):
+            assert rec["reference_info"]["n"] == 2 and rec["reference_info"]["replaced_existing"] is True
+            assert rec["ground_truth" if orig["task"] == "math" else "id"] == orig.get(
+                "ground_truth" if orig["task"] == "math" else "id"
+            )  # genrm.gt still reads the ground truth
+        else:
+            assert rec == orig

@@ -1,6 +1,6 @@
 """Best-of-N references (``datarl build-references``): what ``genrm.bon`` compares responses with.
 
-For every ``general`` record, sample ``n`` responses from the SFT policy, score them with
+For every ``general`` record (or every record of ``tasks``), sample ``n`` responses from the SFT policy, score them with
 the BT reward model (``rewards.bt.bt_scores``: one made by ``datarl train-bt``, or any Hugging Face
 sequence-classification reward model) and write the highest-scoring one as the record's ``reference`` (the
 first on ties), recording ``reference_info: {n, bt_scores, chosen_index, bt_model, bt_input,
@@ -34,8 +34,9 @@ def build_references(
     batch_size: int = 16,
     keep_existing: bool = False,
     progress: bool = False,
+    tasks: Sequence[str] = ("general",),
 ) -> list[dict[str, Any]]:
-    """``records`` as dicts, in order, with best-of-``n`` references on the general ones.
+    """``records`` as dicts, in order, with best-of-``n`` references on those of ``tasks`` (general by default).
 
     policy: the SFT ``models.Policy`` to sample.
     bt_model_dir: a directory made by ``datarl train-bt``, or a Hugging Face sequence-classification reward
@@ -45,7 +46,8 @@ def build_references(
     seed: sampling seed.
     sampling: a ``SamplingConfig``; its ``samples_per_prompt`` and ``seed`` are replaced by ``n`` and ``seed``.
     batch_size: sequences per BT scoring batch.
-    keep_existing: leave general records that already have a ``reference`` unchanged.
+    keep_existing: leave records that already have a ``reference`` unchanged.
+    tasks: the tasks whose records get a best-of-``n`` reference (others pass through unchanged).
     """
     from datarl.models.generate import SamplingConfig, generate
     from datarl.rewards.bt import bt_scores, load_bt
@@ -54,7 +56,7 @@ def build_references(
         raise ValueError("n must be >= 1")
     bt_input = load_bt(bt_model_dir).input_format  # fail before spending time on sampling
     out = [as_dict(r) for r in records]
-    todo = [i for i, r in enumerate(out) if r.get("task") == "general" and not (keep_existing and r.get("reference"))]
+    todo = [i for i, r in enumerate(out) if r.get("task") in tasks and not (keep_existing and r.get("reference"))]
     if not todo:
         return out
     cfg = dataclasses.replace(sampling or SamplingConfig(), samples_per_prompt=n, seed=seed)

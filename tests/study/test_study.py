@@ -212,3 +212,11 @@ def test_cli_bad_study_is_one_line_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "datarl.cli", "study", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("datarl: error:") and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["smoke", "prepo", "prepo_scale", "hacking", "curriculum"])
+def test_every_example_study_file_passes_its_checks(name, tmp_path):
+    here = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "studies", f"{name}.yaml")
+    spec = load_study(here, str(tmp_path / name))
+    assert len(spec.runs) == len(spec.arms) * len(spec.seeds) and len(spec.seeds) >= 2
+    assert not (tmp_path / name).exists()  # checking writes nothing

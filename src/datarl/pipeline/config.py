@@ -135,10 +135,25 @@ class PairsOptions:
 
 @dataclass(frozen=True)
 class ReferencesOptions:
-    """The ``references:`` section: best-of-``n`` SFT samples (picked by the BT model) as general references."""
+    """The ``references:`` section: best-of-``n`` SFT samples (picked by the BT model) as references.
+
+    tasks: the tasks whose records get one (``genrm.bon`` compares with it); ``[general, math]`` lets a study
+        train math on ``genrm.bon`` (the paper's GenRM with the SFT best-of-N reference) instead of on its
+        ground truth. Records of other tasks keep their own fields.
+    """
 
     n: int = 8
     max_new_tokens: int = 128
+    tasks: list[str] = field(default_factory=lambda: ["general"])
+
+    def __post_init__(self) -> None:
+        from datarl.tasks import TASKS
+
+        bad = [t for t in self.tasks if t not in TASKS] if isinstance(self.tasks, list) else self.tasks
+        if not isinstance(self.tasks, list) or not self.tasks or bad:
+            raise ConfigError(
+                f"references.tasks: a non-empty list of tasks ({', '.join(TASKS)}) is required, got {bad}"
+            )
 
 
 def section_options(cls: type, section: Mapping[str, Any], where: str) -> Any:

@@ -220,12 +220,16 @@ def stage_references(cfg: PipelineConfig, ledger: Ledger) -> Stage:
                 seed=cfg.seed,
                 sampling=SamplingConfig(max_new_tokens=opts.max_new_tokens, batch_size=JOB_BATCH_SIZE),
                 progress=_tty(),
+                tasks=tuple(opts.tasks),
             )
             _write(data_path(cfg, split), rows)
             outputs.append(data_path(cfg, split))
         return outputs, {}
 
-    return run, dataclasses.asdict(opts), [*raw_paths(cfg).values(), cfg.path("bt")]
+    section = dataclasses.asdict(opts)
+    if section["tasks"] == ["general"]:  # the default, left out: runs made before the option keep their fingerprint
+        del section["tasks"]
+    return run, section, [*raw_paths(cfg).values(), cfg.path("bt")]
 
 
 NO_SELECTION = "none"  # select.strategy of a run trained on the original prompts only (a study's baseline)
