@@ -220,7 +220,7 @@ def test_every_section_is_present_and_drawn(full_report):
     assert 'id="header"' in page
     for sid in SECTIONS:
         body = _section(page, sid)
-        if sid not in ("before-after", "judge"):
+        if sid not in ("before-after", "judge", "claims"):
             assert "<img" in body, f"{sid} drew no figure"
         assert 'class="msg"' not in body, f"{sid} says it has no data: {body[:200]}"
     header = page.split("</header>")[0]
@@ -404,3 +404,11 @@ def test_headless_chromium_renders_the_page(full_report, tmp_path):
         # content reaches the bottom third: every section laid out, not just the header
         bottom = rgb.crop((0, 3300, 1400, 5000))
         assert len(bottom.getcolors(1 << 22) or []) > 50
+
+
+def test_claims_section_says_what_one_run_can_and_cannot_show(full_report):
+    _, _, _, page = full_report
+    body = _section(page, "claims")
+    for study in ("hacking.yaml", "prepo.yaml", "prepo_scale.yaml", "curriculum.yaml"):
+        assert study in body
+    assert "in part" in body and "at least three seeds" in body

@@ -20,7 +20,7 @@ from datarl.io import write_bytes
 from datarl.report import plots
 from datarl.report.load import RunData, before_after, difference, find_key, gold_tasks, load_run, number, suffixes
 
-SECTIONS = ("training", "gold", "hacking", "diversity", "curriculum", "selection", "judge", "before-after")
+SECTIONS = ("training", "gold", "hacking", "diversity", "curriculum", "selection", "judge", "before-after", "claims")
 Panel = Callable[[Any, RunData], None]
 
 CSS = """
@@ -312,6 +312,55 @@ def _judge(run: RunData) -> str:
     )
 
 
+def _sources(run: RunData) -> str:
+    router = ((run.config or {}).get("reward") or {}).get("router") or {}
+    return ", ".join(f"{task} -> {source}" for task, source in sorted(router.items())) or "the default router"
+
+
+def _claims(run: RunData) -> str:
+    """Which of the paper's claims (../shared/PAPER.md section 8) one run can speak to, and which need a study."""
+    if run.config is None:
+        return _msg("config.json missing: which claims this run can speak to depends on its config")
+    sel = run.selection or {}
+    kept = sel.get("kept")
+    selected = (
+        f"this run added {kept} pool prompts ({(sel.get('config') or {}).get('strategy', '?')})"
+        if kept is not None
+        else "this run added no pool prompts"
+    )
+    rows = [
+        (
+            "Reward hacking: RTV > GenRM+GT > GenRM+BoN (and BT)",
+            f"in part: the hacking gap of the sources it trained with ({_sources(run)}) is in 'Reward hacking'",
+            "an ordering needs runs that differ only in the source: examples/studies/hacking.yaml",
+        ),
+        (
+            "Pre-PPO beats the original prompts, a random share and the whole pool",
+            f"no: {selected}, and one run has nothing to compare with",
+            "examples/studies/prepo.yaml",
+        ),
+        (
+            "Adding 10% of the pool beats 20%, which beats 50%",
+            "no",
+            "examples/studies/prepo_scale.yaml",
+        ),
+        (
+            "Code and math first beats the natural mixture",
+            "no: the curriculum it used is in 'Curriculum', but not what the other order would have given",
+            "examples/studies/curriculum.yaml",
+        ),
+    ]
+    head = "<tr><th>claim</th><th>what this run shows</th><th>what tests it</th></tr>"
+    body = "".join(f"<tr><td>{_e(a)}</td><td>{_e(b)}</td><td>{_e(c)}</td></tr>" for a, b, c in rows)
+    return (
+        f"<table>{head}{body}</table><p>One run is one arm and one seed. Its gains over the SFT policy (above) "
+        "are measured on the same prompts before and after, but two seeds of the same configuration can differ "
+        "by more than their intervals (1.3 points of math gold at 10 steps in the smoke study), so a claim about "
+        "a data strategy needs a study with at least three seeds: `datarl study`, docs/studies.md; what the "
+        "studies found is in docs/results.md.</p>"
+    )
+
+
 _BUILDERS: dict[str, tuple[str, Callable[[RunData], str]]] = {
     "training": ("Training curves", _training),
     "gold": ("Gold evaluation", _gold),
@@ -321,6 +370,7 @@ _BUILDERS: dict[str, tuple[str, Callable[[RunData], str]]] = {
     "selection": ("Pre-PPO selection", _selection),
     "judge": ("How far to trust the judge", _judge),
     "before-after": ("Before and after training", _before_after),
+    "claims": ("What this run can say about the paper's claims", _claims),
 }
 
 
