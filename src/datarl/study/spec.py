@@ -186,16 +186,11 @@ def _base_mapping(path: str, data: dict[str, Any]) -> dict[str, Any]:
     else:
         raise _fail(path, "base: give a pipeline config file (path relative to the study file) or a mapping")
     mapping.pop("run_dir", None)  # every run gets its own under the study directory
-    if isinstance(mapping.get("data"), Mapping):
-        mapping["data"] = {k: os.path.normpath(os.path.join(where, str(v))) for k, v in mapping["data"].items()}
-    policy = str(mapping.get("policy") or "tiny")
-    if policy != "tiny" and os.path.exists(os.path.join(where, policy)):
-        mapping["policy"] = os.path.normpath(os.path.join(where, policy))
-    return mapping
+    return _absolute_paths(mapping, where)
 
 
 def _absolute_paths(mapping: dict[str, Any], here: str) -> dict[str, Any]:
-    """Data files and a policy directory given in the study file are relative to it."""
+    """Data files and a policy directory, made absolute from ``here`` (the file that gave them)."""
     if isinstance(mapping.get("data"), Mapping):
         mapping["data"] = {k: os.path.normpath(os.path.join(here, str(v))) for k, v in mapping["data"].items()}
     policy = str(mapping.get("policy") or "tiny")
