@@ -240,11 +240,17 @@ def _cli(config_path, *extra):
     )
 
 
-def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(world, tmp_path):
+# GRESO's skipping and ScaleRL's dropping on: the micro policy fails most groups, so prompts are passed over
+SKIPPING = {"skip": True, "window": 1, "readmit": 0.3, "drop_pass_rate": 0.5, "drop_min_rollouts": 2}
+
+
+@pytest.mark.parametrize("difficulty", [None, SKIPPING], ids=["default", "skipping"])
+def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(world, tmp_path, difficulty):
     steps = 4
+    extra = {"difficulty": difficulty} if difficulty else {}
     for name in ("a", "b"):
         (tmp_path / f"{name}.json").write_text(
-            json.dumps(config(world, tmp_path / name, ppo={"steps": steps}, eval={"every": 2}))
+            json.dumps(config(world, tmp_path / name, ppo={"steps": steps}, eval={"every": 2}, **extra))
         )
     full = _cli(tmp_path / "a.json")
     assert full.wait(timeout=300) == 0, full.stderr.read()
@@ -273,6 +279,13 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(world
     last_a, last_b = read_jsonl(tmp_path / "a" / "eval.jsonl")[-1], read_jsonl(tmp_path / "b" / "eval.jsonl")[-1]
     gains = [k for k in last_a if k.startswith("gain/")]
     assert gains and all(last_a[k] == pytest.approx(last_b[k]) for k in gains)
+    # The difficulty state (saved in each checkpoint) ends the same, and so does what the sampler passed over.
+    assert read_jsonl(tmp_path / "a" / "difficulty.jsonl") == read_jsonl(tmp_path / "b" / "difficulty.jsonl")
+    assert [m["curriculum/passed_over"] for m in a_steps] == [m["curriculum/passed_over"] for m in b_steps]
+    if difficulty:
+        assert a_steps[-1]["curriculum/passed_over"] > 0, "the test's skipping never skipped"
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())["difficulty"]
+    assert summary["rollouts"] == b_steps[-1]["difficulty/rollouts"] == steps * 4 * 2  # prompts x samples
 
 
 @pytest.mark.parametrize("value_init", ["policy", "shared"])
@@ -497,3 +510,49 @@ def test_grpo_raises_a_reward_the_policy_can_reach(world, tmp_path):
     train(TrainConfig.from_mapping(cfg), log=lambda m: None)
     rewards = [m["reward/mean"] for m in read_jsonl(tmp_path / "run" / "metrics.jsonl")]
     assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.15, rewards
+
+
+def test_dynamic_sampling_fills_the_step_with_groups_that_have_a_spread(world, tmp_path):
+    cfg = _critic_free(world, tmp_path / "run", "grpo", prompts_per_step=4, minibatch_size=16)
+    cfg = TrainConfig.from_mapping({**cfg.to_dict(), "difficulty": {"dynamic_sampling": True, "max_rounds": 2}})
+    train(cfg, log=lambda m: None)
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    for m in metrics:
+        kept, filled = m["dynamic/kept_with_spread"], m["dynamic/filled_without_spread"]
+        assert kept + filled == 4  # the batch keeps its size
+        assert m["dynamic/groups_drawn"] >= 4 and m["dynamic/rounds"] <= 2
+        assert filled == 0 or m["dynamic/rounds"] == 2  # set-aside groups fill only after the last round
+    assert any(m["dynamic/rounds"] > 0 for m in metrics), "no step drew more prompts"
+    rows = read_jsonl(tmp_path / "run" / "difficulty.jsonl")
+    assert (
+        sum(r["rollouts"] for r in rows)
+        == metrics[-1]["difficulty/rollouts"]
+        == 4 * sum(m["dynamic/groups_drawn"] for m in metrics)
+    )  # every group drawn, kept or not, is in the state
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"difficulty": {"dynamic_sampling": True}}, "needs ppo.advantage: grpo or rloo \\(not gae\\)"),
+        ({"difficulty": {"drop_pass_rate": 2}}, "difficulty: drop_pass_rate must be a number in \\[0, 1\\]"),
+        ({"difficulty": {"readmit": 1.01}}, "difficulty: readmit must be a number in \\[0, 1\\]"),
+        (
+            {"difficulty": {"dynamic_sampling": True}, "ppo": {"advantage": "rloo", "samples_per_prompt": 1}},
+            "compares the samples of one prompt, but samples_per_prompt is 1",
+        ),
+    ],
+)
+def test_bad_difficulty_configs_fail_before_training(world, tmp_path, changes, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_mapping(config(world, tmp_path / "run", **changes))
+
+
+def test_a_scores_file_of_another_pool_is_refused_before_any_model_loads(world, tmp_path):
+    scores = tmp_path / "other.scores.jsonl"
+    header = {"datarl_prepo_scores": 1, "policy": "p", "fingerprint": {}}
+    scores.write_text(json.dumps(header) + "\n" + json.dumps({"id": "elsewhere-1", "rewards": [1.0]}) + "\n")
+    cfg = TrainConfig.from_mapping(config(world, tmp_path / "run", difficulty={"seed_from": str(scores)}))
+    with pytest.raises(ConfigError, match="none of its 1 prompt ids is a training prompt"):
+        train(cfg, log=lambda m: None)
+    assert not (tmp_path / "run" / "checkpoints").exists()

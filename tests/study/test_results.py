@@ -184,3 +184,53 @@ def test_overall_is_the_macro_average_over_tasks(world):
     assert row["task"] == "overall" and row["prompts"] == 39 + 12
     assert row["per_seed"] == {k: pytest.approx(v, abs=1e-6) for k, v in per_seed.items()}
     assert row["difference"] == pytest.approx(np.mean(list(per_seed.values())), abs=1e-6)
+
+
+def test_rollouts_and_seconds_to_the_baselines_gold_are_ratios_per_seed(world):
+    import dataclasses
+
+    spec, truth = world
+    per_step = {"base": (64, 2.0), "new": (48, 1.5)}  # rollouts and seconds of one PPO step, per arm
+    for run in spec.runs:
+        rollouts, seconds = per_step[run.arm]
+        rows = [
+            {"step": k, "difficulty/rollouts": rollouts * (k + 1), "perf/step_s": seconds + 0.01 * run.seed}
+            for k in range(20)
+        ]
+        write_jsonl(os.path.join(run.run_dir, "train", "metrics.jsonl"), rows)
+    spec = dataclasses.replace(
+        spec,
+        comparisons=(
+            Comparison("rollouts_to_baseline", "new", "base", ("math",)),
+            Comparison("seconds_to_baseline", "new", "base", ("math",)),
+        ),
+    )
+    results = compute_results(spec, [load_run_scores(r) for r in spec.runs])
+    rows = {c["metric"]: c for c in results["comparisons"]}
+
+    def first(arm: str, seed: int, target: float) -> tuple[int, bool]:
+        for step in (0, 10, 20):
+            if np.mean([g for g in truth[(f"{arm}/seed-{seed}", step)]["math"] if g is not None]) >= target - 1e-12:
+                return step, True
+        return 30, False
+
+    for metric, key in (("rollouts_to_baseline", 0), ("seconds_to_baseline", 1)):
+        expected = {}
+        for s in SEEDS:
+            target = np.mean([g for g in truth[(f"base/seed-{s}", 20)]["math"] if g is not None])
+            costs = []
+            for arm in ("new", "base"):
+                step, _ = first(arm, s, target)  # past the end: the last cost scaled by 30/20
+                rate = per_step[arm][key] + (0.01 * s if key else 0)
+                costs.append(rate * step)
+            expected[str(s)] = costs[0] / costs[1] if costs[1] else None
+        row = rows[metric]
+        usable = {k: v for k, v in expected.items() if v is not None}
+        assert row["per_seed"] == {k: pytest.approx(v, abs=1e-5) for k, v in usable.items()}, metric
+        assert row["difference"] == pytest.approx(float(np.mean(list(usable.values()))), abs=1e-5)
+        assert row["low"] <= row["difference"] <= row["high"]
+    from datarl.study.results import results_markdown, run_matrix
+
+    table = results_markdown(results, run_matrix([load_run_scores(r) for r in spec.runs]))
+    line = next(x for x in table.splitlines() if x.startswith("| rollouts_to_baseline"))
+    assert f"{rows['rollouts_to_baseline']['difference']:.2f}x [" in line  # a ratio, unsigned, with its interval

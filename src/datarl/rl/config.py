@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from datarl.config import did_you_mean, unknown_keys
 from datarl.errors import ConfigError
 from datarl.rl.ppo import CRITIC_FREE, ESTIMATORS
+from datarl.select.difficulty import DifficultyConfig
 
 __all__ = ["PPOConfig", "EvalConfig", "LoggingConfig", "TrainConfig", "ConfigError"]
 
@@ -323,6 +324,8 @@ class TrainConfig:
     reward: the router config (``router:``, ``sources:``).
     curriculum: ``paper``, ``none`` or ``{phases: [...]}`` (see ``datarl.select.curriculum``).
     ppo, eval_cfg, hacking, logging: the sections above (``eval:`` in the file).
+    difficulty: the per-prompt difficulty state and its online policies (skip, drop, dynamic sampling; all
+        off by default), :class:`datarl.select.difficulty.DifficultyConfig`.
     run_dir: output directory (checkpoints, metrics, report).
     save_every: steps between checkpoints (the last step is always saved).
     keep_checkpoints: most recent step checkpoints kept (the best one is kept besides).
@@ -342,6 +345,7 @@ class TrainConfig:
     eval_cfg: EvalConfig = field(default_factory=EvalConfig)
     hacking: Mapping[str, Any] = field(default_factory=dict)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    difficulty: DifficultyConfig = field(default_factory=DifficultyConfig)
     run_dir: str = "runs/train"
     save_every: int = 10
     keep_checkpoints: int = 2
@@ -361,6 +365,11 @@ class TrainConfig:
             raise ValueError("dtype must be float32, bfloat16 or float16")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if self.difficulty.dynamic_sampling and self.ppo.uses_critic:
+            raise ValueError(
+                "difficulty.dynamic_sampling sets aside groups whose samples all got the same reward (they teach "
+                f"a group baseline nothing); it needs ppo.advantage: grpo or rloo (not {self.ppo.advantage})"
+            )
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, base_dir: str = ".") -> TrainConfig:
@@ -376,6 +385,7 @@ class TrainConfig:
             "eval",
             "hacking",
             "logging",
+            "difficulty",
             "run_dir",
             "save_every",
             "keep_checkpoints",
@@ -431,6 +441,7 @@ class TrainConfig:
                 eval_cfg=_build(EvalConfig, data.get("eval"), "eval"),
                 hacking=dict(data.get("hacking") or {}),
                 logging=_build(LoggingConfig, data.get("logging"), "logging"),
+                difficulty=DifficultyConfig.from_mapping(data.get("difficulty")),
                 run_dir=path(data.get("run_dir") or "runs/train"),
                 **top,
             )

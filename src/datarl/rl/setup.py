@@ -23,6 +23,7 @@ from datarl.records import read_all_records
 from datarl.rewards.router import RouterConfig, RouterConfigError
 from datarl.rl.config import TrainConfig
 from datarl.select.curriculum import CurriculumConfig, CurriculumError, CurriculumSampler
+from datarl.select.difficulty import DifficultyState
 
 __all__ = ["RunInputs", "prepare", "resolve_policy", "check_sources"]
 
@@ -39,6 +40,7 @@ class RunInputs:
     value_init: str
     pad_id: int
     resume: bool
+    difficulty: DifficultyState
 
 
 def _records(path: str, what: str) -> list[dict[str, Any]]:
@@ -138,6 +140,12 @@ def prepare(cfg: TrainConfig, *, resume: bool = False) -> RunInputs:
         CurriculumSampler([r["task"] for r in train], curriculum, cfg.ppo.prompts_per_step, cfg.seed)
     except CurriculumError as exc:
         raise ConfigError(str(exc)) from None
+    difficulty = DifficultyState(  # reads and checks a seed file now (a scores file of another pool is an error)
+        cfg.difficulty,
+        train,
+        {t for t, src in router.table.items() if str(src).startswith("rtv.")},
+        cfg.seed,
+    )
     from datarl.metrics.hacking import HackingConfig
 
     try:
@@ -162,7 +170,7 @@ def prepare(cfg: TrainConfig, *, resume: bool = False) -> RunInputs:
                 },
             },
         )
-    return RunInputs(train, evals, router, curriculum, policy_dir, value_init, pad_id, resume)
+    return RunInputs(train, evals, router, curriculum, policy_dir, value_init, pad_id, resume, difficulty)
 
 
 def _pad_id(policy_dir: str) -> int:

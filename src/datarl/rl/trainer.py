@@ -17,6 +17,8 @@ uninterrupted run would.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import json
 import os
 import random
@@ -45,7 +47,8 @@ from datarl.rl.evaluate import eval_subset, evaluate, load_baseline, write_items
 from datarl.rl.logger import MetricsLogger, truncate_jsonl
 from datarl.rl.rollout import RolloutBatch, pack
 from datarl.rl.setup import RunInputs, prepare
-from datarl.select.curriculum import CurriculumSampler
+from datarl.select.curriculum import Admit, CurriculumSampler
+from datarl.select.difficulty import DifficultyState
 
 __all__ = ["train", "TrainResult", "TrainState"]
 
@@ -70,23 +73,40 @@ class TrainState:
     best_gold: float | None = None
     best_step: int | None = None
 
-    def to_json(self, *, sampler: CurriculumSampler, kl_ctl: KLController, monitor: HackingMonitor) -> dict[str, Any]:
+    def to_json(
+        self,
+        *,
+        sampler: CurriculumSampler,
+        kl_ctl: KLController,
+        monitor: HackingMonitor,
+        difficulty: DifficultyState,
+    ) -> dict[str, Any]:
         """A checkpoint's ``trainer_state.json``: these fields and those objects' states."""
         return {
             **dataclasses.asdict(self),
             "sampler": sampler.state_dict(),
             "kl_ctl": kl_ctl.state_dict(),
             "monitor": monitor.state_dict(),
+            "difficulty": difficulty.state_dict(),
         }
 
     @classmethod
     def from_json(
-        cls, saved: Mapping[str, Any], *, sampler: CurriculumSampler, kl_ctl: KLController, monitor: HackingMonitor
+        cls,
+        saved: Mapping[str, Any],
+        *,
+        sampler: CurriculumSampler,
+        kl_ctl: KLController,
+        monitor: HackingMonitor,
+        difficulty: DifficultyState,
     ) -> TrainState:
-        """Read :meth:`to_json`'s output back, loading the objects' states into them."""
+        """Read :meth:`to_json`'s output back, loading the objects' states into them (a checkpoint written
+        before the difficulty state existed leaves it as seeded)."""
         sampler.load_state_dict(saved["sampler"])
         kl_ctl.load_state_dict(saved["kl_ctl"])
         monitor.load_state_dict(saved["monitor"])
+        if "difficulty" in saved:
+            difficulty.load_state_dict(saved["difficulty"])
         return cls(step=saved["step"], best_gold=saved["best_gold"], best_step=saved["best_step"])
 
 
@@ -108,10 +128,14 @@ def train(
     monitor = HackingMonitor(HackingConfig.from_mapping(cfg.hacking))
     router = Router(inputs.router)
     rewarders = LocalEngine(router, workers=cfg.workers, timeout_s=cfg.reward_timeout_s)
+    difficulty = inputs.difficulty  # per-prompt state, seeded from Pre-PPO's scores; its policies filter the draws
+    admit = difficulty.admit if difficulty.cfg.skip or difficulty.cfg.drop_pass_rate is not None else None
+    objects = {"sampler": sampler, "kl_ctl": kl_ctl, "monitor": monitor, "difficulty": difficulty}
+    more = functools.partial(_draw_more, sampler, admit, policy, rewarders, inputs.train, p, cfg.seed)
     state = TrainState()
     checkpoint = latest_checkpoint(cfg.run_dir) if resume else None
     if checkpoint:  # continue exactly where the last complete checkpoint left off
-        state = _restore(checkpoint, critic, actor_opt, critic_opt, sampler=sampler, kl_ctl=kl_ctl, monitor=monitor)
+        state = _restore(checkpoint, critic, actor_opt, critic_opt, **objects)
         log(f"resuming {cfg.run_dir} from {os.path.basename(checkpoint)} (step {state.step})")
     logger = _open_logger(cfg, state.step, resumed=checkpoint is not None)
     run_eval = _Evaluation(
@@ -133,32 +157,19 @@ def train(
         while state.step < last:
             step = state.step
             t0 = time.perf_counter()
-            # 1. prompts for this step, from the curriculum
-            indices, cur_info = sampler.next_batch()
-            records = [inputs.train[i] for i in indices]
+            # 1. prompts for this step, from the curriculum (a difficulty policy may pass some over)
+            indices, cur_info = sampler.next_batch(admit)
             # 2. rollout: sample responses with per-token log-probs
-            gens = generate(
-                policy,
-                [r["prompt"] for r in records],
-                SamplingConfig(
-                    temperature=p.temperature,
-                    top_p=p.top_p,
-                    max_new_tokens=p.max_new_tokens,
-                    samples_per_prompt=p.samples_per_prompt,
-                    seed=derive_seed(cfg.seed, step),
-                    batch_size=JOB_BATCH_SIZE,
-                ),
-            )
+            gens = _rollout(policy, [inputs.train[i] for i in indices], p, derive_seed(cfg.seed, step))
             t_gen = time.perf_counter()
-            # 3. rewards from the router (verifiers in worker processes, learned models batched here)
-            # a response cut off at max_new_tokens is invalid for every source (rewards.validity)
-            rows = [
-                {**records[g.prompt_index], "response_finished": g.finished}
-                if p.cutoff_invalid
-                else records[g.prompt_index]
-                for g in gens
-            ]
-            results = rewarders.score(rows, [g.text for g in gens])
+            # 3. rewards from the router (verifiers in worker processes, learned models batched here); every
+            # group goes into the difficulty state; dynamic sampling sets aside groups without a spread of
+            # rewards and draws, samples and scores more prompts in their place
+            rows, results = _score(rewarders, [inputs.train[i] for i in indices], gens, p)
+            diff_info = difficulty.observe(step, _groups(indices, gens, results))
+            if difficulty.cfg.dynamic_sampling:
+                rows, gens, results, dyn_info = _dynamic_sampling(step, indices, rows, gens, results, difficulty, more)
+                diff_info.update(dyn_info)
             scores, finished = _shaped_scores(results, gens, p, device)
             t_reward = time.perf_counter()
             # 4. old log-probs, reference log-probs and values (a critic warm-up trains the critic alone)
@@ -214,6 +225,8 @@ def train(
                     "response/length": float(mask.sum(-1).mean()),
                     "response/cut_off": float(1 - finished.mean()),
                     **cur_info,
+                    **diff_info,
+                    "curriculum/passed_over": sampler.passed_over,
                     **_perf(t0, t_gen, t_reward, t_end, mask),
                 },
             )
@@ -233,13 +246,14 @@ def train(
                     actor_opt=actor_opt,
                     critic_opt=critic_opt,
                     keep=cfg.keep_checkpoints,
-                    trainer_state=state.to_json(sampler=sampler, kl_ctl=kl_ctl, monitor=monitor),
+                    trainer_state=state.to_json(**objects),
                 )
     finally:
         logger.close()
         rewarders.close()
     if state.step == p.steps:
-        _write_summary(cfg.run_dir, state)
+        difficulty.write(cfg.run_dir)  # where a next run (difficulty.seed_from) or selection can start from
+        _write_summary(cfg.run_dir, state, difficulty.summary())
     return TrainResult(cfg.run_dir, state.step, state.best_step, state.best_gold, time.perf_counter() - start_time)
 
 
@@ -277,21 +291,19 @@ def _restore(
     critic: Critic | None,
     actor_opt: torch.optim.Optimizer,
     critic_opt: torch.optim.Optimizer | None,
-    *,
-    sampler: CurriculumSampler,
-    kl_ctl: KLController,
-    monitor: HackingMonitor,
+    **objects: Any,
 ) -> TrainState:
     """Load a checkpoint into the run's objects: the critic, both optimisers, torch's RNG (``state.pt``), the
-    sampler, KL controller and monitor (``trainer_state.json``); its :class:`TrainState`. (The policy was
-    loaded from it by :func:`_load_models`; a critic-free run has neither critic nor its optimiser.)"""
+    sampler, KL controller, monitor and difficulty state (``trainer_state.json``); its :class:`TrainState`.
+    (The policy was loaded from it by :func:`_load_models`; a critic-free run has neither critic nor its
+    optimiser.)"""
     saved = load_checkpoint(checkpoint)
     actor_opt.load_state_dict(saved["state"]["actor_opt"])
     if critic is not None and critic_opt is not None:
         critic.load_state_dict(saved["state"]["critic"])
         critic_opt.load_state_dict(saved["state"]["critic_opt"])
     torch.set_rng_state(saved["state"]["torch_rng"])
-    return TrainState.from_json(saved["trainer_state"], sampler=sampler, kl_ctl=kl_ctl, monitor=monitor)
+    return TrainState.from_json(saved["trainer_state"], **objects)
 
 
 def _open_logger(cfg: TrainConfig, step: int, *, resumed: bool) -> MetricsLogger:
@@ -359,6 +371,112 @@ class _Evaluation:
             save_policy(self.policy, os.path.join(cfg.run_dir, "best"))  # the best checkpoint by gold score
             state = dataclasses.replace(state, best_gold=gold, best_step=step)
         return state
+
+
+def _rollout(policy: Policy, records: Sequence[Mapping[str, Any]], p: PPOConfig, seed: int) -> list[Generation]:
+    """``samples_per_prompt`` responses to each record's prompt, with per-token log-probs."""
+    return generate(
+        policy,
+        [r["prompt"] for r in records],
+        SamplingConfig(
+            temperature=p.temperature,
+            top_p=p.top_p,
+            max_new_tokens=p.max_new_tokens,
+            samples_per_prompt=p.samples_per_prompt,
+            seed=seed,
+            batch_size=JOB_BATCH_SIZE,
+        ),
+    )
+
+
+def _score(
+    engine: ScoringEngine, records: Sequence[Mapping[str, Any]], gens: Sequence[Generation], p: PPOConfig
+) -> tuple[list[Mapping[str, Any]], list[RewardResult]]:
+    """The rows scored (each generation's record; with ``cutoff_invalid`` a response cut off at max_new_tokens
+    is invalid for every source, :mod:`datarl.rewards.validity`) and their rewards."""
+    rows = [
+        {**records[g.prompt_index], "response_finished": g.finished} if p.cutoff_invalid else records[g.prompt_index]
+        for g in gens
+    ]
+    return rows, engine.score(rows, [g.text for g in gens])
+
+
+def _groups(
+    indices: Sequence[int], gens: Sequence[Generation], results: Sequence[RewardResult]
+) -> list[tuple[int, list[float]]]:
+    """Per drawn prompt (in draw order): its training record index and its samples' rewards."""
+    rewards: list[list[float]] = [[] for _ in indices]
+    for g, res in zip(gens, results):
+        rewards[g.prompt_index].append(float(res.score))
+    return list(zip(indices, rewards))
+
+
+def _draw_more(
+    sampler: CurriculumSampler,
+    admit: Admit | None,
+    policy: Policy,
+    engine: ScoringEngine,
+    train_records: Sequence[Mapping[str, Any]],
+    p: PPOConfig,
+    seed: int,
+    step: int,
+    k: int,
+    round_: int,
+) -> tuple[list[int], list[Mapping[str, Any]], list[Generation], list[RewardResult]]:
+    """Dynamic sampling's extra round ``round_`` of ``step``: ``k`` more prompts from the curriculum (the same
+    filter), sampled (a seed of their own) and scored: their indices, rows, generations and rewards."""
+    more = sampler.extra(k, admit)
+    records = [train_records[i] for i in more]
+    sample_seed = int.from_bytes(hashlib.sha256(f"{seed}:dynamic:{step}:{round_}".encode()).digest()[:6], "big")
+    gens = _rollout(policy, records, p, sample_seed)
+    rows, results = _score(engine, records, gens, p)
+    return more, rows, gens, results
+
+
+def _dynamic_sampling(
+    step: int,
+    indices: list[int],
+    rows: list[Mapping[str, Any]],
+    gens: list[Generation],
+    results: list[RewardResult],
+    difficulty: DifficultyState,
+    more: Callable[..., tuple[list[int], list[Mapping[str, Any]], list[Generation], list[RewardResult]]],
+) -> tuple[list[Mapping[str, Any]], list[Generation], list[RewardResult], dict[str, float]]:
+    """DAPO's dynamic sampling: keep the groups with a spread of rewards; while fewer than the step's prompts,
+    draw the shortfall (``more(step, k, round)``, :func:`_draw_more`; up to ``max_rounds`` rounds); every new
+    group goes into the difficulty state too; fill what is still short with the set-aside groups, in draw
+    order. Returns the step's rows, generations (re-indexed by group) and rewards, and what to log."""
+    wanted = len(indices)
+    drawn = [(rows, gens, results)]  # per round: its rows, generations, rewards
+    groups = [(0, k) for k in range(len(indices))]  # (round, prompt index within the round)
+    spread = [difficulty.spread(r) for _, r in _groups(indices, gens, results)]
+    rounds = 0
+    while sum(spread) < wanted and rounds < difficulty.cfg.max_rounds:
+        rounds += 1
+        extra, more_rows, more_gens, more_results = more(step, wanted - sum(spread), rounds)
+        more_groups = _groups(extra, more_gens, more_results)
+        difficulty.observe(step, more_groups)
+        drawn.append((more_rows, more_gens, more_results))
+        groups += [(rounds, k) for k in range(len(extra))]
+        spread += [difficulty.spread(r) for _, r in more_groups]
+    kept = [g for g, s in zip(groups, spread) if s][:wanted]
+    filled = [g for g, s in zip(groups, spread) if not s][: wanted - len(kept)]
+    chosen = {g: n for n, g in enumerate(sorted(kept + filled))}
+    out_rows, out_gens, out_results = [], [], []
+    for r, (r_rows, r_gens, r_results) in enumerate(drawn):
+        for row, g, res in zip(r_rows, r_gens, r_results):
+            if (r, g.prompt_index) in chosen:
+                out_rows.append(row)
+                out_gens.append(dataclasses.replace(g, prompt_index=chosen[(r, g.prompt_index)]))
+                out_results.append(res)
+    info = {
+        "dynamic/rounds": float(rounds),
+        "dynamic/groups_drawn": float(len(groups)),
+        "dynamic/kept_with_spread": float(len(kept)),
+        "dynamic/filled_without_spread": float(len(filled)),
+        **difficulty.totals(),  # the extra rounds' rollouts included
+    }
+    return out_rows, out_gens, out_results, info
 
 
 def _shaped_scores(
@@ -509,7 +627,7 @@ def _reward_metrics(records: Sequence[Mapping[str, Any]], results: Sequence[Rewa
     return out
 
 
-def _write_summary(run_dir: str, state: TrainState) -> None:
+def _write_summary(run_dir: str, state: TrainState, difficulty: Mapping[str, Any]) -> None:
     results = []
     path = os.path.join(run_dir, "eval.jsonl")
     if os.path.exists(path):
@@ -534,5 +652,6 @@ def _write_summary(run_dir: str, state: TrainState) -> None:
         "best": table(best),
         "gain_after": gains(results[-1]),
         "gain_best": gains(best),
+        "difficulty": dict(difficulty),
     }
     write_json(os.path.join(run_dir, "summary.json"), summary)

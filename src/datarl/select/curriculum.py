@@ -34,18 +34,22 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from datarl.errors import UserError
 from datarl.records import TASKS
 
+Admit = Callable[[int, int], bool]
+"""A filter on drawn prompts: ``admit(record_index, step)``; False passes the prompt over."""
+
 __all__ = [
     "Phase",
     "CurriculumConfig",
     "CurriculumError",
     "CurriculumSampler",
+    "Admit",
     "natural_mixture",
     "paper_default",
     "NATURAL",
@@ -255,6 +259,8 @@ class CurriculumSampler:
         self._pos: dict[str, int] = {t: 0 for t in self.by_task}
         self._epoch: dict[str, int] = {t: 0 for t in self.by_task}
         self.step = 0
+        self.passed_over = 0  # drawn prompts an ``admit`` filter refused
+        self.forced = 0  # prompts taken although refused (every prompt of their task was refused)
 
     def _perm(self, task: str) -> list[int]:
         if task not in self._order:
@@ -263,8 +269,13 @@ class CurriculumSampler:
             self._order[task] = order
         return self._order[task]
 
-    def _take(self, task: str, k: int) -> list[int]:
-        out = []
+    def _take(self, task: str, k: int, admit: Admit | None = None, step: int = 0) -> list[int]:
+        """The next ``k`` prompts of ``task`` in its permutation (a new one each epoch). With ``admit``, a
+        prompt it refuses is passed over (and counted in ``self.passed_over``); after a whole epoch's worth of
+        refusals in a row, the rest of the share is taken as drawn (counted in ``self.forced``), so a task whose
+        every prompt is refused still fills its share."""
+        out: list[int] = []
+        refused = 0
         while len(out) < k:
             perm = self._perm(task)
             if self._pos[task] >= len(perm):
@@ -272,19 +283,31 @@ class CurriculumSampler:
                 self._pos[task] = 0
                 self._order.pop(task, None)
                 continue
-            out.append(perm[self._pos[task]])
+            index = perm[self._pos[task]]
             self._pos[task] += 1
+            if admit is not None and not admit(index, step):
+                refused += 1
+                if refused <= len(perm):
+                    self.passed_over += 1
+                    continue
+                admit = None  # every prompt of the task refused: the rest of its share is taken as drawn
+            if admit is None and refused:
+                self.forced += 1
+            out.append(index)
+            if admit is not None:
+                refused = 0
         return out
 
     def mixture(self, step: int) -> dict[str, float]:
         return self.config.mixture(step, self.natural)
 
-    def next_batch(self) -> tuple[list[int], dict[str, Any]]:
-        """The next step's record indices and what to log (phase, target and realised mixture)."""
+    def next_batch(self, admit: Admit | None = None) -> tuple[list[int], dict[str, Any]]:
+        """The next step's record indices and what to log (phase, target and realised mixture). ``admit(index,
+        step)``: a filter on the drawn prompts (a difficulty policy; see :meth:`_take`)."""
         step = self.step
         target = self.mixture(step)
         counts = _allocate(target, self.prompts_per_step)
-        indices = [i for task in sorted(counts) for i in self._take(task, counts[task])]
+        indices = [i for task in sorted(counts) for i in self._take(task, counts[task], admit, step)]
         self.step += 1
         phase = self.config.phase_index(step)
         info = {
@@ -295,8 +318,21 @@ class CurriculumSampler:
         }
         return indices, info
 
+    def extra(self, k: int, admit: Admit | None = None) -> list[int]:
+        """``k`` more prompts for the step just drawn (dynamic sampling), in its mixture; the step stays."""
+        step = max(0, self.step - 1)
+        counts = _allocate(self.mixture(step), k)
+        return [i for task in sorted(counts) for i in self._take(task, counts[task], admit, step)]
+
     def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "pos": dict(self._pos), "epoch": dict(self._epoch), "seed": self.seed}
+        return {
+            "step": self.step,
+            "pos": dict(self._pos),
+            "epoch": dict(self._epoch),
+            "seed": self.seed,
+            "passed_over": self.passed_over,
+            "forced": self.forced,
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("seed") != self.seed or set(state.get("pos", {})) != set(self.by_task):
@@ -304,6 +340,8 @@ class CurriculumSampler:
         self.step = int(state["step"])
         self._pos = {t: int(v) for t, v in state["pos"].items()}
         self._epoch = {t: int(v) for t, v in state["epoch"].items()}
+        self.passed_over = int(state.get("passed_over", 0))
+        self.forced = int(state.get("forced", 0))
         self._order = {}
 
     def ordered(self, steps: int) -> list[list[int]]:

@@ -57,7 +57,7 @@ from datarl.select.prepo import (
 )
 from datarl.select.prepo_report import build_report, format_summary
 
-__all__ = ["run_select", "SelectSummary", "check_router", "SCORES_FORMAT"]
+__all__ = ["run_select", "SelectSummary", "check_router", "SCORES_FORMAT", "parse_scores"]
 
 SCORES_FORMAT = 1
 
@@ -234,12 +234,8 @@ def _open_scores(path: str, fingerprint: dict[str, Any], restart: bool, policy_n
         if not data.endswith(b"\n"):
             fh.truncate(data.rfind(b"\n") + 1)
             data = data[: data.rfind(b"\n") + 1]
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    try:
-        header = json.loads(lines[0])
-        old = header["fingerprint"]
-    except (ValueError, KeyError, TypeError, IndexError):
-        raise SelectError(f"{path}: not a datarl scores file (bad header); delete it or pass --restart") from None
+    header, done = parse_scores(data.decode("utf-8", errors="replace"), path)
+    old = header["fingerprint"]
     if old != fingerprint:
         differ = sorted(
             {"weights": "policy"}.get(k, k) for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k)
@@ -248,14 +244,27 @@ def _open_scores(path: str, fingerprint: dict[str, Any], restart: bool, policy_n
             f"{path}: these scores were made with a different {', '.join(differ)}; pass --restart to "
             "discard them, or --scores NEW_PATH to keep both"
         )
+    return done
+
+
+def parse_scores(text: str, path: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A scores file's header and its entries by prompt id (``id``, ``task``, ``domain``, ``rewards``, ...);
+    a corrupt entry line is left out (it only costs re-scoring that prompt); a bad header is a SelectError."""
+    lines = text.splitlines()
+    try:
+        header = json.loads(lines[0])
+        if not isinstance(header, dict) or "datarl_prepo_scores" not in header or "fingerprint" not in header:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise SelectError(f"{path}: not a datarl scores file (bad header); delete it or pass --restart") from None
     done: dict[str, dict[str, Any]] = {}
     for line in lines[1:]:
         try:
             entry = json.loads(line)
             done[str(entry["id"])] = entry
         except (ValueError, KeyError, TypeError):
-            continue  # a corrupt line only costs re-scoring that prompt
-    return done
+            continue
+    return header, done
 
 
 def _chunk_seed(seed: int, chunk: int) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 from datarl.io import write_bytes
 from datarl.metrics.compare import MIN_SEEDS, decide, iqm, seed_interval, stratified_interval
 from datarl.study.plan import read_compact
-from datarl.study.spec import HIGHER_IS_BETTER, METRICS, RunSpec, StudySpec
+from datarl.study.spec import HIGHER_IS_BETTER, METRICS, RATIO_METRICS, SEED_ONLY_METRICS, RunSpec, StudySpec
 
 __all__ = ["RunScores", "load_run_scores", "write_compact", "compute_results", "run_matrix", "results_markdown"]
 
@@ -30,12 +30,14 @@ IQM_MIN_SEEDS = 5  # below this the per-seed values are listed instead
 
 @dataclass
 class RunScores:
-    """One run's evaluations: step -> task -> prompt key -> score, for gold and for the hacking gap."""
+    """One run's evaluations: step -> task -> prompt key -> score, for gold and for the hacking gap; and its
+    cost so far after each step (``progress``: step -> ``rollouts``, ``seconds`` of PPO steps)."""
 
     arm: str
     seed: int
     gold: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
     gap: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
+    progress: dict[int, dict[str, float]] = field(default_factory=dict)
     stages: dict[str, Any] = field(default_factory=dict)
     finished: bool = False
 
@@ -58,6 +60,7 @@ def load_run_scores(run: RunSpec) -> RunScores:
             run.seed,
             gold=_int_steps(compact["gold"]),
             gap=_int_steps(compact["gap"]),
+            progress=_int_steps(compact.get("progress") or {}),  # absent in compact results before it existed
             stages=compact["stages"],
             finished=True,
         )
@@ -81,6 +84,7 @@ def write_compact(run: RunSpec, seconds: float) -> None:
         "seconds": round(seconds, 1),
         "gold": {str(k): v for k, v in sorted(scores.gold.items())},
         "gap": {str(k): v for k, v in sorted(scores.gap.items())},
+        "progress": {str(k): v for k, v in sorted(scores.progress.items())},
         "stages": {
             stage: {k: entry[k] for k in ("fingerprint", "seconds", "shared_from", "saved_seconds") if k in entry}
             for stage, entry in scores.stages.items()
@@ -115,10 +119,31 @@ def _from_run_dir(run: RunSpec) -> RunScores:
         out.gold[step] = gold
         if gap:
             out.gap[step] = gap
+    out.progress = _progress(os.path.join(run.run_dir, "train", "metrics.jsonl"))
     ledger = os.path.join(run.run_dir, "stages.json")
     if os.path.exists(ledger):
         with open(ledger, encoding="utf-8") as fh:
             out.stages = json.load(fh)
+    return out
+
+
+def _progress(path: str) -> dict[int, dict[str, float]]:
+    """After each completed step: rollouts so far (``difficulty/rollouts``, logged since the difficulty state
+    exists) and the summed seconds of the PPO steps (``perf/step_s``: evaluations excluded, and a resumed run's
+    steps count once). Empty when the run logged no rollout counts."""
+    if not os.path.exists(path):
+        return {}
+    out: dict[int, dict[str, float]] = {0: {"rollouts": 0.0, "seconds": 0.0}}
+    seconds = 0.0
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if "difficulty/rollouts" not in row:
+                return {}
+            seconds += float(row.get("perf/step_s") or 0.0)
+            out[int(row["step"]) + 1] = {"rollouts": float(row["difficulty/rollouts"]), "seconds": round(seconds, 3)}
     return out
 
 
@@ -174,6 +199,49 @@ def _compare_prompts(kind: str, arm: list[RunScores], base: list[RunScores], tas
     return out
 
 
+def _cost(run: RunScores, step: int, reached: bool, key: str) -> float | None:
+    """``key`` (rollouts or seconds) spent up to ``step``; a run that never reached the target is charged its
+    total plus one evaluation interval's worth at its average rate (as :func:`_steps_to` adds an interval)."""
+    if reached:
+        return (run.progress.get(step) or {}).get(key)
+    last = max(run.progress) if run.progress else None
+    if not last:
+        return None
+    return run.progress[last][key] * step / last
+
+
+def _compare_cost(arm: list[RunScores], base: list[RunScores], task: str, key: str) -> dict[str, Any] | None:
+    """Per seed, the arm's cost (rollouts or seconds) to reach the baseline's final mean gold over the
+    baseline's own cost to reach it; the mean ratio and its interval over seeds."""
+    per_seed, not_reached = {}, 0
+    base_by_seed = {r.seed: r for r in base}
+    for run in arm:
+        other = base_by_seed.get(run.seed)
+        final = list(other.last("gold").get(task, {}).values()) if other is not None and other.steps else []
+        if not final or not run.steps or not run.progress or not other.progress:
+            continue
+        target = _mean(final)
+        mine = _cost(run, *_steps_to(run, task, target), key)
+        step, reached = _steps_to(other, task, target)
+        theirs = _cost(other, step, reached, key)
+        if mine is None or not theirs:
+            continue
+        not_reached += not _steps_to(run, task, target)[1]
+        per_seed[run.seed] = mine / theirs
+    if not per_seed:
+        return None
+    est, low, high = seed_interval(list(per_seed.values()), seed=0)
+    return {
+        "difference": est,
+        "low": low,
+        "high": high,
+        "seed_low": low,
+        "seed_high": high,
+        "per_seed": per_seed,
+        "not_reached": not_reached,
+    }
+
+
 def _compare_steps(arm: list[RunScores], base: list[RunScores], task: str) -> dict[str, Any] | None:
     per_seed, not_reached = {}, 0
     base_by_seed = {r.seed: r for r in base}
@@ -212,19 +280,28 @@ def compute_results(spec: StudySpec, runs: Sequence[RunScores]) -> dict[str, Any
         kind = "gap" if comp.metric == "hacking_gap" else "gold"
         tasks = list(comp.tasks) or sorted({t for r in arm + base for t in r.last(kind)})
         for task in tasks:
-            found = _compare_steps(arm, base, task) if comp.metric == "steps_to_baseline" else None
-            if comp.metric != "steps_to_baseline":
+            if comp.metric == "steps_to_baseline":
+                found = _compare_steps(arm, base, task)
+            elif comp.metric in RATIO_METRICS:
+                found = _compare_cost(arm, base, task, comp.metric.split("_")[0])
+            else:
                 found = _compare_prompts(kind, arm, base, task)
             row: dict[str, Any] = {"metric": comp.metric, "arm": comp.arm, "vs": comp.vs, "task": task}
             if found is None:
                 comparisons.append({**row, "verdict": "no data"})
                 continue
             est, low, high = found["difference"], found["low"], found["high"]
-            sign = [v for v in found["per_seed"].values() if est != 0 and (v > 0) == (est > 0) and v != 0]
+            null = 1.0 if comp.metric in RATIO_METRICS else 0.0  # a ratio is decided against 1
+            sign = [v for v in found["per_seed"].values() if est != null and (v > null) == (est > null) and v != null]
             n_seeds = len(found["per_seed"])
             call, why = decide(
-                est, (low, high), (found["seed_low"], found["seed_high"]), n_seeds, HIGHER_IS_BETTER[comp.metric]
+                est - null,
+                (low - null, high - null),
+                (found["seed_low"] - null, found["seed_high"] - null),
+                n_seeds,
+                HIGHER_IS_BETTER[comp.metric],
             )
+            why = why.replace("exclude 0", "exclude 1") if null else why
             widths = [(high - low) / 2] + (
                 [(found["seed_high"] - found["seed_low"]) / 2] if n_seeds >= MIN_SEEDS else []
             )
@@ -266,7 +343,7 @@ def compute_results(spec: StudySpec, runs: Sequence[RunScores]) -> dict[str, Any
         "metrics": {m: METRICS[m] for m in sorted({c.metric for c in spec.comparisons})},
         "interval": "95% percentile bootstraps (scipy.stats.bootstrap, 2000 resamples, rng seed 0): the "
         "difference's interval resamples prompts within each seed; 'seeds alone' resamples the per-seed "
-        "differences (steps_to_baseline has only the latter)",
+        f"differences ({', '.join(SEED_ONLY_METRICS)} have only the latter; the ratios' are of the mean ratio)",
         "comparisons": comparisons,
         "final": final,
         "curves": {arm: _curves(arm_runs, "gold") for arm, arm_runs in by_arm.items()},
@@ -354,11 +431,13 @@ def results_markdown(results: Mapping[str, Any], timings: Mapping[str, Any]) -> 
         if c.get("verdict") == "no data":
             lines.append(f"| {c['metric']} | {c['arm']} vs {c['vs']} | {c['task']} | – | – | – | no data |")
             continue
-        digits = 1 if c["metric"] == "steps_to_baseline" else 3
-        ci = f"{_f(c['difference'], digits, True)} [{_f(c['low'], digits, True)}, {_f(c['high'], digits, True)}]"
-        seeds = ", ".join(f"{k}: {_f(v, digits, True)}" for k, v in c["per_seed"].items())
-        if c.get("seed_low") is not None:
-            seeds += f"; seeds alone [{_f(c['seed_low'], digits, True)}, {_f(c['seed_high'], digits, True)}]"
+        digits = 1 if c["metric"] == "steps_to_baseline" else 2 if c["metric"] in RATIO_METRICS else 3
+        sg = c["metric"] not in RATIO_METRICS  # a ratio (x) is unsigned; a difference signed
+        x = "" if sg else "x"
+        ci = f"{_f(c['difference'], digits, sg)}{x} [{_f(c['low'], digits, sg)}, {_f(c['high'], digits, sg)}]"
+        seeds = ", ".join(f"{k}: {_f(v, digits, sg)}{x}" for k, v in c["per_seed"].items())
+        if c.get("seed_low") is not None and c["metric"] not in SEED_ONLY_METRICS:
+            seeds += f"; seeds alone [{_f(c['seed_low'], digits, sg)}, {_f(c['seed_high'], digits, sg)}]"
         call = c["verdict"]
         if call == "no difference resolved" and c.get("half_width") is not None:
             call += f" (±{_f(c['half_width'], digits)}; {c['why']})"

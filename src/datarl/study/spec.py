@@ -40,6 +40,8 @@ from datarl.pipeline.config import PipelineConfig, pipeline_config_from_mapping
 
 __all__ = [
     "METRICS",
+    "RATIO_METRICS",
+    "SEED_ONLY_METRICS",
     "SHAREABLE",
     "Comparison",
     "RunSpec",
@@ -54,8 +56,23 @@ METRICS = {
     "hacking_gap": "training reward minus gold per eval prompt at the last evaluation (lower is better)",
     "steps_to_baseline": "PPO steps until the run's mean gold first reaches the baseline's final mean gold, "
     "same seed (lower is better)",
+    "rollouts_to_baseline": "rollouts (sampled responses) until the run's mean gold first reaches the baseline's "
+    "final mean gold, as a ratio to the baseline's rollouts to the same gold, same seed (lower is better)",
+    "seconds_to_baseline": "PPO step seconds (rollout, reward and update; evaluations excluded) until the run's "
+    "mean gold first reaches the baseline's final mean gold, as a ratio to the baseline's, same seed "
+    "(lower is better)",
 }
-HIGHER_IS_BETTER = {"gold": True, "hacking_gap": False, "steps_to_baseline": False}
+HIGHER_IS_BETTER = {
+    "gold": True,
+    "hacking_gap": False,
+    "steps_to_baseline": False,
+    "rollouts_to_baseline": False,
+    "seconds_to_baseline": False,
+}
+RATIO_METRICS = ("rollouts_to_baseline", "seconds_to_baseline")
+"""Metrics reported as a ratio arm / baseline (decided on whether its interval excludes 1)."""
+SEED_ONLY_METRICS = ("steps_to_baseline", *RATIO_METRICS)
+"""Metrics with one value per seed (no per-prompt interval)."""
 SHAREABLE = ("synth", "sft", "pairs", "bt", "genrm", "references", "pool_scores", "select")
 _KEYS = ("study_dir", "base", "overrides", "seeds", "seed_keys", "arms", "baseline", "comparisons", "share")
 _COMPARISON_KEYS = ("metric", "tasks", "arms", "vs")
