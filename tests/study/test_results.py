@@ -234,3 +234,24 @@ def test_rollouts_and_seconds_to_the_baselines_gold_are_ratios_per_seed(world):
     table = results_markdown(results, run_matrix([load_run_scores(r) for r in spec.runs]))
     line = next(x for x in table.splitlines() if x.startswith("| rollouts_to_baseline"))
     assert f"{rows['rollouts_to_baseline']['difference']:.2f}x [" in line  # a ratio, unsigned, with its interval
+
+
+def test_the_world_check_flags_runs_whose_models_were_built_differently(tmp_path):
+    from datarl.study.results import RunScores, _world, world_check
+
+    def model(name: str, weights: bytes) -> str:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(weights)
+        (d / "datarl_sft.json").write_text(name)  # metadata (build times and the like) is not the world
+        return str(d)
+
+    same_a, same_b, other = model("a", b"w1"), model("b", b"w1"), model("c", b"w2")
+    worlds = [_world({"sft": {"outputs": [p]}}) for p in (same_a, same_b, other)]
+    assert worlds[0] == worlds[1] != worlds[2]
+    runs = [RunScores("x", s, world=w, finished=True) for s, w in enumerate(worlds)]
+    assert world_check(runs[:2]) == {"status": "same", "unverified": []}
+    mixed = world_check(runs)
+    assert mixed["status"] == "mixed" and sorted(map(len, mixed["groups"])) == [1, 2]
+    old = RunScores("y", 0, finished=True)  # compact results from before the digests
+    assert world_check([*runs[:2], old]) == {"status": "unverified", "unverified": ["y/seed-0"]}

@@ -11,6 +11,7 @@ seed. Statistics are :mod:`datarl.metrics.compare` (``scipy.stats.bootstrap``).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import math
 import os
@@ -20,6 +21,7 @@ from typing import Any
 
 from datarl.io import write_bytes
 from datarl.metrics.compare import MIN_SEEDS, decide, iqm, seed_interval, stratified_interval
+from datarl.pipeline.ledger import file_digest
 from datarl.study.plan import read_compact
 from datarl.study.spec import HIGHER_IS_BETTER, METRICS, RATIO_METRICS, SEED_ONLY_METRICS, RunSpec, StudySpec
 
@@ -39,6 +41,7 @@ class RunScores:
     gap: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
     progress: dict[int, dict[str, float]] = field(default_factory=dict)
     stages: dict[str, Any] = field(default_factory=dict)
+    world: dict[str, str] = field(default_factory=dict)  # WORLD_STAGES -> digest of what it built
     finished: bool = False
 
     @property
@@ -62,6 +65,7 @@ def load_run_scores(run: RunSpec) -> RunScores:
             gap=_int_steps(compact["gap"]),
             progress=_int_steps(compact.get("progress") or {}),  # absent in compact results before it existed
             stages=compact["stages"],
+            world=compact.get("world") or {},  # absent in compact results written before it existed
             finished=True,
         )
     return _from_run_dir(run)
@@ -85,6 +89,7 @@ def write_compact(run: RunSpec, seconds: float) -> None:
         "gold": {str(k): v for k, v in sorted(scores.gold.items())},
         "gap": {str(k): v for k, v in sorted(scores.gap.items())},
         "progress": {str(k): v for k, v in sorted(scores.progress.items())},
+        "world": scores.world,
         "stages": {
             stage: {k: entry[k] for k in ("fingerprint", "seconds", "shared_from", "saved_seconds") if k in entry}
             for stage, entry in scores.stages.items()
@@ -124,7 +129,58 @@ def _from_run_dir(run: RunSpec) -> RunScores:
     if os.path.exists(ledger):
         with open(ledger, encoding="utf-8") as fh:
             out.stages = json.load(fh)
+        out.world = _world(out.stages)
     return out
+
+
+WORLD_STAGES = ("synth", "sft", "bt", "genrm")
+"""The stages whose outputs make a run's world (the suite and the models trained on it). Their fingerprints
+are of their configs, but a model's weights also depend on the machine's floating-point sums (the thread count
+among them), so runs of one study that rebuilt a stage elsewhere can differ with equal fingerprints: the
+digests of what these stages built tell."""
+
+
+def _world(stages: Mapping[str, Any]) -> dict[str, str]:
+    """Per world stage that ran: a digest of its outputs (a model directory: its weight files only; metadata
+    such as build times left out)."""
+    out = {}
+    for stage in WORLD_STAGES:
+        paths = (stages.get(stage) or {}).get("outputs") or []
+        if paths and all(os.path.exists(p) for p in paths):
+            out[stage] = _digest(paths)
+    return out
+
+
+def _digest(paths: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        if os.path.isdir(path):
+            names = sorted(
+                os.path.join(root, f)
+                for root, _, files in os.walk(path)
+                for f in files
+                if f.endswith((".safetensors", ".bin"))
+            )
+        else:
+            names = [path]
+        for name in names:
+            h.update(file_digest(name).encode())
+    return h.hexdigest()[:16]
+
+
+def world_check(runs: Sequence[RunScores]) -> dict[str, Any]:
+    """Whether every run of the study had the same world (:data:`WORLD_STAGES`): ``same``, ``mixed`` (the
+    groups of runs per world) or ``unverified`` (some runs carry no digests: results written before they
+    were recorded)."""
+    known = [r for r in runs if r.world]
+    unknown = sorted(f"{r.arm}/seed-{r.seed}" for r in runs if not r.world and (r.finished or r.stages))
+    groups: dict[str, list[str]] = {}
+    for r in known:
+        key = json.dumps(r.world, sort_keys=True)
+        groups.setdefault(key, []).append(f"{r.arm}/seed-{r.seed}")
+    if len(groups) > 1:
+        return {"status": "mixed", "groups": [sorted(g) for g in groups.values()], "unverified": unknown}
+    return {"status": "unverified" if unknown else "same", "unverified": unknown}
 
 
 def _progress(path: str) -> dict[int, dict[str, float]]:
@@ -349,6 +405,7 @@ def compute_results(spec: StudySpec, runs: Sequence[RunScores]) -> dict[str, Any
         "curves": {arm: _curves(arm_runs, "gold") for arm, arm_runs in by_arm.items()},
         "hacking_gap": {arm: _curves(arm_runs, "gap") for arm, arm_runs in by_arm.items()},
         "runs": [{"arm": r.arm, "seed": r.seed, "evaluated_steps": r.steps} for r in runs],
+        "world": world_check(runs),
     }
 
 
@@ -413,6 +470,19 @@ def _f(x: Any, digits: int = 3, signed: bool = False) -> str:
     return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
 
 
+def _world_lines(check: Mapping[str, Any]) -> list[str]:
+    if check.get("status") == "mixed":
+        groups = "; ".join(", ".join(g) for g in check["groups"])
+        return [
+            f"**Warning: the runs did not share one world** (suite or models built differently: {groups}); "
+            "comparisons across these groups mix the effect with the difference in worlds.",
+            "",
+        ]
+    if check.get("unverified"):
+        return [f"World not verified for {', '.join(check['unverified'])} (results written before digests).", ""]
+    return []
+
+
 def results_markdown(results: Mapping[str, Any], timings: Mapping[str, Any]) -> str:
     """The tables of ``results.json`` and ``timings.json`` as Markdown."""
     lines = [
@@ -422,6 +492,7 @@ def results_markdown(results: Mapping[str, Any], timings: Mapping[str, Any]) -> 
         f"called better or worse only with at least {MIN_SEEDS} seeds and when both intervals exclude 0; "
         "otherwise the larger half-width is the smallest difference this study could have resolved.",
         "",
+        *_world_lines(results.get("world") or {}),
         "## Comparisons",
         "",
         "| metric | arm vs baseline | task | difference [95% CI] | per seed | seeds agreeing | verdict |",
