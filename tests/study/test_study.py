@@ -215,7 +215,10 @@ def test_cli_bad_study_is_one_line_exit_2(tmp_path):
     assert proc.stderr.startswith("datarl: error:") and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("name", ["smoke", "prepo", "prepo_scale", "hacking", "curriculum"])
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "studies")
+
+
+@pytest.mark.parametrize("name", sorted(f[:-5] for f in os.listdir(EXAMPLES) if f.endswith(".yaml")))
 def test_every_example_study_file_passes_its_checks(name, tmp_path):
     here = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "studies", f"{name}.yaml")
     spec = load_study(here, str(tmp_path / name))
