@@ -49,6 +49,12 @@ def test_seeded_from_the_records_prepo_rewards_then_updated_by_rollouts():
     assert state.difficulty("g0") == "normal" and state.pass_rate("g0") is None
     assert metrics["difficulty/all/solved"] == pytest.approx(1 / 3) and metrics["difficulty/math/failed"] == 0.5
     assert metrics["difficulty/general/mixed"] == 1.0 and metrics["difficulty/rollouts"] == 12
+    assert "difficulty/general.describe/mixed" not in metrics  # these records name no domain finer than the task
+    rows = records()
+    rows[0]["domain"], rows[2]["domain"] = "math.addsub", "math.muldiv"
+    by_domain = DifficultyState(DifficultyConfig(), rows, VERIFIED).observe(0, [(0, [1.0, 1.0]), (2, [0.0, 0.0])])
+    assert by_domain["difficulty/math.addsub/solved"] == 1.0 and by_domain["difficulty/math.muldiv/failed"] == 1.0
+    assert by_domain["difficulty/math/solved"] == 0.5
     row = next(r for r in state.rows() if r["id"] == "m0")
     assert row["visits"] == 1 and row["last_step"] == 3 and row["history"] == ["solved"] and row["rollouts"] == 8
     assert next(r for r in state.rows() if r["id"] == "g0")["mean_reward"] == pytest.approx(0.525)

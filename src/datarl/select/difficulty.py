@@ -242,6 +242,7 @@ class DifficultyState:
         self.verified = frozenset(verified_tasks)
         self.ids = [str(r.get("id")) for r in records]
         self.tasks = {str(r.get("id")): str(r.get("task")) for r in records}
+        self.domains = {str(r.get("id")): str(r.get("domain") or r.get("task")) for r in records}
         self.entries: dict[str, dict[str, Any]] = {}
         self.rollouts = 0  # rollouts of this training (not the seed's)
         self.seeded = 0
@@ -318,8 +319,9 @@ class DifficultyState:
         return bool(rewards) and max(rewards) - min(rewards) > SPREAD_EPS
 
     def observe(self, step: int, groups: Sequence[tuple[int, Sequence[float]]]) -> dict[str, float]:
-        """Record one step's groups (training record index, its samples' rewards); the step's metrics: per task
-        and overall, the share of groups that were solved / failed / flat / mixed, and the rollout counts."""
+        """Record one step's groups (training record index, its samples' rewards); the step's metrics: per task,
+        per domain (where the records name one finer than the task) and overall, the share of groups that were
+        solved / failed / flat / mixed; and the rollout counts."""
         counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(VISIT_CLASSES, 0))
         for index, rewards in groups:
             pid = self.ids[index]
@@ -343,6 +345,8 @@ class DifficultyState:
                 e["dropped"] = True
             self.rollouts += len(rewards)
             counts[task][cls] += 1
+            if self.domains[pid] != task:
+                counts[self.domains[pid]][cls] += 1
             counts["all"][cls] += 1
         out: dict[str, float] = {}
         for task, by_class in sorted(counts.items()):
