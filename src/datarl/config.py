@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
 from datarl.errors import ConfigError
 
-__all__ = ["ConfigError", "did_you_mean", "load_config", "unknown_keys"]
+__all__ = ["ConfigError", "build_section", "did_you_mean", "load_config", "unknown_keys"]
+
+_Section = TypeVar("_Section")
 
 
 def unknown_keys(cls: type, keys: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -55,3 +57,21 @@ def load_config(path: str | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+def build_section(cls: type[_Section], data: object, where: str) -> _Section:
+    """``cls(**data)`` for a config section (a dataclass): None gives the defaults; unknown keys (with the
+    nearest names) and bad values are a ``ConfigError`` naming ``where``."""
+    if data is None:
+        return cls()
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: must be a mapping of options, got {type(data).__name__}")
+    unknown, names = unknown_keys(cls, data)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown option(s) {unknown}{did_you_mean(unknown, names)}; allowed: {', '.join(names)}"
+        )
+    try:
+        return cls(**dict(data))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None

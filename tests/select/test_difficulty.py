@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from datarl.config import build_section
 from datarl.errors import ConfigError
 from datarl.select.curriculum import CurriculumConfig, CurriculumSampler
 from datarl.select.difficulty import DifficultyConfig, DifficultyState, visit_class
@@ -145,4 +146,4 @@ def test_a_seed_file_of_another_pool_or_task_is_refused(tmp_path):
 )
 def test_bad_difficulty_options_are_config_errors(section, message):
     with pytest.raises(ConfigError, match=message):
-        DifficultyConfig.from_mapping(section)
+        build_section(DifficultyConfig, section, "difficulty")

@@ -23,34 +23,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from datarl.config import did_you_mean, unknown_keys
+from datarl.config import build_section, did_you_mean
 from datarl.errors import ConfigError
 from datarl.rl.ppo import CRITIC_FREE, ESTIMATORS
 from datarl.select.difficulty import DifficultyConfig
 
 __all__ = ["PPOConfig", "EvalConfig", "LoggingConfig", "TrainConfig", "ConfigError"]
-
-
-_Section = TypeVar("_Section")
-
-
-def _build(cls: type[_Section], data: object, where: str) -> _Section:
-    """``cls(**data)`` with unknown keys and bad values reported as ``ConfigError`` naming ``where``."""
-    if data is None:
-        return cls()
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: must be a mapping of options, got {type(data).__name__}")
-    unknown, names = unknown_keys(cls, data)
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown option(s) {unknown}{did_you_mean(unknown, names)}; allowed: {', '.join(names)}"
-        )
-    try:
-        return cls(**dict(data))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -437,11 +417,11 @@ class TrainConfig:
                 eval_path=path(data_sec.get("eval")),
                 reward=dict(reward),
                 curriculum=data.get("curriculum", "paper"),
-                ppo=_build(PPOConfig, data.get("ppo"), "ppo"),
-                eval_cfg=_build(EvalConfig, data.get("eval"), "eval"),
+                ppo=build_section(PPOConfig, data.get("ppo"), "ppo"),
+                eval_cfg=build_section(EvalConfig, data.get("eval"), "eval"),
                 hacking=dict(data.get("hacking") or {}),
-                logging=_build(LoggingConfig, data.get("logging"), "logging"),
-                difficulty=DifficultyConfig.from_mapping(data.get("difficulty")),
+                logging=build_section(LoggingConfig, data.get("logging"), "logging"),
+                difficulty=build_section(DifficultyConfig, data.get("difficulty"), "difficulty"),
                 run_dir=path(data.get("run_dir") or "runs/train"),
                 **top,
             )

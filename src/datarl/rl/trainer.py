@@ -3,16 +3,17 @@ hybrid rewards and a curriculum.
 
 The whole loop is :func:`train`, read top to bottom: set-up (validate everything, load models),
 then per step: draw prompts (curriculum; a difficulty policy may pass some over) -> sample responses
-(rollout) -> score them (router; every group updates the per-prompt difficulty state, and dynamic sampling
-may draw more prompts in place of groups without a spread of rewards) -> old/ref log-probs and values -> KL-penalised token rewards -> GAE (or, with ``advantage: grpo|rloo``,
-group advantages and no values) -> PPO epochs over minibatches -> KL controller -> log -> evaluate /
-checkpoint. The maths is in :mod:`datarl.rl.ppo`; the critic (a value model of its own, or a head on the
-policy's body) is one interface, :class:`~datarl.rl.critic.Critic`, and ``None`` in a critic-free run.
-Each implementation detail is listed in ``docs/ppo.md`` with the line here that implements it.
+(rollout) -> score them (router; every group updates the per-prompt difficulty state, and dynamic
+sampling may draw more prompts in place of groups without a spread of rewards) -> old/ref log-probs and
+values -> KL-penalised token rewards -> GAE (or, with ``advantage: grpo|rloo``, group advantages and no
+values) -> PPO epochs over minibatches -> KL controller -> log -> evaluate / checkpoint. The maths is in
+:mod:`datarl.rl.ppo`; the critic (a value model of its own, or a head on the policy's body) is one
+interface, :class:`~datarl.rl.critic.Critic`, and ``None`` in a critic-free run. Each implementation
+detail is listed in ``docs/ppo.md`` with the line here that implements it.
 
 Determinism: every random draw derives from ``seed`` and the step number (sampling seed, minibatch
-order, curriculum permutations, re-admission of skipped prompts), so a run resumed from a checkpoint computes exactly the steps an
-uninterrupted run would.
+order, curriculum permutations, re-admission of skipped prompts), so a run resumed from a checkpoint
+computes exactly the steps an uninterrupted run would.
 """
 
 from __future__ import annotations

@@ -42,10 +42,9 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from datarl.config import did_you_mean
 from datarl.errors import ConfigError
 from datarl.io import write_records
 
@@ -110,29 +109,6 @@ class DifficultyConfig:
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.seed_from, str) or not self.seed_from:
             raise ValueError("seed_from must be 'auto', 'none' or a file path")
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None, where: str = "difficulty") -> DifficultyConfig:
-        """From a config section; unknown keys and bad values are a ConfigError naming ``where``."""
-        if data is None:
-            return cls()
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{where}: must be a mapping of options, got {type(data).__name__}")
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown option(s) {unknown}{did_you_mean(unknown, names)}; allowed: {', '.join(names)}"
-            )
-        try:
-            return cls(**dict(data))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-
-    @property
-    def filters(self) -> bool:
-        """Whether any policy changes which prompts are trained on."""
-        return self.skip or self.drop_pass_rate is not None or self.dynamic_sampling
 
 
 def _unit(name: str, value: Any) -> None:

@@ -255,6 +255,22 @@ def _compare_prompts(kind: str, arm: list[RunScores], base: list[RunScores], tas
     return out
 
 
+def _per_seed_result(per_seed: dict[int, float], not_reached: int) -> dict[str, Any] | None:
+    """A metric with one value per seed: their mean and its interval over seeds (the only interval)."""
+    if not per_seed:
+        return None
+    est, low, high = seed_interval(list(per_seed.values()), seed=0)
+    return {
+        "difference": est,
+        "low": low,
+        "high": high,
+        "seed_low": low,
+        "seed_high": high,
+        "per_seed": per_seed,
+        "not_reached": not_reached,
+    }
+
+
 def _cost(run: RunScores, step: int, reached: bool, key: str) -> float | None:
     """``key`` (rollouts or seconds) spent up to ``step``; a run that never reached the target is charged its
     total plus one evaluation interval's worth at its average rate (as :func:`_steps_to` adds an interval)."""
@@ -284,18 +300,7 @@ def _compare_cost(arm: list[RunScores], base: list[RunScores], task: str, key: s
             continue
         not_reached += not _steps_to(run, task, target)[1]
         per_seed[run.seed] = mine / theirs
-    if not per_seed:
-        return None
-    est, low, high = seed_interval(list(per_seed.values()), seed=0)
-    return {
-        "difference": est,
-        "low": low,
-        "high": high,
-        "seed_low": low,
-        "seed_high": high,
-        "per_seed": per_seed,
-        "not_reached": not_reached,
-    }
+    return _per_seed_result(per_seed, not_reached)
 
 
 def _compare_steps(arm: list[RunScores], base: list[RunScores], task: str) -> dict[str, Any] | None:
@@ -313,18 +318,7 @@ def _compare_steps(arm: list[RunScores], base: list[RunScores], task: str) -> di
         theirs, _ = _steps_to(other, task, target)
         not_reached += not reached
         per_seed[run.seed] = float(mine - theirs)
-    if not per_seed:
-        return None
-    est, low, high = seed_interval(list(per_seed.values()), seed=0)
-    return {
-        "difference": est,
-        "low": low,
-        "high": high,
-        "seed_low": low,
-        "seed_high": high,
-        "per_seed": per_seed,
-        "not_reached": not_reached,
-    }
+    return _per_seed_result(per_seed, not_reached)
 
 
 def compute_results(spec: StudySpec, runs: Sequence[RunScores]) -> dict[str, Any]:
