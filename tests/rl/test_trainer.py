@@ -556,3 +556,11 @@ def test_a_scores_file_of_another_pool_is_refused_before_any_model_loads(world, 
     with pytest.raises(ConfigError, match="none of its 1 prompt ids is a training prompt"):
         train(cfg, log=lambda m: None)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_relative_seed_file_is_relative_to_the_config(world, tmp_path):
+    cfg = TrainConfig.from_mapping(
+        config(world, tmp_path / "run", difficulty={"seed_from": "runs/last/difficulty.jsonl"}), base_dir=str(tmp_path)
+    )
+    assert cfg.difficulty.seed_from == str(tmp_path / "runs" / "last" / "difficulty.jsonl")
+    assert TrainConfig.from_mapping(config(world, tmp_path / "run")).difficulty.seed_from == "auto"

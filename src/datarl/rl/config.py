@@ -241,6 +241,13 @@ def _resolve_model_paths(reward: Mapping[str, Any], base_dir: str) -> dict[str, 
     return out
 
 
+def _seed_path(cfg: DifficultyConfig, path: Any) -> DifficultyConfig:
+    """``difficulty.seed_from`` as a path relative to the config file (``auto`` and ``none`` stay as they are)."""
+    if cfg.seed_from in ("auto", "none"):
+        return cfg
+    return dataclasses.replace(cfg, seed_from=path(cfg.seed_from))
+
+
 def _divisor_near(n: int, k: int) -> int:
     return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - k), d))
 
@@ -421,7 +428,7 @@ class TrainConfig:
                 eval_cfg=build_section(EvalConfig, data.get("eval"), "eval"),
                 hacking=dict(data.get("hacking") or {}),
                 logging=build_section(LoggingConfig, data.get("logging"), "logging"),
-                difficulty=build_section(DifficultyConfig, data.get("difficulty"), "difficulty"),
+                difficulty=_seed_path(build_section(DifficultyConfig, data.get("difficulty"), "difficulty"), path),
                 run_dir=path(data.get("run_dir") or "runs/train"),
                 **top,
             )
