@@ -161,16 +161,18 @@ def train(
             t0 = time.perf_counter()
             # 1. prompts for this step, from the curriculum (a difficulty policy may pass some over)
             indices, cur_info = sampler.next_batch(admit)
+            records = [inputs.train[i] for i in indices]
             # 2. rollout: sample responses with per-token log-probs
-            gens = _rollout(policy, [inputs.train[i] for i in indices], p, derive_seed(cfg.seed, step))
+            gens = _rollout(policy, records, p, derive_seed(cfg.seed, step))
             t_gen = time.perf_counter()
             # 3. rewards from the router (verifiers in worker processes, learned models batched here); every
             # group goes into the difficulty state; dynamic sampling sets aside groups without a spread of
             # rewards and draws, samples and scores more prompts in their place
-            rows, results = _score(rewarders, [inputs.train[i] for i in indices], gens, p)
-            diff_info = difficulty.observe(step, _groups(indices, gens, results))
+            rows, results = _score(rewarders, records, gens, p)
+            groups = _groups(indices, gens, results)
+            diff_info = difficulty.observe(step, groups)
             if difficulty.cfg.dynamic_sampling:
-                rows, gens, results, dyn_info = _dynamic_sampling(step, indices, rows, gens, results, difficulty, more)
+                rows, gens, results, dyn_info = _dynamic_sampling(step, groups, rows, gens, results, difficulty, more)
                 diff_info.update(dyn_info)
             scores, finished = _shaped_scores(results, gens, p, device)
             t_reward = time.perf_counter()
@@ -437,7 +439,7 @@ def _draw_more(
 
 def _dynamic_sampling(
     step: int,
-    indices: list[int],
+    first: list[tuple[int, list[float]]],
     rows: list[Mapping[str, Any]],
     gens: list[Generation],
     results: list[RewardResult],
@@ -447,11 +449,12 @@ def _dynamic_sampling(
     """DAPO's dynamic sampling: keep the groups with a spread of rewards; while fewer than the step's prompts,
     draw the shortfall (``more(step, k, round)``, :func:`_draw_more`; up to ``max_rounds`` rounds); every new
     group goes into the difficulty state too; fill what is still short with the set-aside groups, in draw
-    order. Returns the step's rows, generations (re-indexed by group) and rewards, and what to log."""
-    wanted = len(indices)
+    order. ``first``: the step's first draw as :func:`_groups` gives it. Returns the step's rows, generations
+    (re-indexed by group) and rewards, and what to log."""
+    wanted = len(first)
     drawn = [(rows, gens, results)]  # per round: its rows, generations, rewards
-    groups = [(0, k) for k in range(len(indices))]  # (round, prompt index within the round)
-    spread = [difficulty.spread(r) for _, r in _groups(indices, gens, results)]
+    groups = [(0, k) for k in range(len(first))]  # (round, prompt index within the round)
+    spread = [difficulty.spread(r) for _, r in first]
     rounds = 0
     while sum(spread) < wanted and rounds < difficulty.cfg.max_rounds:
         rounds += 1
