@@ -19,6 +19,9 @@ same torch thread count:
   keeps it in the reward, ``docs/ppo.md``);
 - the estimator: ``--advantage gae`` (default: PPO with a critic) or the critic-free ``grpo``/``rloo``
   (datarl's group baselines, no critic loaded or trained);
+- datarl's micro-batches: rows of similar length together (``group_by_length``, the default: fewer pad
+  tokens; about a fifth of this batch's tokens are padding), or with ``--no-group-by-length`` every row
+  padded to the longest, as TRL's batch is;
 - the critic (``gae`` only): ``--value-init policy`` (default: a separate critic model, a second forward and
   backward) or ``shared`` (a value head on the policy's body: one forward and backward for both losses).
 
@@ -31,7 +34,8 @@ such as reward workers and code sandboxes), which a busy machine inflates less t
 
 Usage: python bench/ppo_step.py [--micro] [--steps 3] [--threads 1] [--max-new-tokens 64]
                                 [--natural-lengths] [--rounds 1] [--workers 1] [--value-init policy|shared]
-                                [--advantage gae|grpo|rloo] [--json OUT]
+                                [--advantage gae|grpo|rloo] [--no-group-by-length]
+                                [--json OUT]
 """
 
 from __future__ import annotations
@@ -128,6 +132,7 @@ def run_datarl(model_dir: str, data: str, run_dir: str, args: argparse.Namespace
                 "kl_coef": 0.02,
                 "value_init": args.value_init,
                 "advantage": args.advantage,
+                "group_by_length": args.group_by_length,
             },
             "eval": {"every": 0},
             "save_every": 10_000,
@@ -241,6 +246,13 @@ def main() -> None:
         choices=("gae", "grpo", "rloo"),
         help="datarl's estimator: gae (PPO with a critic, the default) or the critic-free grpo and rloo",
     )
+    parser.add_argument(
+        "--group-by-length",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="datarl's micro-batches of rows of similar length (the default); --no-group-by-length pads every "
+        "row of the batch to the longest, as TRL does",
+    )
     parser.add_argument("--json", help="write the numbers to this file")
     args = parser.parse_args()
     if args.advantage != "gae" and args.value_init != "policy":
@@ -269,6 +281,7 @@ def main() -> None:
                 if args.advantage != "gae"
                 else f"critic: {'a head on the policy body' if args.value_init == 'shared' else 'a separate model'}"
             )
+            + f"; micro-batches {'by length' if args.group_by_length else 'padded to the longest row'}"
         )
         for rnd in range(args.rounds):
             start = time.perf_counter()

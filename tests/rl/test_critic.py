@@ -79,10 +79,8 @@ def test_a_checkpointed_critic_gives_the_same_values(policy_dir, value_init):
 def test_a_pass_run_ahead_serves_the_update_as_a_fresh_pass(policy_dir, value_init):
     _, critic = make(policy_dir, value_init)
     b = batch()
-    rows = [2, 0]  # a shuffled micro-batch: the ahead pass's rows must follow it
-    sub = b.select(rows)
-    width = sub.mask.shape[1]
-    ahead = critic.run_ahead(b, 1.0, True).rows(rows, width)
+    sub = b.select([2, 0])  # a micro-batch in a shuffled order
+    ahead = critic.run_ahead(sub, 1.0, True)
     reused, fresh = critic.update_pass(sub, 1.0, True, ahead), critic.update_pass(sub, 1.0, True)
     for name in ("logp", "entropy", "values"):
         a, f = getattr(reused, name) * sub.mask, getattr(fresh, name) * sub.mask

@@ -335,6 +335,66 @@ def test_one_forward_critic_matches_gradient_accumulation(world, tmp_path, value
         assert set(crit_f) == {"head.weight", "head.bias"}
 
 
+@pytest.mark.parametrize(
+    "ppo_changes",
+    [
+        {"value_init": "policy", "ppo_epochs": 1, "minibatch_size": 8},  # the critic's passes run ahead
+        {"value_init": "policy", "ppo_epochs": 2, "minibatch_size": 4, "micro_batch_size": 2},
+        {"value_init": "shared", "ppo_epochs": 1, "minibatch_size": 8},
+        {"advantage": "grpo", "ppo_epochs": 2, "minibatch_size": 4},
+    ],
+    ids=["gae-fused", "gae-accumulated", "shared-fused", "grpo"],
+)
+def test_micro_batches_by_length_give_the_same_update(world, tmp_path, monkeypatch, ppo_changes):
+    """Rows of similar length in one micro-batch (fewer pad tokens) train the policy and the critic as the
+    micro-batches in the shuffled order do: gradients are weighted by tokens either way. The grouping's
+    per-pass overhead is set to 0 so that these short prompts of different lengths really are cut apart."""
+    from datarl.rl import rollout
+
+    cut, passes = rollout.length_groups, []
+
+    def without_overhead(lengths, max_rows):
+        groups = cut(lengths, max_rows, overhead_tokens=0)
+        passes.append(len(groups))
+        return groups
+
+    monkeypatch.setattr(rollout, "length_groups", without_overhead)
+    rows = [{**r, "prompt": r["prompt"] + " Please answer now." * (3 * i)} for i, r in enumerate(_short_answer_rows(4))]
+    (tmp_path / "varied.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ppo = {"steps": 2, "critic_lr": 1e-2, "max_new_tokens": 8, "adam_eps": 1e-5, **ppo_changes}
+    finals, logged = {}, {}
+    for by_length in (True, False):
+        name = f"by_length_{by_length}"
+        train(
+            TrainConfig.from_mapping(
+                config(
+                    world,
+                    tmp_path / name,
+                    ppo={**ppo, "group_by_length": by_length},
+                    data={"train": str(tmp_path / "varied.jsonl"), "eval": ""},
+                    curriculum="none",
+                )
+            ),
+            log=lambda m: None,
+        )
+        step = tmp_path / name / "checkpoints" / "step-000002"
+        critic = torch.load(step / "state.pt")["critic"] if "advantage" not in ppo_changes else {}
+        finals[by_length] = (params(step / "policy"), critic)
+        logged[by_length] = read_jsonl(tmp_path / name / "metrics.jsonl")
+        if by_length:
+            assert max(passes) > 1  # rows of different lengths were cut apart
+    init = params(world / "policy")
+    assert any(not torch.equal(init[k], finals[True][0][k]) for k in init)  # it did train
+    for key in init:
+        assert torch.allclose(finals[True][0][key], finals[False][0][key], atol=1e-5), key
+    for key in finals[True][1]:
+        assert torch.allclose(finals[True][1][key], finals[False][1][key], atol=1e-5), key
+    for a, b in zip(logged[True], logged[False]):
+        assert a["ppo/policy_loss"] == pytest.approx(b["ppo/policy_loss"], abs=1e-5)
+        assert a["ppo/entropy"] == pytest.approx(b["ppo/entropy"], abs=1e-4)
+        assert a["ppo/grad_norm"] == pytest.approx(b["ppo/grad_norm"], rel=1e-4)  # Adam's step hides a scale
+
+
 def test_a_shared_critic_warm_up_trains_the_head_and_leaves_the_policy(world, tmp_path):
     (tmp_path / "short.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _short_answer_rows(8)))
     ppo = {

@@ -56,6 +56,11 @@ class PPOConfig:
     minibatch_size: sequences per optimiser step; must divide the rollout batch.
     micro_batch_size: sequences per forward/backward (gradient accumulation); must divide
         minibatch_size; 0 = minibatch_size.
+    group_by_length: cut each minibatch (and the no-gradient passes, the whole batch) into micro-batches
+        of rows of similar length, at most ``micro_batch_size`` rows each, so that fewer pad tokens are
+        computed (about a fifth of a batch's tokens on the embedded suite). The update is the same up to
+        float rounding (micro-batches are weighted by their tokens); false: micro-batches in the shuffled
+        order, each exactly ``micro_batch_size`` rows.
     ppo_epochs: passes over the rollout batch per step.
     actor_lr, critic_lr: AdamW learning rates (constant).
     clip_eps: policy ratio clip.
@@ -90,6 +95,7 @@ class PPOConfig:
     samples_per_prompt: int = 4
     minibatch_size: int = 32
     micro_batch_size: int = 0
+    group_by_length: bool = True
     ppo_epochs: int = 2
     actor_lr: float = 5e-5
     critic_lr: float = 2e-4

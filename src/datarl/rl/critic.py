@@ -51,21 +51,16 @@ class UpdatePass:
     entropy: torch.Tensor
     values: torch.Tensor
 
-    def rows(self, rows: list[int], width: int) -> UpdatePass:
-        return UpdatePass(self.logp[rows, :width], self.entropy[rows, :width], self.values[rows, :width])
-
 
 @dataclass(frozen=True)
 class AheadPass:
-    """What a critic ran of the update's forward pass before GAE, with gradients (one PPO epoch over one
-    micro-batch: nothing is updated in between, so this pass serves both). ``values`` detached are the old
-    values; ``whole`` is the whole update pass when the critic shares the policy's body pass."""
+    """What a critic ran of the update's forward pass over one micro-batch before GAE, with gradients (one
+    PPO epoch over one minibatch: nothing is updated in between, so this pass serves both). ``values``
+    detached are the old values; ``whole`` is the whole update pass when the critic shares the policy's
+    body pass."""
 
     values: torch.Tensor
     whole: UpdatePass | None = None
-
-    def rows(self, rows: list[int], width: int) -> AheadPass:
-        return AheadPass(self.values[rows, :width], None if self.whole is None else self.whole.rows(rows, width))
 
 
 def policy_pass(
@@ -95,13 +90,13 @@ class Critic(Protocol):
         ...
 
     def run_ahead(self, batch: RolloutBatch, temperature: float, train_policy: bool) -> AheadPass:
-        """The part of the update's forward pass over all of ``batch`` that can run before GAE."""
+        """The part of the update's forward pass over the micro-batch ``batch`` that can run before GAE."""
         ...
 
     def update_pass(
         self, sub: RolloutBatch, temperature: float, train_policy: bool, ahead: AheadPass | None = None
     ) -> UpdatePass:
-        """The update's forward pass over ``sub``; ``ahead``: the rows of ``sub`` of :meth:`run_ahead`'s pass."""
+        """The update's forward pass over ``sub``; ``ahead``: :meth:`run_ahead`'s pass over the same ``sub``."""
         ...
 
     def backward(self, policy_loss: torch.Tensor, value_loss: torch.Tensor, share: float, train_policy: bool) -> None:
@@ -130,7 +125,7 @@ class SeparateCritic:
         return self.model(batch.input_ids, batch.attention_mask, batch.gather_index)
 
     def run_ahead(self, batch: RolloutBatch, temperature: float, train_policy: bool) -> AheadPass:
-        return AheadPass(self.values(batch))  # the policy's part runs per micro-batch, as unfused
+        return AheadPass(self.values(batch))  # the policy's part runs in the update, as unfused
 
     def update_pass(
         self, sub: RolloutBatch, temperature: float, train_policy: bool, ahead: AheadPass | None = None

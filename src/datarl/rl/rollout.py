@@ -5,6 +5,11 @@ re-indexed into a ``[B, T]`` grid (``T`` = longest response) with ``mask`` marki
 ``gather_index[b, t]`` is the position whose output predicts response token ``t`` (the token
 before it), so the LM head and the value head run only at those positions. A response that
 ended with EOS keeps the EOS token: it is an action the policy took and is rewarded.
+
+Forward passes run over micro-batches of rows of similar length (:func:`length_groups`): a batch whose
+prompts or responses differ in length pads every row to the longest, and on the embedded suite a fifth of
+a batch's tokens were padding. Gradients accumulated over micro-batches weighted by their share of the
+tokens are those of one pass over the whole batch, so the grouping changes the cost, not the update.
 """
 
 from __future__ import annotations
@@ -14,7 +19,39 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["RolloutBatch", "pack"]
+__all__ = ["RolloutBatch", "pack", "length_groups", "GROUP_OVERHEAD_TOKENS"]
+
+# What one more forward pass costs beyond its tokens, counted in tokens: it keeps length_groups from cutting
+# a batch into many tiny passes to save a few pad tokens (Python and kernel-launch overhead per pass).
+GROUP_OVERHEAD_TOKENS = 256
+
+
+def length_groups(
+    lengths: Sequence[int], max_rows: int, overhead_tokens: int = GROUP_OVERHEAD_TOKENS
+) -> list[list[int]]:
+    """Positions ``0..len(lengths)-1`` cut into groups of at most ``max_rows`` that minimise the padded
+    tokens (each group costs its rows x its longest length) plus ``overhead_tokens`` a group.
+
+    The optimum is a cut of the lengths sorted longest first into runs (exchanging rows between groups
+    never lowers the cost otherwise), found exactly by dynamic programming. Deterministic: rows of equal
+    length keep their input order. Groups come longest first, each in sorted order."""
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be at least 1, got {max_rows}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    n = len(order)
+    best = [0.0] + [float("inf")] * n  # best[i]: the cost of the first i sorted rows
+    cut = [0] * (n + 1)
+    for i in range(1, n + 1):
+        for j in range(max(0, i - max_rows), i):  # the last group: sorted rows j..i-1, as wide as row j
+            cost = best[j] + (i - j) * lengths[order[j]] + overhead_tokens
+            if cost < best[i]:
+                best[i], cut[i] = cost, j
+    groups: list[list[int]] = []
+    i = n
+    while i > 0:
+        groups.append(order[cut[i] : i])
+        i = cut[i]
+    return groups[::-1]
 
 
 @dataclass
@@ -38,6 +75,16 @@ class RolloutBatch:
             self.response_ids.to(device),
             self.mask.to(device),
         )
+
+    def micro_batches(self, rows: Sequence[int], max_rows: int, by_length: bool = True) -> list[list[int]]:
+        """``rows`` cut into micro-batches of at most ``max_rows``: rows of similar length together
+        (:func:`length_groups` on each row's tokens, prompt and response), or with ``by_length`` False in
+        the given order."""
+        rows = list(rows)
+        if not by_length:
+            return [rows[i : i + max_rows] for i in range(0, len(rows), max_rows)]
+        lengths = self.attention_mask[rows].sum(-1).tolist() if rows else []
+        return [[rows[i] for i in group] for group in length_groups(lengths, max_rows)]
 
     def select(self, rows: Sequence[int]) -> RolloutBatch:
         """The given rows, trimmed to their own widths (a minibatch pads no more than it needs)."""

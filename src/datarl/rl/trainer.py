@@ -55,6 +55,7 @@ from datarl.select.difficulty import DifficultyState
 __all__ = ["train", "TrainResult", "TrainState"]
 
 KLController = ppo.AdaptiveKLController | ppo.FixedKLController
+AheadPasses = list[tuple[list[int], AheadPass]]  # the critic's passes run ahead: (the rows, their pass) each
 
 
 @dataclass(frozen=True)
@@ -502,29 +503,36 @@ def _old_passes(
     gens: Sequence[Generation],
     p: PPOConfig,
     train_policy: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, AheadPass | None]:
-    """Old log-probs, reference log-probs and old values ``[B, T]``, masked, and the critic's pass run ahead.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, AheadPasses | None]:
+    """Old log-probs, reference log-probs and old values ``[B, T]``, masked, and the critic's passes run ahead.
 
-    Passes without gradients, a micro-batch at a time: the reference's log-probs, the critic's values, and the
-    policy's with ``old_logprobs: recompute`` (else the sampler's are the old policy's: no extra pass). With one
-    epoch over one minibatch in one micro-batch (``fused``) the critic (a shared one: the whole update pass) runs
-    ahead instead, with gradients; nothing is updated in between, so its values are the old values and the
-    update reuses its graph. Without a critic the values are None."""
+    Passes without gradients, a micro-batch at a time (rows of similar length together): the reference's
+    log-probs, the critic's values, and the policy's with ``old_logprobs: recompute`` (else the sampler's are
+    the old policy's: no extra pass). With one epoch over one minibatch that one micro-batch may hold
+    (``fused``) the critic (a shared one: the whole update pass) runs ahead instead, with gradients, one
+    pass per micro-batch; nothing is updated in between, so its values are the old values and the update
+    reuses those micro-batches and their graphs. Without a critic the values are None."""
     fused = critic is not None and p.ppo_epochs == 1 and p.micro >= len(batch)
-    old, ref, val = [], [], []
+    groups = batch.micro_batches(range(len(batch)), p.micro, p.group_by_length)
+    old, ref, val = (torch.zeros(batch.mask.shape, device=batch.mask.device) for _ in range(3))
     with torch.no_grad():
-        for start in range(0, len(batch), p.micro):
-            sub = batch.select(list(range(start, min(len(batch), start + p.micro))))
+        for rows in groups:
+            sub, idx = batch.select(rows), torch.as_tensor(rows, device=batch.mask.device)
+            t = sub.mask.shape[1]
             args = (sub.input_ids, sub.attention_mask, sub.gather_index, sub.response_ids, p.temperature)
             if p.old_logprobs == "recompute":
-                old.append(_pad_to(response_forward(policy_model, *args)[0], batch))
-            ref.append(_pad_to(response_forward(ref_model, *args)[0], batch))
+                old[idx, :t] = response_forward(policy_model, *args)[0].float()
+            ref[idx, :t] = response_forward(ref_model, *args)[0].float()
             if critic is not None and not fused:
-                val.append(_pad_to(critic.values(sub), batch))
-    ahead = critic.run_ahead(batch, p.temperature, train_policy) if critic is not None and fused else None
-    values = None if critic is None else (torch.cat(val) if ahead is None else ahead.values.detach()) * batch.mask
-    old_logp = torch.cat(old) * batch.mask if old else _rollout_logprobs(gens, batch.mask)
-    return old_logp, torch.cat(ref) * batch.mask, values, ahead
+                val[idx, :t] = critic.values(sub).float()
+    ahead: AheadPasses | None = None
+    if critic is not None and fused:
+        ahead = [(rows, critic.run_ahead(batch.select(rows), p.temperature, train_policy)) for rows in groups]
+        for rows, passed in ahead:
+            val[torch.as_tensor(rows, device=batch.mask.device), : passed.values.shape[1]] = passed.values.detach()
+    values = None if critic is None else val * batch.mask
+    old_logp = old * batch.mask if p.old_logprobs == "recompute" else _rollout_logprobs(gens, batch.mask)
+    return old_logp, ref * batch.mask, values, ahead
 
 
 def _rollout_logprobs(gens: Sequence[Generation], mask: torch.Tensor) -> torch.Tensor:
@@ -532,11 +540,6 @@ def _rollout_logprobs(gens: Sequence[Generation], mask: torch.Tensor) -> torch.T
     for row, g in enumerate(gens):
         out[row, : len(g.logprobs)] = torch.tensor(g.logprobs, dtype=torch.float32)
     return out.to(mask.device) * mask
-
-
-def _pad_to(x: torch.Tensor, batch: RolloutBatch) -> torch.Tensor:
-    width = batch.mask.shape[1]
-    return torch.nn.functional.pad(x.float(), (0, width - x.shape[1]))
 
 
 def _ppo_updates(
@@ -553,10 +556,12 @@ def _ppo_updates(
     rng: random.Random,
     *,
     train_policy: bool = True,
-    ahead: AheadPass | None = None,
+    ahead: AheadPasses | None = None,
 ) -> dict[str, float]:
-    """PPO epochs over shuffled minibatches; ``ahead``: the critic's pass that gave ``old_values`` (when one
-    epoch of one micro-batch covers the batch), already run with gradients. Without a critic (``grpo``,
+    """PPO epochs over shuffled minibatches, each in micro-batches of rows of similar length (gradients
+    accumulated, each weighted by its share of the minibatch's tokens: one pass over the whole minibatch,
+    up to rounding); ``ahead``: the critic's passes that gave ``old_values`` (one epoch over one minibatch),
+    already run with gradients, one per micro-batch, which the update reuses. Without a critic (``grpo``,
     ``rloo``) the update is the policy's pass and loss alone: no values, no value loss, no critic step."""
     sums: dict[str, list[float]] = defaultdict(list)
     for _epoch in range(p.ppo_epochs):
@@ -568,8 +573,12 @@ def _ppo_updates(
             actor_opt.zero_grad(set_to_none=True)
             if critic_opt is not None:
                 critic_opt.zero_grad(set_to_none=True)
-            for mc_start in range(0, len(minibatch), p.micro):
-                rows = minibatch[mc_start : mc_start + p.micro]
+            if ahead is not None:
+                micro_batches = ahead
+            else:
+                micro_batches = [(rows, None) for rows in batch.micro_batches(minibatch, p.micro, p.group_by_length)]
+            mb_stats: dict[str, float] = defaultdict(float)  # token-weighted over the micro-batches
+            for rows, ahead_pass in micro_batches:
                 sub = batch.select(rows)
                 T = sub.mask.shape[1]
                 share = float(sub.mask.sum()) / mb_tokens  # token-weighted: accumulation == one big batch
@@ -579,9 +588,7 @@ def _ppo_updates(
                     (pl * share).backward()
                     vl, vst = None, None
                 else:
-                    out = critic.update_pass(
-                        sub, p.temperature, train_policy, None if ahead is None else ahead.rows(rows, T)
-                    )
+                    out = critic.update_pass(sub, p.temperature, train_policy, ahead_pass)
                     entropy = out.entropy
                     pl, pst = ppo.policy_loss(out.logp, old_logp[rows, :T], advantages[rows, :T], sub.mask, p.clip_eps)
                     vl, vst = ppo.value_loss(
@@ -597,7 +604,9 @@ def _ppo_updates(
                     ("ppo/entropy", float(ppo.masked_mean(entropy.detach(), sub.mask))),
                 ):
                     if value is not None:
-                        sums[key].append(value)
+                        mb_stats[key] += value * share
+            for key, value in mb_stats.items():
+                sums[key].append(value)
             if train_policy:
                 sums["ppo/grad_norm"].append(
                     float(torch.nn.utils.clip_grad_norm_(policy_model.parameters(), p.max_grad_norm))
