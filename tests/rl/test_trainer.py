@@ -307,18 +307,7 @@ def test_one_forward_critic_matches_gradient_accumulation(world, tmp_path, value
     }  # with 1e-8 Adam blows the float noise of near-zero gradients up to step size
     finals = {}
     for name, micro in (("fused", 8), ("accumulated", 4)):
-        train(
-            TrainConfig.from_mapping(
-                config(
-                    world,
-                    tmp_path / name,
-                    ppo={**ppo, "micro_batch_size": micro},
-                    data={"train": str(tmp_path / "short.jsonl"), "eval": ""},
-                    curriculum="none",
-                )
-            ),
-            log=lambda m: None,
-        )
+        _train_on(world, tmp_path / name, tmp_path / "short.jsonl", {**ppo, "micro_batch_size": micro})
         rewards = read_jsonl(tmp_path / name / "metrics.jsonl")[0]
         assert 0 < rewards["reward/mean"] < 1  # rows differ, so a value matched to the wrong row would show
         step = tmp_path / name / "checkpoints" / "step-000001"
@@ -365,18 +354,7 @@ def test_micro_batches_by_length_give_the_same_update(world, tmp_path, monkeypat
     finals, logged = {}, {}
     for by_length in (True, False):
         name = f"by_length_{by_length}"
-        train(
-            TrainConfig.from_mapping(
-                config(
-                    world,
-                    tmp_path / name,
-                    ppo={**ppo, "group_by_length": by_length},
-                    data={"train": str(tmp_path / "varied.jsonl"), "eval": ""},
-                    curriculum="none",
-                )
-            ),
-            log=lambda m: None,
-        )
+        _train_on(world, tmp_path / name, tmp_path / "varied.jsonl", {**ppo, "group_by_length": by_length})
         step = tmp_path / name / "checkpoints" / "step-000002"
         critic = torch.load(step / "state.pt")["critic"] if "advantage" not in ppo_changes else {}
         finals[by_length] = (params(step / "policy"), critic)
@@ -461,6 +439,16 @@ def test_ppo_raises_a_reward_the_policy_can_reach(world, tmp_path, advantage):
     train(TrainConfig.from_mapping(cfg), log=lambda m: None)
     rewards = [m["reward/mean"] for m in read_jsonl(tmp_path / "run" / "metrics.jsonl")]
     assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.15, rewards
+
+
+def _train_on(world, run_dir, prompts, ppo):
+    """One run on a prompts file alone: no evaluation split, no curriculum."""
+    train(
+        TrainConfig.from_mapping(
+            config(world, run_dir, ppo=ppo, data={"train": str(prompts), "eval": ""}, curriculum="none")
+        ),
+        log=lambda m: None,
+    )
 
 
 def _short_answer_rows(n):
