@@ -515,21 +515,21 @@ def _old_passes(
     fused = critic is not None and p.ppo_epochs == 1 and p.micro >= len(batch)
     groups = batch.micro_batches(range(len(batch)), p.micro, p.group_by_length)
     old, ref, val = (torch.zeros(batch.mask.shape, device=batch.mask.device) for _ in range(3))
-    with torch.no_grad():
-        for rows in groups:
-            sub, idx = batch.select(rows), torch.as_tensor(rows, device=batch.mask.device)
-            t = sub.mask.shape[1]
-            args = (sub.input_ids, sub.attention_mask, sub.gather_index, sub.response_ids, p.temperature)
+    ahead: AheadPasses | None = [] if fused else None
+    for rows in groups:
+        sub, idx = batch.select(rows), torch.as_tensor(rows, device=batch.mask.device)
+        t = sub.mask.shape[1]
+        args = (sub.input_ids, sub.attention_mask, sub.gather_index, sub.response_ids, p.temperature)
+        with torch.no_grad():
             if p.old_logprobs == "recompute":
                 old[idx, :t] = response_forward(policy_model, *args)[0].float()
             ref[idx, :t] = response_forward(ref_model, *args)[0].float()
             if critic is not None and not fused:
                 val[idx, :t] = critic.values(sub).float()
-    ahead: AheadPasses | None = None
-    if critic is not None and fused:
-        ahead = [(rows, critic.run_ahead(batch.select(rows), p.temperature, train_policy)) for rows in groups]
-        for rows, passed in ahead:
-            val[torch.as_tensor(rows, device=batch.mask.device), : passed.values.shape[1]] = passed.values.detach()
+        if critic is not None and ahead is not None:  # with gradients: the update reuses this pass
+            passed = critic.run_ahead(sub, p.temperature, train_policy)
+            val[idx, :t] = passed.values.detach()
+            ahead.append((rows, passed))
     values = None if critic is None else val * batch.mask
     old_logp = old * batch.mask if p.old_logprobs == "recompute" else _rollout_logprobs(gens, batch.mask)
     return old_logp, ref * batch.mask, values, ahead
