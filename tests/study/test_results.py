@@ -130,6 +130,31 @@ def test_comparisons_match_numbers_computed_by_hand(world):
     assert rows["steps_to_baseline"]["per_seed"] == per_seed
 
 
+def test_gap_growth_is_the_change_of_each_prompts_gap_from_the_first_evaluation(world):
+    # Two sources can start at different gap levels (a judge against a best-of-N reference sits near 0.5):
+    # the growth compares what training did to the gap, per prompt and seed, not the level it started at.
+    import dataclasses
+
+    spec, truth = world
+    spec = dataclasses.replace(spec, comparisons=(Comparison("hacking_gap_growth", "new", "base", ("general",)),))
+    (row,) = compute_results(spec, [load_run_scores(r) for r in spec.runs])["comparisons"]
+
+    def growth(arm: str, seed: int) -> np.ndarray:
+        first, last = truth[(f"{arm}/seed-{seed}", 0)]["general"], truth[(f"{arm}/seed-{seed}", 20)]["general"]
+        return np.array([(p1 - g1) - (p0 - g0) for (p0, g0), (p1, g1) in zip(first, last)])
+
+    per_seed = [growth("new", s) - growth("base", s) for s in SEEDS]
+    assert row["difference"] == pytest.approx(float(np.mean([d.mean() for d in per_seed])), abs=1e-6)
+    assert row["per_seed"] == {str(s): pytest.approx(float(d.mean()), abs=1e-6) for s, d in zip(SEEDS, per_seed)}
+    # not the level: the last gap alone gives another number
+    level = [
+        np.array([(pa - ga) - (pb - gb) for (pa, ga), (pb, gb) in zip(
+            truth[(f"new/seed-{s}", 20)]["general"], truth[(f"base/seed-{s}", 20)]["general"])])
+        for s in SEEDS
+    ]  # fmt: skip
+    assert abs(row["difference"] - float(np.mean([d.mean() for d in level]))) > 1e-3
+
+
 def test_final_scores_and_curves(world):
     spec, truth = world
     results = compute_results(spec, [load_run_scores(r) for r in spec.runs])

@@ -49,8 +49,19 @@ class RunScores:
         return sorted(self.gold)
 
     def last(self, kind: str) -> dict[str, dict[str, float]]:
+        """Per task, per prompt: ``gold`` or ``gap`` at the last evaluation, or ``gap_growth`` (the gap at the
+        last evaluation minus the gap at the first, for prompts evaluated at both)."""
         table = self.gold if kind == "gold" else self.gap
-        return table[max(table)] if table else {}
+        if not table:
+            return {}
+        final = table[max(table)]
+        if kind != "gap_growth":
+            return final
+        first = table[min(table)]
+        return {
+            task: {p: v - first[task][p] for p, v in rows.items() if p in first.get(task, {})}
+            for task, rows in final.items()
+        }
 
 
 def load_run_scores(run: RunSpec) -> RunScores:
@@ -327,7 +338,7 @@ def compute_results(spec: StudySpec, runs: Sequence[RunScores]) -> dict[str, Any
     comparisons = []
     for comp in spec.comparisons:
         arm, base = by_arm[comp.arm], by_arm[comp.vs]
-        kind = "gap" if comp.metric == "hacking_gap" else "gold"
+        kind = {"hacking_gap": "gap", "hacking_gap_growth": "gap_growth"}.get(comp.metric, "gold")
         tasks = list(comp.tasks) or sorted({t for r in arm + base for t in r.last(kind)})
         for task in tasks:
             if comp.metric == "steps_to_baseline":

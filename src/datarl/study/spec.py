@@ -54,6 +54,8 @@ __all__ = [
 METRICS = {
     "gold": "gold score per eval prompt at the last evaluation (higher is better)",
     "hacking_gap": "training reward minus gold per eval prompt at the last evaluation (lower is better)",
+    "hacking_gap_growth": "the hacking gap per eval prompt at the last evaluation minus at the first (lower is "
+    "better); unlike the gap itself, comparable across reward sources whose scores have different scales",
     "steps_to_baseline": "PPO steps until the run's mean gold first reaches the baseline's final mean gold, "
     "same seed (lower is better)",
     "rollouts_to_baseline": "rollouts (sampled responses) until the run's mean gold first reaches the baseline's "
@@ -65,6 +67,7 @@ METRICS = {
 HIGHER_IS_BETTER = {
     "gold": True,
     "hacking_gap": False,
+    "hacking_gap_growth": False,
     "steps_to_baseline": False,
     "rollouts_to_baseline": False,
     "seconds_to_baseline": False,
