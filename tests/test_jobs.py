@@ -210,7 +210,9 @@ def test_pairs_bt_and_references_chain_through_the_cli(suite_dir, micro_dir, tmp
     assert general and all(r["reference_info"]["n"] == 2 for r in general)
     assert all("reference_info" not in r for r in out if r["task"] != "general")
     judge = tmp_path / "judge"
-    assert main(["train-genrm", str(pairs), "-o", str(judge), "--base", str(micro_dir), "--steps", "2"]) == 0
+    args = ["train-genrm", str(pairs), "-o", str(judge), "--base", str(micro_dir), "--steps", "2"]
+    assert main([*args, "--gt-verdict", "match"]) == 0
+    assert json.loads((judge / "datarl_genrm.json").read_text())["config"]["gt_verdict"] == "match"
     gen = tmp_path / "gen.jsonl"
     assert main(["generate", str(refs), "-o", str(gen), "--policy", str(micro_dir), "--max-new-tokens", "8"]) == 0
     # The default router: general -> genrm.bon against the best-of-N references; only the judge is configured.

@@ -50,6 +50,8 @@ def test_config_validation():
         GenRMTrainConfig(eval_fraction=1.0)
     with pytest.raises(ValueError):
         GenRMTrainConfig(steps=-1)
+    with pytest.raises(ValueError, match="gt_verdict"):
+        GenRMTrainConfig(gt_verdict="pointwise")
 
 
 def test_label_scheme():
@@ -220,4 +222,30 @@ def test_calibrate_after_training_stores_the_threshold_and_the_judge_keeps_its_a
     genrm.clear_judge_cache()
     judge = HFJudge.load(str(tmp_path / "j"))
     assert judge.calibration["genrm.gt"] == entry["threshold"] and judge.max_answer_chars == 200
+    genrm.clear_judge_cache()
+
+
+def test_a_match_judge_learns_ground_truth_items_and_genrm_gt_asks_it_so(base_dir, tmp_path):
+    import torch
+
+    from datarl.rewards.genrm_backends import HFJudge
+
+    torch.set_num_threads(1)
+    rng = random.Random(1)
+    recs = _math_records(300)
+    refusals = ["I am not sure.", "I do not know.", "No idea, sorry.", "Maybe ask someone else."]
+    gt = [{**r, "response": r["reference"], "correct": True} for r in recs[:150]]
+    gt += [{**r, "response": rng.choice(refusals), "correct": False} for r in recs[150:]]
+    out = str(tmp_path / "judge")
+    cfg = GenRMTrainConfig(
+        steps=150, batch_size=16, lr=3e-3, warmup_steps=10, eval_fraction=0.2, max_eval_items=60, gt_verdict="match"
+    )
+    meta = train_genrm([], base_dir, out, cfg, gt_records=gt, log=None)
+    assert meta["metrics"]["gt/accuracy"] >= 0.9, meta["metrics"]
+    assert meta["metrics"]["gt/position_consistency"] >= 0.8, meta["metrics"]
+    genrm.clear_judge_cache()
+    assert HFJudge.load(out).gt_verdict == "match"
+    rec = recs[0]
+    right, wrong = score_genrm_gt(rec, rec["reference"], judge=out), score_genrm_gt(rec, "I do not know.", judge=out)
+    assert right.failure is None and right.score > 0.5 > wrong.score
     genrm.clear_judge_cache()

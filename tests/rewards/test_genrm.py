@@ -19,7 +19,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from datarl.rewards import genrm
-from datarl.rewards.genrm import JudgeError, combine, judge_batch, readout, score_genrm_bon, score_genrm_gt
+from datarl.rewards.genrm import (
+    JudgeError,
+    combine,
+    combine_match,
+    judge_batch,
+    readout,
+    score_genrm_bon,
+    score_genrm_gt,
+)
 from datarl.rewards.genrm_backends import HFJudge, OpenAIJudge, OpenAIJudgeConfig
 from datarl.rewards.judge import text_verdict
 
@@ -63,6 +71,57 @@ def test_readout(logit_a, logit_b, expected):
 )
 def test_combine(p1, p2, score, consistent):
     assert combine(p1, p2) == (pytest.approx(score), consistent)
+
+
+@pytest.mark.parametrize(
+    "p1, p2, score, consistent",
+    [
+        (0.8, 0.7, 0.75, True),  # "yes" with either block first
+        (0.2, 0.1, 0.15, True),  # "no" with either block first
+        (0.8, 0.2, 0.5, False),  # the verdict follows the order: no agreement
+        (0.5, 0.9, 0.7, False),  # an exact 0.5 is no verdict
+    ],
+)
+def test_combine_match(p1, p2, score, consistent):
+    assert combine_match(p1, p2) == (pytest.approx(score), consistent)
+
+
+class MatchJudge:
+    """A ``gt_verdict: match`` backend: P("A") = 0.9 when the prompt's answer block holds 'GOOD', 0.2 otherwise;
+    for slot prompts (anything but genrm.gt), 0.6 always."""
+
+    name, gt_format, gt_verdict = "match", "#### {ground_truth}", "match"
+
+    def __init__(self):
+        self.seen = []
+
+    def verdict_probs(self, prompts):
+        self.seen += list(prompts)
+        return [
+            ((0.9 if "[Answer]\nGOOD\n" in p else 0.2) if p.startswith("Check an answer") else 0.6, {}) for p in prompts
+        ]
+
+
+def test_match_verdict_asks_by_role_in_both_block_orders_for_ground_truths_only():
+    fake = MatchJudge()
+    good = score_genrm_gt(MATH, "GOOD", judge=fake)
+    assert "[Answer]\nGOOD\n[Reference]\n#### 7\n" in fake.seen[0]
+    assert "[Reference]\n#### 7\n[Answer]\nGOOD\n" in fake.seen[1]
+    assert "Reference: #### 7\nAnswer: GOOD\n" in fake.seen[1]  # the last lines follow the block order
+    # P(yes) averaged over the two orders, not flipped for the second
+    assert good.score == pytest.approx(0.9) and good.info["position_consistent"]
+    bad = score_genrm_gt(MATH, "bad", judge=fake)
+    assert bad.score == pytest.approx(0.2) and bad.info["position_consistent"]
+    # genrm.bon (and any call without a source) keeps the slot template and its flip
+    fake.seen.clear()
+    b = score_genrm_bon(GENERAL, "GOOD", judge=fake)
+    assert all(p.startswith("Compare two answers") for p in fake.seen) and b.score == pytest.approx(0.5)
+    assert judge_batch(fake, [("q", "GOOD", "#### 7")])[0].score == pytest.approx(0.5)
+
+
+def test_a_judge_with_an_unknown_gt_verdict_is_refused():
+    with pytest.raises(JudgeError, match="gt_verdict"):
+        OpenAIJudgeConfig(base_url="http://localhost:1", model="m", gt_verdict="pointwise")
 
 
 class FakeJudge:

@@ -113,7 +113,7 @@ def cmd_train_genrm(args: argparse.Namespace) -> int:
         load_pairs(args.pairs),
         base_dir(args),
         args.output,
-        GenRMTrainConfig(steps=args.steps, seed=args.seed),
+        GenRMTrainConfig(steps=args.steps, seed=args.seed, gt_verdict=args.gt_verdict),
         gt_records=gt_records,
         log=lambda m: print(m, file=sys.stderr),
     )
@@ -135,6 +135,14 @@ def _parse_train_genrm(sub: argparse._SubParsersAction) -> None:
         "--gt",
         metavar="RECORDS",
         help="records with ground_truth and response (e.g. scored SFT samples) for judge-vs-ground-truth examples",
+    )
+    p.add_argument(
+        "--gt-verdict",
+        choices=("slot", "match"),
+        default="slot",
+        help="how --gt examples are asked: 'slot' (which of answers A and B is better, as for pairs) or 'match' "
+        "(does the answer reach the reference's result: A = yes, B = no, whichever block comes first; a small "
+        "judge learns it far sooner, docs/results.md). Stored with the judge; genrm.gt asks it the same way",
     )
     add_layout(p, "--gt's records")
     p.set_defaults(fn=cmd_train_genrm)

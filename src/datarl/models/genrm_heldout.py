@@ -132,7 +132,10 @@ def judge_table(
     for kind in sorted({it.kind for it in items}):
         sub = [it for it in items if it.kind == kind]
         results = judge_batch(
-            backend, [(it.prompt, it.response, it.reference) for it in sub], max_answer_chars=max_answer_chars
+            backend,
+            [(it.prompt, it.response, it.reference) for it in sub],
+            max_answer_chars=max_answer_chars,
+            source=SOURCE_GT if kind == "gt" else None,
         )
         threshold = (getattr(backend, "calibration", None) or {}).get(SOURCE_GT, 0.5) if kind == "gt" else 0.5
         verdicts = [r.score > threshold for r in results]

@@ -14,7 +14,9 @@ Label scheme (every item is judged in both orders, A/B swapped, so the judge has
   reference is ``gt_format.format(ground_truth=...)`` (``#### 18``) in the other slot. A response whose
   final answer is right (``rtv.math`` scores 1) is *on par or better*: its slot gets ``gt_tie_target``
   (default 1.0: a tie goes to the candidate, so a correct answer scores above 0.5); a wrong one is
-  *worse*: the reference's slot wins. ``gt_tie_target = 0.5`` trains literal parity instead.
+  *worse*: the reference's slot wins. ``gt_tie_target = 0.5`` trains literal parity instead. With
+  ``gt_verdict = "match"`` the item is asked by role instead (:data:`datarl.rewards.genrm.MATCH_TEMPLATE`):
+  the target is P(yes) = ``gt_tie_target`` or 0 in both block orders, with no slot to flip.
 
 Ground-truth items come from ``gt_records`` (mappings with ``prompt``, ``ground_truth``,
 ``response``, and optionally ``correct``; when absent it is computed with ``rtv.math``) and, with
@@ -41,6 +43,7 @@ from datarl.models.loading import save_model_dir
 from datarl.models.optim import adamw, decay_groups, loss_summary, lr_factor, optimizer_step, set_lr
 from datarl.rewards.genrm import (
     GT_FORMAT,
+    GT_VERDICTS,
     MAX_ANSWER_CHARS,
     SOURCE_GT,
     VERDICTS,
@@ -49,6 +52,7 @@ from datarl.rewards.genrm import (
     gt_reference,
     judge_batch,
     judge_prompt,
+    match_prompt,
 )
 from datarl.rewards.genrm_backends import GENRM_META, HFJudge
 
@@ -69,6 +73,9 @@ class GenRMTrainConfig:
     gt_tie_target: P(response slot wins) for a correct response against the ground truth, in [0.5, 1].
     gt_from_pairs: also make ground-truth items from pairs that carry ``ground_truth``.
     gt_format: how the ground truth is written in its slot (must contain ``{ground_truth}``).
+    gt_verdict: how ground-truth items are asked: ``slot`` (which slot is better, as pairs are) or ``match``
+        (does the answer reach the reference's result: A = yes, B = no, whichever block comes first; see
+        :data:`datarl.rewards.genrm.MATCH_TEMPLATE`). Stored with the judge, which ``genrm.gt`` then asks so.
     max_answer_chars: per-slot character cap in the judge prompt.
     gt_share: share of each batch drawn from the ground-truth items (the rest from the pairs); None draws
         from all items alike. A fixed share keeps both skills training whatever the sets' sizes.
@@ -90,6 +97,7 @@ class GenRMTrainConfig:
     gt_tie_target: float = 1.0
     gt_from_pairs: bool = True
     gt_format: str = GT_FORMAT
+    gt_verdict: str = "slot"
     max_answer_chars: int = MAX_ANSWER_CHARS
     gt_share: float | None = None
     gt_balance: bool = True
@@ -105,6 +113,8 @@ class GenRMTrainConfig:
             raise ValueError("gt_tie_target must be in [0.5, 1] (P(correct response's slot wins))")
         if "{ground_truth}" not in self.gt_format:
             raise ValueError("gt_format must contain '{ground_truth}'")
+        if self.gt_verdict not in GT_VERDICTS:
+            raise ValueError(f"gt_verdict must be one of {list(GT_VERDICTS)}, got {self.gt_verdict!r}")
         if self.gt_share is not None and not 0.0 < self.gt_share < 1.0:
             raise ValueError("gt_share must be in (0, 1), or None to draw from all items alike")
         if self.max_eval_items < 1 or self.max_answer_chars < 16 or self.weight_decay < 0:
@@ -161,9 +171,15 @@ def _split(items: list[Item], cfg: GenRMTrainConfig) -> tuple[list[Item], list[I
 
 
 def _examples(judge: HFJudge, items: Sequence[Item], cfg: GenRMTrainConfig) -> list[tuple[list[int], float]]:
-    """Both orders of every item, encoded, with P("A") as the target."""
+    """Both orders of every item, encoded, with P("A") as the target (``match`` ground-truth items: P(yes),
+    the same in both orders)."""
     prompts, targets = [], []
-    for _, q, resp, ref, t in items:
+    chars = cfg.max_answer_chars
+    for kind, q, resp, ref, t in items:
+        if kind == "gt" and cfg.gt_verdict == "match":
+            prompts += [match_prompt(q, resp, ref, reference_first=f, max_answer_chars=chars) for f in (False, True)]
+            targets += [t, t]
+            continue
         prompts += [
             judge_prompt(q, resp, ref, max_answer_chars=cfg.max_answer_chars),
             judge_prompt(q, ref, resp, max_answer_chars=cfg.max_answer_chars),
@@ -180,7 +196,12 @@ def evaluate(judge: HFJudge, items: Sequence[Item], cfg: GenRMTrainConfig) -> di
         sub = [it for it in items if it[0] == kind and it[4] != 0.5][: cfg.max_eval_items]
         if not sub:
             continue
-        res = judge_batch(judge, [(q, r, ref) for _, q, r, ref, _ in sub], max_answer_chars=cfg.max_answer_chars)
+        res = judge_batch(
+            judge,
+            [(q, r, ref) for _, q, r, ref, _ in sub],
+            max_answer_chars=cfg.max_answer_chars,
+            source=SOURCE_GT if kind == "gt" else None,
+        )
         metrics[f"{kind}/accuracy"] = sum((x.score > 0.5) == (it[4] > 0.5) for x, it in zip(res, sub)) / len(sub)
         metrics[f"{kind}/position_consistency"] = sum(x.position_consistent for x in res) / len(res)
         metrics[f"{kind}/items"] = float(len(sub))
@@ -258,7 +279,7 @@ def train_genrm(
     if not train:
         raise ValueError("every prompt fell in the held-out split; lower eval_fraction or add data")
     torch.manual_seed(cfg.seed)
-    judge = HFJudge.load(base, gt_format=cfg.gt_format)  # fails here if A/B are not single tokens
+    judge = HFJudge.load(base, gt_format=cfg.gt_format, gt_verdict=cfg.gt_verdict)  # fails if A/B are not single tokens
     pools = {
         "pairs": _examples(judge, [it for it in train if it[0] == "pairs"], cfg),
         "gt_correct": _examples(judge, [it for it in train if it[0] == "gt" and it[4] > 0.0], cfg),
@@ -302,7 +323,9 @@ def _fit_gt_threshold(judge: HFJudge, test: Sequence[Item], cfg: GenRMTrainConfi
     labels = [it[4] > 0.5 for it in sub]
     if len(sub) < 20 or all(labels) or not any(labels):
         return None
-    res = judge_batch(judge, [(q, r, ref) for _, q, r, ref, _ in sub], max_answer_chars=cfg.max_answer_chars)
+    res = judge_batch(
+        judge, [(q, r, ref) for _, q, r, ref, _ in sub], max_answer_chars=cfg.max_answer_chars, source=SOURCE_GT
+    )
     entry = calibration_entry([x.score for x in res], labels)
     return {**entry, "fitted_on": "held-out ground-truth items of training prompts"}
 
@@ -370,6 +393,7 @@ def calibrate_judge(
         judge,
         [(r["prompt"], str(r["response"]), gt_reference(r, judge)) for r in usable],
         max_answer_chars=cfg.max_answer_chars,
+        source=SOURCE_GT,
     )
     failed = [res.error for res in results if res.error]
     if failed:

@@ -17,7 +17,10 @@ the same input). ``position_consistent`` says whether both orders gave the same 
 References (PAPER section 2): ``genrm.gt`` compares with the record's ``ground_truth``, written as a
 short final answer in the suite's format (``gt_format``, default ``"#### {ground_truth}"``) and
 placed in a response slot, because the order-averaged score needs the reference in both slots;
-``genrm.bon`` compares with the record's ``reference`` (the SFT best-of-N response).
+``genrm.bon`` compares with the record's ``reference`` (the SFT best-of-N response). A judge whose
+``gt_verdict`` is ``match`` is asked about a ground truth differently (:data:`MATCH_TEMPLATE`): does the
+answer reach the reference's result, A = yes, B = no, with the blocks named by role in both orders; then
+``score = 0.5 * (P(yes | answer first) + P(yes | reference first))``.
 
 Judge specs (``judge=`` option): a model directory or alias (``smollm2-135m``) for the local
 Hugging Face backend, or a mapping ``{backend: "openai", base_url, model, api: "completions" |
@@ -49,7 +52,7 @@ from typing import Any
 
 from datarl.rewards.base import RewardResult
 from datarl.rewards.genrm_backends import build_backend
-from datarl.rewards.judge import GT_FORMAT, VERDICTS, JudgeBackend, JudgeError, readout
+from datarl.rewards.judge import GT_FORMAT, GT_VERDICTS, VERDICTS, JudgeBackend, JudgeError, readout
 
 __all__ = [
     "JUDGE_TEMPLATE",
@@ -59,8 +62,12 @@ __all__ = [
     "JudgeBackend",
     "JudgeError",
     "judge_prompt",
+    "match_prompt",
+    "MATCH_TEMPLATE",
+    "GT_VERDICTS",
     "readout",
     "combine",
+    "combine_match",
     "calibrate",
     "judge_batch",
     "get_judge",
@@ -90,6 +97,20 @@ JUDGE_TEMPLATE = (
     "Which answer is better? Reply A or B."
 )
 END_CHARS = 80  # characters of each answer's last line in the [Last lines] section
+
+# ``genrm.gt`` with ``gt_verdict: match``: the judge is asked whether the answer reaches the reference's
+# result, with the two blocks named by role instead of by slot. Its verdict token means yes (``A``) or no
+# (``B``) whichever block comes first, so the verdict does not depend on where the reference is (with slot
+# verdicts it is "A" exactly when A is the response and the answers agree: an exclusive-or a small judge is
+# slow to learn, docs/results.md). Both orders of the blocks are still judged and averaged.
+MATCH_TEMPLATE = (
+    "Check an answer against the reference.\n"
+    "[Question]\n{question}\n"
+    "[{first}]\n{text_first}\n"
+    "[{second}]\n{text_second}\n"
+    "[Last lines]\n{first}: {end_first}\n{second}: {end_second}\n"
+    "Does the answer reach the reference's result? Reply A (yes) or B (no)."
+)
 
 
 @dataclass(frozen=True)
@@ -145,6 +166,23 @@ def judge_prompt(question: Any, answer_a: str, answer_b: str, *, max_answer_char
     )
 
 
+def match_prompt(
+    question: Any, response: str, reference: str, *, reference_first: bool, max_answer_chars: int = MAX_ANSWER_CHARS
+) -> str:
+    """The ``gt_verdict: match`` judge turn for one order of the blocks (see :data:`MATCH_TEMPLATE`)."""
+    blocks = [("Reference", str(reference)), ("Answer", str(response))]
+    (first, text_first), (second, text_second) = blocks if reference_first else blocks[::-1]
+    return MATCH_TEMPLATE.format(
+        question=_clip(_as_text(question), 2 * max_answer_chars),
+        first=first,
+        second=second,
+        text_first=_clip(text_first, max_answer_chars),
+        text_second=_clip(text_second, max_answer_chars),
+        end_first=_last_line(text_first),
+        end_second=_last_line(text_second),
+    )
+
+
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1][-END_CHARS:] if lines else ""
@@ -155,6 +193,13 @@ def combine(p_response_first: float, p_reference_first: float) -> tuple[float, b
     score = 0.5 * (p_response_first + (1.0 - p_reference_first))
     # Strict verdicts only: an exact 0.5 is no verdict, so it cannot be consistent.
     consistent = (p_response_first > 0.5 > p_reference_first) or (p_response_first < 0.5 < p_reference_first)
+    return score, consistent
+
+
+def combine_match(p_answer_first: float, p_reference_first: float) -> tuple[float, bool]:
+    """``gt_verdict: match``: the mean P(yes) of the two block orders, and whether both said the same."""
+    score = 0.5 * (p_answer_first + p_reference_first)
+    consistent = min(p_answer_first, p_reference_first) > 0.5 or max(p_answer_first, p_reference_first) < 0.5
     return score, consistent
 
 
@@ -202,19 +247,30 @@ def judge_batch(
     items: Sequence[tuple[Any, str, str]],
     *,
     max_answer_chars: int | None = None,
+    source: str | None = None,
 ) -> list[JudgeResult]:
     """Judge ``(prompt, response, reference)`` triples; both orders of every item go in one batch.
 
     max_answer_chars: per-slot cap; None takes the judge's own (what it was trained with, from its
     ``datarl_genrm.json``), else :data:`MAX_ANSWER_CHARS`.
+    source: the reward source the items are for; ``genrm.gt`` items are asked as the backend's
+    ``gt_verdict`` says (``match``: :data:`MATCH_TEMPLATE`; then ``p_response_first`` is P(yes) with the
+    answer's block first and ``p_reference_first`` P(yes) with the reference's first), all else by slot.
     """
     backend = get_judge(judge)
     if max_answer_chars is None:
         max_answer_chars = getattr(backend, "max_answer_chars", None) or MAX_ANSWER_CHARS
+    match = source == SOURCE_GT and getattr(backend, "gt_verdict", "slot") == "match"
     prompts: list[str] = []
     for question, response, reference in items:
-        prompts.append(judge_prompt(question, response, reference, max_answer_chars=max_answer_chars))
-        prompts.append(judge_prompt(question, reference, response, max_answer_chars=max_answer_chars))
+        if match:  # the answer's block first, then the reference's
+            prompts += [
+                match_prompt(question, response, reference, reference_first=f, max_answer_chars=max_answer_chars)
+                for f in (False, True)
+            ]
+        else:
+            prompts.append(judge_prompt(question, response, reference, max_answer_chars=max_answer_chars))
+            prompts.append(judge_prompt(question, reference, response, max_answer_chars=max_answer_chars))
     out = backend.verdict_probs(prompts) if prompts else []
     default = str(getattr(backend, "readout", "") or "")
     results = []
@@ -231,7 +287,7 @@ def judge_batch(
             message = "; ".join(f"{type(e).__name__}: {e}" for e in errors)
             results.append(JudgeResult(0.0, math.nan, math.nan, False, backend.name, message, info, how))
             continue
-        score, consistent = combine(float(p1), float(p2))  # type: ignore[arg-type]
+        score, consistent = (combine_match if match else combine)(float(p1), float(p2))  # type: ignore[arg-type]
         results.append(JudgeResult(score, float(p1), float(p2), consistent, backend.name, None, info, how))  # type: ignore[arg-type]
     return results
 
@@ -301,6 +357,7 @@ def _score_many(
                 judge,
                 [(records[i].get("prompt", ""), str(responses[i]), references[i]) for i in todo],
                 max_answer_chars=max_answer_chars,
+                source=source,
             )
             if todo
             else []

@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from datarl.rewards.judge import GT_FORMAT, VERDICTS, JudgeError, readout, text_verdict
+from datarl.rewards.judge import GT_FORMAT, GT_VERDICTS, VERDICTS, JudgeError, readout, text_verdict
 
 __all__ = ["HFJudge", "OpenAIJudge", "OpenAIJudgeConfig", "build_backend", "verdict_token_ids", "GENRM_META"]
 
@@ -93,7 +93,11 @@ class HFJudge:
         verdict_ids: Sequence[int] | None = None,
         calibration: Mapping[str, float] | None = None,
         max_answer_chars: int | None = None,
+        gt_verdict: str = "slot",
     ) -> None:
+        if gt_verdict not in GT_VERDICTS:
+            raise JudgeError(f"gt_verdict must be one of {list(GT_VERDICTS)}, got {gt_verdict!r}")
+        self.gt_verdict = gt_verdict  # how genrm.gt asks this judge (what it was trained with)
         self.policy = policy
         self.max_answer_chars = max_answer_chars  # what the judge was trained with (None: the default)
         self.batch_size = int(batch_size)
@@ -123,6 +127,7 @@ class HFJudge:
             opts.setdefault("gt_format", meta.get("gt_format", GT_FORMAT))
             opts.setdefault("verdict_ids", meta.get("verdict_token_ids"))
             opts.setdefault("max_answer_chars", (meta.get("config") or {}).get("max_answer_chars"))
+            opts.setdefault("gt_verdict", (meta.get("config") or {}).get("gt_verdict", "slot"))
             opts.setdefault(
                 "calibration", {src: float(c["threshold"]) for src, c in (meta.get("calibration") or {}).items()}
             )
@@ -200,6 +205,8 @@ class OpenAIJudgeConfig:
         else llama-cpp-python answers an end-of-sequence first token with empty logprobs. It only masks that token:
         P("A") is renormalised over A/B, so it is unchanged. 0 leaves the field out (endpoints that refuse it).
     gt_format: how ``genrm.gt`` writes the ground truth in its slot.
+    gt_verdict: how ``genrm.gt`` asks the judge: ``slot`` (which slot is better) or ``match`` (does the answer
+        reach the reference's result; ``datarl.rewards.genrm.MATCH_TEMPLATE``).
     """
 
     base_url: str
@@ -213,6 +220,7 @@ class OpenAIJudgeConfig:
     api_key: str | None = None
     min_tokens: int = 1
     gt_format: str = GT_FORMAT
+    gt_verdict: str = "slot"
     readout: str = "auto"
     max_tokens: int = 1
 
@@ -223,6 +231,8 @@ class OpenAIJudgeConfig:
             raise JudgeError(f"readout must be 'auto', 'logprobs' or 'text', got {self.readout!r}")
         if self.max_tokens < 1:
             raise JudgeError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.gt_verdict not in GT_VERDICTS:
+            raise JudgeError(f"gt_verdict must be one of {list(GT_VERDICTS)}, got {self.gt_verdict!r}")
         if self.timeout_s <= 0 or self.retries < 0 or self.batch_size < 1 or self.top_logprobs < 2:
             raise JudgeError("timeout_s > 0, retries >= 0, batch_size >= 1 and top_logprobs >= 2 are required")
         if self.min_tokens < 0:
@@ -247,6 +257,7 @@ class OpenAIJudge:
     def __init__(self, cfg: OpenAIJudgeConfig) -> None:
         self.cfg = cfg
         self.gt_format = cfg.gt_format
+        self.gt_verdict = cfg.gt_verdict
         self.name = f"openai:{cfg.model}"
 
     def _body(self, prompt: str) -> tuple[str, dict[str, Any]]:

@@ -15,10 +15,14 @@ from typing import Any, Protocol
 
 from datarl.errors import UserError
 
-__all__ = ["VERDICTS", "GT_FORMAT", "READOUTS", "JudgeError", "JudgeBackend", "readout", "text_verdict"]
+__all__ = ["VERDICTS", "GT_FORMAT", "GT_VERDICTS", "READOUTS", "JudgeError", "JudgeBackend", "readout", "text_verdict"]
 
 VERDICTS = ("A", "B")
 GT_FORMAT = "#### {ground_truth}"
+GT_VERDICTS = ("slot", "match")
+"""How a judge is asked about a ground truth: ``slot`` (which of slots A and B is better, as for every other
+reference) or ``match`` (does the answer reach the reference's result, A = yes, B = no; see
+:data:`datarl.rewards.genrm.MATCH_TEMPLATE`)."""
 READOUTS = ("logits", "logprobs", "text")
 """Where a verdict's P("A") came from, finest first: a local model's logits, an endpoint's log-probs (both
 continuous), or the reply's text (0 or 1 per order: a lower-resolution readout)."""
@@ -39,6 +43,7 @@ class JudgeBackend(Protocol):
     name: str
     gt_format: str
     readout: str
+    # Optional: ``gt_verdict`` (one of GT_VERDICTS; "slot" when absent).
 
     def verdict_probs(self, prompts: Sequence[str]) -> list[tuple[float | Exception, dict[str, Any]]]: ...
 
