@@ -181,8 +181,8 @@ def _examples(judge: HFJudge, items: Sequence[Item], cfg: GenRMTrainConfig) -> l
             targets += [t, t]
             continue
         prompts += [
-            judge_prompt(q, resp, ref, max_answer_chars=cfg.max_answer_chars),
-            judge_prompt(q, ref, resp, max_answer_chars=cfg.max_answer_chars),
+            judge_prompt(q, resp, ref, max_answer_chars=chars),
+            judge_prompt(q, ref, resp, max_answer_chars=chars),
         ]
         targets += [t, 1.0 - t]
     encoded, _ = judge.encode(prompts)

@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from datarl.rewards.judge import GT_FORMAT, GT_VERDICTS, VERDICTS, JudgeError, readout, text_verdict
+from datarl.rewards.judge import GT_FORMAT, VERDICTS, JudgeError, check_gt_verdict, readout, text_verdict
 
 __all__ = ["HFJudge", "OpenAIJudge", "OpenAIJudgeConfig", "build_backend", "verdict_token_ids", "GENRM_META"]
 
@@ -95,9 +95,7 @@ class HFJudge:
         max_answer_chars: int | None = None,
         gt_verdict: str = "slot",
     ) -> None:
-        if gt_verdict not in GT_VERDICTS:
-            raise JudgeError(f"gt_verdict must be one of {list(GT_VERDICTS)}, got {gt_verdict!r}")
-        self.gt_verdict = gt_verdict  # how genrm.gt asks this judge (what it was trained with)
+        self.gt_verdict = check_gt_verdict(gt_verdict)  # how genrm.gt asks this judge (what it was trained with)
         self.policy = policy
         self.max_answer_chars = max_answer_chars  # what the judge was trained with (None: the default)
         self.batch_size = int(batch_size)
@@ -231,8 +229,7 @@ class OpenAIJudgeConfig:
             raise JudgeError(f"readout must be 'auto', 'logprobs' or 'text', got {self.readout!r}")
         if self.max_tokens < 1:
             raise JudgeError(f"max_tokens must be >= 1, got {self.max_tokens}")
-        if self.gt_verdict not in GT_VERDICTS:
-            raise JudgeError(f"gt_verdict must be one of {list(GT_VERDICTS)}, got {self.gt_verdict!r}")
+        check_gt_verdict(self.gt_verdict)
         if self.timeout_s <= 0 or self.retries < 0 or self.batch_size < 1 or self.top_logprobs < 2:
             raise JudgeError("timeout_s > 0, retries >= 0, batch_size >= 1 and top_logprobs >= 2 are required")
         if self.min_tokens < 0:

@@ -15,7 +15,17 @@ from typing import Any, Protocol
 
 from datarl.errors import UserError
 
-__all__ = ["VERDICTS", "GT_FORMAT", "GT_VERDICTS", "READOUTS", "JudgeError", "JudgeBackend", "readout", "text_verdict"]
+__all__ = [
+    "VERDICTS",
+    "GT_FORMAT",
+    "GT_VERDICTS",
+    "READOUTS",
+    "JudgeError",
+    "JudgeBackend",
+    "check_gt_verdict",
+    "readout",
+    "text_verdict",
+]
 
 VERDICTS = ("A", "B")
 GT_FORMAT = "#### {ground_truth}"
@@ -46,6 +56,13 @@ class JudgeBackend(Protocol):
     # Optional: ``gt_verdict`` (one of GT_VERDICTS; "slot" when absent).
 
     def verdict_probs(self, prompts: Sequence[str]) -> list[tuple[float | Exception, dict[str, Any]]]: ...
+
+
+def check_gt_verdict(value: str) -> str:
+    """``value`` if it is one of :data:`GT_VERDICTS`, else a :class:`JudgeError` that lists them."""
+    if value not in GT_VERDICTS:
+        raise JudgeError(f"gt_verdict must be one of {list(GT_VERDICTS)}, got {value!r}")
+    return value
 
 
 def readout(logit_a: float, logit_b: float) -> float:
