@@ -6,8 +6,9 @@ be evaluated or served as is), the critic and both optimisers' states (``state.p
 and its optimiser's are None in a critic-free run), and the trainer state (``trainer_state.json``:
 step, sampler position, KL coefficient, monitor state, best score). It is written under a
 temporary name and renamed into place, and ``checkpoints/latest`` (a one-line file, itself
-replaced atomically) names the newest, so a run killed at any instant (even ``kill -9``
-mid-save) resumes from the last complete checkpoint.
+replaced atomically) names the newest for people and tools; resuming picks the highest step directory,
+so a run killed at any instant (even ``kill -9`` mid-save, or between the rename and ``latest``) resumes
+from the last complete checkpoint.
 """
 
 from __future__ import annotations
@@ -73,15 +74,25 @@ def save_checkpoint(
 
 
 def latest_checkpoint(run_dir: str) -> str | None:
-    """The newest complete checkpoint of ``run_dir``, or None."""
+    """The newest complete checkpoint of ``run_dir``, or None.
+
+    A ``step-NNNNNN`` directory only appears by an atomic rename of a finished temporary, so every one is
+    complete; the newest is chosen by its step, not by ``latest``, which a run killed between the rename and
+    rewriting ``latest`` leaves one step behind (the step would be lost on resume).
+    """
     root = os.path.join(run_dir, "checkpoints")
     try:
-        with open(os.path.join(root, LATEST), encoding="utf-8") as fh:
-            name = fh.read().strip()
+        names = os.listdir(root)
     except OSError:
         return None
-    path = os.path.join(root, name)
-    return path if os.path.isfile(os.path.join(path, "trainer_state.json")) else None
+    steps = sorted(
+        (n for n in names if n.startswith("step-") and n[5:].isdigit()), key=lambda n: int(n[5:]), reverse=True
+    )
+    for name in steps:
+        path = os.path.join(root, name)
+        if os.path.isfile(os.path.join(path, "trainer_state.json")):
+            return path
+    return None
 
 
 def load_checkpoint(path: str) -> dict[str, Any]:
