@@ -9,7 +9,7 @@ import random
 import pytest
 
 from datarl.models.genrm_build import build_judge, judge_digest
-from datarl.models.genrm_heldout import HeldoutConfig, HeldoutItem, heldout_items, judge_table
+from datarl.models.genrm_heldout import HeldoutConfig, HeldoutItem, heldout_items, judge_table, roc_auc
 from datarl.models.genrm_train import GenRMTrainConfig
 from datarl.rewards import genrm
 from datarl.rewards.genrm_backends import GENRM_META
@@ -64,6 +64,28 @@ def test_judge_table_counts_agreement_per_label(base_dir):
     assert row["agreement"] == pytest.approx(wrong_ok / 3)
     assert row["balanced_agreement"] == pytest.approx((0 + wrong_ok / 2) / 2)
     assert row["position_consistency"] <= 2 / 3  # the tie is never position consistent
+    scores = [
+        r.score for r in genrm.judge_batch(judge, [("q", i.response, i.reference) for i in items], source="genrm.gt")
+    ]
+    assert row["roc_auc"] == pytest.approx(roc_auc(scores, [True, False, False]))
+    pairs = judge_table(
+        judge, [HeldoutItem("pairs", "q", "a b c", "c", True), HeldoutItem("pairs", "q", "x", "y z", True)]
+    )
+    assert "roc_auc" not in pairs["pairs"]  # one label only: no ranking to measure
+
+
+@pytest.mark.parametrize(
+    ("scores", "labels", "auc"),
+    [
+        ([0.9, 0.8, 0.3], [True, False, False], 1.0),
+        ([0.1, 0.8, 0.3], [True, False, False], 0.0),
+        ([0.5, 0.5, 0.5, 0.5], [True, False, True, False], 0.5),  # ties count half
+        ([0.9, 0.2, 0.4, 0.6], [True, True, False, False], 0.5),
+        ([0.9, 0.2], [True, True], None),
+    ],
+)
+def test_roc_auc_ranks_positives_above_negatives(scores, labels, auc):
+    assert roc_auc(scores, labels) == (None if auc is None else pytest.approx(auc))
 
 
 def test_heldout_items_sample_math_against_the_verifier_and_general_pairs(base_dir, suite):

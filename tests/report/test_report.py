@@ -163,7 +163,13 @@ def make_run_dir(root: Path, *, selection: bool = True, summary: bool = True) ->
     }
     (root / "judge").mkdir()
     heldout = {
-        "gt": {"agreement": 0.912, "balanced_agreement": 0.861, "position_consistency": 0.83, "items": 500.0},
+        "gt": {
+            "agreement": 0.912,
+            "balanced_agreement": 0.861,
+            "position_consistency": 0.83,
+            "items": 500.0,
+            "roc_auc": 0.947,
+        },
         "pairs": {"agreement": 0.771, "balanced_agreement": 0.771, "position_consistency": 0.802, "items": 640.0},
     }
     (root / "judge" / "datarl_genrm.json").write_text(json.dumps({"heldout": heldout}))
@@ -230,7 +236,7 @@ def test_every_section_is_present_and_drawn(full_report):
 
 def test_judge_section_shows_the_heldout_table(full_report, tmp_path):
     body = _section(full_report[3], "judge")
-    for shown in ("0.912", "0.861", "0.830", "0.771", "0.802", "500", "640", "rtv.math", "gold ordering"):
+    for shown in ("0.912", "0.861", "0.830", "0.947", "0.771", "0.802", "500", "640", "rtv.math", "gold ordering"):
         assert shown in body
     # a judge trained outside the pipeline (no held-out table) says so instead of showing nothing
     run = make_run_dir(tmp_path)

@@ -137,6 +137,8 @@ def _copy_dir(src: str, dst: str) -> None:
 def _table_line(table: Mapping[str, Mapping[str, float]]) -> str:
     return "; ".join(
         f"{kind}: agreement {row['agreement']:.3f}, balanced {row['balanced_agreement']:.3f}, "
-        f"position consistency {row['position_consistency']:.3f} ({row['items']:.0f} items)"
+        f"position consistency {row['position_consistency']:.3f}"
+        + (f", ROC AUC {row['roc_auc']:.3f}" if "roc_auc" in row else "")
+        + f" ({row['items']:.0f} items)"
         for kind, row in table.items()
     )

@@ -23,7 +23,7 @@ from typing import Any
 
 from datarl.rewards.genrm import MAX_ANSWER_CHARS, SOURCE_GT, get_judge, judge_batch
 
-__all__ = ["HeldoutConfig", "HeldoutItem", "heldout_items", "math_samples", "judge_table"]
+__all__ = ["HeldoutConfig", "HeldoutItem", "heldout_items", "math_samples", "judge_table", "roc_auc"]
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,9 @@ def math_samples(
 def judge_table(
     judge: Any, items: Sequence[HeldoutItem], *, max_answer_chars: int = MAX_ANSWER_CHARS
 ) -> dict[str, dict[str, float]]:
-    """Per kind: agreement, balanced_agreement, position_consistency, items, positives, judge_errors, threshold.
+    """Per kind: agreement, balanced_agreement, position_consistency, items, positives, judge_errors, threshold,
+    and ``roc_auc`` where the kind holds both labels (how well the raw scores rank positives above negatives,
+    whatever the threshold: it tells a weak ranking from a badly placed threshold).
 
     A judge calibrated for ``genrm.gt`` is measured with its threshold on the ``gt`` items, as scoring uses it.
     """
@@ -154,4 +156,19 @@ def judge_table(
             "judge_errors": float(sum(r.error is not None for r in results)),
             "threshold": threshold,
         }
+        auc = roc_auc([r.score for r in results], [it.label for it in sub])
+        if auc is not None:
+            table[kind]["roc_auc"] = auc
     return table
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
+    """Area under the ROC curve of ``scores`` against ``labels`` (ties count half), or None when the labels
+    are all the same (the Mann-Whitney U statistic over positives x negatives)."""
+    from scipy.stats import mannwhitneyu
+
+    pos = [float(x) for x, y in zip(scores, labels) if y]
+    neg = [float(x) for x, y in zip(scores, labels) if not y]
+    if not pos or not neg:
+        return None
+    return float(mannwhitneyu(pos, neg).statistic) / (len(pos) * len(neg))

@@ -294,21 +294,24 @@ def _judge(run: RunData) -> str:
             continue
         head = (
             "<tr><th>held-out items</th><th>n</th><th>agreement</th><th>balanced agreement</th>"
-            "<th>position consistency</th><th>judge errors</th></tr>"
+            "<th>position consistency</th><th>ROC AUC</th><th>judge errors</th></tr>"
         )
         rows = "".join(
             f"<tr><td>{_e(_JUDGE_KINDS.get(kind, kind))}</td><td>{_fmt(row.get('items'), 0)}</td>"
             f"<td>{_fmt(row.get('agreement'))}</td><td>{_fmt(row.get('balanced_agreement'))}</td>"
-            f"<td>{_fmt(row.get('position_consistency'))}</td><td>{_fmt(row.get('judge_errors'), 0)}</td></tr>"
+            f"<td>{_fmt(row.get('position_consistency'))}</td><td>{_fmt(row.get('roc_auc'))}</td>"
+            f"<td>{_fmt(row.get('judge_errors'), 0)}</td></tr>"
             for kind, row in table.items()
             if isinstance(row, Mapping)
         )
         parts.append(f"<h3>{_e(spec)}</h3><table>{head}{rows}</table>")
     return "".join(parts) + (
         "<p>Measured when the pipeline built the judge, on items from evaluation prompts it never trained on. "
-        "Agreement: the judge's verdict (score above 0.5) matches the gold check; balanced agreement: the mean "
-        "over the two labels, so a judge that always says the same thing gets 0.5; position consistency: both "
-        "orders of an item gave the same verdict. A general reward from a judge near 0.5 here is noise.</p>"
+        "Agreement: the judge's verdict (score above 0.5, or above the judge's calibrated threshold for "
+        "ground-truth items) matches the gold check; balanced agreement: the mean over the two labels, so a judge "
+        "that always says the same thing gets 0.5; position consistency: both orders of an item gave the same "
+        "verdict; ROC AUC: how well the raw scores rank right above wrong whatever the threshold (- where every "
+        "item has the same label). A general reward from a judge near 0.5 here is noise.</p>"
     )
 
 
