@@ -24,8 +24,9 @@ def test_no_checkpoints_means_a_fresh_start(tmp_path):
 
 
 def test_a_run_killed_between_the_rename_and_latest_resumes_from_the_renamed_step(tmp_path):
-    # Seen in CI: kill -9 after step-000002 was renamed into place but before ``latest`` was rewritten.
-    _step(tmp_path, 1)
+    # The window CI hit: kill -9 after a step directory was renamed into place, before ``latest`` was written.
+    first = _step(tmp_path, 1)
+    assert latest_checkpoint(str(tmp_path)) == first  # the run's first checkpoint: no ``latest`` yet
     newest = _step(tmp_path, 2)
     (tmp_path / "checkpoints" / "latest").write_text("step-000001\n")
     assert latest_checkpoint(str(tmp_path)) == newest

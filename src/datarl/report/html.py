@@ -310,7 +310,7 @@ def _judge(run: RunData) -> str:
         "Agreement: the judge's verdict (score above 0.5, or above the judge's calibrated threshold for "
         "ground-truth items) matches the gold check; balanced agreement: the mean over the two labels, so a judge "
         "that always says the same thing gets 0.5; position consistency: both orders of an item gave the same "
-        "verdict; ROC AUC: how well the raw scores rank right above wrong whatever the threshold (- where every "
+        "verdict; ROC AUC: how well the raw scores rank right above wrong whatever the threshold (– where every "
         "item has the same label). A general reward from a judge near 0.5 here is noise.</p>"
     )
 
