@@ -41,3 +41,28 @@ def test_the_highest_step_wins_by_number_and_temporaries_and_incomplete_dirs_are
     assert latest_checkpoint(str(tmp_path)) == ten
     _step(tmp_path, 12, complete=False)
     assert latest_checkpoint(str(tmp_path)) == ten
+
+
+def test_saving_keeps_the_newest_steps_and_sweeps_temporaries(tmp_path):
+    import torch
+
+    from datarl.models.tiny import MICRO, build_tiny_policy
+    from datarl.rl.checkpoint import save_checkpoint
+
+    policy = build_tiny_policy(["one two three four five six"] * 4, MICRO)
+    opt = torch.optim.AdamW(policy.model.parameters(), lr=1e-3)
+    stale = _step(tmp_path, 99, hidden=True)  # left by a save that was killed
+    for step in (8, 9, 10):  # 9 -> 10 crosses a digit: the oldest is chosen by number
+        save_checkpoint(
+            str(tmp_path),
+            step,
+            policy=policy,
+            critic=None,
+            actor_opt=opt,
+            critic_opt=None,
+            trainer_state={"step": step},
+            keep=2,
+        )
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["latest", "step-000009", "step-000010"]
+    assert not os.path.exists(stale)
+    assert latest_checkpoint(str(tmp_path)).endswith("step-000010")

@@ -64,8 +64,7 @@ def save_checkpoint(
         with open(os.path.join(tmp, "trainer_state.json"), "w", encoding="utf-8") as fh:
             json.dump(dict(trainer_state), fh, indent=1, default=str)
     write_text(os.path.join(root, LATEST), os.path.basename(final) + "\n")
-    steps = sorted(d for d in os.listdir(root) if d.startswith("step-"))
-    for old in steps[:-keep]:
+    for old in _step_names(root)[:-keep]:
         shutil.rmtree(os.path.join(root, old), ignore_errors=True)
     for d in os.listdir(root):  # temporaries of a run killed mid-save
         if d.endswith(TMP_SUFFIX):
@@ -81,18 +80,20 @@ def latest_checkpoint(run_dir: str) -> str | None:
     rewriting ``latest`` leaves one step behind (the step would be lost on resume).
     """
     root = os.path.join(run_dir, "checkpoints")
-    try:
-        names = os.listdir(root)
-    except OSError:
-        return None
-    steps = sorted(
-        (n for n in names if n.startswith("step-") and n[5:].isdigit()), key=lambda n: int(n[5:]), reverse=True
-    )
-    for name in steps:
+    for name in reversed(_step_names(root)):
         path = os.path.join(root, name)
         if os.path.isfile(os.path.join(path, "trainer_state.json")):
             return path
     return None
+
+
+def _step_names(root: str) -> list[str]:
+    """The ``step-NNNNNN`` directory names under ``root``, oldest step first ([] when there is no ``root``)."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    return sorted((n for n in names if n.startswith("step-") and n[5:].isdigit()), key=lambda n: int(n[5:]))
 
 
 def load_checkpoint(path: str) -> dict[str, Any]:
