@@ -82,6 +82,8 @@ class GenRMTrainConfig:
     gt_balance: with ``gt_share``, half of the ground-truth share from correct and half from wrong responses
         (a judge that always says "wrong" gains nothing however rare correct answers are); False draws them
         in their natural proportion.
+    paired_orders: each batch holds both orders of every item it draws (so a position prior earns nothing
+        within a batch); False draws each order on its own.
     calibrate: fit the ``genrm.gt`` decision threshold on the held-out ground-truth items after training
         and store it with the judge (see :func:`calibrate_judge`); needs ``eval_fraction > 0``.
     seed: split, batch order and initialisation-independent randomness.
@@ -101,6 +103,7 @@ class GenRMTrainConfig:
     max_answer_chars: int = MAX_ANSWER_CHARS
     gt_share: float | None = None
     gt_balance: bool = True
+    paired_orders: bool = False
     calibrate: bool = True
     seed: int = 0
 
@@ -209,24 +212,44 @@ def evaluate(judge: HFJudge, items: Sequence[Item], cfg: GenRMTrainConfig) -> di
 
 
 def _batches(pools: Mapping[str, list[tuple[list[int], float]]], cfg: GenRMTrainConfig, rng: random.Random) -> Any:
-    """Endless batches. Pools: ``pairs``, ``gt_correct``, ``gt_wrong`` (both orders of each item). With
-    ``gt_share``, that share of each batch comes from the ground-truth pools (half correct, half wrong with
-    ``gt_balance``), the rest from the pairs; without it, every example is drawn alike."""
+    """Endless batches. Pools: ``pairs``, ``gt_correct``, ``gt_wrong`` (both orders of each item, one after the
+    other). With ``gt_share``, that share of each batch comes from the ground-truth pools (half correct, half
+    wrong with ``gt_balance``), the rest from the pairs; without it, every example is drawn alike. With
+    ``paired_orders`` a draw is an item's two orders together (the last draw of a share may give only one)."""
     everything = [ex for pool in pools.values() for ex in pool]
     gt_pools = [pools[k] for k in ("gt_correct", "gt_wrong") if pools.get(k)]
     if not cfg.gt_balance:
         gt_pools = [[ex for pool in gt_pools for ex in pool]]
     pairs = pools.get("pairs") or []
     n_gt = round(cfg.batch_size * cfg.gt_share) if cfg.gt_share is not None and gt_pools and pairs else None
+    draw = _draw_items if cfg.paired_orders else _draw_examples
     while True:
         if n_gt is None:
-            yield [everything[rng.randrange(len(everything))] for _ in range(cfg.batch_size)]
+            yield draw([everything], cfg.batch_size, rng)
             continue
-        batch = []
-        for i in range(n_gt):
-            pool = gt_pools[i % len(gt_pools)]
-            batch.append(pool[rng.randrange(len(pool))])
-        yield batch + [pairs[rng.randrange(len(pairs))] for _ in range(cfg.batch_size - n_gt)]
+        yield draw(gt_pools, n_gt, rng) + draw([pairs], cfg.batch_size - n_gt, rng)
+
+
+def _draw_examples(pools: Sequence[list[Any]], n: int, rng: random.Random) -> list[Any]:
+    """``n`` examples, the i-th from ``pools[i % len(pools)]``, each order on its own."""
+    batch = []
+    for i in range(n):
+        pool = pools[i % len(pools)]
+        batch.append(pool[rng.randrange(len(pool))])
+    return batch
+
+
+def _draw_items(pools: Sequence[list[Any]], n: int, rng: random.Random) -> list[Any]:
+    """``n`` examples as whole items (both orders, adjacent in the pools), the i-th item from
+    ``pools[i % len(pools)]``; the last item gives one order when ``n`` is odd."""
+    batch: list[Any] = []
+    i = 0
+    while len(batch) < n:
+        pool = pools[i % len(pools)]
+        start = 2 * rng.randrange(len(pool) // 2)
+        batch += pool[start : start + 2]
+        i += 1
+    return batch[:n]
 
 
 def _train_loop(
