@@ -249,3 +249,34 @@ def test_a_match_judge_learns_ground_truth_items_and_genrm_gt_asks_it_so(base_di
     right, wrong = score_genrm_gt(rec, rec["reference"], judge=out), score_genrm_gt(rec, "I do not know.", judge=out)
     assert right.failure is None and right.score > 0.5 > wrong.score
     genrm.clear_judge_cache()
+
+
+def test_paired_orders_draw_both_orders_of_each_item_together():
+    import random as _random
+
+    from datarl.models.genrm_train import _batches
+
+    # pools hold both orders of each item one after the other: (item, order) as the "ids"
+    def pool(tag, n):
+        return [([tag, i, order], 1.0 - order) for i in range(n) for order in (0, 1)]
+
+    pools = {"pairs": pool(1, 40), "gt_correct": pool(2, 3), "gt_wrong": pool(3, 60)}
+    cfg = GenRMTrainConfig(batch_size=16, gt_share=0.5, paired_orders=True)
+    for batch in (b for b, _ in zip(_batches(pools, cfg, _random.Random(0)), range(20))):
+        assert len(batch) == 16
+        examples = [tuple(ids) for ids, _ in batch]
+        for k in range(0, 16, 2):  # every draw is one item's two orders, adjacent
+            (tag, i, o1), (tag2, i2, o2) = examples[k], examples[k + 1]
+            assert (tag, i, o1, o2) == (tag2, i2, 0, 1)
+        tags = [e[0] for e in examples]
+        assert tags.count(1) == 8 and tags.count(2) == 4 and tags.count(3) == 4  # shares as without pairing
+    # an odd share ends with one order of its last item; without a share, items are drawn alike
+    odd = next(_batches(pools, GenRMTrainConfig(batch_size=7, paired_orders=True), _random.Random(1)))
+    assert len(odd) == 7 and [ids[2] for ids, _ in odd][:6] == [0, 1] * 3
+    # the unpaired draws are those of before the option (the same random sequence)
+    rng_a, rng_b = _random.Random(3), _random.Random(3)
+    unpaired = next(_batches(pools, GenRMTrainConfig(batch_size=16, gt_share=0.5), rng_a))
+    gt = [pools["gt_correct"], pools["gt_wrong"]]
+    expected = [gt[i % 2][rng_b.randrange(len(gt[i % 2]))] for i in range(8)]
+    expected += [pools["pairs"][rng_b.randrange(80)] for _ in range(8)]
+    assert unpaired == expected

@@ -56,7 +56,15 @@ from datarl.rewards.genrm import (
 )
 from datarl.rewards.genrm_backends import GENRM_META, HFJudge
 
-__all__ = ["GenRMTrainConfig", "train_genrm", "judge_items", "fit_threshold", "calibration_entry", "calibrate_judge"]
+__all__ = [
+    "GenRMTrainConfig",
+    "train_genrm",
+    "judge_items",
+    "order_penalty",
+    "fit_threshold",
+    "calibration_entry",
+    "calibrate_judge",
+]
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,10 @@ class GenRMTrainConfig:
         in their natural proportion.
     paired_orders: each batch holds both orders of every item it draws (so a position prior earns nothing
         within a batch); False draws each order on its own.
+    order_consistency: weight of a penalty on a verdict that depends on the order, added to the loss: per item
+        drawn, the squared half-difference of its two orders' verdict log-odds (log P("A") - log P("B")) from
+        what order invariance asks (opposite for slot verdicts, equal for ``match`` ones). 0 turns it off;
+        above 0 it needs ``paired_orders`` and an even number of examples in each share of the batch.
     calibrate: fit the ``genrm.gt`` decision threshold on the held-out ground-truth items after training
         and store it with the judge (see :func:`calibrate_judge`); needs ``eval_fraction > 0``.
     seed: split, batch order and initialisation-independent randomness.
@@ -104,6 +116,7 @@ class GenRMTrainConfig:
     gt_share: float | None = None
     gt_balance: bool = True
     paired_orders: bool = False
+    order_consistency: float = 0.0
     calibrate: bool = True
     seed: int = 0
 
@@ -120,6 +133,15 @@ class GenRMTrainConfig:
             raise ValueError(f"gt_verdict must be one of {list(GT_VERDICTS)}, got {self.gt_verdict!r}")
         if self.gt_share is not None and not 0.0 < self.gt_share < 1.0:
             raise ValueError("gt_share must be in (0, 1), or None to draw from all items alike")
+        if self.order_consistency < 0:
+            raise ValueError("order_consistency must be >= 0 (0 turns the penalty off)")
+        if self.order_consistency > 0:
+            n_gt = round(self.batch_size * self.gt_share) if self.gt_share is not None else 0
+            if not self.paired_orders or self.batch_size % 2 or n_gt % 2:
+                raise ValueError(
+                    "order_consistency > 0 needs paired_orders: true and an even batch_size whose ground-truth "
+                    f"share is even too (batch_size {self.batch_size}, gt_share {self.gt_share} gives {n_gt})"
+                )
         if self.max_eval_items < 1 or self.max_answer_chars < 16 or self.weight_decay < 0:
             raise ValueError("max_eval_items >= 1, max_answer_chars >= 16 and weight_decay >= 0 are required")
 
@@ -173,23 +195,30 @@ def _split(items: list[Item], cfg: GenRMTrainConfig) -> tuple[list[Item], list[I
     return train, test
 
 
-def _examples(judge: HFJudge, items: Sequence[Item], cfg: GenRMTrainConfig) -> list[tuple[list[int], float]]:
-    """Both orders of every item, encoded, with P("A") as the target (``match`` ground-truth items: P(yes),
-    the same in both orders)."""
-    prompts, targets = [], []
+# An encoded example: (token ids, target P("A"), order sign). The sign says how an order-invariant judge's
+# verdict log-odds in this order relate to the other order's: -1 opposite (slot verdicts), +1 equal (match).
+Example = tuple[list[int], float, int]
+
+
+def _examples(judge: HFJudge, items: Sequence[Item], cfg: GenRMTrainConfig) -> list[Example]:
+    """Both orders of every item, one after the other, encoded, with P("A") as the target (``match``
+    ground-truth items: P(yes), the same in both orders) and the order sign."""
+    prompts, targets, signs = [], [], []
     chars = cfg.max_answer_chars
     for kind, q, resp, ref, t in items:
         if kind == "gt" and cfg.gt_verdict == "match":
             prompts += [match_prompt(q, resp, ref, reference_first=f, max_answer_chars=chars) for f in (False, True)]
             targets += [t, t]
+            signs += [1, 1]
             continue
         prompts += [
             judge_prompt(q, resp, ref, max_answer_chars=chars),
             judge_prompt(q, ref, resp, max_answer_chars=chars),
         ]
         targets += [t, 1.0 - t]
+        signs += [-1, -1]
     encoded, _ = judge.encode(prompts)
-    return list(zip(encoded, targets))
+    return list(zip(encoded, targets, signs))
 
 
 def evaluate(judge: HFJudge, items: Sequence[Item], cfg: GenRMTrainConfig) -> dict[str, float]:
@@ -211,7 +240,7 @@ def evaluate(judge: HFJudge, items: Sequence[Item], cfg: GenRMTrainConfig) -> di
     return metrics
 
 
-def _batches(pools: Mapping[str, list[tuple[list[int], float]]], cfg: GenRMTrainConfig, rng: random.Random) -> Any:
+def _batches(pools: Mapping[str, list[Example]], cfg: GenRMTrainConfig, rng: random.Random) -> Any:
     """Endless batches. Pools: ``pairs``, ``gt_correct``, ``gt_wrong`` (both orders of each item, one after the
     other). With ``gt_share``, that share of each batch comes from the ground-truth pools (half correct, half
     wrong with ``gt_balance``), the rest from the pairs; without it, every example is drawn alike. With
@@ -253,7 +282,7 @@ def _draw_items(pools: Sequence[list[Any]], n: int, rng: random.Random) -> list[
 
 
 def _train_loop(
-    judge: HFJudge, pools: Mapping[str, list[tuple[list[int], float]]], cfg: GenRMTrainConfig, log: Any
+    judge: HFJudge, pools: Mapping[str, list[Example]], cfg: GenRMTrainConfig, log: Any
 ) -> dict[str, float]:
     import torch
 
@@ -268,14 +297,25 @@ def _train_loop(
     for step in range(cfg.steps):
         set_lr(opt, lr_factor(step, cfg.steps, cfg.warmup_steps))
         batch = next(batches)
-        logp = torch.log_softmax(judge.next_logits([ids for ids, _ in batch]).float(), dim=-1)
-        target = torch.tensor([t for _, t in batch])
+        logp = torch.log_softmax(judge.next_logits([ex[0] for ex in batch]).float(), dim=-1)
+        target = torch.tensor([ex[1] for ex in batch])
         loss = -(target * logp[:, a_id] + (1 - target) * logp[:, b_id]).mean()
+        if cfg.order_consistency > 0:
+            loss = loss + cfg.order_consistency * order_penalty(logp[:, a_id] - logp[:, b_id], [ex[2] for ex in batch])
         losses.append(optimizer_step(model, opt, loss))
         if log is not None and (step + 1) % 50 == 0:
             log(f"genrm step {step + 1}/{cfg.steps} loss {sum(losses[-50:]) / 50:.4f}")
     model.eval()
     return {**loss_summary(losses), "seconds": time.perf_counter() - start}
+
+
+def order_penalty(log_odds: Any, signs: Sequence[int]) -> Any:
+    """Mean over adjacent rows (an item's two orders) of ``((d1 - sign * d2) / 2) ** 2``: 0 exactly when the
+    verdict does not depend on the order (``d2 = -d1`` for slot verdicts, sign -1; ``d2 = d1`` for match, +1)."""
+    import torch
+
+    sign = torch.tensor(signs[1::2], dtype=log_odds.dtype)
+    return (((log_odds[0::2] - sign * log_odds[1::2]) / 2) ** 2).mean()
 
 
 def train_genrm(
