@@ -280,3 +280,60 @@ def test_paired_orders_draw_both_orders_of_each_item_together():
     expected = [gt[i % 2][rng_b.randrange(len(gt[i % 2]))] for i in range(8)]
     expected += [pools["pairs"][rng_b.randrange(80)] for _ in range(8)]
     assert unpaired == expected
+
+
+def test_order_consistency_needs_paired_orders_and_penalises_order_dependence_only():
+    import torch
+
+    from datarl.models.genrm_train import order_penalty
+
+    with pytest.raises(ValueError, match="paired_orders"):
+        GenRMTrainConfig(order_consistency=1.0)
+    with pytest.raises(ValueError, match="even"):
+        GenRMTrainConfig(order_consistency=1.0, paired_orders=True, batch_size=20, gt_share=0.3)  # 6 + 14: ok
+        GenRMTrainConfig(order_consistency=1.0, paired_orders=True, batch_size=20, gt_share=0.25)  # 5: odd
+    with pytest.raises(ValueError, match=">= 0"):
+        GenRMTrainConfig(order_consistency=-0.1)
+    # slot items (-1): invariant when the log-odds are opposite; match items (+1): when they are equal
+    invariant = torch.tensor([2.0, -2.0, 0.5, 0.5, -1.0, 1.0])
+    assert order_penalty(invariant, [-1, -1, 1, 1, -1, -1]).item() == 0.0
+    biased = torch.tensor([3.0, -1.0, 1.0, -1.0])  # a slot item with a pull of 1 towards A; a match item split
+    assert order_penalty(biased, [-1, -1, 1, 1]).item() == pytest.approx((1.0**2 + 1.0**2) / 2)
+
+
+def test_the_order_penalty_makes_a_trained_judge_less_order_dependent(base_dir, tmp_path):
+    import torch
+
+    from datarl.models.genrm_train import _examples
+    from datarl.rewards.genrm_backends import HFJudge
+
+    torch.set_num_threads(1)
+    rng = random.Random(2)
+    recs = _math_records(200)
+    refusals = ["I am not sure.", "I do not know.", "No idea, sorry.", "Maybe ask someone else."]
+    pairs = [{"prompt": r["prompt"], "chosen": r["reference"], "rejected": rng.choice(refusals)} for r in recs]
+    bias = {}
+    for weight in (0.0, 5.0):
+        out = str(tmp_path / f"judge{weight}")
+        cfg = GenRMTrainConfig(
+            steps=40,
+            batch_size=16,
+            lr=3e-3,
+            warmup_steps=5,
+            eval_fraction=0.0,
+            paired_orders=True,
+            order_consistency=weight,
+            calibrate=False,
+        )
+        train_genrm(pairs[:150], base_dir, out, cfg, log=None)
+        judge = HFJudge.load(out)
+        a, b = judge.verdict_ids
+        from datarl.models.genrm_train import judge_items
+
+        examples = _examples(judge, judge_items(pairs[150:], None, cfg), cfg)
+        with torch.no_grad():
+            logp = torch.log_softmax(judge.next_logits([ex[0] for ex in examples]).float(), dim=-1)
+        d = logp[:, a] - logp[:, b]
+        bias[weight] = ((d[0::2] + d[1::2]) / 2).abs().mean().item()
+        genrm.clear_judge_cache()
+    assert bias[5.0] < 0.5 * bias[0.0], bias
