@@ -111,6 +111,7 @@ def test_changing_a_stage_config_redoes_it_and_what_follows(micro_policy, tmp_pa
         ({"pairs": {"per_prompt": 3}}, "unknown option"),
         ({"genrm": {"stepz": 3}}, "genrm .besides gt_samples and heldout.: unknown option"),
         ({"genrm": {"gt_share": 1.5}}, "gt_share must be in .0, 1."),
+        ({"genrm": {"order_consistency": 1.0}}, "order_consistency > 0 needs paired_orders"),
         ({"genrm": {"heldout": {"samples_per_prompt": 1}}}, "samples_per_prompt"),
         ({"genrm": {"gt_samples": -1}}, "genrm.gt_samples"),
         ({"reward": {"router": {"math": "nope"}}}, "unknown source"),
