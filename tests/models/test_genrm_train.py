@@ -23,6 +23,14 @@ def _math_records(n):
     ]
 
 
+def _refusal_pairs(recs, seed):
+    """Synthetic math pairs a micro model learns in seconds: a worked answer beats a non-answer. (Comparing
+    final numbers needs the tiny SFT model and minutes; measured outside the test suite.)"""
+    rng = random.Random(seed)
+    refusals = ["I am not sure.", "I do not know.", "No idea, sorry.", "Maybe ask someone else."]
+    return [{"prompt": r["prompt"], "chosen": r["reference"], "rejected": rng.choice(refusals)} for r in recs]
+
+
 def _load(path):
     from transformers import AutoModelForCausalLM
 
@@ -78,12 +86,8 @@ def test_training_beats_chance_and_saves_a_judge(base_dir, tmp_path):
     import torch
 
     torch.set_num_threads(1)
-    rng = random.Random(0)
     recs = _math_records(300)
-    # Synthetic math pairs a micro model can learn in seconds: a worked answer beats a non-answer.
-    # (Comparing final numbers needs the tiny SFT model and minutes; measured outside the test suite.)
-    refusals = ["I am not sure.", "I do not know.", "No idea, sorry.", "Maybe ask someone else."]
-    pairs = [{"prompt": r["prompt"], "chosen": r["reference"], "rejected": rng.choice(refusals)} for r in recs]
+    pairs = _refusal_pairs(recs, seed=0)
     out = str(tmp_path / "judge")
     cfg = GenRMTrainConfig(steps=150, batch_size=16, lr=3e-3, warmup_steps=10, eval_fraction=0.2, max_eval_items=60)
     before_params = {n: p.detach().clone() for n, p in _load(base_dir).named_parameters()}
@@ -308,10 +312,7 @@ def test_the_order_penalty_makes_a_trained_judge_less_order_dependent(base_dir, 
     from datarl.rewards.genrm_backends import HFJudge
 
     torch.set_num_threads(1)
-    rng = random.Random(2)
-    recs = _math_records(200)
-    refusals = ["I am not sure.", "I do not know.", "No idea, sorry.", "Maybe ask someone else."]
-    pairs = [{"prompt": r["prompt"], "chosen": r["reference"], "rejected": rng.choice(refusals)} for r in recs]
+    pairs = _refusal_pairs(_math_records(200), seed=2)
     bias = {}
     for weight in (0.0, 5.0):
         out = str(tmp_path / f"judge{weight}")
@@ -328,8 +329,6 @@ def test_the_order_penalty_makes_a_trained_judge_less_order_dependent(base_dir, 
         train_genrm(pairs[:150], base_dir, out, cfg, log=None)
         judge = HFJudge.load(out)
         a, b = judge.verdict_ids
-        from datarl.models.genrm_train import judge_items
-
         examples = _examples(judge, judge_items(pairs[150:], None, cfg), cfg)
         with torch.no_grad():
             logp = torch.log_softmax(judge.next_logits([ex[0] for ex in examples]).float(), dim=-1)
