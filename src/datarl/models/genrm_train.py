@@ -34,7 +34,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -282,7 +282,12 @@ def _draw_items(pools: Sequence[list[Any]], n: int, rng: random.Random) -> list[
 
 
 def _train_loop(
-    judge: HFJudge, pools: Mapping[str, list[Example]], cfg: GenRMTrainConfig, log: Any
+    judge: HFJudge,
+    pools: Mapping[str, list[Example]],
+    cfg: GenRMTrainConfig,
+    log: Any,
+    checkpoint: Callable[[int, float], None] | None = None,
+    checkpoint_every: int = 0,
 ) -> dict[str, float]:
     import torch
 
@@ -293,6 +298,7 @@ def _train_loop(
     a_id, b_id = judge.verdict_ids
     losses: list[float] = []
     start = time.perf_counter()
+    paused = 0.0  # seconds spent in checkpoint calls, which are not training
     batches = _batches(pools, cfg, rng)
     for step in range(cfg.steps):
         set_lr(opt, lr_factor(step, cfg.steps, cfg.warmup_steps))
@@ -305,8 +311,14 @@ def _train_loop(
         losses.append(optimizer_step(model, opt, loss))
         if log is not None and (step + 1) % 50 == 0:
             log(f"genrm step {step + 1}/{cfg.steps} loss {sum(losses[-50:]) / 50:.4f}")
+        if checkpoint is not None and checkpoint_every > 0 and (step + 1) % checkpoint_every == 0:
+            t0 = time.perf_counter()
+            model.eval()
+            checkpoint(step + 1, t0 - start - paused)
+            model.train()
+            paused += time.perf_counter() - t0
     model.eval()
-    return {**loss_summary(losses), "seconds": time.perf_counter() - start}
+    return {**loss_summary(losses), "seconds": time.perf_counter() - start - paused}
 
 
 def order_penalty(log_odds: Any, signs: Sequence[int]) -> Any:
@@ -326,11 +338,18 @@ def train_genrm(
     *,
     gt_records: Sequence[Mapping[str, Any]] | None = None,
     log: Any = print,
+    on_checkpoint: Callable[[int, float, HFJudge], None] | None = None,
+    checkpoint_every: int = 0,
 ) -> dict[str, Any]:
     """Train a judge from ``base`` (HF causal LM dir or alias) and save it to ``out_dir``.
 
     Returns the metadata written to ``out_dir/datarl_genrm.json``: config, verdict token ids,
     item counts, training stats and held-out metrics (before and after training).
+
+    on_checkpoint, checkpoint_every: call ``on_checkpoint(step, seconds, judge)`` every ``checkpoint_every``
+    steps, ``seconds`` the training time so far, the judge in eval mode with its ``genrm.gt`` threshold fitted
+    as at the end when ``cfg.calibrate`` (e.g. to measure quality against training time,
+    ``bench/judge_budget.py``); the time the calls take is not counted as training.
     """
     import torch
 
@@ -349,7 +368,14 @@ def train_genrm(
         "gt_wrong": _examples(judge, [it for it in train if it[0] == "gt" and it[4] == 0.0], cfg),
     }
     before = evaluate(judge, test, cfg) if test else {}
-    stats = _train_loop(judge, pools, cfg, log)
+
+    def checkpoint(step: int, seconds: float) -> None:
+        calibration = _fit_gt_threshold(judge, test, cfg) if cfg.calibrate else None
+        judge.calibration = {SOURCE_GT: calibration["threshold"]} if calibration else {}
+        on_checkpoint(step, seconds, judge)  # type: ignore[misc]
+        judge.calibration = {}  # training and the final measurement read raw scores
+
+    stats = _train_loop(judge, pools, cfg, log, checkpoint if on_checkpoint else None, checkpoint_every)
     after = evaluate(judge, test, cfg) if test else {}
     calibration = _fit_gt_threshold(judge, test, cfg) if cfg.calibrate else None
     counts = {

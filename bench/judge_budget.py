@@ -1,0 +1,120 @@
+"""The pipeline's judge: held-out quality against training time (issue 17's "quality against minutes" curve).
+
+    python bench/judge_budget.py CONFIG.yaml [--steps 2400] [--every 300] [--out curve.json]
+
+CONFIG is a pipeline config whose run has finished its ``pairs`` stage (``datarl pipeline CONFIG.yaml``
+until ``[pairs] done``; the SFT policy from the model cache). The judge is trained as the ``genrm`` stage
+trains it (the config's ``genrm:`` section, the run's seed, the same sampled ground-truth responses and
+held-out items), except for ``--steps``; every ``--every`` steps it is measured on the stage's held-out
+items (500 SFT answers to eval math prompts, general pairs from eval prompts) with the ``genrm.gt``
+threshold fitted then, as the stage fits it at the end. The learning rate follows the schedule of the whole
+run (warm-up, cosine to 10% at ``--steps``), so a checkpoint before the end is not what a run of that many
+steps would give: it is the curve of one longer run. Prints one row per checkpoint (training minutes, not
+counting the measurements) and writes them, with the set-up, to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+COLUMNS = [
+    ("gt", "agreement"),
+    ("gt", "balanced_agreement"),
+    ("gt", "position_consistency"),
+    ("gt", "roc_auc"),
+    ("gt", "threshold"),
+    ("pairs", "agreement"),
+    ("pairs", "position_consistency"),
+    ("pairs", "roc_auc"),
+]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config", help="pipeline config whose run has its pairs (and sft) stages done")
+    ap.add_argument("--steps", type=int, default=2400, help="training steps of the run (default 2400)")
+    ap.add_argument("--every", type=int, default=300, help="measure every this many steps (default 300)")
+    ap.add_argument("--out", help="write the curve as JSON here")
+    args = ap.parse_args()
+    if args.steps < 1 or args.every < 1:
+        ap.error("--steps and --every must be >= 1")
+
+    from datarl.models.genrm_heldout import HeldoutConfig, heldout_items, judge_table, math_samples
+    from datarl.models.genrm_train import GenRMTrainConfig, train_genrm
+    from datarl.models.loading import load_policy
+    from datarl.pipeline.config import load_pipeline_config, raw_paths
+    from datarl.pipeline.stages import GT_SAMPLES, read_prompts
+    from datarl.preferences import load_pairs
+
+    cfg = load_pipeline_config(args.config)
+    stages_file = cfg.path("stages.json")
+    if not os.path.isfile(cfg.path("pairs.jsonl")) or not os.path.isfile(stages_file):
+        print(f"{args.config}: run {cfg.run_dir} has no pairs yet; run the pipeline to its pairs stage first")
+        return 2
+    with open(stages_file, encoding="utf-8") as fh:
+        policy_dir = json.load(fh)["sft"]["policy_dir"]
+    opts = dict(cfg.genrm)
+    heldout_cfg = HeldoutConfig(**dict(opts.pop("heldout", None) or {}))
+    gt_samples = int(opts.pop("gt_samples", GT_SAMPLES))
+    train_cfg = GenRMTrainConfig(seed=cfg.seed, **{**opts, "steps": args.steps})
+
+    policy = load_policy(policy_dir)
+    sampled = math_samples(read_prompts(raw_paths(cfg)["train"]), policy, gt_samples, seed=train_cfg.seed)
+    items = heldout_items(read_prompts(raw_paths(cfg)["eval"]), policy, heldout_cfg, gt_format=train_cfg.gt_format)
+    print(f"{len(sampled)} sampled math responses, {len(items)} held-out items; {args.steps} steps, seed {cfg.seed}")
+    header = "step  train_min  " + "  ".join(f"{k}/{m}" for k, m in COLUMNS)
+    print(header, flush=True)
+    rows: list[dict] = []
+
+    def measure(step: int, seconds: float, judge) -> None:
+        table = judge_table(judge, items, max_answer_chars=train_cfg.max_answer_chars)
+        row = {"step": step, "train_seconds": round(seconds, 1), "table": table}
+        rows.append(row)
+        cells = [f"{table.get(k, {}).get(m, float('nan')):.3f}" for k, m in COLUMNS]
+        print(f"{step:5d}  {seconds / 60:8.2f}  " + "  ".join(cells), flush=True)
+        if args.out:  # after every checkpoint, so a stopped run keeps what it measured
+            _write(args.out, cfg, train_cfg, gt_samples, heldout_cfg, rows)
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        train_genrm(
+            load_pairs(cfg.path("pairs.jsonl")),
+            policy_dir,
+            os.path.join(tmp, "judge"),
+            train_cfg,
+            gt_records=sampled,
+            log=None,
+            on_checkpoint=measure,
+            checkpoint_every=args.every,
+        )
+    print(f"wall {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _write(path, cfg, train_cfg, gt_samples, heldout_cfg, rows) -> None:
+    from datarl.io import write_json
+
+    write_json(
+        path,
+        {
+            "run_dir": cfg.run_dir,
+            "seed": cfg.seed,
+            "genrm": train_cfg.to_dict(),
+            "gt_samples": gt_samples,
+            "heldout": dict(heldout_cfg.__dict__),
+            "checkpoints": rows,
+        },
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
