@@ -336,3 +336,41 @@ def test_the_order_penalty_makes_a_trained_judge_less_order_dependent(base_dir, 
         bias[weight] = ((d[0::2] + d[1::2]) / 2).abs().mean().item()
         genrm.clear_judge_cache()
     assert bias[5.0] < 0.5 * bias[0.0], bias
+
+
+def test_checkpoints_see_the_judge_in_eval_mode_calibrated_and_do_not_change_training(base_dir, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    recs = _math_records(120)
+    gt = [{**r, "response": r["reference"], "correct": True} for r in recs[:60]]
+    gt += [{**r, "response": "I do not know.", "correct": False} for r in recs[60:]]
+    cfg = GenRMTrainConfig(steps=4, batch_size=4, warmup_steps=1, eval_fraction=0.3, max_eval_items=20)
+    seen = []
+
+    def on_checkpoint(step, seconds, judge):
+        seen.append((step, seconds, judge.policy.model.training, dict(judge.calibration)))
+
+    torch.manual_seed(0)
+    train_genrm(_refusal_pairs(recs, 0), base_dir, str(tmp_path / "a"), cfg, gt_records=gt, log=None)
+    meta = train_genrm(
+        _refusal_pairs(recs, 0),
+        base_dir,
+        str(tmp_path / "b"),
+        cfg,
+        gt_records=gt,
+        log=None,
+        on_checkpoint=on_checkpoint,
+        checkpoint_every=2,
+    )
+    assert [s[0] for s in seen] == [2, 4]
+    assert 0 <= seen[0][1] <= seen[1][1] <= meta["train"]["seconds"]
+    assert not any(s[2] for s in seen)  # measured in eval mode
+    assert all(set(s[3]) == {"genrm.gt"} and 0 < s[3]["genrm.gt"] < 1 for s in seen)  # the threshold fitted then
+    a, b = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # measuring did not change what was trained
+    genrm.clear_judge_cache()
+    assert genrm.get_judge(str(tmp_path / "b")).calibration == {
+        "genrm.gt": meta["calibration"]["genrm.gt"]["threshold"]
+    }
+    genrm.clear_judge_cache()
