@@ -363,6 +363,8 @@ def test_checkpoints_see_the_judge_in_eval_mode_calibrated_and_do_not_change_tra
         on_checkpoint=on_checkpoint,
         checkpoint_every=2,
     )
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        train_genrm([], base_dir, str(tmp_path / "c"), cfg, gt_records=gt, log=None, on_checkpoint=on_checkpoint)
     assert [s[0] for s in seen] == [2, 4]
     assert 0 <= seen[0][1] <= seen[1][1] <= meta["train"]["seconds"]
     assert not any(s[2] for s in seen)  # measured in eval mode

@@ -354,6 +354,8 @@ def train_genrm(
     import torch
 
     cfg = cfg or GenRMTrainConfig()
+    if on_checkpoint is not None and checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1 with on_checkpoint, got {checkpoint_every}")
     items = judge_items(pairs, gt_records, cfg)
     if not items:
         raise ValueError("no judge examples: give preference pairs and/or gt_records")
@@ -371,9 +373,11 @@ def train_genrm(
 
     def checkpoint(step: int, seconds: float) -> None:
         calibration = _fit_gt_threshold(judge, test, cfg) if cfg.calibrate else None
-        judge.calibration = {SOURCE_GT: calibration["threshold"]} if calibration else {}
-        on_checkpoint(step, seconds, judge)  # type: ignore[misc]
-        judge.calibration = {}  # training and the final measurement read raw scores
+        kept, judge.calibration = judge.calibration, ({SOURCE_GT: calibration["threshold"]} if calibration else {})
+        try:
+            on_checkpoint(step, seconds, judge)  # type: ignore[misc]
+        finally:
+            judge.calibration = kept  # training and the final measurement read raw scores
 
     stats = _train_loop(judge, pools, cfg, log, checkpoint if on_checkpoint else None, checkpoint_every)
     after = evaluate(judge, test, cfg) if test else {}
