@@ -16,7 +16,6 @@ counting the measurements) and writes them, with the set-up, to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -51,22 +50,21 @@ def main() -> int:
     from datarl.models.genrm_train import GenRMTrainConfig, train_genrm
     from datarl.models.loading import load_policy
     from datarl.pipeline.config import load_pipeline_config, raw_paths
-    from datarl.pipeline.stages import GT_SAMPLES, read_prompts
+    from datarl.pipeline.ledger import Ledger
+    from datarl.pipeline.stages import judge_options, policy_dir, read_prompts
     from datarl.preferences import load_pairs
 
     cfg = load_pipeline_config(args.config)
-    stages_file = cfg.path("stages.json")
-    if not os.path.isfile(cfg.path("pairs.jsonl")) or not os.path.isfile(stages_file):
+    ledger = Ledger(cfg.path("stages.json"))
+    if "pairs" not in ledger.done or (cfg.policy == "tiny" and "sft" not in ledger.done):
         print(f"{args.config}: run {cfg.run_dir} has no pairs yet; run the pipeline to its pairs stage first")
         return 2
-    with open(stages_file, encoding="utf-8") as fh:
-        policy_dir = json.load(fh)["sft"]["policy_dir"]
-    opts = dict(cfg.genrm)
-    heldout_cfg = HeldoutConfig(**dict(opts.pop("heldout", None) or {}))
-    gt_samples = int(opts.pop("gt_samples", GT_SAMPLES))
+    base = policy_dir(cfg, ledger)
+    opts, heldout_opts, gt_samples = judge_options(cfg)  # as the genrm stage reads them
+    heldout_cfg = HeldoutConfig(**heldout_opts)
     train_cfg = GenRMTrainConfig(seed=cfg.seed, **{**opts, "steps": args.steps})
 
-    policy = load_policy(policy_dir)
+    policy = load_policy(base)
     sampled = math_samples(read_prompts(raw_paths(cfg)["train"]), policy, gt_samples, seed=train_cfg.seed)
     items = heldout_items(read_prompts(raw_paths(cfg)["eval"]), policy, heldout_cfg, gt_format=train_cfg.gt_format)
     print(f"{len(sampled)} sampled math responses, {len(items)} held-out items; {args.steps} steps, seed {cfg.seed}")
@@ -87,7 +85,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         train_genrm(
             load_pairs(cfg.path("pairs.jsonl")),
-            policy_dir,
+            base,
             os.path.join(tmp, "judge"),
             train_cfg,
             gt_records=sampled,

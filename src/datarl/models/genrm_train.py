@@ -311,7 +311,7 @@ def _train_loop(
         losses.append(optimizer_step(model, opt, loss))
         if log is not None and (step + 1) % 50 == 0:
             log(f"genrm step {step + 1}/{cfg.steps} loss {sum(losses[-50:]) / 50:.4f}")
-        if checkpoint is not None and checkpoint_every > 0 and (step + 1) % checkpoint_every == 0:
+        if checkpoint is not None and (step + 1) % checkpoint_every == 0:  # train_genrm checks every >= 1
             t0 = time.perf_counter()
             model.eval()
             checkpoint(step + 1, t0 - start - paused)

@@ -30,7 +30,16 @@ from datarl.pipeline.config import (
 )
 from datarl.pipeline.ledger import Ledger, fingerprint
 
-__all__ = ["NO_SELECTION", "STAGES", "Stage", "policy_dir", "load_stage_policy", "train_config", "read_prompts"]
+__all__ = [
+    "NO_SELECTION",
+    "STAGES",
+    "Stage",
+    "policy_dir",
+    "load_stage_policy",
+    "train_config",
+    "read_prompts",
+    "judge_options",
+]
 
 Stage = tuple[Callable[[], tuple[list[str], dict[str, Any]]] | None, Any, list[str]]
 
@@ -167,10 +176,18 @@ def stage_bt(cfg: PipelineConfig, ledger: Ledger) -> Stage:
 GT_SAMPLES = 1200  # the embedded default's sampled math responses to training prompts (rtv.math labels them)
 
 
-def stage_genrm(cfg: PipelineConfig, ledger: Ledger) -> Stage:
+def judge_options(cfg: PipelineConfig) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """The ``genrm:`` section as the stage reads it: the judge's training options (``GenRMTrainConfig``
+    fields but the seed), the held-out options (``HeldoutConfig`` fields) and how many math responses to sample
+    for ground-truth items (the embedded default's :data:`GT_SAMPLES` for the tiny policy, else none)."""
     opts = dict(cfg.genrm)
     heldout_opts = dict(opts.pop("heldout", None) or {})
     gt_samples = int(opts.pop("gt_samples", GT_SAMPLES if cfg.policy == "tiny" else 0))
+    return opts, heldout_opts, gt_samples
+
+
+def stage_genrm(cfg: PipelineConfig, ledger: Ledger) -> Stage:
+    opts, heldout_opts, gt_samples = judge_options(cfg)
     # The held-out table needs gold checks (rtv.math, the rubric): the embedded suite's eval split.
     heldout_path = raw_paths(cfg)["eval"] if cfg.data is None else None
     train_path = raw_paths(cfg)["train"]
