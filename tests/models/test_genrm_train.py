@@ -376,3 +376,51 @@ def test_checkpoints_see_the_judge_in_eval_mode_calibrated_and_do_not_change_tra
         "genrm.gt": meta["calibration"]["genrm.gt"]["threshold"]
     }
     genrm.clear_judge_cache()
+
+
+def test_length_parts_cover_every_row_once_keep_items_whole_and_sort_by_length():
+    from datarl.models.genrm_train import length_parts
+
+    lengths = [5, 9, 1, 7, 3, 8, 2, 6]
+    parts = length_parts(lengths, 3)
+    assert sorted(i for p in parts for i in p) == list(range(8))
+    assert all(len(p) <= 3 for p in parts)
+    assert [lengths[i] for p in parts for i in p] == sorted(lengths)  # short rows together pad little
+    paired = length_parts(lengths, 4, unit=2)
+    assert sorted(i for p in paired for i in p) == list(range(8))
+    assert all(len(p) <= 4 and all(p[k] % 2 == 0 and p[k + 1] == p[k] + 1 for k in range(0, len(p), 2)) for p in paired)
+    assert length_parts(lengths, 1, unit=2)[0] == [6, 7]  # at least one item a part; items by their longest row
+    assert length_parts(lengths, 0) == [list(range(8))]
+    assert length_parts([], 4) == []
+
+
+@pytest.mark.parametrize("consistency", [0.0, 2.0])
+def test_a_batch_run_in_parts_gives_the_whole_batch_loss_and_gradient(base_dir, consistency):
+    import torch
+
+    from datarl.models.genrm_train import _examples, _part_losses
+    from datarl.rewards.genrm_backends import HFJudge
+
+    recs = _math_records(40)
+    pairs = _refusal_pairs(recs, 0)
+    judge = HFJudge.load(base_dir)
+    judge.policy.model.train()
+    grads, totals = {}, {}
+    for rows in (0, 2, 3):
+        cfg = GenRMTrainConfig(batch_size=10, paired_orders=True, order_consistency=consistency, chunk_rows=rows)
+        batch = _examples(judge, judge_items(pairs, None, cfg), cfg)[:10]
+        assert len({len(ex[0]) for ex in batch}) > 1  # rows of different lengths, so the parts pad differently
+        judge.policy.model.zero_grad()
+        totals[rows] = 0.0
+        for loss in _part_losses(judge, batch, cfg):
+            loss.backward()
+            totals[rows] += float(loss.detach())
+        grads[rows] = torch.cat([p.grad.flatten() for p in judge.policy.model.parameters() if p.grad is not None])
+    for rows in (2, 3):
+        assert totals[rows] == pytest.approx(totals[0], rel=1e-5)
+        assert torch.allclose(grads[rows], grads[0], rtol=1e-4, atol=1e-6)
+
+
+def test_chunk_rows_must_not_be_negative():
+    with pytest.raises(ValueError, match="chunk_rows"):
+        GenRMTrainConfig(chunk_rows=-1)

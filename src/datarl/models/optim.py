@@ -44,13 +44,23 @@ def set_lr(opt: Any, factor: float) -> None:
 
 def optimizer_step(model: Any, opt: Any, loss: Any) -> float:
     """Backward, clip to norm 1, step; returns the loss as a float."""
+    return accumulated_step(model, opt, [loss])
+
+
+def accumulated_step(model: Any, opt: Any, losses: Iterable[Any]) -> float:
+    """One update from a batch run in parts: backward each part's loss as it comes (pass a generator, so one
+    part's graph is alive at a time; each loss already scaled to its share of the batch), then clip the summed
+    gradient to norm 1 and step; returns the summed loss as a float."""
     import torch
 
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    total = 0.0
+    for loss in losses:
+        loss.backward()
+        total += float(loss.detach())
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
-    return float(loss.detach())
+    return total
 
 
 def update_bar(bar: Any, step: int, losses: Sequence[float]) -> None:
