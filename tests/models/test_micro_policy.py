@@ -59,6 +59,20 @@ def test_cache_and_no_cache_sample_the_same_tokens(micro):
     assert [g.token_ids for g in runs[0]] == [g.token_ids for g in runs[1]]
 
 
+def test_grouped_decoding_keeps_prompt_order_and_greedy_outputs():
+    policy = build_tiny_policy([p + " " + r for p, r in PAIRS], MICRO)
+    prompts = ["what is 1 plus 2? " * (1 + i % 4) for i in range(10)]  # four prompt lengths, interleaved
+    greedy = dict(temperature=0, max_new_tokens=12, batch_size=3)
+    mixed = generate(policy, prompts, SamplingConfig(**greedy))
+    grouped = generate(policy, prompts, SamplingConfig(**greedy, group_by_length=True))
+    assert [g.prompt_index for g in grouped] == list(range(10))
+    assert [g.prompt_ids for g in grouped] == [g.prompt_ids for g in mixed]
+    assert [g.token_ids for g in grouped] == [g.token_ids for g in mixed]
+    sampled = generate(policy, prompts, SamplingConfig(max_new_tokens=8, samples_per_prompt=2, group_by_length=True))
+    assert [(g.prompt_index, g.sample_index) for g in sampled] == [(p, s) for p in range(10) for s in range(2)]
+    assert all(g.prompt_ids == m.prompt_ids for g, m in zip(sampled[::2], mixed))
+
+
 def test_same_seed_same_samples_and_eos_stops(micro):
     policy, _, _ = micro
     cfg = SamplingConfig(temperature=0, max_new_tokens=40)
