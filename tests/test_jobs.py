@@ -159,6 +159,29 @@ def test_paired_difference_counts_only_items_that_changed():
         paired_difference([1, 0], [1])
 
 
+def test_make_pairs_passes_min_gold_gap_on_and_refuses_a_bad_gap(suite_dir, micro_dir, tmp_path, capsys, monkeypatch):
+    import datarl.preferences as preferences
+
+    real, seen = preferences.make_pairs, []
+
+    def spy(*a, **kw):  # the real function, with the gap it was given noted
+        seen.append(kw.get("min_gold_gap"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(preferences, "make_pairs", spy)
+    args = ["make-pairs", str(suite_dir / "train.jsonl"), "--policy", str(micro_dir), "--n", "2"]
+    args += ["--max-new-tokens", "8", "--limit", "6", "-o", str(tmp_path / "pairs.jsonl")]
+    assert main(args) == 0 and main([*args, "--min-gold-gap", "0.2"]) == 0
+    assert seen == [0.0, 0.2]  # the default keeps any difference, as make_pairs does; the flag reaches it
+    rows = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert rows and all(abs(r["chosen_gold"] - r["rejected_gold"]) > 0.2 for r in rows)
+    for bad in ("-0.1", "1.5", "wide"):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "--min-gold-gap", bad])
+        assert exc.value.code == 2
+        assert "--min-gold-gap" in capsys.readouterr().err
+
+
 def test_pairs_bt_and_references_chain_through_the_cli(suite_dir, micro_dir, tmp_path, capsys):
     pairs = tmp_path / "pairs.jsonl"
     assert (

@@ -38,6 +38,7 @@ def cmd_make_pairs(args: argparse.Namespace) -> int:
         label_noise=args.label_noise,
         seed=args.seed,
         sampling=sampling,
+        min_gold_gap=args.min_gold_gap,
         progress=stderr_is_tty(),
     )
     write_records(args.output, pairs)
@@ -52,6 +53,16 @@ def cmd_make_pairs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gap(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1) (gold scores are in [0, 1]), got {text}")
+    return value
+
+
 def _parse_make_pairs(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "make-pairs",
@@ -64,6 +75,14 @@ def _parse_make_pairs(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="PROMPTS")
     p.add_argument("-o", "--output", required=True, metavar="PAIRS")
     p.add_argument("--label-noise", type=float, default=0.1, help="fraction of flipped labels (default 0.1)")
+    p.add_argument(
+        "--min-gold-gap",
+        type=_gap,
+        default=0.0,
+        metavar="GAP",
+        help="pair two samples only when their gold scores differ by more than GAP, in [0, 1) "
+        "(default 0: any difference; the pipeline's pairs stage uses 0.2)",
+    )
     p.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
     add_sampling(p, temperature=1.0, n=4)
     add_layout(p)
