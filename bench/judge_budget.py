@@ -46,20 +46,19 @@ def main() -> int:
     if args.steps < 1 or args.every < 1:
         ap.error("--steps and --every must be >= 1")
 
+    from _pipeline_run import pairs_run
+
     from datarl.models.genrm_heldout import HeldoutConfig, heldout_items, judge_table, math_samples
     from datarl.models.genrm_train import GenRMTrainConfig, train_genrm
     from datarl.models.loading import load_policy
-    from datarl.pipeline.config import load_pipeline_config, raw_paths
-    from datarl.pipeline.ledger import Ledger
-    from datarl.pipeline.stages import judge_options, policy_dir, read_prompts
+    from datarl.pipeline.config import raw_paths
+    from datarl.pipeline.stages import judge_options, read_prompts
     from datarl.preferences import load_pairs
 
-    cfg = load_pipeline_config(args.config)
-    ledger = Ledger(cfg.path("stages.json"))
-    if "pairs" not in ledger.done or (cfg.policy == "tiny" and "sft" not in ledger.done):
-        print(f"{args.config}: run {cfg.run_dir} has no pairs yet; run the pipeline to its pairs stage first")
+    run = pairs_run(args.config)
+    if run is None:
         return 2
-    base = policy_dir(cfg, ledger)
+    cfg, base = run
     opts, heldout_opts, gt_samples = judge_options(cfg)  # as the genrm stage reads them
     heldout_cfg = HeldoutConfig(**heldout_opts)
     train_cfg = GenRMTrainConfig(seed=cfg.seed, **{**opts, "steps": args.steps})

@@ -37,23 +37,22 @@ def main() -> int:
     if args.steps is not None and args.steps < 1:
         ap.error("--steps must be >= 1")
 
+    from _pipeline_run import pairs_run
     from scipy.stats import binomtest
 
     from datarl.io import write_json
     from datarl.models.bt_train import BTTrainConfig, train_bt
     from datarl.models.genrm_heldout import HeldoutConfig, heldout_items
     from datarl.models.loading import load_policy
-    from datarl.pipeline.config import load_pipeline_config, raw_paths
-    from datarl.pipeline.ledger import Ledger
-    from datarl.pipeline.stages import judge_options, policy_dir, read_prompts
+    from datarl.pipeline.config import raw_paths
+    from datarl.pipeline.stages import judge_options, read_prompts
     from datarl.preferences import load_pairs
     from datarl.rewards.bt import bt_scores
 
-    cfg = load_pipeline_config(args.config)
-    ledger = Ledger(cfg.path("stages.json"))
-    if "pairs" not in ledger.done or (cfg.policy == "tiny" and "sft" not in ledger.done):
-        print(f"{args.config}: run {cfg.run_dir} has no pairs yet; run the pipeline to its pairs stage first")
+    run = pairs_run(args.config)
+    if run is None:
         return 2
+    cfg, base = run
     pairs_file = args.pairs or cfg.path("pairs.jsonl")
     if not os.path.exists(pairs_file):
         print(f"--pairs {pairs_file}: no such file")
@@ -68,7 +67,6 @@ def main() -> int:
         print(f"{pairs_file}: no pairs of tasks {tasks}")
         return 2
 
-    base = policy_dir(cfg, ledger)
     _, heldout_opts, _ = judge_options(cfg)  # the genrm stage's held-out options; no math responses needed
     heldout_cfg = HeldoutConfig(**{**heldout_opts, "gt_responses": 0})
     items = heldout_items(
