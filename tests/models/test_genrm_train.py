@@ -139,6 +139,23 @@ def test_fit_threshold_picks_the_best_cut():
     assert th == 0.5 and acc == 1.0
 
 
+def test_a_balanced_threshold_does_not_give_up_the_rare_label():
+    from datarl.models.genrm_train import balanced_accuracy, fit_threshold
+
+    # One positive in ten, scored 0.4; negatives at 0.1 .. 0.8. Accuracy is best calling everything negative
+    # above 0.8 (9/10); balanced accuracy is best cutting just below the positive (1 + 6/9) / 2.
+    scores = [0.4, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.6, 0.7, 0.8]
+    labels = [True] + [False] * 9
+    th, acc = fit_threshold(scores, labels)
+    assert acc == 0.9 and balanced_accuracy(scores, labels, th) == 0.5
+    th, acc = fit_threshold(scores, labels, "balanced")
+    assert 0.35 < th < 0.4 and balanced_accuracy(scores, labels, th) == pytest.approx((1 + 6 / 9) / 2)
+    assert acc == 0.7
+    assert balanced_accuracy([0.9, 0.8], [True, True], 0.5) == 1.0  # one label present: its share alone
+    with pytest.raises(ValueError, match="objective"):
+        fit_threshold(scores, labels, "f1")
+
+
 def test_calibrate_judge_stores_a_threshold_that_scoring_applies(base_dir, tmp_path):
     from datarl.models.genrm_train import calibrate_judge
     from datarl.rewards.genrm import score_genrm_gt_batch
@@ -376,22 +393,6 @@ def test_checkpoints_see_the_judge_in_eval_mode_calibrated_and_do_not_change_tra
         "genrm.gt": meta["calibration"]["genrm.gt"]["threshold"]
     }
     genrm.clear_judge_cache()
-
-
-def test_length_parts_cover_every_row_once_keep_items_whole_and_sort_by_length():
-    from datarl.models.genrm_train import length_parts
-
-    lengths = [5, 9, 1, 7, 3, 8, 2, 6]
-    parts = length_parts(lengths, 3)
-    assert sorted(i for p in parts for i in p) == list(range(8))
-    assert all(len(p) <= 3 for p in parts)
-    assert [lengths[i] for p in parts for i in p] == sorted(lengths)  # short rows together pad little
-    paired = length_parts(lengths, 4, unit=2)
-    assert sorted(i for p in paired for i in p) == list(range(8))
-    assert all(len(p) <= 4 and all(p[k] % 2 == 0 and p[k + 1] == p[k] + 1 for k in range(0, len(p), 2)) for p in paired)
-    assert length_parts(lengths, 1, unit=2)[0] == [6, 7]  # at least one item a part; items by their longest row
-    assert length_parts(lengths, 0) == [list(range(8))]
-    assert length_parts([], 4) == []
 
 
 @pytest.mark.parametrize("consistency", [0.0, 2.0])

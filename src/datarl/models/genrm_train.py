@@ -40,7 +40,15 @@ from typing import Any
 
 from datarl.io import write_json
 from datarl.models.loading import save_model_dir
-from datarl.models.optim import accumulated_step, adamw, decay_groups, loss_summary, lr_factor, set_lr
+from datarl.models.optim import (
+    accumulated_step,
+    adamw,
+    decay_groups,
+    length_parts,
+    loss_summary,
+    lr_factor,
+    set_lr,
+)
 from datarl.rewards.genrm import (
     GT_FORMAT,
     GT_VERDICTS,
@@ -61,8 +69,9 @@ __all__ = [
     "train_genrm",
     "judge_items",
     "order_penalty",
-    "length_parts",
     "fit_threshold",
+    "balanced_accuracy",
+    "THRESHOLD_OBJECTIVES",
     "calibration_entry",
     "calibrate_judge",
 ]
@@ -338,17 +347,6 @@ def _part_losses(judge: HFJudge, batch: Sequence[Example], cfg: GenRMTrainConfig
         yield loss
 
 
-def length_parts(lengths: Sequence[int], rows: int, unit: int = 1) -> list[list[int]]:
-    """Row indices in parts of at most ``rows`` (at least one unit), units of ``unit`` adjacent rows kept whole
-    and in order, sorted by their longest row so each part pads little; ``rows`` 0 = one part of everything."""
-    units = [list(range(i, min(i + unit, len(lengths)))) for i in range(0, len(lengths), unit)]
-    if rows <= 0:
-        return [[i for u in units for i in u]] if units else []
-    units.sort(key=lambda u: max(lengths[i] for i in u))
-    per_part = max(1, rows // unit)
-    return [[i for u in units[k : k + per_part] for i in u] for k in range(0, len(units), per_part)]
-
-
 def order_penalty(log_odds: Any, signs: Sequence[int]) -> Any:
     """Mean over adjacent rows (an item's two orders) of ``((d1 - sign * d2) / 2) ** 2``: 0 exactly when the
     verdict does not depend on the order (``d2 = -d1`` for slot verdicts, sign -1; ``d2 = d1`` for match, +1)."""
@@ -464,20 +462,41 @@ def calibration_entry(scores: Sequence[float], labels: Sequence[bool]) -> dict[s
     }
 
 
-def fit_threshold(scores: Sequence[float], labels: Sequence[bool]) -> tuple[float, float]:
-    """The decision threshold in (0, 1) with the highest accuracy of ``score > threshold`` against ``labels``
-    (midpoints between consecutive distinct scores; ties broken towards 0.5). Returns (threshold, accuracy)."""
+THRESHOLD_OBJECTIVES = ("accuracy", "balanced")
+
+
+def fit_threshold(scores: Sequence[float], labels: Sequence[bool], objective: str = "accuracy") -> tuple[float, float]:
+    """The decision threshold in (0, 1) that maximises ``objective`` of ``score > threshold`` against
+    ``labels`` (midpoints between consecutive distinct scores; ties broken towards 0.5). Returns
+    (threshold, accuracy).
+
+    objective: ``accuracy`` (share of agreements) or ``balanced`` (mean of the agreement on positives and on
+        negatives: a rare label weighs as much as a common one).
+    """
     if len(scores) != len(labels) or not scores:
         raise ValueError("fit_threshold needs as many labels as scores, at least one")
+    if objective not in THRESHOLD_OBJECTIVES:
+        raise ValueError(f"objective must be one of {list(THRESHOLD_OBJECTIVES)}, got {objective!r}")
     values = sorted({min(1 - 1e-6, max(1e-6, float(x))) for x in scores})
     candidates = [0.5, values[0] / 2, (values[-1] + 1) / 2] + [(a + b) / 2 for a, b in zip(values, values[1:])]
-    best = max(candidates, key=lambda th: (_accuracy(scores, labels, th), -abs(th - 0.5)))
+    measure = _accuracy if objective == "accuracy" else balanced_accuracy
+    best = max(candidates, key=lambda th: (measure(scores, labels, th), -abs(th - 0.5)))
     return best, _accuracy(scores, labels, best)
 
 
 def _accuracy(scores: Sequence[float], labels: Sequence[bool], threshold: float) -> float:
     """Share of ``score > threshold`` that agrees with ``labels``."""
     return sum((x > threshold) == bool(y) for x, y in zip(scores, labels)) / len(scores)
+
+
+def balanced_accuracy(scores: Sequence[float], labels: Sequence[bool], threshold: float) -> float:
+    """Mean over the labels present of the share of ``score > threshold`` that agrees with them."""
+    shares = []
+    for label in (True, False):
+        sub = [x for x, y in zip(scores, labels) if bool(y) == label]
+        if sub:
+            shares.append(sum((x > threshold) == label for x in sub) / len(sub))
+    return sum(shares) / len(shares)
 
 
 def calibrate_judge(

@@ -63,6 +63,17 @@ def accumulated_step(model: Any, opt: Any, losses: Iterable[Any]) -> float:
     return total
 
 
+def length_parts(lengths: Sequence[int], rows: int, unit: int = 1) -> list[list[int]]:
+    """Row indices in parts of at most ``rows`` (at least one unit), units of ``unit`` adjacent rows kept whole
+    and in order, sorted by their longest row so each part pads little; ``rows`` 0 = one part of everything."""
+    units = [list(range(i, min(i + unit, len(lengths)))) for i in range(0, len(lengths), unit)]
+    if rows <= 0:
+        return [[i for u in units for i in u]] if units else []
+    units.sort(key=lambda u: max(lengths[i] for i in u))
+    per_part = max(1, rows // unit)
+    return [[i for u in units[k : k + per_part] for i in u] for k in range(0, len(units), per_part)]
+
+
 def update_bar(bar: Any, step: int, losses: Sequence[float]) -> None:
     if bar is None:
         return
