@@ -63,7 +63,7 @@ def test_grouped_decoding_keeps_prompt_order_and_greedy_outputs():
     policy = build_tiny_policy([p + " " + r for p, r in PAIRS], MICRO)
     prompts = ["what is 1 plus 2? " * (1 + i % 4) for i in range(10)]  # four prompt lengths, interleaved
     greedy = dict(temperature=0, max_new_tokens=12, batch_size=3)
-    mixed = generate(policy, prompts, SamplingConfig(**greedy))
+    mixed = generate(policy, prompts, SamplingConfig(**greedy, group_by_length=False))  # grouping is the default
     grouped = generate(policy, prompts, SamplingConfig(**greedy, group_by_length=True))
     assert [g.prompt_index for g in grouped] == list(range(10))
     assert [g.prompt_ids for g in grouped] == [g.prompt_ids for g in mixed]

@@ -25,7 +25,8 @@ from datarl.rewards.genrm_backends import GENRM_META, HFJudge
 
 __all__ = ["build_judge", "judge_digest", "RECIPE_VERSION"]
 
-RECIPE_VERSION = 1  # bump when training or measuring changes so stale cached judges are not reused
+# Bump when training or measuring changes so stale cached judges are not reused (2: sampling grouped by length).
+RECIPE_VERSION = 2
 
 
 def _base_identity(base: str) -> Any:
