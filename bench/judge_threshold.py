@@ -77,8 +77,8 @@ RULES = ("stored", "pool_accuracy", "pool_balanced")
 
 def measure(config_path: str, n: int, seed: int) -> dict | None:
     """One judge's eval items decided under each rule, or None (after saying why) when the run is not ready."""
-    from datarl.models.genrm_heldout import HeldoutConfig, heldout_items, math_samples, roc_auc
-    from datarl.models.genrm_train import balanced_accuracy, fit_threshold
+    from datarl.models.genrm_heldout import HeldoutConfig, balanced_accuracy, heldout_items, math_samples, roc_auc
+    from datarl.models.genrm_train import fit_threshold
     from datarl.models.loading import load_policy
     from datarl.pipeline.config import load_pipeline_config, raw_paths
     from datarl.pipeline.ledger import Ledger

@@ -23,7 +23,15 @@ from typing import Any
 
 from datarl.rewards.genrm import MAX_ANSWER_CHARS, SOURCE_GT, get_judge, judge_batch
 
-__all__ = ["HeldoutConfig", "HeldoutItem", "heldout_items", "math_samples", "judge_table", "roc_auc"]
+__all__ = [
+    "HeldoutConfig",
+    "HeldoutItem",
+    "heldout_items",
+    "math_samples",
+    "judge_table",
+    "balanced_accuracy",
+    "roc_auc",
+]
 
 
 @dataclass(frozen=True)
@@ -140,26 +148,30 @@ def judge_table(
             source=SOURCE_GT if kind == "gt" else None,
         )
         threshold = (getattr(backend, "calibration", None) or {}).get(SOURCE_GT, 0.5) if kind == "gt" else 0.5
-        verdicts = [r.score > threshold for r in results]
-        agree = [v == it.label for v, it in zip(verdicts, sub)]
-        per_label = [
-            sum(a for a, it in zip(agree, sub) if it.label == label) / count
-            for label in (True, False)
-            if (count := sum(it.label == label for it in sub))
-        ]
+        scores, labels = [r.score for r in results], [bool(it.label) for it in sub]
         table[kind] = {
-            "agreement": sum(agree) / len(sub),
-            "balanced_agreement": sum(per_label) / len(per_label),
+            "agreement": sum((x > threshold) == y for x, y in zip(scores, labels)) / len(sub),
+            "balanced_agreement": balanced_accuracy(scores, labels, threshold),
             "position_consistency": sum(r.position_consistent for r in results) / len(results),
             "items": float(len(sub)),
             "positives": float(sum(it.label for it in sub)),
             "judge_errors": float(sum(r.error is not None for r in results)),
             "threshold": threshold,
         }
-        auc = roc_auc([r.score for r in results], [it.label for it in sub])
+        auc = roc_auc(scores, labels)
         if auc is not None:
             table[kind]["roc_auc"] = auc
     return table
+
+
+def balanced_accuracy(scores: Sequence[float], labels: Sequence[bool], threshold: float) -> float:
+    """Mean over the labels present of the share of ``score > threshold`` that agrees with them."""
+    shares = []
+    for label in (True, False):
+        sub = [x for x, y in zip(scores, labels) if bool(y) == label]
+        if sub:
+            shares.append(sum((x > threshold) == label for x in sub) / len(sub))
+    return sum(shares) / len(shares)
 
 
 def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from datarl.io import write_json
+from datarl.models.genrm_heldout import balanced_accuracy
 from datarl.models.loading import save_model_dir
 from datarl.models.optim import (
     accumulated_step,
@@ -70,7 +71,6 @@ __all__ = [
     "judge_items",
     "order_penalty",
     "fit_threshold",
-    "balanced_accuracy",
     "THRESHOLD_OBJECTIVES",
     "calibration_entry",
     "calibrate_judge",
@@ -487,16 +487,6 @@ def fit_threshold(scores: Sequence[float], labels: Sequence[bool], objective: st
 def _accuracy(scores: Sequence[float], labels: Sequence[bool], threshold: float) -> float:
     """Share of ``score > threshold`` that agrees with ``labels``."""
     return sum((x > threshold) == bool(y) for x, y in zip(scores, labels)) / len(scores)
-
-
-def balanced_accuracy(scores: Sequence[float], labels: Sequence[bool], threshold: float) -> float:
-    """Mean over the labels present of the share of ``score > threshold`` that agrees with them."""
-    shares = []
-    for label in (True, False):
-        sub = [x for x, y in zip(scores, labels) if bool(y) == label]
-        if sub:
-            shares.append(sum((x > threshold) == label for x in sub) / len(sub))
-    return sum(shares) / len(shares)
 
 
 def calibrate_judge(
