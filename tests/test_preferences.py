@@ -64,6 +64,33 @@ def test_label_noise_flips_the_recorded_fraction(monkeypatch, records):
     assert all(p["chosen_gold"] >= p["rejected_gold"] for p in pairs if not p["flipped"])
 
 
+def test_min_gold_gap_keeps_exactly_the_pairs_that_differ_by_more(monkeypatch, records):
+    # General answers cut to 100/75/50/25% of the reference's words: graded rubric scores (e.g. 1.0, 0.73, 0.17, 0).
+    general = [r for r in records if r["task"] == "general"]
+
+    def cut(p, k):
+        words = general[p]["reference"].split()
+        return " ".join(words[: max(1, len(words) * (4 - k) // 4)])
+
+    monkeypatch.setattr(gen_mod, "generate", stub_generate(cut))
+    golds = [[float(gold_check(r, cut(p, k)).score) for k in range(4)] for p, r in enumerate(general)]
+    assert any(0 < abs(g[i] - g[j]) <= 0.2 for g in golds for i in range(4) for j in range(i)), "need a small gap"
+    for gap in (0.0, 0.2, 0.5):
+        pairs = make_pairs(
+            general, None, samples_per_prompt=4, label_noise=0.0, min_gold_gap=gap, min_pairs_per_prompt=0
+        )
+        for p, g in enumerate(golds):
+            want = sorted(
+                (max(g[i], g[j]), min(g[i], g[j])) for i in range(4) for j in range(i) if abs(g[i] - g[j]) > gap
+            )
+            got = sorted((x["chosen_gold"], x["rejected_gold"]) for x in pairs if x["prompt_id"] == general[p]["id"])
+            assert got == want, (gap, g)
+    widest = make_pairs(
+        general, None, samples_per_prompt=4, label_noise=0.0, max_pairs_per_prompt=1, min_pairs_per_prompt=0
+    )
+    assert [(x["chosen_gold"], x["rejected_gold"]) for x in widest] == [(max(g), min(g)) for g in golds]
+
+
 def test_reference_fallback_when_samples_do_not_differ(monkeypatch, records):
     monkeypatch.setattr(gen_mod, "generate", stub_generate(lambda p, k: "same answer"))
     pairs = make_pairs(records, policy=None, samples_per_prompt=4, label_noise=0.0)
