@@ -186,6 +186,17 @@ def test_calibrate_judge_stores_a_threshold_that_scoring_applies(base_dir, tmp_p
         assert (res.score > 0.5) == (res.info["raw_score"] > entry["threshold"])
     agree = sum((res.score > 0.5) == r["correct"] for res, r in zip(results, rows)) / len(rows)
     assert agree == pytest.approx(entry["accuracy"])  # the fitted accuracy is what scoring now gives
+    assert entry["objective"] == "accuracy"
+    # Correct answers rare (4 of 24): a balanced fit never gives up more balanced agreement than the accuracy fit.
+    rare = rows[16:20] + rows[20:]
+    by_accuracy = calibrate_judge(out, rare, log=None)
+    balanced = calibrate_judge(out, rare, objective="balanced", log=None)
+    assert balanced["objective"] == "balanced" and balanced["correct"] == 4
+    assert balanced["balanced_accuracy"] >= by_accuracy["balanced_accuracy"]
+    assert by_accuracy["accuracy"] >= balanced["accuracy"]
+    assert json.load(open(os.path.join(out, GENRM_META)))["calibration"]["genrm.gt"] == balanced
+    with pytest.raises(JudgeError, match="objective"):
+        calibrate_judge(out, rows, objective="f1", log=None)
     with pytest.raises(JudgeError, match="both correct and wrong"):
         calibrate_judge(out, [{**r, "correct": True} for r in rows], log=None)
     with pytest.raises(JudgeError, match="at least 20"):
@@ -203,6 +214,29 @@ def test_calibrate_genrm_cli_refuses_a_directory_that_is_not_a_judge(base_dir, t
     assert main(["calibrate-genrm", base_dir, str(rows)]) == 2
     err = capsys.readouterr().err
     assert "not a judge directory" in err and "Traceback" not in err
+
+
+def test_calibrate_genrm_cli_fits_the_objective_asked(base_dir, tmp_path, capsys):
+    from datarl.cli import main
+
+    out = str(tmp_path / "judge")
+    train_genrm(
+        [], base_dir, out, GenRMTrainConfig(steps=0), gt_records=[_math_records(1)[0] | {"response": "0"}], log=None
+    )
+    recs = _math_records(24)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(
+            json.dumps({**r, "response": r["reference"] + ("" if i < 4 else "0"), "correct": i < 4}) + "\n"
+            for i, r in enumerate(recs)
+        )
+    )
+    genrm.clear_judge_cache()
+    assert main(["calibrate-genrm", out, str(rows), "--objective", "balanced"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["objective"] == "balanced" and printed["n"] == 24 and printed["correct"] == 4
+    assert json.load(open(os.path.join(out, GENRM_META)))["calibration"]["genrm.gt"] == printed
+    genrm.clear_judge_cache()
 
 
 def test_gt_share_draws_that_share_half_correct_half_wrong():

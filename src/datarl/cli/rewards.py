@@ -174,7 +174,7 @@ def cmd_calibrate_genrm(args: argparse.Namespace) -> int:
     from datarl.records import read_all_records
 
     records = [r.to_dict() for r in read_all_records(args.records, layout=args.layout, announce=announce)]
-    entry = calibrate_judge(args.judge, records, log=lambda m: print(m, file=sys.stderr))
+    entry = calibrate_judge(args.judge, records, objective=args.objective, log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(entry, indent=2))
     return 0
 
@@ -185,7 +185,8 @@ def _parse_calibrate_genrm(sub: argparse._SubParsersAction) -> None:
         help="fit a GenRM judge's genrm.gt decision threshold on labelled responses",
         description="Judge RECORDS (prompt, ground_truth, response; labelled by rtv.math unless "
         "they carry 'correct') against their ground truth, pick the threshold with "
-        "the highest agreement, and store it in JUDGE/datarl_genrm.json. genrm.gt "
+        "the highest agreement (--objective balanced: the highest balanced agreement), and store it in "
+        "JUDGE/datarl_genrm.json. genrm.gt "
         "scores from that judge are then mapped so that the threshold is 0.5 "
         "(reward_info keeps raw_score). Use responses of the policy the judge will "
         "score on training prompts, never the evaluation split.",
@@ -194,6 +195,13 @@ def _parse_calibrate_genrm(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "records",
         help="JSONL/Parquet records with ground_truth and response (e.g. datarl generate output on training prompts)",
+    )
+    p.add_argument(
+        "--objective",
+        choices=["accuracy", "balanced"],
+        default="accuracy",
+        help="what the threshold maximises: accuracy (default) or balanced accuracy, the mean of the agreement on "
+        "correct and on wrong responses (for a policy whose correct answers are rare)",
     )
     add_layout(p, "RECORDS")
     p.set_defaults(fn=cmd_calibrate_genrm)

@@ -449,13 +449,16 @@ def _fit_gt_threshold(judge: HFJudge, test: Sequence[Item], cfg: GenRMTrainConfi
     return {**entry, "fitted_on": "held-out ground-truth items of training prompts"}
 
 
-def calibration_entry(scores: Sequence[float], labels: Sequence[bool]) -> dict[str, Any]:
-    """What a judge stores for one source's calibration: the fitted threshold, its accuracy, the accuracy at
-    0.5, and how many responses (and correct ones) it was fitted on."""
-    threshold, accuracy = fit_threshold(scores, labels)
+def calibration_entry(scores: Sequence[float], labels: Sequence[bool], objective: str = "accuracy") -> dict[str, Any]:
+    """What a judge stores for one source's calibration: the threshold fitted for ``objective`` (see
+    :func:`fit_threshold`), its accuracy and balanced accuracy, the accuracy at 0.5, and how many responses (and
+    correct ones) it was fitted on."""
+    threshold, accuracy = fit_threshold(scores, labels, objective)
     return {
         "threshold": threshold,
+        "objective": objective,
         "accuracy": accuracy,
+        "balanced_accuracy": balanced_accuracy(scores, labels, threshold),
         "accuracy_at_0.5": _accuracy(scores, labels, 0.5),
         "n": len(scores),
         "correct": sum(bool(x) for x in labels),
@@ -490,7 +493,12 @@ def _accuracy(scores: Sequence[float], labels: Sequence[bool], threshold: float)
 
 
 def calibrate_judge(
-    judge_dir: str, records: Sequence[Mapping[str, Any]], *, source: str = SOURCE_GT, log: Any = print
+    judge_dir: str,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    source: str = SOURCE_GT,
+    objective: str = "accuracy",
+    log: Any = print,
 ) -> dict[str, Any]:
     """Fit ``source``'s decision threshold for the judge in ``judge_dir`` on labelled responses and store it
     in its ``datarl_genrm.json`` (``calibration.<source>``); scores from that judge are then calibrated.
@@ -498,8 +506,11 @@ def calibrate_judge(
     ``records``: mappings with ``prompt``, ``ground_truth``, ``response`` and optionally ``correct`` (else
     computed with ``rtv.math``). Use responses from the policy the judge will score (e.g. SFT samples on
     training prompts), never the evaluation split. Only ``genrm.gt`` is supported: its labels come from a
-    verifier.
+    verifier. ``objective``: ``accuracy`` (the default) or ``balanced`` (when correct answers are rare and the
+    judge should not give them up; on the embedded suite it traded agreement for balance, docs/results.md).
     """
+    if objective not in THRESHOLD_OBJECTIVES:
+        raise JudgeError(f"objective must be one of {list(THRESHOLD_OBJECTIVES)}, got {objective!r}")
     if source != SOURCE_GT:
         raise JudgeError(f"calibration is supported for {SOURCE_GT} (labels from a verifier), not {source}")
     meta_path = os.path.join(judge_dir, GENRM_META)
@@ -529,7 +540,7 @@ def calibrate_judge(
     if failed:
         raise JudgeError(f"the judge failed on {len(failed)} calibration items: {failed[0]}")
     scores = [res.score for res in results]
-    entry = calibration_entry(scores, labels)
+    entry = calibration_entry(scores, labels, objective)
     threshold, accuracy, at_half = entry["threshold"], entry["accuracy"], entry["accuracy_at_0.5"]
     meta.setdefault("calibration", {})[source] = entry
     write_json(meta_path, meta)
