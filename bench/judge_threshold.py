@@ -77,7 +77,14 @@ RULES = ("stored", "pool_accuracy", "pool_balanced")
 
 def measure(config_path: str, n: int, seed: int) -> dict | None:
     """One judge's eval items decided under each rule, or None (after saying why) when the run is not ready."""
-    from datarl.models.genrm_heldout import HeldoutConfig, balanced_accuracy, heldout_items, math_samples, roc_auc
+    from datarl.models.genrm_heldout import (
+        HeldoutConfig,
+        accuracy,
+        balanced_accuracy,
+        heldout_items,
+        math_samples,
+        roc_auc,
+    )
     from datarl.models.genrm_train import fit_threshold
     from datarl.models.loading import load_policy
     from datarl.pipeline.config import load_pipeline_config, raw_paths
@@ -128,12 +135,15 @@ def measure(config_path: str, n: int, seed: int) -> dict | None:
         "eval_labels": eval_labels,
     }
     for rule, th in thresholds.items():
-        agree = sum((x > th) == y for x, y in zip(eval_scores, eval_labels)) / len(items)
-        row[rule] = {"threshold": th, "agreement": agree, "balanced": balanced_accuracy(eval_scores, eval_labels, th)}
+        row[rule] = {
+            "threshold": th,
+            "agreement": accuracy(eval_scores, eval_labels, th),
+            "balanced": balanced_accuracy(eval_scores, eval_labels, th),
+        }
     grid = sorted(set(eval_scores))
     cands = [0.0] + [(a + b) / 2 for a, b in zip(grid, grid[1:])] + [1.0]
     row["oracle"] = any(
-        sum((x > th) == y for x, y in zip(eval_scores, eval_labels)) / len(items) >= AGREEMENT
+        accuracy(eval_scores, eval_labels, th) >= AGREEMENT
         and balanced_accuracy(eval_scores, eval_labels, th) >= BALANCED
         for th in cands
     )

@@ -29,6 +29,7 @@ __all__ = [
     "heldout_items",
     "math_samples",
     "judge_table",
+    "accuracy",
     "balanced_accuracy",
     "roc_auc",
 ]
@@ -150,7 +151,7 @@ def judge_table(
         threshold = (getattr(backend, "calibration", None) or {}).get(SOURCE_GT, 0.5) if kind == "gt" else 0.5
         scores, labels = [r.score for r in results], [bool(it.label) for it in sub]
         table[kind] = {
-            "agreement": sum((x > threshold) == y for x, y in zip(scores, labels)) / len(sub),
+            "agreement": accuracy(scores, labels, threshold),
             "balanced_agreement": balanced_accuracy(scores, labels, threshold),
             "position_consistency": sum(r.position_consistent for r in results) / len(results),
             "items": float(len(sub)),
@@ -162,6 +163,11 @@ def judge_table(
         if auc is not None:
             table[kind]["roc_auc"] = auc
     return table
+
+
+def accuracy(scores: Sequence[float], labels: Sequence[bool], threshold: float) -> float:
+    """Share of ``score > threshold`` that agrees with ``labels``."""
+    return sum((x > threshold) == bool(y) for x, y in zip(scores, labels)) / len(scores)
 
 
 def balanced_accuracy(scores: Sequence[float], labels: Sequence[bool], threshold: float) -> float:

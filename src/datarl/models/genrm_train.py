@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from datarl.io import write_json
-from datarl.models.genrm_heldout import balanced_accuracy
+from datarl.models.genrm_heldout import accuracy, balanced_accuracy
 from datarl.models.loading import save_model_dir
 from datarl.models.optim import (
     accumulated_step,
@@ -453,13 +453,13 @@ def calibration_entry(scores: Sequence[float], labels: Sequence[bool], objective
     """What a judge stores for one source's calibration: the threshold fitted for ``objective`` (see
     :func:`fit_threshold`), its accuracy and balanced accuracy, the accuracy at 0.5, and how many responses (and
     correct ones) it was fitted on."""
-    threshold, accuracy = fit_threshold(scores, labels, objective)
+    threshold, fitted = fit_threshold(scores, labels, objective)
     return {
         "threshold": threshold,
         "objective": objective,
-        "accuracy": accuracy,
+        "accuracy": fitted,
         "balanced_accuracy": balanced_accuracy(scores, labels, threshold),
-        "accuracy_at_0.5": _accuracy(scores, labels, 0.5),
+        "accuracy_at_0.5": accuracy(scores, labels, 0.5),
         "n": len(scores),
         "correct": sum(bool(x) for x in labels),
     }
@@ -482,14 +482,9 @@ def fit_threshold(scores: Sequence[float], labels: Sequence[bool], objective: st
         raise ValueError(f"objective must be one of {list(THRESHOLD_OBJECTIVES)}, got {objective!r}")
     values = sorted({min(1 - 1e-6, max(1e-6, float(x))) for x in scores})
     candidates = [0.5, values[0] / 2, (values[-1] + 1) / 2] + [(a + b) / 2 for a, b in zip(values, values[1:])]
-    measure = _accuracy if objective == "accuracy" else balanced_accuracy
+    measure = accuracy if objective == "accuracy" else balanced_accuracy
     best = max(candidates, key=lambda th: (measure(scores, labels, th), -abs(th - 0.5)))
-    return best, _accuracy(scores, labels, best)
-
-
-def _accuracy(scores: Sequence[float], labels: Sequence[bool], threshold: float) -> float:
-    """Share of ``score > threshold`` that agrees with ``labels``."""
-    return sum((x > threshold) == bool(y) for x, y in zip(scores, labels)) / len(scores)
+    return best, accuracy(scores, labels, best)
 
 
 def calibrate_judge(
@@ -541,13 +536,13 @@ def calibrate_judge(
         raise JudgeError(f"the judge failed on {len(failed)} calibration items: {failed[0]}")
     scores = [res.score for res in results]
     entry = calibration_entry(scores, labels, objective)
-    threshold, accuracy, at_half = entry["threshold"], entry["accuracy"], entry["accuracy_at_0.5"]
+    threshold, fitted, at_half = entry["threshold"], entry["accuracy"], entry["accuracy_at_0.5"]
     meta.setdefault("calibration", {})[source] = entry
     write_json(meta_path, meta)
     clear_judge_cache()  # judges loaded before this see the new calibration on their next load
     if log is not None:
         log(
-            f"{source} threshold {threshold:.3f}: accuracy {accuracy:.3f} on {len(scores)} responses "
+            f"{source} threshold {threshold:.3f}: accuracy {fitted:.3f} on {len(scores)} responses "
             f"({at_half:.3f} at 0.5), written to {meta_path}"
         )
     return entry

@@ -411,7 +411,7 @@ def stage_eval(cfg: PipelineConfig, ledger: Ledger) -> Stage:
             return [out], {}
         records = read_all_records(data_path(cfg, "eval"))
         gold = gold_function(eval_cfg.get("gold", "synth"))
-        greedy = SamplingConfig(temperature=0.0, max_new_tokens=128, batch_size=JOB_BATCH_SIZE, group_by_length=True)
+        greedy = SamplingConfig(temperature=0.0, max_new_tokens=128, batch_size=JOB_BATCH_SIZE)
         result = {}
         for name, path in (("sft", policy_dir(cfg, ledger)), ("best", cfg.path("train", "best"))):
             summary, _ = eval_records(records, load_policy(path), greedy, _gold_or_skip(gold), workers=cfg.workers)

@@ -125,9 +125,7 @@ def evaluate(
     step-0 gold per prompt, in ``records`` order, for the paired gains.
     """
     row: dict[str, Any] = {}
-    greedy = SamplingConfig(  # grouped: about twice as fast on the embedded suite, the same texts (docs/results.md)
-        temperature=0.0, max_new_tokens=cfg.max_new_tokens, batch_size=JOB_BATCH_SIZE, group_by_length=True
-    )
+    greedy = SamplingConfig(temperature=0.0, max_new_tokens=cfg.max_new_tokens, batch_size=JOB_BATCH_SIZE)
     gens = generate(policy, [r["prompt"] for r in records], greedy)
     texts = [g.text for g in gens]
     gold = _gold_scores(records, texts, gold_function(cfg.gold), workers, timeout_s)
