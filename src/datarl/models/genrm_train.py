@@ -50,6 +50,7 @@ from datarl.models.optim import (
     lr_factor,
     set_lr,
 )
+from datarl.models.precision import check_precision, training_precision
 from datarl.rewards.genrm import (
     GT_FORMAT,
     GT_VERDICTS,
@@ -110,6 +111,9 @@ class GenRMTrainConfig:
         parts of at most this many (an item's two orders kept together when ``order_consistency`` is on), their
         gradients summed before the one update. The same update as the whole batch at once up to float rounding,
         with less padding: about a quarter faster at the demo's shapes on 2 CPU cores. 0 = the whole batch.
+    precision: ``float32``, ``bfloat16`` (training passes under bfloat16 autocast, weights in float32) or ``auto``
+        (bfloat16 where the hardware computes it natively); see :mod:`datarl.models.precision`. Scoring and the
+        held-out measurements always run in float32.
     calibrate: fit the ``genrm.gt`` decision threshold on the held-out ground-truth items after training
         and store it with the judge (see :func:`calibrate_judge`); needs ``eval_fraction > 0``.
     seed: split, batch order and initialisation-independent randomness.
@@ -132,6 +136,7 @@ class GenRMTrainConfig:
     paired_orders: bool = False
     order_consistency: float = 0.0
     chunk_rows: int = 8
+    precision: str = "float32"
     calibrate: bool = True
     seed: int = 0
 
@@ -157,6 +162,7 @@ class GenRMTrainConfig:
                     "order_consistency > 0 needs paired_orders: true and an even batch_size whose ground-truth "
                     f"share is even too (batch_size {self.batch_size}, gt_share {self.gt_share} gives {n_gt})"
                 )
+        check_precision(self.precision)
         if self.chunk_rows < 0:
             raise ValueError(f"chunk_rows must be >= 0 (0 = the whole batch in one pass), got {self.chunk_rows}")
         if self.max_eval_items < 1 or self.max_answer_chars < 16 or self.weight_decay < 0:
@@ -317,7 +323,8 @@ def _train_loop(
     for step in range(cfg.steps):
         set_lr(opt, lr_factor(step, cfg.steps, cfg.warmup_steps))
         batch = next(batches)
-        losses.append(accumulated_step(model, opt, _part_losses(judge, batch, cfg)))
+        with training_precision(model, cfg.precision):
+            losses.append(accumulated_step(model, opt, _part_losses(judge, batch, cfg)))
         if log is not None and (step + 1) % 50 == 0:
             log(f"genrm step {step + 1}/{cfg.steps} loss {sum(losses[-50:]) / 50:.4f}")
         if checkpoint is not None and (step + 1) % checkpoint_every == 0:  # train_genrm checks every >= 1
