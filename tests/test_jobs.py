@@ -234,8 +234,9 @@ def test_pairs_bt_and_references_chain_through_the_cli(suite_dir, micro_dir, tmp
     assert all("reference_info" not in r for r in out if r["task"] != "general")
     judge = tmp_path / "judge"
     args = ["train-genrm", str(pairs), "-o", str(judge), "--base", str(micro_dir), "--steps", "2"]
-    assert main([*args, "--gt-verdict", "match"]) == 0
-    assert json.loads((judge / "datarl_genrm.json").read_text())["config"]["gt_verdict"] == "match"
+    assert main([*args, "--gt-verdict", "match", "--precision", "bfloat16"]) == 0
+    config = json.loads((judge / "datarl_genrm.json").read_text())["config"]
+    assert config["gt_verdict"] == "match" and config["precision"] == "bfloat16"
     gen = tmp_path / "gen.jsonl"
     assert main(["generate", str(refs), "-o", str(gen), "--policy", str(micro_dir), "--max-new-tokens", "8"]) == 0
     # The default router: general -> genrm.bon against the best-of-N references; only the judge is configured.

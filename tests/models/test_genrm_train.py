@@ -460,3 +460,23 @@ def test_a_batch_run_in_parts_gives_the_whole_batch_loss_and_gradient(base_dir, 
 def test_chunk_rows_must_not_be_negative():
     with pytest.raises(ValueError, match="chunk_rows"):
         GenRMTrainConfig(chunk_rows=-1)
+
+
+def test_a_judge_trained_in_bfloat16_learns_and_saves_float32_weights_with_its_attention(base_dir, tmp_path):
+    import torch
+
+    torch.set_num_threads(1)
+    with pytest.raises(ValueError, match="precision"):
+        GenRMTrainConfig(precision="half")
+    pairs = _refusal_pairs(_math_records(300), seed=0)
+    out = str(tmp_path / "judge")
+    cfg = GenRMTrainConfig(
+        steps=150, batch_size=16, lr=3e-3, warmup_steps=10, eval_fraction=0.2, max_eval_items=60, precision="bfloat16"
+    )
+    meta = train_genrm(pairs, base_dir, out, cfg, log=None)
+    assert meta["config"]["precision"] == "bfloat16"
+    assert meta["metrics"]["pairs/accuracy"] >= 0.9, meta["metrics"]
+    saved = _load(out)
+    assert all(p.dtype == torch.float32 for p in saved.parameters())
+    assert saved.config._attn_implementation == "sdpa"
+    genrm.clear_judge_cache()

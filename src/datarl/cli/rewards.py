@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from datarl.models.precision import PRECISIONS
+
 from .common import (
     add_config,
     add_engine,
@@ -132,7 +134,7 @@ def cmd_train_genrm(args: argparse.Namespace) -> int:
         load_pairs(args.pairs),
         base_dir(args),
         args.output,
-        GenRMTrainConfig(steps=args.steps, seed=args.seed, gt_verdict=args.gt_verdict),
+        GenRMTrainConfig(steps=args.steps, seed=args.seed, gt_verdict=args.gt_verdict, precision=args.precision),
         gt_records=gt_records,
         log=lambda m: print(m, file=sys.stderr),
     )
@@ -162,6 +164,14 @@ def _parse_train_genrm(sub: argparse._SubParsersAction) -> None:
         help="how --gt examples are asked: 'slot' (which of answers A and B is better, as for pairs) or 'match' "
         "(does the answer reach the reference's result: A = yes, B = no, whichever block comes first; a small "
         "judge learns it far sooner, docs/results.md). Stored with the judge; genrm.gt asks it the same way",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="training passes in float32, under bfloat16 autocast (weights stay float32; about 1.6x faster on a "
+        "CPU with AVX512-BF16 or AMX, slower on one without), or 'auto' (bfloat16 on a GPU or such a CPU). "
+        "Scoring is float32 either way",
     )
     add_layout(p, "--gt's records")
     p.set_defaults(fn=cmd_train_genrm)
