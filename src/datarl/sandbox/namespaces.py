@@ -16,12 +16,12 @@ PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
 PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 28, 38, 47
 SECUREBITS_LOCKED_ALL = 0x2F  # NOROOT, NO_SETUID_FIXUP, KEEP_CAPS_LOCKED and their locks
 _SYSCALLS = {"x86_64": (155, 126), "aarch64": (41, 91)}  # (pivot_root, capset)
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+LIBC = ctypes.CDLL(None, use_errno=True)
+LIBC.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+LIBC.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 
 
-def _check(rc, what):
+def check_rc(rc, what):
     if rc != 0:
         err = ctypes.get_errno()
         raise OSError(err, "%s: %s" % (what, os.strerror(err)))
@@ -31,12 +31,12 @@ def _b(s):
     return None if s is None else os.fsencode(s)
 
 
-def _mount(src, target, fstype, flags, data=None):
-    _check(_libc.mount(_b(src), _b(target), _b(fstype), flags, _b(data)), "mount " + target)
+def mount(src, target, fstype, flags, data=None):
+    check_rc(LIBC.mount(_b(src), _b(target), _b(fstype), flags, _b(data)), "mount " + target)
 
 
-def _prctl(option, arg=0):
-    _check(_libc.prctl(option, arg, 0, 0, 0), "prctl %d" % option)
+def prctl(option, arg=0):
+    check_rc(LIBC.prctl(option, arg, 0, 0, 0), "prctl %d" % option)
 
 
 def _bind_sources():
@@ -85,16 +85,16 @@ def _bind_sources():
     return out, links
 
 
-def _build_root(map_root):
+def build_root(map_root):
     binds, links = _bind_sources()
     if map_root:
         os.setgroups([])
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
     os.umask(0o022)
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
     root = "/tmp"
-    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
     for path, target in links:
         os.symlink(target, root + path)
     for path, fd, is_dir, flags in binds:
@@ -104,35 +104,35 @@ def _build_root(map_root):
         else:
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             os.close(os.open(dst, os.O_CREAT | os.O_WRONLY, 0o644))
-        _mount("/proc/self/fd/%d" % fd, dst, None, MS_BIND | MS_REC)
+        mount("/proc/self/fd/%d" % fd, dst, None, MS_BIND | MS_REC)
         if not path.startswith("/dev/"):
-            _mount(None, dst, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | flags)
+            mount(None, dst, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | flags)
         os.close(fd)
     for d in ("tmp", "proc", "old"):
         os.makedirs(root + "/" + d, exist_ok=True)
     os.symlink("/tmp", root + "/dev/shm")
 
 
-def _pivot(root):
+def pivot_root(root):
     # /proc must be mounted by a process of the new pid namespace while the host /proc is still visible
-    _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     pivot, _ = _SYSCALLS[os.uname().machine]
     os.chdir(root)
-    _check(_libc.syscall(pivot, b".", b"old"), "pivot_root")
+    check_rc(LIBC.syscall(pivot, b".", b"old"), "pivot_root")
     os.chdir("/")
-    _check(_libc.umount2(b"/old", 2), "umount old root")
+    check_rc(LIBC.umount2(b"/old", 2), "umount old root")
     os.rmdir("/old")
-    _mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
-def _drop_capabilities():
+def drop_capabilities():
     """No capabilities now or after any exec: bounding and ambient sets cleared, securebits locked."""
-    _prctl(PR_SET_SECUREBITS, SECUREBITS_LOCKED_ALL)
+    prctl(PR_SET_SECUREBITS, SECUREBITS_LOCKED_ALL)
     for cap in range(64):
-        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+        if LIBC.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             break
-    _libc.prctl(PR_CAP_AMBIENT, 4, 0, 0, 0)
+    LIBC.prctl(PR_CAP_AMBIENT, 4, 0, 0, 0)
     _, capset = _SYSCALLS[os.uname().machine]
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)
     data = (ctypes.c_uint32 * 6)()
-    _check(_libc.syscall(capset, header, data), "capset")
+    check_rc(LIBC.syscall(capset, header, data), "capset")

@@ -24,7 +24,6 @@ import time
 
 try:  # as a module (linters, tests); inside the sandbox namespaces.py is prepended to this source
     from datarl.sandbox.namespaces import *  # noqa: F401,F403
-    from datarl.sandbox.namespaces import _build_root, _check, _drop_capabilities, _libc, _mount, _pivot, _prctl
 except ImportError:
     pass
 
@@ -79,8 +78,8 @@ def boot():
     os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"})
     if cfg["isolate"]:
         try:
-            _check(
-                _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID),
+            check_rc(
+                LIBC.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID),
                 "unshare",
             )
         except OSError as e:
@@ -91,7 +90,7 @@ def boot():
         if not go or not go.get("go"):
             return 1
         try:
-            _build_root(go.get("map_root", False))
+            build_root(go.get("map_root", False))
         except OSError as e:
             send(ctl_out, {"error": "building the sandbox root failed: %s" % e})
             return 1
@@ -129,19 +128,19 @@ def _install_quitters():
 
 # ---------------------------------------------------------------- ZYGOTE: serve jobs
 def zygote(ctl_in, ctl_out, cfg, runners):
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     isolated = bool(cfg["isolate"])
     nested_userns = None
     if isolated:
-        _pivot("/tmp")
+        pivot_root("/tmp")
         try:  # per user namespace limit: programs in the sandbox cannot create user namespaces of their own
             with open("/proc/sys/user/max_user_namespaces", "w") as f:
                 f.write("0")
             nested_userns = False
         except OSError:
             nested_userns = True
-    _prctl(PR_SET_DUMPABLE, 0)
+    prctl(PR_SET_DUMPABLE, 0)
     with open("/proc/self/uid_map") as f:
         uid_map = f.read().split()
     send(
@@ -329,10 +328,10 @@ def _child_setup(job, limits, out_w, err_w, res_w, nonce_r, isolated, workdir):
         os.dup2(fd, target)
     os.closerange(NONCE_FD + 1, 65536)
     if isolated:
-        _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare run")
-        _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=%d,nr_inodes=4096,mode=0777" % limits["tmp_bytes"])
+        check_rc(LIBC.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare run")
+        mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=%d,nr_inodes=4096,mode=0777" % limits["tmp_bytes"])
         # no /proc for the candidate: nothing to learn about other processes, no /proc/self/mem
-        _mount("tmpfs", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
+        mount("tmpfs", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
     os.chdir("/tmp" if isolated else workdir)
     nproc = limits["max_processes"] + (3 if isolated else 0)
     if not isolated:  # outside a user namespace RLIMIT_NPROC counts every process of the uid
@@ -357,9 +356,9 @@ def _child_setup(job, limits, out_w, err_w, res_w, nonce_r, isolated, workdir):
     ):
         resource.setrlimit(res, value)
     if isolated:
-        _drop_capabilities()
-    _prctl(PR_SET_NO_NEW_PRIVS, 1)
-    _prctl(PR_SET_DUMPABLE, 0)
+        drop_capabilities()
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    prctl(PR_SET_DUMPABLE, 0)
 
 
 def run_exec(payload, res_fd, nonce_fd, isolated):
