@@ -17,10 +17,12 @@ def test_an_unknown_precision_is_refused_with_the_choices():
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_auto_is_bfloat16_on_a_gpu_and_on_a_cpu_that_computes_it(monkeypatch, native):
+def test_auto_is_bfloat16_only_where_the_device_computes_it(monkeypatch, native):
     monkeypatch.setattr(precision, "native_cpu_bf16", lambda: native)
-    assert resolve_precision("auto", "cuda") == "bfloat16"
+    monkeypatch.setattr(precision, "cuda_bf16", lambda: not native)
     assert resolve_precision("auto", "cpu") == ("bfloat16" if native else "float32")
+    assert resolve_precision("auto", "cuda") == ("float32" if native else "bfloat16")
+    assert resolve_precision("auto", "mps") == "float32"
     assert resolve_precision("float32", "cuda") == "float32"
     assert resolve_precision("bfloat16", "cpu") == "bfloat16"
 

@@ -6,7 +6,8 @@
 - ``bfloat16``: forward and backward under ``torch.autocast`` to bfloat16 (matrix products and attention in
   bfloat16, the loss, norms and weights in float32). On a CPU with native bfloat16 (AVX512-BF16 or AMX) the
   tiny models' matrix products run about three times as fast; on one without it they are emulated and slower.
-- ``auto``: ``bfloat16`` on a GPU and on a CPU with native bfloat16, else ``float32``.
+- ``auto``: ``bfloat16`` on a GPU that supports it (Ampere or newer) and on a CPU with native bfloat16, else
+  ``float32``.
 
 On a CPU the model's attention runs as plain matrix products (``eager``) inside the context: PyTorch's
 fused CPU attention is slower in bfloat16 than in float32 backward, the plain one is faster (measured on the
@@ -21,7 +22,14 @@ import functools
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["PRECISIONS", "check_precision", "native_cpu_bf16", "resolve_precision", "training_precision"]
+__all__ = [
+    "PRECISIONS",
+    "check_precision",
+    "cuda_bf16",
+    "native_cpu_bf16",
+    "resolve_precision",
+    "training_precision",
+]
 
 PRECISIONS = ("float32", "bfloat16", "auto")
 
@@ -46,12 +54,20 @@ def native_cpu_bf16() -> bool:
     return False
 
 
+def cuda_bf16() -> bool:
+    """Whether the current CUDA device computes bfloat16 (Ampere or newer)."""
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
 def resolve_precision(precision: str, device_type: str) -> str:
     """``float32`` or ``bfloat16``: what ``precision`` means on ``device_type`` (``cpu``, ``cuda``, ...)."""
     check_precision(precision)
     if precision != "auto":
         return precision
-    return "bfloat16" if device_type != "cpu" or native_cpu_bf16() else "float32"
+    native = {"cpu": native_cpu_bf16, "cuda": cuda_bf16}.get(device_type)
+    return "bfloat16" if native is not None and native() else "float32"
 
 
 @contextlib.contextmanager
