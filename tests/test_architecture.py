@@ -55,13 +55,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "datarl"
 
 # (importing module, module whose private names it uses) -> why the two files are one program
-ALLOWED_PRIVATE: dict[tuple[str, str], str] = {
-    (
-        "datarl.sandbox.zygote",
-        "datarl.sandbox.namespaces",
-    ): "pool.py sends namespaces.py + zygote.py to the child interpreter as ONE source text; the import is "
-    "only for linters and tests",
-}
+# Empty since session 11: zygote.py (sent to the child with namespaces.py as one source text) now uses
+# namespaces.py's primitives by their public names.
+ALLOWED_PRIVATE: dict[tuple[str, str], str] = {}
 
 
 # ------------------------------------------------------------------------------------------ reading
