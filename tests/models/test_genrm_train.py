@@ -239,6 +239,25 @@ def test_calibrate_genrm_cli_fits_the_objective_asked(base_dir, tmp_path, capsys
     genrm.clear_judge_cache()
 
 
+def test_the_cli_offers_exactly_the_library_s_choices():
+    """The CLI writes its choices out (importing the trainers would slow every command's start-up); they must
+    stay the library's."""
+    from datarl.cli import build_parser
+    from datarl.models.genrm_train import THRESHOLD_OBJECTIVES
+    from datarl.models.precision import PRECISIONS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    choices = {
+        (cmd, opt.option_strings[0]): tuple(opt.choices)
+        for cmd in ("calibrate-genrm", "train-genrm")
+        for opt in sub[cmd]._actions
+        if opt.choices and opt.option_strings
+    }
+    assert choices[("calibrate-genrm", "--objective")] == THRESHOLD_OBJECTIVES
+    assert choices[("train-genrm", "--precision")] == PRECISIONS
+    assert choices[("train-genrm", "--gt-verdict")] == genrm.GT_VERDICTS
+
+
 def test_gt_share_draws_that_share_half_correct_half_wrong():
     import random as _random
 
