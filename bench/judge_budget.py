@@ -1,6 +1,7 @@
 """The pipeline's judge: held-out quality against training time (issue 17's "quality against minutes" curve).
 
     python bench/judge_budget.py CONFIG.yaml [--steps 2400] [--every 300] [--out curve.json]
+                                             [--base MODEL] [--at-start]
 
 CONFIG is a pipeline config whose run has finished its ``pairs`` stage (``datarl pipeline CONFIG.yaml``
 until ``[pairs] done``; the SFT policy from the model cache). The judge is trained as the ``genrm`` stage
@@ -11,6 +12,11 @@ threshold fitted then, as the stage fits it at the end. The learning rate follow
 run (warm-up, cosine to 10% at ``--steps``), so a checkpoint before the end is not what a run of that many
 steps would give: it is the curve of one longer run. Prints one row per checkpoint (training minutes, not
 counting the measurements) and writes them, with the set-up, to ``--out``.
+
+``--base`` trains the judge from another causal LM (a directory, a ``.gguf`` file or an alias such as
+``smollm2-135m``) instead of the run's SFT policy; the ground-truth responses and held-out items are still the
+SFT policy's samples, so the tables compare directly. ``--at-start`` measures the untrained judge first (step 0,
+the ``genrm.gt`` threshold at 0.5: nothing is fitted before training).
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=2400, help="training steps of the run (default 2400)")
     ap.add_argument("--every", type=int, default=300, help="measure every this many steps (default 300)")
     ap.add_argument("--out", help="write the curve as JSON here")
+    ap.add_argument("--base", help="train the judge from this model instead of the run's SFT policy")
+    ap.add_argument("--at-start", action="store_true", help="also measure the untrained judge (step 0)")
     args = ap.parse_args()
     if args.steps < 1 or args.every < 1:
         ap.error("--steps and --every must be >= 1")
@@ -54,6 +62,7 @@ def main() -> int:
     from datarl.pipeline.config import raw_paths
     from datarl.pipeline.stages import judge_options, read_prompts
     from datarl.preferences import load_pairs
+    from datarl.rewards.genrm_backends import HFJudge
 
     run = pairs_run(args.config)
     if run is None:
@@ -66,7 +75,11 @@ def main() -> int:
     policy = load_policy(base)
     sampled = math_samples(read_prompts(raw_paths(cfg)["train"]), policy, gt_samples, seed=train_cfg.seed)
     items = heldout_items(read_prompts(raw_paths(cfg)["eval"]), policy, heldout_cfg, gt_format=train_cfg.gt_format)
-    print(f"{len(sampled)} sampled math responses, {len(items)} held-out items; {args.steps} steps, seed {cfg.seed}")
+    judge_base = args.base or base
+    print(
+        f"{len(sampled)} sampled math responses, {len(items)} held-out items; {args.steps} steps, seed {cfg.seed}, "
+        f"judge from {judge_base}"
+    )
     header = "step  train_min  " + "  ".join(f"{k}/{m}" for k, m in COLUMNS)
     print(header, flush=True)
     rows: list[dict] = []
@@ -78,13 +91,18 @@ def main() -> int:
         cells = [f"{table.get(k, {}).get(m, float('nan')):.3f}" for k, m in COLUMNS]
         print(f"{step:5d}  {seconds / 60:8.2f}  " + "  ".join(cells), flush=True)
         if args.out:  # after every checkpoint, so a stopped run keeps what it measured
-            _write(args.out, cfg, train_cfg, gt_samples, heldout_cfg, rows)
+            _write(args.out, cfg, train_cfg, gt_samples, heldout_cfg, rows, judge_base)
 
+    if args.at_start:
+        untrained = HFJudge.load(judge_base, gt_format=train_cfg.gt_format, gt_verdict=train_cfg.gt_verdict)
+        untrained.policy.model.eval()
+        measure(0, 0.0, untrained)
+        del untrained
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         train_genrm(
             load_pairs(cfg.path("pairs.jsonl")),
-            base,
+            judge_base,
             os.path.join(tmp, "judge"),
             train_cfg,
             gt_records=sampled,
@@ -96,7 +114,7 @@ def main() -> int:
     return 0
 
 
-def _write(path, cfg, train_cfg, gt_samples, heldout_cfg, rows) -> None:
+def _write(path, cfg, train_cfg, gt_samples, heldout_cfg, rows, judge_base) -> None:
     from datarl.io import write_json
 
     write_json(
@@ -104,6 +122,7 @@ def _write(path, cfg, train_cfg, gt_samples, heldout_cfg, rows) -> None:
         {
             "run_dir": cfg.run_dir,
             "seed": cfg.seed,
+            "judge_base": judge_base,
             "genrm": train_cfg.to_dict(),
             "gt_samples": gt_samples,
             "heldout": dict(heldout_cfg.__dict__),
