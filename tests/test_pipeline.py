@@ -109,11 +109,13 @@ def test_changing_a_stage_config_redoes_it_and_what_follows(micro_policy, tmp_pa
             "not divisible by minibatch_size",
         ),
         ({"pairs": {"per_prompt": 3}}, "unknown option"),
-        ({"genrm": {"stepz": 3}}, "genrm .besides gt_samples and heldout.: unknown option"),
+        ({"genrm": {"stepz": 3}}, "genrm .besides gt_samples, heldout and base.: unknown option"),
         ({"genrm": {"gt_share": 1.5}}, "gt_share must be in .0, 1."),
         ({"genrm": {"order_consistency": 1.0}}, "order_consistency > 0 needs paired_orders"),
         ({"genrm": {"heldout": {"samples_per_prompt": 1}}}, "samples_per_prompt"),
         ({"genrm": {"gt_samples": -1}}, "genrm.gt_samples"),
+        ({"genrm": {"base": ""}}, "genrm.base: a model"),
+        ({"genrm": {"base": "/no/such/judge"}}, "genrm.base: /no/such/judge: no such model directory"),
         ({"reward": {"router": {"math": "nope"}}}, "unknown source"),
     ],
 )
@@ -147,3 +149,13 @@ def test_select_none_trains_on_the_original_prompts_only(micro_policy, tmp_path)
     selected = (tmp_path / "run" / "data" / "selected.jsonl").read_text()
     assert selected == (tmp_path / "run" / "data" / "train.jsonl").read_text()
     assert not (tmp_path / "run" / "data" / "selected.jsonl.scores.jsonl").exists()  # the pool was not sampled
+
+
+def test_genrm_base_is_the_judge_s_own_model_not_a_training_option(micro_policy, tmp_path):
+    from datarl.pipeline.stages import judge_base, judge_options
+
+    cfg = config(micro_policy, tmp_path / "run", genrm={"steps": 3, "base": micro_policy, "gt_samples": 2})
+    opts, _, gt_samples = judge_options(cfg)
+    assert "base" not in opts and opts["steps"] == 3 and gt_samples == 2
+    assert judge_base(cfg) == micro_policy
+    assert judge_base(config(micro_policy, tmp_path / "run", genrm={"steps": 3})) is None

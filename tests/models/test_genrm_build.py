@@ -141,3 +141,36 @@ def test_build_judge_caches_by_digest_and_stores_the_heldout_table(base_dir, sui
     assert judge_digest(pairs, (), suite["eval"], base_dir, GenRMTrainConfig(steps=4), held) != base
     assert judge_digest(pairs, (), suite["eval"][1:], base_dir, cfg, held) != base
     genrm.clear_judge_cache()
+
+
+def test_a_judge_from_another_base_is_measured_on_the_policy_s_samples(base_dir, suite, tmp_path):
+    """``judge_base``: the judge starts from another model; the policy still samples what it is measured on."""
+    from transformers import AutoModelForCausalLM
+
+    from datarl.models.tiny import MICRO, build_tiny_policy
+
+    genrm.clear_judge_cache()
+    texts = [r["prompt"] + "\n" + r["reference"] for rs in suite.values() for r in rs]
+    other = build_tiny_policy(texts, MICRO, seed=7)
+    other_dir = str(tmp_path / "other")
+    other.model.save_pretrained(other_dir)
+    other.tokenizer.save_pretrained(other_dir)
+    pairs = _pairs(suite)
+    cfg = GenRMTrainConfig(steps=2, batch_size=4, warmup_steps=1, eval_fraction=0.0)
+    held = HeldoutConfig(gt_responses=4, pair_prompts=2, samples_per_prompt=2, max_new_tokens=16, min_gold_gap=0.0)
+    out = str(tmp_path / "judge")
+    meta = build_judge(
+        pairs, base_dir, out, cfg, heldout_records=suite["eval"], heldout=held, judge_base=other_dir, log=None
+    )
+    assert meta["base"] == other_dir and meta["sampled_from"] == base_dir
+    assert meta["heldout"]["gt"]["items"] == 4
+    # the judge's weights are the other model's, moved by two steps: far nearer to it than to the policy
+    emb = AutoModelForCausalLM.from_pretrained(out).get_input_embeddings().weight
+    near = (emb - other.model.get_input_embeddings().weight).norm()
+    far = (emb - AutoModelForCausalLM.from_pretrained(base_dir).get_input_embeddings().weight).norm()
+    assert near < far / 10, (float(near), float(far))
+    # its cache key differs from the policy's own judge; without judge_base the key is what it always was
+    plain = judge_digest(pairs, (), suite["eval"], base_dir, cfg, held)
+    assert judge_digest(pairs, (), suite["eval"], base_dir, cfg, held, judge_base=None) == plain
+    assert judge_digest(pairs, (), suite["eval"], base_dir, cfg, held, judge_base=other_dir) != plain
+    genrm.clear_judge_cache()

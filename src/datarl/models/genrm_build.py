@@ -47,10 +47,14 @@ def judge_digest(
     cfg: GenRMTrainConfig,
     heldout: HeldoutConfig,
     sampling: Any = None,
+    judge_base: str | None = None,
 ) -> str:
-    """The cache key of a judge: recipe version, base model, data, both configs and what else is sampled."""
+    """The cache key of a judge: recipe version, base model (and the judge's own base when it is another), data,
+    both configs and what else is sampled."""
+    extra = {"judge_base": _base_identity(judge_base)} if judge_base else {}  # keys of judges without it unchanged
     blob = json.dumps(
         {
+            **extra,
             "recipe": RECIPE_VERSION,
             "base": _base_identity(base),
             "pairs": list(pairs),
@@ -78,6 +82,7 @@ def build_judge(
     heldout_records: Sequence[Mapping[str, Any]] = (),
     heldout: HeldoutConfig | None = None,
     cache_dir: str | None = None,
+    judge_base: str | None = None,
     log: Any = print,
 ) -> dict[str, Any]:
     """Write the judge for these inputs to ``out_dir`` (from ``cache_dir`` when it holds one) and return
@@ -90,12 +95,17 @@ def build_judge(
     heldout_records: evaluation records (synth records with ``task``) to sample held-out items from;
         none means no held-out table.
     cache_dir: the model cache (``<cache_dir>/genrm/<digest>``); None trains into ``out_dir`` only.
+    judge_base: train the judge from this causal LM (a directory, ``.gguf`` file, alias or cached hub id) instead
+        of ``base``; ``base`` still samples the ground-truth responses and held-out items, since the judge is
+        measured on the answers of the policy it will score. None: the judge starts from ``base``.
     """
     cfg = cfg or GenRMTrainConfig()
     heldout = heldout or HeldoutConfig()
     cached = None
     if cache_dir is not None:
-        digest = judge_digest(pairs, gt_records, heldout_records, base, cfg, heldout, [train_records, gt_samples])
+        digest = judge_digest(
+            pairs, gt_records, heldout_records, base, cfg, heldout, [train_records, gt_samples], judge_base
+        )
         cached = os.path.join(cache_dir, "genrm", digest)
         if os.path.isfile(os.path.join(cached, GENRM_META)):
             if log is not None:
@@ -113,7 +123,8 @@ def build_judge(
     sampled = math_samples(train_records, policy, gt_samples, seed=cfg.seed) if gt_samples else []
     if log is not None and sampled:
         log(f"{len(sampled)} sampled math responses for the judge ({sum(r['correct'] for r in sampled)} correct)")
-    meta = train_genrm(pairs, base, target, cfg, gt_records=[*gt_records, *sampled], log=log)
+    meta = train_genrm(pairs, judge_base or base, target, cfg, gt_records=[*gt_records, *sampled], log=log)
+    meta["sampled_from"] = base
     meta["gt_samples"] = {"n": len(sampled), "correct": sum(r["correct"] for r in sampled)}
     if heldout_records:
         start = time.perf_counter()

@@ -27,14 +27,7 @@ def check(cfg: PipelineConfig) -> None:
     _check_bt(cfg)
     _check_genrm(cfg)
     if cfg.policy != "tiny":
-        from datarl.models.loading import PolicyLoadError, resolve_alias
-
-        try:
-            path = resolve_alias(cfg.policy)
-        except PolicyLoadError as exc:
-            raise ConfigError(f"policy: {exc}") from None
-        if not os.path.exists(path):
-            raise ConfigError(f"policy: {cfg.policy}: no such model directory or file")
+        _check_model("policy", cfg.policy)
     if not cfg.embedded:
         for split, path in cfg.data.items():
             if not os.path.isfile(path):
@@ -56,6 +49,18 @@ def check(cfg: PipelineConfig) -> None:
     _check_train(cfg, pool)
 
 
+def _check_model(field: str, spec: str) -> None:
+    """A model the run will load (``field`` names it in the error): an alias's package, or the path."""
+    from datarl.models.loading import PolicyLoadError, resolve_alias
+
+    try:
+        path = resolve_alias(spec)
+    except PolicyLoadError as exc:
+        raise ConfigError(f"{field}: {exc}") from None
+    if not os.path.exists(path):
+        raise ConfigError(f"{field}: {spec}: no such model directory or file")
+
+
 def _check_bt(cfg: PipelineConfig) -> None:
     """The BT model's section: ``BTTrainConfig`` fields plus ``tasks`` (which pairs it learns)."""
     from datarl.models.bt_train import BTTrainConfig
@@ -71,19 +76,28 @@ def _check_bt(cfg: PipelineConfig) -> None:
 
 
 def _check_genrm(cfg: PipelineConfig) -> None:
-    """The judge's section: ``GenRMTrainConfig`` fields plus ``gt_samples`` and ``heldout`` (``HeldoutConfig``)."""
+    """The judge's section: ``GenRMTrainConfig`` fields plus ``gt_samples``, ``heldout`` (``HeldoutConfig``) and
+    ``base`` (the judge's own base model, checked as the policy is)."""
     from datarl.models.genrm_heldout import HeldoutConfig
     from datarl.models.genrm_train import GenRMTrainConfig
 
     opts = dict(cfg.genrm)
     held = opts.pop("heldout", None) or {}
     samples = opts.pop("gt_samples", 0)
+    base = opts.pop("base", None)
+    if base is not None and (not isinstance(base, str) or not base.strip()):
+        raise ConfigError(
+            f"genrm.base: a model (a directory, a .gguf file, or an alias such as smollm2-135m) "
+            f"is required, got {base!r}; leave it out to train the judge from the policy"
+        )
+    if base is not None:
+        _check_model("genrm.base", base)
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
         raise ConfigError(f"genrm.gt_samples: a count >= 0 is required, got {samples!r}")
     if not isinstance(held, Mapping):
         raise ConfigError("genrm.heldout: a mapping of HeldoutConfig options is required")
     try:
-        section_options(GenRMTrainConfig, opts, "genrm (besides gt_samples and heldout)")
+        section_options(GenRMTrainConfig, opts, "genrm (besides gt_samples, heldout and base)")
         section_options(HeldoutConfig, held, "genrm.heldout")
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"genrm: {exc}") from None

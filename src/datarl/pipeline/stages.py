@@ -39,6 +39,7 @@ __all__ = [
     "train_config",
     "read_prompts",
     "judge_options",
+    "judge_base",
 ]
 
 Stage = tuple[Callable[[], tuple[list[str], dict[str, Any]]] | None, Any, list[str]]
@@ -179,15 +180,24 @@ GT_SAMPLES = 1200  # the embedded default's sampled math responses to training p
 def judge_options(cfg: PipelineConfig) -> tuple[dict[str, Any], dict[str, Any], int]:
     """The ``genrm:`` section as the stage reads it: the judge's training options (``GenRMTrainConfig``
     fields but the seed), the held-out options (``HeldoutConfig`` fields) and how many math responses to sample
-    for ground-truth items (the embedded default's :data:`GT_SAMPLES` for the tiny policy, else none)."""
+    for ground-truth items (the embedded default's :data:`GT_SAMPLES` for the tiny policy, else none).
+    ``base`` (the judge's own base model) is not among them: :func:`judge_base` reads it."""
     opts = dict(cfg.genrm)
+    opts.pop("base", None)
     heldout_opts = dict(opts.pop("heldout", None) or {})
     gt_samples = int(opts.pop("gt_samples", GT_SAMPLES if cfg.policy == "tiny" else 0))
     return opts, heldout_opts, gt_samples
 
 
+def judge_base(cfg: PipelineConfig) -> str | None:
+    """``genrm.base``: the model the judge is trained from when it is not the policy (None: the policy)."""
+    base = cfg.genrm.get("base")
+    return str(base) if base else None
+
+
 def stage_genrm(cfg: PipelineConfig, ledger: Ledger) -> Stage:
     opts, heldout_opts, gt_samples = judge_options(cfg)
+    base = judge_base(cfg)
     # The held-out table needs gold checks (rtv.math, the rubric): the embedded suite's eval split.
     heldout_path = raw_paths(cfg)["eval"] if cfg.data is None else None
     train_path = raw_paths(cfg)["train"]
@@ -209,11 +219,12 @@ def stage_genrm(cfg: PipelineConfig, ledger: Ledger) -> Stage:
             heldout_records=read_prompts(heldout_path) if heldout_path else (),
             heldout=HeldoutConfig(**heldout_opts),
             cache_dir=default_cache_dir() if cfg.policy == "tiny" else None,  # the embedded judge, like the SFT
+            judge_base=base,
             log=_log,
         )
         return [cfg.path("judge")], {"metrics": meta.get("metrics", {}), "heldout": meta.get("heldout", {})}
 
-    section = {**opts, "heldout": heldout_opts, "gt_samples": gt_samples}
+    section = {**opts, "heldout": heldout_opts, "gt_samples": gt_samples, **({"base": base} if base else {})}
     inputs = [cfg.path("pairs.jsonl"), train_path] + ([heldout_path] if heldout_path else [])
     return run, section, inputs
 
