@@ -1,7 +1,7 @@
 """The pipeline's judge: held-out quality against training time (issue 17's "quality against minutes" curve).
 
     python bench/judge_budget.py CONFIG.yaml [--steps 2400] [--every 300] [--out curve.json]
-                                             [--base MODEL] [--at-start]
+                                             [--base MODEL] [--at-start] [--keep DIR]
 
 CONFIG is a pipeline config whose run has finished its ``pairs`` stage (``datarl pipeline CONFIG.yaml``
 until ``[pairs] done``; the SFT policy from the model cache). The judge is trained as the ``genrm`` stage
@@ -16,7 +16,8 @@ counting the measurements) and writes them, with the set-up, to ``--out``.
 ``--base`` trains the judge from another causal LM (a directory, a ``.gguf`` file or an alias such as
 ``smollm2-135m``) instead of the run's SFT policy; the ground-truth responses and held-out items are still the
 SFT policy's samples, so the tables compare directly. ``--at-start`` measures the untrained judge first (step 0,
-the ``genrm.gt`` threshold at 0.5: nothing is fitted before training).
+the ``genrm.gt`` threshold at 0.5: nothing is fitted before training). ``--keep DIR`` saves the trained judge
+there (by default it is trained in a temporary directory and discarded), e.g. to compare judges per item.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main() -> int:
     ap.add_argument("--out", help="write the curve as JSON here")
     ap.add_argument("--base", help="train the judge from this model instead of the run's SFT policy")
     ap.add_argument("--at-start", action="store_true", help="also measure the untrained judge (step 0)")
+    ap.add_argument("--keep", metavar="DIR", help="save the trained judge here (default: discarded)")
     args = ap.parse_args()
     if args.steps < 1 or args.every < 1:
         ap.error("--steps and --every must be >= 1")
@@ -103,7 +105,7 @@ def main() -> int:
         train_genrm(
             load_pairs(cfg.path("pairs.jsonl")),
             judge_base,
-            os.path.join(tmp, "judge"),
+            args.keep or os.path.join(tmp, "judge"),
             train_cfg,
             gt_records=sampled,
             log=None,
