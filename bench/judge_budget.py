@@ -14,7 +14,7 @@ steps would give: it is the curve of one longer run. Prints one row per checkpoi
 counting the measurements) and writes them, with the set-up, to ``--out``.
 
 ``--base`` trains the judge from another causal LM (a directory, a ``.gguf`` file or an alias such as
-``smollm2-135m``) instead of the run's SFT policy; the ground-truth responses and held-out items are still the
+``smollm2-135m``) instead of the config's ``genrm.base`` or, without one, the run's SFT policy; the ground-truth responses and held-out items are still the
 SFT policy's samples, so the tables compare directly. ``--at-start`` measures the untrained judge first (step 0,
 the ``genrm.gt`` threshold at 0.5: nothing is fitted before training). ``--keep DIR`` saves the trained judge
 there (by default it is trained in a temporary directory and discarded), e.g. to compare judges per item.
@@ -62,6 +62,7 @@ def main() -> int:
     from datarl.models.genrm_train import GenRMTrainConfig, train_genrm
     from datarl.models.loading import load_policy
     from datarl.pipeline.config import raw_paths
+    from datarl.pipeline.stages import judge_base as configured_base
     from datarl.pipeline.stages import judge_options, read_prompts
     from datarl.preferences import load_pairs
     from datarl.rewards.genrm_backends import HFJudge
@@ -77,7 +78,7 @@ def main() -> int:
     policy = load_policy(base)
     sampled = math_samples(read_prompts(raw_paths(cfg)["train"]), policy, gt_samples, seed=train_cfg.seed)
     items = heldout_items(read_prompts(raw_paths(cfg)["eval"]), policy, heldout_cfg, gt_format=train_cfg.gt_format)
-    judge_base = args.base or base
+    judge_base = args.base or configured_base(cfg) or base  # --base, else the config's genrm.base, else the policy
     print(
         f"{len(sampled)} sampled math responses, {len(items)} held-out items; {args.steps} steps, seed {cfg.seed}, "
         f"judge from {judge_base}"
