@@ -14,10 +14,11 @@ steps would give: it is the curve of one longer run. Prints one row per checkpoi
 counting the measurements) and writes them, with the set-up, to ``--out``.
 
 ``--base`` trains the judge from another causal LM (a directory, a ``.gguf`` file or an alias such as
-``smollm2-135m``) instead of the config's ``genrm.base`` or, without one, the run's SFT policy; the ground-truth responses and held-out items are still the
-SFT policy's samples, so the tables compare directly. ``--at-start`` measures the untrained judge first (step 0,
-the ``genrm.gt`` threshold at 0.5: nothing is fitted before training). ``--keep DIR`` saves the trained judge
-there (by default it is trained in a temporary directory and discarded), e.g. to compare judges per item.
+``smollm2-135m``) instead of the config's ``genrm.base`` or, without one, the run's SFT policy; the
+ground-truth responses and held-out items are still the SFT policy's samples, so the tables compare directly.
+``--at-start`` measures the untrained judge first (step 0, the ``genrm.gt`` threshold at 0.5: nothing is
+fitted before training). ``--keep DIR`` saves the trained judge there (by default it is trained in a
+temporary directory and discarded), e.g. to compare judges per item.
 """
 
 from __future__ import annotations
