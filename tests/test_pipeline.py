@@ -159,3 +159,14 @@ def test_genrm_base_is_the_judge_s_own_model_not_a_training_option(micro_policy,
     assert "base" not in opts and opts["steps"] == 3 and gt_samples == 2
     assert judge_base(cfg) == micro_policy
     assert judge_base(config(micro_policy, tmp_path / "run", genrm={"steps": 3})) is None
+
+
+def test_the_genrm_stage_trains_the_judge_from_genrm_base(micro_policy, tmp_path):
+    import shutil
+
+    other = str(tmp_path / "judge_base")
+    shutil.copytree(micro_policy, other)  # another directory: the judge's meta must name it, not the policy
+    cfg = config(micro_policy, tmp_path / "run", genrm={**config(micro_policy, tmp_path / "x").genrm, "base": other})
+    run_pipeline(cfg, log=lambda m: None, stop_before="references")
+    meta = json.loads((tmp_path / "run" / "judge" / "datarl_genrm.json").read_text())
+    assert meta["base"] == other and os.path.samefile(meta["sampled_from"], micro_policy)
