@@ -50,7 +50,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=2400, help="training steps of the run (default 2400)")
     ap.add_argument("--every", type=int, default=300, help="measure every this many steps (default 300)")
     ap.add_argument("--out", help="write the curve as JSON here")
-    ap.add_argument("--base", help="train the judge from this model instead of the run's SFT policy")
+    ap.add_argument(
+        "--base", help="train the judge from this model (default: the config's genrm.base, else the run's SFT policy)"
+    )
     ap.add_argument("--at-start", action="store_true", help="also measure the untrained judge (step 0)")
     ap.add_argument("--keep", metavar="DIR", help="save the trained judge here (default: discarded)")
     args = ap.parse_args()
