@@ -1,7 +1,7 @@
 """The pipeline's judge: held-out quality against training time (issue 17's "quality against minutes" curve).
 
     python bench/judge_budget.py CONFIG.yaml [--steps 2400] [--every 300] [--out curve.json]
-                                             [--base MODEL] [--at-start] [--keep DIR]
+                                             [--base MODEL] [--at-start] [--keep DIR] [--per-item]
 
 CONFIG is a pipeline config whose run has finished its ``pairs`` stage (``datarl pipeline CONFIG.yaml``
 until ``[pairs] done``; the SFT policy from the model cache). The judge is trained as the ``genrm`` stage
@@ -18,7 +18,9 @@ counting the measurements) and writes them, with the set-up, to ``--out``.
 ground-truth responses and held-out items are still the SFT policy's samples, so the tables compare directly.
 ``--at-start`` measures the untrained judge first (step 0, the ``genrm.gt`` threshold at 0.5: nothing is
 fitted before training). ``--keep DIR`` saves the trained judge there (by default it is trained in a
-temporary directory and discarded), e.g. to compare judges per item.
+temporary directory and discarded). ``--per-item`` also writes, at every checkpoint, the judge's score and
+position consistency on each held-out item (with the items' kinds, labels and a digest of their text), so two
+judges measured on the same items can be compared item by item (``bench/judge_compare.py``).
 """
 
 from __future__ import annotations
@@ -55,13 +57,18 @@ def main() -> int:
     )
     ap.add_argument("--at-start", action="store_true", help="also measure the untrained judge (step 0)")
     ap.add_argument("--keep", metavar="DIR", help="save the trained judge here (default: discarded)")
+    ap.add_argument(
+        "--per-item", action="store_true", help="with --out, also write each held-out item's score at every checkpoint"
+    )
     args = ap.parse_args()
     if args.steps < 1 or args.every < 1:
         ap.error("--steps and --every must be >= 1")
+    if args.per_item and not args.out:
+        ap.error("--per-item needs --out (the per-item scores are written there)")
 
     from _pipeline_run import pairs_run
 
-    from datarl.models.genrm_heldout import HeldoutConfig, heldout_items, judge_table, math_samples
+    from datarl.models.genrm_heldout import HeldoutConfig, heldout_items, judge_table, judge_verdicts, math_samples
     from datarl.models.genrm_train import GenRMTrainConfig, train_genrm
     from datarl.models.loading import load_policy
     from datarl.pipeline.config import raw_paths
@@ -91,13 +98,18 @@ def main() -> int:
     rows: list[dict] = []
 
     def measure(step: int, seconds: float, judge) -> None:
-        table = judge_table(judge, items, max_answer_chars=train_cfg.max_answer_chars)
+        verdicts = judge_verdicts(judge, items, max_answer_chars=train_cfg.max_answer_chars)
+        table = judge_table(judge, items, max_answer_chars=train_cfg.max_answer_chars, verdicts=verdicts)
         row = {"step": step, "train_seconds": round(seconds, 1), "table": table}
+        if args.per_item:
+            row["scores"] = [round(float(v["score"]), 5) for v in verdicts]
+            row["consistent"] = [int(v["consistent"]) for v in verdicts]
         rows.append(row)
         cells = [f"{table.get(k, {}).get(m, float('nan')):.3f}" for k, m in COLUMNS]
         print(f"{step:5d}  {seconds / 60:8.2f}  " + "  ".join(cells), flush=True)
         if args.out:  # after every checkpoint, so a stopped run keeps what it measured
-            _write(args.out, cfg, train_cfg, gt_samples, heldout_cfg, rows, judge_base)
+            kept = items if args.per_item else None
+            _write(args.out, cfg, train_cfg, gt_samples, heldout_cfg, rows, judge_base, kept)
 
     if args.at_start:
         untrained = HFJudge.load(judge_base, gt_format=train_cfg.gt_format, gt_verdict=train_cfg.gt_verdict)
@@ -120,12 +132,24 @@ def main() -> int:
     return 0
 
 
-def _write(path, cfg, train_cfg, gt_samples, heldout_cfg, rows, judge_base) -> None:
+def _write(path, cfg, train_cfg, gt_samples, heldout_cfg, rows, judge_base, items) -> None:
+    import hashlib
+    import json
+
     from datarl.io import write_json
 
+    extra = {}
+    if items is not None:
+        text = json.dumps([[it.kind, it.prompt, it.response, it.reference, it.label] for it in items], sort_keys=True)
+        extra["items"] = {
+            "digest": hashlib.sha256(text.encode()).hexdigest(),
+            "kind": [it.kind for it in items],
+            "label": [int(it.label) for it in items],
+        }
     write_json(
         path,
         {
+            **extra,
             "run_dir": cfg.run_dir,
             "seed": cfg.seed,
             "judge_base": judge_base,

@@ -9,7 +9,14 @@ import random
 import pytest
 
 from datarl.models.genrm_build import build_judge, judge_digest
-from datarl.models.genrm_heldout import HeldoutConfig, HeldoutItem, heldout_items, judge_table, roc_auc
+from datarl.models.genrm_heldout import (
+    HeldoutConfig,
+    HeldoutItem,
+    heldout_items,
+    judge_table,
+    judge_verdicts,
+    roc_auc,
+)
 from datarl.models.genrm_train import GenRMTrainConfig
 from datarl.rewards import genrm
 from datarl.rewards.genrm_backends import GENRM_META
@@ -72,6 +79,28 @@ def test_judge_table_counts_agreement_per_label(base_dir):
         judge, [HeldoutItem("pairs", "q", "a b c", "c", True), HeldoutItem("pairs", "q", "x", "y z", True)]
     )
     assert "roc_auc" not in pairs["pairs"]  # one label only: no ranking to measure
+
+
+def test_judge_verdicts_keep_the_items_order_across_kinds_and_give_the_same_table(base_dir):
+    from datarl.rewards.genrm_backends import HFJudge
+
+    judge = HFJudge.load(base_dir)
+    items = [  # kinds interleaved: each kind is judged in one batch, the verdicts come back in the items' order
+        HeldoutItem("pairs", "q", "a b c", "c", True),
+        HeldoutItem("gt", "q", "#### 3", "#### 3", True),
+        HeldoutItem("pairs", "q", "x", "y z", True),
+        HeldoutItem("gt", "q", "#### 8", "#### 9", False),
+    ]
+    verdicts = judge_verdicts(judge, items)
+    assert len(verdicts) == 4 and all(v["error"] is None for v in verdicts)
+    pairs = genrm.judge_batch(judge, [("q", i.response, i.reference) for i in (items[0], items[2])])
+    gt = genrm.judge_batch(judge, [("q", i.response, i.reference) for i in (items[1], items[3])], source="genrm.gt")
+    expected = [pairs[0], gt[0], pairs[1], gt[1]]
+    assert [v["score"] for v in verdicts] == pytest.approx([r.score for r in expected])
+    assert [v["consistent"] for v in verdicts] == [r.position_consistent for r in expected]
+    assert judge_table(judge, items, verdicts=verdicts) == judge_table(judge, items)
+    with pytest.raises(ValueError, match="3 verdicts for 4 items"):
+        judge_table(judge, items, verdicts=verdicts[:3])
 
 
 @pytest.mark.parametrize(

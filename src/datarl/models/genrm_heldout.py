@@ -12,7 +12,8 @@ judge's training data, which is made from training prompts):
 Per kind the table holds ``agreement`` (share agreeing), ``balanced_agreement`` (mean of the
 agreement on each label: a judge that always says "wrong" gets 0.5 however rare correct answers
 are), ``position_consistency`` (both orders gave the same verdict), the item count and, for ``gt``,
-the labels' balance. :func:`heldout_items` samples the items; :func:`judge_table` measures a judge.
+the labels' balance. :func:`heldout_items` samples the items; :func:`judge_table` measures a judge
+(:func:`judge_verdicts` gives its verdict on each item).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "heldout_items",
     "math_samples",
     "judge_table",
+    "judge_verdicts",
     "accuracy",
     "balanced_accuracy",
     "roc_auc",
@@ -129,34 +131,58 @@ def math_samples(
     return out
 
 
-def judge_table(
+def judge_verdicts(
     judge: Any, items: Sequence[HeldoutItem], *, max_answer_chars: int = MAX_ANSWER_CHARS
+) -> list[dict[str, Any]]:
+    """Per item, in ``items``' order: ``score`` (P(response beats reference), or for ``gt`` items with a match
+    judge P(it matches)), ``consistent`` (both orders gave the same verdict) and ``error`` (None when judged),
+    each kind asked as :func:`judge_table` asks it. What per-item comparisons of two judges need."""
+    backend = get_judge(judge)
+    out: list[dict[str, Any] | None] = [None] * len(items)
+    for kind in sorted({it.kind for it in items}):
+        index = [i for i, it in enumerate(items) if it.kind == kind]
+        results = judge_batch(
+            backend,
+            [(items[i].prompt, items[i].response, items[i].reference) for i in index],
+            max_answer_chars=max_answer_chars,
+            source=SOURCE_GT if kind == "gt" else None,
+        )
+        for i, r in zip(index, results):
+            out[i] = {"score": r.score, "consistent": bool(r.position_consistent), "error": r.error}
+    return [v for v in out if v is not None]
+
+
+def judge_table(
+    judge: Any,
+    items: Sequence[HeldoutItem],
+    *,
+    max_answer_chars: int = MAX_ANSWER_CHARS,
+    verdicts: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Per kind: agreement, balanced_agreement, position_consistency, items, positives, judge_errors, threshold,
     and ``roc_auc`` where the kind holds both labels (how well the raw scores rank positives above negatives,
     whatever the threshold: it tells a weak ranking from a badly placed threshold).
 
     A judge calibrated for ``genrm.gt`` is measured with its threshold on the ``gt`` items, as scoring uses it.
+    ``verdicts`` (from :func:`judge_verdicts` for the same judge and items) skips judging them again.
     """
     backend = get_judge(judge)
+    if verdicts is None:
+        verdicts = judge_verdicts(backend, items, max_answer_chars=max_answer_chars)
+    if len(verdicts) != len(items):
+        raise ValueError(f"{len(verdicts)} verdicts for {len(items)} items")
     table: dict[str, dict[str, float]] = {}
     for kind in sorted({it.kind for it in items}):
-        sub = [it for it in items if it.kind == kind]
-        results = judge_batch(
-            backend,
-            [(it.prompt, it.response, it.reference) for it in sub],
-            max_answer_chars=max_answer_chars,
-            source=SOURCE_GT if kind == "gt" else None,
-        )
+        sub = [(it, v) for it, v in zip(items, verdicts) if it.kind == kind]
         threshold = (getattr(backend, "calibration", None) or {}).get(SOURCE_GT, 0.5) if kind == "gt" else 0.5
-        scores, labels = [r.score for r in results], [bool(it.label) for it in sub]
+        scores, labels = [v["score"] for _, v in sub], [bool(it.label) for it, _ in sub]
         table[kind] = {
             "agreement": accuracy(scores, labels, threshold),
             "balanced_agreement": balanced_accuracy(scores, labels, threshold),
-            "position_consistency": sum(r.position_consistent for r in results) / len(results),
+            "position_consistency": sum(bool(v["consistent"]) for _, v in sub) / len(sub),
             "items": float(len(sub)),
-            "positives": float(sum(it.label for it in sub)),
-            "judge_errors": float(sum(r.error is not None for r in results)),
+            "positives": float(sum(it.label for it, _ in sub)),
+            "judge_errors": float(sum(v["error"] is not None for _, v in sub)),
             "threshold": threshold,
         }
         auc = roc_auc(scores, labels)
