@@ -10,7 +10,6 @@ pytest.importorskip("torch")
 
 from datarl.cli import main  # noqa: E402
 from datarl.jobs import summarise_scores
-from datarl.metrics.stats import wilson_interval  # noqa: E402
 from datarl.models.tiny import MICRO, build_tiny_policy  # noqa: E402
 from datarl.records import load_records  # noqa: E402
 
@@ -133,30 +132,9 @@ def test_bad_generate_input_is_a_one_line_error(argv, fragment, suite_dir, micro
     assert fragment in err and "Traceback" not in err
 
 
-def test_wilson_interval_is_sane_at_the_edges():
-    lo, hi = wilson_interval(0, 20)
-    assert lo == 0.0 and 0.1 < hi < 0.2
-    lo, hi = wilson_interval(20, 20)
-    assert hi == 1.0 and 0.8 < lo < 0.9
+def test_summarise_scores_groups_by_task():
     s = summarise_scores(["a", "a", "b"], [1.0, 0.0, 0.5])
     assert s["a"]["mean"] == 0.5 and s["b"]["n"] == 1
-
-
-def test_paired_difference_counts_only_items_that_changed():
-    from datarl.metrics.stats import paired_difference
-
-    # 10 items: 3 flip 0 -> 1, 1 flips 1 -> 0, 6 stay. diffs: three +1, one -1, six 0: mean 0.2,
-    # sample variance (3 * 0.64 + 1.44 + 6 * 0.04) / 9 = 0.4, half-width 1.96 * sqrt(0.04) = 0.392.
-    before = [0, 0, 0, 1, 1, 1, 0, 0, 1, 0]
-    after = [1, 1, 1, 0, 1, 1, 0, 0, 1, 0]
-    d = paired_difference(before, after)
-    assert d["diff"] == pytest.approx(0.2) and d["n"] == 10
-    assert d["ci95_low"] == pytest.approx(0.2 - 0.392) and d["ci95_high"] == pytest.approx(0.2 + 0.392)
-    assert (d["improved"], d["worsened"]) == (3, 1)
-    # Identical results on every item: no difference and no uncertainty about it.
-    assert paired_difference([1] * 10, [1] * 10)["ci95_high"] == 0.0
-    with pytest.raises(ValueError, match="same items"):
-        paired_difference([1, 0], [1])
 
 
 def test_make_pairs_passes_min_gold_gap_on_and_refuses_a_bad_gap(suite_dir, micro_dir, tmp_path, capsys, monkeypatch):

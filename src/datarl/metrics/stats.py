@@ -1,11 +1,12 @@
-"""Intervals for evaluation scores (pure): a proportion, a mean, a paired difference."""
+"""Intervals for evaluation scores (pure): a proportion, a mean, a paired difference, a difference of two
+independent proportions."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-__all__ = ["wilson_interval", "mean_interval", "paired_difference"]
+__all__ = ["wilson_interval", "mean_interval", "paired_difference", "proportion_difference"]
 
 
 def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -51,4 +52,20 @@ def paired_difference(before: Sequence[float], after: Sequence[float], z: float 
         "ci95_high": mean + half,
         "improved": sum(d > 0 for d in diffs),
         "worsened": sum(d < 0 for d in diffs),
+    }
+
+
+def proportion_difference(successes_a: float, n_a: int, successes_b: float, n_b: int) -> dict[str, float]:
+    """``a - b`` for two proportions measured on independent samples (or on the same items when the per-item
+    outcomes are lost: then conservative), with Newcombe's hybrid score 95% interval built from each
+    proportion's Wilson interval (Newcombe 1998, method 10; sound near 0 and 1, unlike the normal one)."""
+    if n_a == 0 or n_b == 0:
+        return {"diff": math.nan, "ci95_low": math.nan, "ci95_high": math.nan}
+    pa, pb = successes_a / n_a, successes_b / n_b
+    (la, ua), (lb, ub) = wilson_interval(successes_a, n_a), wilson_interval(successes_b, n_b)
+    diff = pa - pb
+    return {
+        "diff": diff,
+        "ci95_low": diff - math.sqrt((pa - la) ** 2 + (ub - pb) ** 2),
+        "ci95_high": diff + math.sqrt((ua - pa) ** 2 + (pb - lb) ** 2),
     }
