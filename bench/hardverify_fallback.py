@@ -6,7 +6,8 @@ ground_truth) with its response and a 0/1 label. Every row is scored twice throu
 LocalEngine:
 
 - rtv.math: the rule verifier alone;
-- rtv.math -> genrm.gt: the judge (an OpenAI-compatible endpoint, compared with the record's ground truth)
+- rtv.math -> genrm.gt: the judge (an OpenAI-compatible endpoint, or with ``--judge`` a local judge directory
+  such as a ``datarl train-genrm`` or ``bench/judge_budget.py --keep`` output, compared with the record's ground truth)
   is asked only where rtv.math says wrong or finds no answer, and then decides (reward 1 when its
   order-averaged score is above 0.5); a judge call that fails leaves the verifier's verdict (fallback_error).
 
@@ -16,6 +17,7 @@ each is two requests, one per answer order), judge errors and seconds; then what
 Usage:
   python bench/hardverify_fallback.py --base-url http://127.0.0.1:8000/v1 --model smollm2 [--api chat]
   python bench/hardverify_fallback.py --start-llama PATH.gguf [--llama-python /work/.venv-llama/bin/python]
+  python bench/hardverify_fallback.py --judge JUDGE_DIR
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ def run_route(cfg: dict[str, Any], rows: list[dict], workers: int) -> tuple[list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-url", help="an already running OpenAI-compatible server, e.g. http://host:8000/v1")
+    parser.add_argument("--judge", metavar="DIR", help="a local judge directory (hf backend) instead of an endpoint")
     parser.add_argument("--model", default="smollm2", help="the served model name (the alias with --start-llama)")
     parser.add_argument("--api", choices=["completions", "chat"], default="completions", help="judge endpoint")
     parser.add_argument("--start-llama", metavar="GGUF", help="start llama_cpp.server on this GGUF, stop it at the end")
@@ -93,8 +96,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="score only the first N rows (0: all)")
     parser.add_argument("--data", type=Path, default=SHARED / HARDVERIFY, help="HardVerify-Math dev JSONL")
     args = parser.parse_args()
-    if not (args.base_url or args.start_llama):
-        parser.error("give --base-url or --start-llama")
+    if sum(bool(x) for x in (args.base_url, args.start_llama, args.judge)) != 1:
+        parser.error("give one of --base-url, --start-llama or --judge")
+    if args.judge and not Path(args.judge).is_dir():
+        parser.error(f"--judge {args.judge}: no such judge directory")
 
     rows = [json.loads(line) for line in args.data.open()]
     rows = rows[: args.limit] if args.limit else rows
@@ -103,8 +108,10 @@ def main() -> None:
     base_url = args.base_url
     if args.start_llama:
         proc, base_url = start_llama(args, Path(f"/tmp/hardverify_llama_{args.api}.log"))
-    judge = {"backend": "openai", "base_url": base_url, "model": args.model, "api": args.api}
-    judge |= {"timeout_s": args.timeout_s, "retries": args.retries, "batch_size": args.batch_size}
+    judge: str | dict[str, Any] = args.judge
+    if not args.judge:
+        judge = {"backend": "openai", "base_url": base_url, "model": args.model, "api": args.api}
+        judge |= {"timeout_s": args.timeout_s, "retries": args.retries, "batch_size": args.batch_size}
     try:
         alone, t_alone = run_route({"router": {"math": "rtv.math"}}, rows, args.workers)
         fallback_cfg = {
@@ -129,7 +136,8 @@ def report(
 ) -> None:
     judged = [i for i, r in enumerate(both) if "verdicts" in r.info]
     errors = [i for i in judged if "fallback_error" in both[i].info]
-    print(f"\nHardVerify-Math dev: {len(labels)} items; judge {args.model} via {ENDPOINT[args.api]} (openai backend)")
+    via = f"{args.judge} (hf backend)" if args.judge else f"{args.model} via {ENDPOINT[args.api]} (openai backend)"
+    print(f"\nHardVerify-Math dev: {len(labels)} items; judge {via}")
     head = f"{'route':<22} {'correct accepted':>18} {'wrong rejected':>16} {'accuracy':>9}"
     print(head + f" {'judge calls':>12} {'judge errors':>13} {'seconds':>8}")
     for name, results, secs, calls, errs in (

@@ -209,6 +209,33 @@ def test_hf_batched_equals_one_at_a_time(micro_judge):
         assert 0.0 < b.score < 1.0
 
 
+def test_hf_over_long_prompt_keeps_its_end_flagged_and_the_tokenizer_stays_quiet(micro_judge, monkeypatch):
+    # Bug (session 13): a judge prompt over the model's context made the tokenizer print "Token indices sequence
+    # length is longer ... will result in indexing errors", though the judge keeps the prompt's end and flags it.
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    tok = micro_judge.policy.tokenizer
+    monkeypatch.setattr(tok, "model_max_length", micro_judge.policy.context_length)  # as a saved tiny judge has it
+    monkeypatch.setattr(tok, "deprecation_warnings", {})  # the tokenizer warns once per instance
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()  # as outside the CLI (which sets TRANSFORMERS_VERBOSITY=error)
+    hf_logging.add_handler(handler)
+    try:
+        long_question = "Ann has many pens. " * 400
+        res = judge_batch(micro_judge, [(long_question, "#### 7", "#### 8")], max_answer_chars=4000)[0]
+    finally:
+        hf_logging.remove_handler(handler)
+        hf_logging.set_verbosity(verbosity)
+    assert res.error is None and 0.0 < res.score < 1.0
+    assert res.info["response_first"]["truncated"] and res.info["reference_first"]["truncated"]
+    assert not [m for m in seen if "Token indices sequence length" in m]
+
+
 def test_hf_judge_without_single_token_verdicts_fails_at_load(micro_judge):
     class TwoTokens:
         def __call__(self, text, add_special_tokens=False):

@@ -98,7 +98,9 @@ def encode_prompts(policy: Policy, prompts: Sequence[Any], max_new_tokens: int) 
     for i, prompt in enumerate(prompts):
         if not prompt or (isinstance(prompt, str) and not prompt.strip()):
             raise GenerationError(f"prompt {i} is empty")
-        ids = policy.tokenizer(prompt_text(policy.tokenizer, prompt), add_special_tokens=False)["input_ids"]
+        ids = policy.tokenizer(prompt_text(policy.tokenizer, prompt), add_special_tokens=False, verbose=False)[
+            "input_ids"
+        ]
         if len(ids) + max_new_tokens > limit:
             raise GenerationError(
                 f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} it "

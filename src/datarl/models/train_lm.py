@@ -79,8 +79,8 @@ def tokenize_pairs(
         if prompt is None:
             p_ids = [tok.bos_token_id] if tok.bos_token_id is not None else []
         else:
-            p_ids = tok(prompt_text(tok, prompt), add_special_tokens=False)["input_ids"]
-        r_ids = tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            p_ids = tok(prompt_text(tok, prompt), add_special_tokens=False, verbose=False)["input_ids"]
+        r_ids = tok(response, add_special_tokens=False, verbose=False)["input_ids"] + [tok.eos_token_id]
         ids = (p_ids + r_ids)[:limit]
         out.append((ids, 0 if loss_on_prompt else min(len(p_ids), len(ids) - 1)))
     return out

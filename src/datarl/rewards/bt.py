@@ -229,14 +229,14 @@ def _encode(
         text = tokenizer.apply_chat_template(
             _as_messages(prompt) + [{"role": "assistant", "content": response}], tokenize=False
         )
-        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        ids = list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
     elif input_format == "text_pair":  # the tokenizer's separators and segment ids, as the model was trained
-        enc = tokenizer(prompt_text(tokenizer, prompt), response)
+        enc = tokenizer(prompt_text(tokenizer, prompt), response, verbose=False)
         ids = list(enc["input_ids"])
         types = list(enc["token_type_ids"])[:max_length] if "token_type_ids" in enc else None
     else:
-        p_ids = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
-        ids = list(p_ids) + list(tokenizer(response, add_special_tokens=False)["input_ids"])
+        p_ids = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False, verbose=False)["input_ids"]
+        ids = list(p_ids) + list(tokenizer(response, add_special_tokens=False, verbose=False)["input_ids"])
     if not ids:
         return [tokenizer.pad_token_id], None, False
     return ids[:max_length], types, len(ids) > max_length

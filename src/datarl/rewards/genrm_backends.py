@@ -139,7 +139,7 @@ class HFJudge:
         limit = self.policy.context_length
         out, cut = [], []
         for p in prompts:
-            ids = tok(prompt_text(tok, p), add_special_tokens=False)["input_ids"]
+            ids = tok(prompt_text(tok, p), add_special_tokens=False, verbose=False)["input_ids"]
             cut.append(len(ids) > limit)
             out.append(ids[-limit:])
         return out, cut
