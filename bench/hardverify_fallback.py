@@ -36,6 +36,7 @@ from typing import Any
 from score_math import HARDVERIFY, SHARED, _table
 
 from datarl.executors.engine import LocalEngine
+from datarl.metrics.stats import paired_difference
 from datarl.rewards.base import RewardResult
 from datarl.rewards.router import Router, RouterConfig
 
@@ -151,6 +152,13 @@ def report(
             f" {calls:>12} {errs:>13} {secs:>8.1f}"
         )
     print(f"(judge calls: items judged, each 2 requests = {2 * len(judged)} requests, one per answer order)")
+    right_alone = [int((r.score == 1.0) == bool(y)) for r, y in zip(alone, labels)]
+    right_both = [int((r.score == 1.0) == bool(y)) for r, y in zip(both, labels)]
+    d = paired_difference(right_alone, right_both)
+    print(
+        f"fallback - rtv.math accuracy, row by row: {d['diff']:+.3f} [{d['ci95_low']:+.3f}, {d['ci95_high']:+.3f}] "
+        f"({d['improved']} rows now right, {d['worsened']} now wrong)"
+    )
     decided = [i for i in judged if both[i].info["decided_by"] == "genrm.gt"]
     up = [i for i in decided if both[i].score == 1.0]
     fixed, broke = sum(labels[i] for i in up), sum(1 - labels[i] for i in up)
