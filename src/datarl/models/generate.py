@@ -91,17 +91,26 @@ def prompt_text(tokenizer: Any, prompt: Any) -> str:
     return "\n".join(m["content"] for m in prompt)
 
 
+def text_ids(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of ``text`` without special tokens. Every caller checks or cuts the length itself, so the
+    tokenizer's warning about sequences longer than the model ("will result in indexing errors") is off."""
+    return list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+
 def encode_prompts(policy: Policy, prompts: Sequence[Any], max_new_tokens: int) -> list[list[int]]:
     """Token ids of each prompt; a clear error for an empty or too-long prompt."""
+    return tokenize_prompts(policy.tokenizer, prompts, max_new_tokens, policy.context_length)
+
+
+def tokenize_prompts(tokenizer: Any, prompts: Sequence[Any], max_new_tokens: int, limit: int | None) -> list[list[int]]:
+    """Token ids of each prompt in the chat template; a clear error for an empty prompt or one that leaves no
+    room for ``max_new_tokens`` in a context of ``limit`` tokens (None or 0: no limit known)."""
     out = []
-    limit = policy.context_length
     for i, prompt in enumerate(prompts):
         if not prompt or (isinstance(prompt, str) and not prompt.strip()):
             raise GenerationError(f"prompt {i} is empty")
-        ids = policy.tokenizer(prompt_text(policy.tokenizer, prompt), add_special_tokens=False, verbose=False)[
-            "input_ids"
-        ]
-        if len(ids) + max_new_tokens > limit:
+        ids = text_ids(tokenizer, prompt_text(tokenizer, prompt))
+        if limit and len(ids) + max_new_tokens > limit:
             raise GenerationError(
                 f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} it "
                 f"exceeds the model's context of {limit} tokens; shorten it or lower "

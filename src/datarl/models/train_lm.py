@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from datarl.io import progress_bar
-from datarl.models.generate import prompt_text
+from datarl.models.generate import prompt_text, text_ids
 from datarl.models.loading import Policy
 from datarl.models.optim import (
     accumulated_step,
@@ -79,8 +79,8 @@ def tokenize_pairs(
         if prompt is None:
             p_ids = [tok.bos_token_id] if tok.bos_token_id is not None else []
         else:
-            p_ids = tok(prompt_text(tok, prompt), add_special_tokens=False, verbose=False)["input_ids"]
-        r_ids = tok(response, add_special_tokens=False, verbose=False)["input_ids"] + [tok.eos_token_id]
+            p_ids = text_ids(tok, prompt_text(tok, prompt))
+        r_ids = text_ids(tok, response) + [tok.eos_token_id]
         ids = (p_ids + r_ids)[:limit]
         out.append((ids, 0 if loss_on_prompt else min(len(p_ids), len(ids) - 1)))
     return out

@@ -29,7 +29,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from datarl.models.generate import Generation, GenerationError, SamplingConfig, derive_seed, prompt_text
+from datarl.models.generate import Generation, GenerationError, SamplingConfig, derive_seed, tokenize_prompts
 
 __all__ = ["generate_vllm", "get_engine", "to_generations", "require_cuda", "require_vllm", "INSTALL_HINT"]
 
@@ -108,22 +108,6 @@ def eos_token_ids(model_path: str, tokenizer: Any) -> set[int]:
     return ids
 
 
-def _encode(tokenizer: Any, prompts: Sequence[Any], max_new_tokens: int, limit: int) -> list[list[int]]:
-    out = []
-    for i, prompt in enumerate(prompts):
-        if not prompt or (isinstance(prompt, str) and not prompt.strip()):
-            raise GenerationError(f"prompt {i} is empty")
-        ids = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
-        if limit and len(ids) + max_new_tokens > limit:
-            raise GenerationError(
-                f"prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} it "
-                f"exceeds the model's context of {limit} tokens; shorten it or lower "
-                "max_new_tokens"
-            )
-        out.append(list(ids))
-    return out
-
-
 def _context_length(model_path: str) -> int:
     try:
         from transformers import AutoConfig
@@ -195,7 +179,7 @@ def generate_vllm(
     engine = get_engine(model_path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization)
     from vllm import SamplingParams
 
-    encoded = _encode(tokenizer, prompts, cfg.max_new_tokens, _context_length(model_path))
+    encoded = tokenize_prompts(tokenizer, prompts, cfg.max_new_tokens, _context_length(model_path))
     eos_ids = eos_token_ids(model_path, tokenizer)
     n = cfg.samples_per_prompt
     # One seed per prompt, n apart: vLLM seeds sample k with seed + k, so no two samples share a stream.

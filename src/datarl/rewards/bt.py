@@ -222,21 +222,20 @@ def _encode(
     tokenizer: Any, prompt: Any, response: str, max_length: int, input_format: str
 ) -> tuple[list[int], list[int] | None, bool]:
     """Token ids and token type ids (text pairs only; else None), cut to ``max_length``, and whether they were."""
-    from datarl.models.generate import prompt_text
+    from datarl.models.generate import prompt_text, text_ids
 
     types = None
     if input_format == "chat_template":
         text = tokenizer.apply_chat_template(
             _as_messages(prompt) + [{"role": "assistant", "content": response}], tokenize=False
         )
-        ids = list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+        ids = text_ids(tokenizer, text)
     elif input_format == "text_pair":  # the tokenizer's separators and segment ids, as the model was trained
         enc = tokenizer(prompt_text(tokenizer, prompt), response, verbose=False)
         ids = list(enc["input_ids"])
         types = list(enc["token_type_ids"])[:max_length] if "token_type_ids" in enc else None
     else:
-        p_ids = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False, verbose=False)["input_ids"]
-        ids = list(p_ids) + list(tokenizer(response, add_special_tokens=False, verbose=False)["input_ids"])
+        ids = text_ids(tokenizer, prompt_text(tokenizer, prompt)) + text_ids(tokenizer, response)
     if not ids:
         return [tokenizer.pad_token_id], None, False
     return ids[:max_length], types, len(ids) > max_length

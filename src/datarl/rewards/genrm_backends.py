@@ -133,13 +133,13 @@ class HFJudge:
 
     def encode(self, prompts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
         """Token ids of each judge prompt in the chat template; over-long prompts keep their end."""
-        from datarl.models.generate import prompt_text
+        from datarl.models.generate import prompt_text, text_ids
 
         tok = self.policy.tokenizer
         limit = self.policy.context_length
         out, cut = [], []
         for p in prompts:
-            ids = tok(prompt_text(tok, p), add_special_tokens=False, verbose=False)["input_ids"]
+            ids = text_ids(tok, prompt_text(tok, p))
             cut.append(len(ids) > limit)
             out.append(ids[-limit:])
         return out, cut
