@@ -138,7 +138,7 @@ def judge_verdicts(
     judge P(it matches)), ``consistent`` (both orders gave the same verdict) and ``error`` (None when judged),
     each kind asked as :func:`judge_table` asks it. What per-item comparisons of two judges need."""
     backend = get_judge(judge)
-    out: list[dict[str, Any] | None] = [None] * len(items)
+    by_item: dict[int, dict[str, Any]] = {}
     for kind in sorted({it.kind for it in items}):
         index = [i for i, it in enumerate(items) if it.kind == kind]
         results = judge_batch(
@@ -148,8 +148,8 @@ def judge_verdicts(
             source=SOURCE_GT if kind == "gt" else None,
         )
         for i, r in zip(index, results):
-            out[i] = {"score": r.score, "consistent": bool(r.position_consistent), "error": r.error}
-    return [v for v in out if v is not None]
+            by_item[i] = {"score": r.score, "consistent": bool(r.position_consistent), "error": r.error}
+    return [by_item[i] for i in range(len(items))]
 
 
 def judge_table(

@@ -85,12 +85,12 @@ def _check_genrm(cfg: PipelineConfig) -> None:
     held = opts.pop("heldout", None) or {}
     samples = opts.pop("gt_samples", 0)
     base = opts.pop("base", None)
-    if base is not None and (not isinstance(base, str) or not base.strip()):
-        raise ConfigError(
-            f"genrm.base: a model (a directory, a .gguf file, or an alias such as smollm2-135m) "
-            f"is required, got {base!r}; leave it out to train the judge from the policy"
-        )
     if base is not None:
+        if not isinstance(base, str) or not base.strip():
+            raise ConfigError(
+                f"genrm.base: a model (a directory, a .gguf file, or an alias such as smollm2-135m) "
+                f"is required, got {base!r}; leave it out to train the judge from the policy"
+            )
         _check_model("genrm.base", base)
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
         raise ConfigError(f"genrm.gt_samples: a count >= 0 is required, got {samples!r}")
