@@ -215,6 +215,12 @@ def test_pairs_bt_and_references_chain_through_the_cli(suite_dir, micro_dir, tmp
     assert main([*args, "--gt-verdict", "match", "--precision", "bfloat16"]) == 0
     config = json.loads((judge / "datarl_genrm.json").read_text())["config"]
     assert config["gt_verdict"] == "match" and config["precision"] == "bfloat16"
+    # --config: the recipe's options reach the trainer; the flags given override it; --base wins over genrm.base.
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("genrm: {base: smollm2-135m, lr: 2.0e-4, batch_size: 4, paired_orders: true, steps: 50}\n")
+    assert main([*args, "--config", str(recipe)]) == 0
+    config = json.loads((judge / "datarl_genrm.json").read_text())["config"]
+    assert (config["lr"], config["batch_size"], config["paired_orders"], config["steps"]) == (2.0e-4, 4, True, 2)
     gen = tmp_path / "gen.jsonl"
     assert main(["generate", str(refs), "-o", str(gen), "--policy", str(micro_dir), "--max-new-tokens", "8"]) == 0
     # The default router: general -> genrm.bon against the best-of-N references; only the judge is configured.
@@ -236,6 +242,54 @@ def test_pairs_bt_and_references_chain_through_the_cli(suite_dir, micro_dir, tmp
         assert all(0.0 <= r["reward"] <= 1.0 and "routed_by" in r["reward_info"] for r in got)
         general_info = [r["reward_info"] for r in got if r["task"] == "general"]
         assert all(i.get("failure") not in ("judge_error", "no_reference", "model_unavailable") for i in general_info)
+
+
+def _genrm_options(*argv: str):
+    from datarl.cli import build_parser
+    from datarl.cli.rewards import genrm_options
+
+    return genrm_options(build_parser().parse_args(["train-genrm", "pairs.jsonl", "-o", "judge", *argv]))
+
+
+def test_train_genrm_reads_a_recipe_and_says_what_it_ignores(tmp_path, capsys):
+    from pathlib import Path
+
+    from datarl.models.genrm_train import GenRMTrainConfig
+
+    assert _genrm_options() == (GenRMTrainConfig(), None)  # no config, no flags: the trainer's own defaults
+    assert "learning rate" not in capsys.readouterr().err  # the tiny policy: no note
+    example = Path(__file__).resolve().parents[1] / "examples" / "genrm_smollm2.yaml"
+    cfg, base = _genrm_options("--config", str(example), "--seed", "3")
+    assert base == "smollm2-135m" and (cfg.lr, cfg.paired_orders, cfg.gt_verdict, cfg.seed) == (5e-5, True, "match", 3)
+    err = capsys.readouterr().err
+    assert "genrm.gt_samples" in err and "pipeline" in err and "learning rate" not in err
+    cfg, base = _genrm_options("--config", str(example), "--base", "other", "--precision", "float32")
+    assert base == "other" and cfg.precision == "float32"
+    # a section given alone works as well as a whole pipeline config
+    alone = tmp_path / "alone.json"
+    alone.write_text(json.dumps({"steps": 7, "order_consistency": 1.0, "paired_orders": True}))
+    assert _genrm_options("--config", str(alone))[0].order_consistency == 1.0
+    # a pre-trained base at the tiny judge's learning rate: a note that points at the recipe
+    _genrm_options("--base", "smollm2-135m")
+    assert "examples/genrm_smollm2.yaml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("genrm: {stpes: 3}\n", "unknown option(s) ['stpes'] (did you mean 'steps'"),
+        ("genrm: {lr: -1}\n", "lr > 0"),
+        ("genrm: [1, 2]\n", "genrm: must be a mapping"),
+        ("genrm: {base: ''}\n", "genrm.base"),
+        ("genrm: {steps: 3\n", "cannot parse"),
+    ],
+)
+def test_a_bad_train_genrm_recipe_is_a_one_line_error_naming_the_file(text, fragment, tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(text)
+    assert main(["train-genrm", str(tmp_path / "pairs.jsonl"), "-o", str(tmp_path / "j"), "--config", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and str(recipe) in err and "Traceback" not in err
 
 
 def test_train_bt_refuses_identical_pairs(tmp_path, micro_dir, capsys):

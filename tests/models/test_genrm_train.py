@@ -256,6 +256,10 @@ def test_the_cli_offers_exactly_the_library_s_choices():
     assert choices[("calibrate-genrm", "--objective")] == THRESHOLD_OBJECTIVES
     assert choices[("train-genrm", "--precision")] == PRECISIONS
     assert choices[("train-genrm", "--gt-verdict")] == genrm.GT_VERDICTS
+    helps = {opt.dest: opt.help for opt in sub["train-genrm"]._actions}
+    defaults = GenRMTrainConfig()
+    assert f"else {defaults.steps})" in helps["steps"] and f"else {defaults.gt_verdict})" in helps["gt_verdict"]
+    assert f"else {defaults.precision})" in helps["precision"]
 
 
 def test_gt_share_draws_that_share_half_correct_half_wrong():

@@ -121,9 +121,21 @@ def add_sampling(p: argparse.ArgumentParser, *, temperature: float, n: int = 1) 
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default %(default)s)")
 
 
-def add_training(p: argparse.ArgumentParser, *, steps: int, saves: str) -> None:
+def add_training(p: argparse.ArgumentParser, *, steps: int | None, saves: str) -> None:
+    """PAIRS, -o, --base, --steps and --seed. ``steps=None``: the command fills --steps and --seed it was not
+    given from its --config (their help says so)."""
     p.add_argument("pairs", metavar="PAIRS", help="JSONL of {prompt, chosen, rejected, task, ...}")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help=f"where to save {saves}")
+    if steps is None:
+        p.add_argument(
+            "--base",
+            metavar="PATH",
+            help="model to start from: a directory, a .gguf file or an alias such as smollm2-135m "
+            "(default: --config's genrm.base, else the tiny SFT policy)",
+        )
+        p.add_argument("--steps", type=int, help="optimiser steps (default: --config's, else 600)")
+        p.add_argument("--seed", type=int, help="split and batch-order seed (default: --config's, else 0)")
+        return
     p.add_argument("--base", metavar="PATH", help="model directory to start from (default: the tiny SFT policy)")
     p.add_argument("--steps", type=int, default=steps, help="optimiser steps (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)

@@ -20,6 +20,7 @@ from .common import (
     ray_options,
     router_config,
     sampling_from,
+    sft_dir,
     stderr_is_tty,
 )
 
@@ -120,21 +121,63 @@ def _parse_train_bt(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(fn=cmd_train_bt)
 
 
+# genrm: keys only the pipeline's judge stage reads (it samples the policy for ground-truth items and measures a
+# held-out table); train-genrm trains on the PAIRS and --gt records it is given.
+PIPELINE_ONLY_GENRM = ("gt_samples", "heldout")
+
+
+def genrm_options(args: argparse.Namespace):  # -> tuple[GenRMTrainConfig, str | None]
+    """The judge's training options and base model: ``--config``'s ``genrm:`` section (a whole pipeline config, or
+    the section alone), with the flags given on the command line over it and ``GenRMTrainConfig``'s defaults
+    for the rest. Unknown keys and bad values are a ``ConfigError`` naming the file."""
+    from datarl.config import build_section, load_config
+    from datarl.errors import ConfigError
+    from datarl.models.genrm_train import GenRMTrainConfig
+
+    data = load_config(args.config)
+    section = data.get("genrm", data)  # a whole pipeline config, or the section alone
+    if not isinstance(section, dict):
+        raise ConfigError(f"{args.config}: genrm: must be a mapping of options, got {type(section).__name__}")
+    section = dict(section)
+    base = section.pop("base", None)
+    if base is not None and (not isinstance(base, str) or not base.strip()):
+        raise ConfigError(
+            f"{args.config}: genrm.base: a model directory, .gguf file or alias is required, got {base!r}"
+        )
+    ignored = [k for k in PIPELINE_ONLY_GENRM if section.pop(k, None) is not None]
+    if ignored:
+        announce(
+            f"note: {args.config}: genrm.{' and genrm.'.join(ignored)} are read by the pipeline's judge stage only; "
+            "train-genrm trains on PAIRS and --gt as given"
+        )
+    flags = {"steps": args.steps, "seed": args.seed, "gt_verdict": args.gt_verdict, "precision": args.precision}
+    section.update({k: v for k, v in flags.items() if v is not None})
+    cfg = build_section(GenRMTrainConfig, section, f"{args.config}: genrm" if args.config else "train-genrm")
+    base = args.base or base
+    if base and "lr" not in section:
+        announce(
+            f"note: training {base} at the tiny judge's learning rate ({cfg.lr:g}); a pre-trained model wants a "
+            "smaller one: --config examples/genrm_smollm2.yaml holds the recipe measured for a 135M model"
+        )
+    return cfg, base
+
+
 def cmd_train_genrm(args: argparse.Namespace) -> int:
     import json
 
-    from datarl.models.genrm_train import GenRMTrainConfig, train_genrm
+    from datarl.models.genrm_train import train_genrm
     from datarl.preferences import load_pairs
     from datarl.records import read_all_records
 
+    cfg, base = genrm_options(args)
     gt_records = (
         [r.to_dict() for r in read_all_records(args.gt, layout=args.layout, announce=announce)] if args.gt else None
     )
     metrics = train_genrm(
         load_pairs(args.pairs),
-        base_dir(args),
+        base or sft_dir(),
         args.output,
-        GenRMTrainConfig(steps=args.steps, seed=args.seed, gt_verdict=args.gt_verdict, precision=args.precision),
+        cfg,
         gt_records=gt_records,
         log=lambda m: print(m, file=sys.stderr),
     )
@@ -149,9 +192,18 @@ def _parse_train_genrm(sub: argparse._SubParsersAction) -> None:
         description="Train a judge from a causal LM (the tiny SFT policy by default) as a "
         "next-token classifier over the verdict tokens 'A'/'B', on judge examples "
         "made from the pairs in both orders and, with --gt, on (response, ground "
-        "truth) examples. Use it with sources: {genrm.gt: {judge: DIR}}.",
+        "truth) examples. Use it with sources: {genrm.gt: {judge: DIR}}. Every option of the "
+        "judge's training (learning rate, batch, paired orders, ...) comes from --config's genrm: "
+        "section, as the pipeline's judge stage reads it; the flags below override it.",
     )
-    add_training(p, steps=600, saves="the judge")
+    add_training(p, steps=None, saves="the judge")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML/JSON with a genrm: section (a pipeline config, or a recipe such as examples/genrm_smollm2.yaml), "
+        "or the section's options alone: GenRMTrainConfig fields and base (the model to start from, unless "
+        "--base); gt_samples and heldout are the pipeline's and are ignored here",
+    )
     p.add_argument(
         "--gt",
         metavar="RECORDS",
@@ -160,18 +212,17 @@ def _parse_train_genrm(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--gt-verdict",
         choices=("slot", "match"),
-        default="slot",
         help="how --gt examples are asked: 'slot' (which of answers A and B is better, as for pairs) or 'match' "
         "(does the answer reach the reference's result: A = yes, B = no, whichever block comes first; a small "
-        "judge learns it far sooner, docs/results.md). Stored with the judge; genrm.gt asks it the same way",
+        "judge learns it far sooner, docs/results.md). Stored with the judge; genrm.gt asks it the same way "
+        "(default: --config's, else slot)",
     )
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="float32",
         help="training passes in float32, under bfloat16 autocast (weights stay float32; 0.78 of the time on a "
         "2-core CPU with AVX512-BF16, slower on one without), or 'auto' (bfloat16 on a GPU or CPU that computes it). "
-        "Scoring is float32 either way",
+        "Scoring is float32 either way (default: --config's, else float32)",
     )
     add_layout(p, "--gt's records")
     p.set_defaults(fn=cmd_train_genrm)
