@@ -141,6 +141,16 @@ def test_shipped_configs_load(tmp_path):
     assert demo.embedded and demo.policy == "tiny"
     user = load_pipeline_config(os.path.join(here, "pipeline_user.yaml"), str(tmp_path / "user"))
     assert not user.embedded and user.policy == "smollm2-135m"
+    # The pre-trained judge's recipe is a genrm: section the pipeline's checks accept in place of the demo's.
+    from datarl.config import load_config
+    from datarl.pipeline.checks import check
+    from datarl.pipeline.config import pipeline_config_from_mapping
+
+    recipe = load_config(os.path.join(here, "genrm_smollm2.yaml"))
+    mapping = {**load_config(os.path.join(here, "demo.yaml")), "genrm": recipe["genrm"]}
+    cfg = pipeline_config_from_mapping(mapping, base_dir=here, where="demo + recipe", run_dir=str(tmp_path / "r"))
+    check(cfg)
+    assert cfg.genrm["base"] == "smollm2-135m" and cfg.genrm["paired_orders"] is True
 
 
 def test_select_none_trains_on_the_original_prompts_only(micro_policy, tmp_path):
