@@ -1,13 +1,15 @@
 """Two judges on the same held-out items: accuracy and position consistency, and their difference with an interval.
 
-    python bench/judge_compare.py A.json B.json [--out diff.json]
+    python bench/judge_compare.py A.json B.json [--independent] [--out diff.json]
 
 A and B are curves written by ``bench/judge_budget.py --out`` (their last checkpoints are compared). When both
 were written with ``--per-item`` on the same items (the digest of the items' text matches), the difference
 A - B is paired item by item (``datarl.metrics.stats.paired_difference``: an item both judges get right or
 both get wrong adds no noise). Otherwise only the two tables are known, and the difference is that of two
 independent proportions (Newcombe's interval, ``proportion_difference``): wider than the paired one would be
-on the same items, so a difference it calls is there, and one it misses may still be.
+on the same items, so a difference it calls is there, and one it misses may still be. Two judges measured
+per item on *different* items (other runs, another machine's SFT policy) are refused unless ``--independent``
+asks for that comparison of two independent samples.
 
 Per kind (``gt``: math answers against the ground truth, with the judge's own ``genrm.gt`` threshold;
 ``pairs``: general pairs against the gold order) it prints each judge's share with its Wilson 95% interval
@@ -30,6 +32,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("a", help="judge_budget.py --out JSON of judge A")
     ap.add_argument("b", help="judge_budget.py --out JSON of judge B (the difference is A - B)")
+    ap.add_argument(
+        "--independent",
+        action="store_true",
+        help="compare judges measured on different items as two independent samples (Newcombe) instead of refusing",
+    )
     ap.add_argument("--out", help="write the comparison as JSON here")
     args = ap.parse_args()
     try:
@@ -38,11 +45,21 @@ def main() -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     paired = "items" in a and "items" in b and a["items"]["digest"] == b["items"]["digest"]
-    if "items" in a and "items" in b and not paired:
-        print(f"error: {args.a} and {args.b} were measured on different items (digests differ)", file=sys.stderr)
+    if "items" in a and "items" in b and not paired and not args.independent:
+        print(
+            f"error: {args.a} and {args.b} were measured on different items (digests differ); --independent "
+            "compares them as two independent samples",
+            file=sys.stderr,
+        )
         return 2
     print(f"A: {args.a} (step {a['last']['step']})\nB: {args.b} (step {b['last']['step']})")
-    print("paired item by item" if paired else "tables only: independent proportions (Newcombe), conservative")
+    print(
+        "paired item by item"
+        if paired
+        else "different items: independent proportions (Newcombe)"
+        if "items" in a and "items" in b
+        else "tables only: independent proportions (Newcombe), conservative"
+    )
     result = {"a": args.a, "b": args.b, "paired": paired, "kinds": {}}
     for kind in sorted(set(a["last"]["table"]) & set(b["last"]["table"])):
         result["kinds"][kind] = rows = {}
