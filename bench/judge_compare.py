@@ -44,8 +44,9 @@ def main() -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    paired = "items" in a and "items" in b and a["items"]["digest"] == b["items"]["digest"]
-    if "items" in a and "items" in b and not paired and not args.independent:
+    per_item = "items" in a and "items" in b
+    paired = per_item and a["items"]["digest"] == b["items"]["digest"]
+    if per_item and not paired and not args.independent:
         print(
             f"error: {args.a} and {args.b} were measured on different items (digests differ); --independent "
             "compares them as two independent samples",
@@ -57,7 +58,7 @@ def main() -> int:
         "paired item by item"
         if paired
         else "different items: independent proportions (Newcombe)"
-        if "items" in a and "items" in b
+        if per_item
         else "tables only: independent proportions (Newcombe), conservative"
     )
     result = {"a": args.a, "b": args.b, "paired": paired, "kinds": {}}
